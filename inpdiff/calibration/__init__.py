@@ -1,0 +1,1 @@
+"""INT8 calibration of the exported graphs. Not built yet."""

@@ -1,0 +1,1 @@
+"""Per-component ONNX export (condition graph, denoising-step graph). Not built yet."""

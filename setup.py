@@ -1,0 +1,26 @@
+from setuptools import find_packages, setup
+
+TRAIN = ["torch>=2.4", "safetensors>=0.4", "scikit-image>=0.22", "pyyaml>=6", "tqdm>=4.60"]
+EXPORT = ["onnx>=1.16", "onnxsim>=0.4.36", "onnxruntime>=1.18", "polygraphy>=0.49"]
+TRT = ["tensorrt>=10.3", "cuda-python>=12.6"]
+TEST = ["pytest>=8", "scikit-learn>=1.4"]
+
+setup(
+    name="inpdiff",
+    version="0.1.0",
+    description="Find the inpainted regions of a photograph (InpDiffusion), fast on NVIDIA GPUs",
+    packages=find_packages(include=["inpdiff", "inpdiff.*"]),
+    package_data={"inpdiff": ["configs/*.yaml"]},
+    python_requires=">=3.10",
+    # The lean runtime only: no torch here.
+    install_requires=["numpy>=1.24", "opencv-python-headless>=4.8", "onnxruntime>=1.18"],
+    extras_require={
+        "train": TRAIN,
+        "export": EXPORT,
+        "trt": TRT,
+        "test": TEST,
+        # Everything that installs on a CPU-only machine (TensorRT's builder does not).
+        "dev": TRAIN + EXPORT + TEST,
+    },
+    entry_points={"console_scripts": ["inpdiff=inpdiff.cli:main", "trt-localize=inpdiff.runtime.cli:main"]},
+)
