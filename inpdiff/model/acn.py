@@ -1,0 +1,144 @@
+"""Adaptive Conditional Network: image -> semantic and edge conditions at strides 4, 8, 16, 32.
+
+Run once per image; the denoising loop only reads its outputs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+
+# ImageNet statistics, so that a pretrained backbone file sees what it was trained on.
+RGB_MEAN = (0.485, 0.456, 0.406)
+RGB_STD = (0.229, 0.224, 0.225)
+
+
+def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1, act: bool = True) -> nn.Sequential:
+    layers = [nn.Conv2d(cin, cout, k, stride, dilation * (k // 2), dilation=dilation, bias=False), nn.BatchNorm2d(cout)]
+    if act:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn(c, c), conv_bn(c, c, act=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.body(x))
+
+
+class Pyramid(nn.Module):
+    """A small hierarchical CNN: a stride-4 stem, then one stage per scale (strides 4, 8, 16, 32)."""
+
+    def __init__(self, cin: int, widths: tuple[int, ...], depths: tuple[int, ...]):
+        super().__init__()
+        self.stem = nn.Sequential(conv_bn(cin, widths[0] // 2, stride=2), conv_bn(widths[0] // 2, widths[0], stride=2))
+        self.stages = nn.ModuleList()
+        for i, (w, d) in enumerate(zip(widths, depths)):
+            down = nn.Identity() if i == 0 else conv_bn(widths[i - 1], w, stride=2)
+            self.stages.append(nn.Sequential(down, *[ResBlock(w) for _ in range(d)]))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(x)
+        feats = []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        return feats
+
+
+def srm_kernels() -> torch.Tensor:
+    """The three classic SRM high-pass residual filters (Fridrich & Kodovsky), as (3, 1, 5, 5)."""
+    k1 = torch.tensor([[-1, 2, -2, 2, -1], [2, -6, 8, -6, 2], [-2, 8, -12, 8, -2],
+                       [2, -6, 8, -6, 2], [-1, 2, -2, 2, -1]], dtype=torch.float32) / 12
+    k2 = torch.zeros(5, 5)
+    k2[1:4, 1:4] = torch.tensor([[-1, 2, -1], [2, -4, 2], [-1, 2, -1]], dtype=torch.float32) / 4
+    k3 = torch.zeros(5, 5)
+    k3[2, 1:4] = torch.tensor([1, -2, 1], dtype=torch.float32) / 2
+    return torch.stack([k1, k2, k3]).unsqueeze(1)
+
+
+class SRMResidual(nn.Module):
+    """Fixed high-pass residuals of each colour channel, in 8-bit pixel units, truncated.
+
+    Classical fills (diffusion- or PDE-based) leave regions with almost no sensor noise; camera
+    noise and JPEG texture live in exactly these residuals, so this is where the fill shows.
+    """
+
+    def __init__(self, clip: float = 8.0):
+        super().__init__()
+        self.register_buffer("weight", srm_kernels().repeat(3, 1, 1, 1), persistent=False)  # (9,1,5,5)
+        self.clip = clip
+
+    def forward(self, rgb01: torch.Tensor) -> torch.Tensor:
+        r = F.conv2d(rgb01 * 255.0, self.weight, padding=2, groups=3)
+        return r.clamp(-self.clip, self.clip) / self.clip
+
+
+class DilatedStream(nn.Module):
+    """One DMFE stream at one scale: parallel dilated 3x3 convs (several receptive fields), fused by 1x1.
+
+    With `enabled=False` (the "DMFE off" ablation) it is a single 1x1 projection.
+    """
+
+    def __init__(self, cin: int, cout: int, dilations: tuple[int, ...], enabled: bool = True):
+        super().__init__()
+        self.enabled = enabled
+        if enabled:
+            self.branches = nn.ModuleList(conv_bn(cin, cout, dilation=d) for d in dilations)
+            self.fuse = conv_bn(cout * len(dilations), cout, k=1)
+        else:
+            self.proj = conv_bn(cin, cout, k=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return self.proj(x)
+        return self.fuse(torch.cat([b(x) for b in self.branches], dim=1))
+
+
+class ACN(nn.Module):
+    """Backbone + high-frequency pyramid, each followed by its DMFE stream at every scale."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(RGB_STD).view(1, 3, 1, 1), persistent=False)
+        self.backbone = Pyramid(3, cfg.backbone_widths, cfg.backbone_depths)
+        self.srm = SRMResidual()
+        self.hf = Pyramid(9, cfg.hf_widths, (1,) * len(cfg.hf_widths))
+        self.semantic = nn.ModuleList(
+            DilatedStream(w, c, cfg.dilations, cfg.use_dmfe) for w, c in zip(cfg.backbone_widths, cfg.cond_widths))
+        self.edge = nn.ModuleList(
+            DilatedStream(w, c, cfg.dilations, cfg.use_dmfe) for w, c in zip(cfg.hf_widths, cfg.cond_widths))
+        if cfg.pretrained_backbone:
+            self.load_backbone(cfg.pretrained_backbone)
+
+    def forward(self, rgb01: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """rgb01: (B, 3, H, W) float in [0, 1], H and W multiples of 32."""
+        sem_feats = self.backbone((rgb01 - self.mean) / self.std)
+        hf_feats = self.hf(self.srm(rgb01))
+        sem = [s(f) for s, f in zip(self.semantic, sem_feats)]
+        edge = [e(f) for e, f in zip(self.edge, hf_feats)]
+        return sem, edge
+
+    def load_backbone(self, path: str | Path) -> None:
+        """Load backbone weights from a local safetensors file (keys with or without a `backbone.` prefix)."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"pretrained backbone {path}: no such file (nothing is downloaded)")
+        state = {k.removeprefix("acn.").removeprefix("backbone."): v for k, v in load_file(str(path)).items()}
+        own = self.backbone.state_dict()
+        bad = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+        missing = [k for k in own if k not in state]
+        if bad or missing:
+            raise ValueError(f"pretrained backbone {path}: does not fit this config "
+                             f"({len(missing)} missing tensors, {len(bad)} of another shape, e.g. {(bad + missing)[:3]})")
+        self.backbone.load_state_dict({k: state[k] for k in own})
