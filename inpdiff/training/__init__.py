@@ -1,0 +1,1 @@
+"""Training, losses, metrics and evaluation (PyTorch)."""

@@ -1,0 +1,195 @@
+"""`inpdiff train --config edge-s -o runs/NAME`: the training loop.
+
+Deterministic under a seed: each epoch's order, crops, timesteps and noise derive from (seed, epoch),
+so a run resumed from an epoch's checkpoint continues exactly as if it had never stopped.
+Multi-GPU: launch under `torchrun`; DDP is set up from its environment variables.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..config import Config
+from ..data.augment import augment
+from ..data.datasets import Sample, discover, load_pair
+from ..data.io import atomic_write
+from ..data.masks import edge_target
+from ..model import InpDiffusion, save_model
+from .evaluate import evaluate, evenly
+from .losses import total_loss
+
+
+class TrainSet(Dataset):
+    """Augmented crops with their mask, edge and boundary-band targets; decoded images kept in memory."""
+
+    def __init__(self, samples: list[Sample], cfg: Config):
+        self.samples, self.data, self.seed = samples, cfg.data, cfg.train.seed
+        self.epoch = 0
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        if i not in self._cache:
+            self._cache[i] = load_pair(self.samples[i])
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        image, mask = augment(*self._cache[i], self.data, rng)
+        as_t = lambda a: torch.from_numpy(a.astype(np.float32))[None]
+        return {"image": torch.from_numpy(image).permute(2, 0, 1).float() / 255.0, "mask": as_t(mask),
+                "edge": as_t(edge_target(mask, self.data.edge_width)),
+                "boundary": as_t(edge_target(mask, self.data.boundary_width))}
+
+
+def lr_at(step: int, total: int, cfg: Config) -> float:
+    """Linear warm-up, then cosine decay to 1% of the peak."""
+    t = cfg.train
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    progress = min(1.0, (step - t.warmup_steps) / max(1, total - t.warmup_steps))
+    return t.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _setup_distributed() -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    import torch.distributed as dist
+
+    local = int(os.environ["LOCAL_RANK"])
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world, device
+
+
+def _save_state(opt: torch.optim.Optimizer, out: Path, state: dict) -> None:
+    """Optimizer tensors to safetensors, everything else to JSON: no pickle anywhere."""
+    from safetensors.torch import save_file
+
+    sd = opt.state_dict()
+    tensors = {f"{i}.{k}": v.detach().cpu().contiguous().reshape(-1) if v.dim() == 0 else v.detach().cpu().contiguous()
+               for i, s in sd["state"].items() for k, v in s.items()}
+    tensors["torch_rng"] = torch.get_rng_state()
+    atomic_write(out / "train_state.safetensors", lambda p: save_file(tensors, str(p)))
+    meta = {**state, "param_groups": sd["param_groups"]}
+    atomic_write(out / "train_state.json", lambda p: p.write_text(json.dumps(meta, indent=2)))
+
+
+def _load_state(opt: torch.optim.Optimizer, ckpt: Path) -> dict:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(ckpt / "train_state.safetensors"))
+    meta = json.loads((ckpt / "train_state.json").read_text())
+    torch.set_rng_state(tensors.pop("torch_rng"))
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        i, name = key.split(".", 1)
+        state.setdefault(int(i), {})[name] = v.reshape(()) if name == "step" else v
+    opt.load_state_dict({"state": state, "param_groups": meta.pop("param_groups")})
+    return meta
+
+
+def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
+    rank, world, device = _setup_distributed()
+    t = cfg.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    torch.manual_seed(t.seed)
+    out = Path(out_dir)
+    model = InpDiffusion(cfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    start_epoch, best, history = 0, -1.0, []
+    if resume:
+        from safetensors.torch import load_file
+
+        last = out / "last"
+        if not (last / "train_state.json").is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint to resume in {last}")
+        model.load_state_dict(load_file(str(last / "model.safetensors")))
+        meta = _load_state(opt, last)
+        start_epoch, best, history = meta["epoch"] + 1, meta["best"], meta["history"]
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    data = TrainSet(discover(cfg.data.train_dir), cfg)
+    val = evenly(discover(cfg.data.val_dir), t.val_limit)
+    steps_per_epoch = len(data) // (t.batch_size * world)
+    if steps_per_epoch == 0:
+        raise ValueError(f"{cfg.data.train_dir}: {len(data)} samples is less than one batch of {t.batch_size}")
+    total = steps_per_epoch * t.epochs
+    amp_dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    schedule = model.schedule
+    w_edge = t.edge_weight if cfg.model.edge_supervision else 0.0
+
+    for epoch in range(start_epoch, t.epochs):
+        data.epoch = epoch
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(t.seed * 1000 + epoch))
+        order = order[rank::world][: steps_per_epoch * t.batch_size].tolist()
+        loader = DataLoader(data, batch_size=t.batch_size, sampler=order, num_workers=0)
+        gen = torch.Generator(device=device).manual_seed(t.seed * 1000 + epoch + 7919 * rank)
+        net.train()
+        sums, t0 = {}, time.perf_counter()
+        bar = loader
+        if progress and rank == 0:
+            from tqdm import tqdm
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{t.epochs}", unit="batch", leave=False)
+        for it, batch in enumerate(bar):
+            step = epoch * steps_per_epoch + it
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, total, cfg)
+            b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            mask = b["mask"]
+            if cfg.model.diffusion:
+                ts = torch.randint(0, schedule.timesteps, (mask.shape[0],), generator=gen, device=device)
+                noise = torch.randn(mask.shape, generator=gen, device=device)
+                x_t = schedule.q_sample(2 * mask - 1, ts, noise)
+            else:
+                x_t, ts = model.baseline_input(mask)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                mask_logits, edge_logits = net(b["image"], x_t, ts)
+            loss, parts = total_loss(mask_logits.float(), edge_logits.float(), mask, b["edge"], b["boundary"],
+                                     t.mask_weight, w_edge, t.boundary_gain)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if progress and rank == 0 and hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{parts['loss']:.3f}")
+        if rank != 0:
+            continue
+        train_stats = {k: v / steps_per_epoch for k, v in sums.items()}
+        model.eval()
+        summary = evaluate(model, val, seed=t.seed)["summary"] if val else {}
+        entry = {"epoch": epoch + 1, **train_stats, "seconds": round(time.perf_counter() - t0, 1),
+                 **{k: summary.get(k) for k in ("pixel_auc", "f1", "iou", "image_auc")}}
+        history.append(entry)
+        print(json.dumps(entry), flush=True)
+        score = (summary.get("pixel_auc") or 0) + (summary.get("f1") or 0)
+        if score > best:
+            best = score
+            save_model(model, out / "best", {"epoch": epoch + 1, "val": summary})
+        save_model(model, out / "last", {"epoch": epoch + 1})
+        _save_state(opt, out / "last", {"epoch": epoch, "best": best, "history": history})
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return {"history": history, "best": best}
