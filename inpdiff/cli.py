@@ -1,0 +1,101 @@
+"""`inpdiff`: train, eval and synth (export, build, calibrate and bench come with their stages)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _synth(a: argparse.Namespace) -> int:
+    from .data.synth import SynthConfig, synthesize
+
+    cfg = SynthConfig(per_image=a.per_image, methods=tuple(a.methods.split(",")), all_methods=a.all_methods,
+                      pristine=not a.no_pristine, seed=a.seed, workers=a.workers)
+    records = synthesize(a.photos, a.out, cfg, progress=not a.quiet)
+    print(f"{len(records)} samples in {a.out}")
+    return 0
+
+
+def _train(a: argparse.Namespace) -> int:
+    from .config import load_config
+    from .training.train import train
+
+    cfg = load_config(a.config).replace(a.set or [])
+    result = train(cfg, a.out, resume=a.resume, progress=not a.quiet)
+    print(f"best checkpoint: {a.out}/best (val pixel AUC + F1 = {result['best']:.3f})")
+    return 0
+
+
+def _eval(a: argparse.Namespace) -> int:
+    import torch
+
+    from .data.datasets import discover
+    from .model import load_model
+    from .training.evaluate import PERTURBATIONS, evenly, markdown, run_eval
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    model = load_model(a.checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
+    samples = evenly(discover(a.data), a.limit)
+    perturbations = list(PERTURBATIONS) if a.robustness else ["clean"]
+    report = run_eval(model, samples, a.out, perturbations, a.steps, a.samples, a.seed, progress=not a.quiet)
+    print(json.dumps(report["summary"], indent=2) if a.json else markdown(report["summary"]))
+    for e in report["errors"]:
+        print(f"skipped: {e}", file=sys.stderr)
+    return 1 if report["errors"] else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="inpdiff", description="InpDiffusion: train, evaluate, make data.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synth", help="make inpainted image + mask pairs from pristine photos")
+    s.add_argument("photos", help="folder of pristine photos")
+    s.add_argument("out", help="output folder (images/, masks/, samples.jsonl); existing samples are kept")
+    s.add_argument("--per-image", type=int, default=6, help="masks per photo (default 6)")
+    s.add_argument("--methods", default="telea,ns,biharmonic", help="comma-separated fill methods")
+    s.add_argument("--all-methods", action="store_true", help="fill every mask with every method")
+    s.add_argument("--no-pristine", action="store_true", help="do not write untouched copies")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(fn=_synth)
+
+    t = sub.add_parser("train", help="train a model; checkpoints go to OUT/best and OUT/last")
+    t.add_argument("--config", default="edge-s", help="edge-s, paper, or a YAML file")
+    t.add_argument("-o", "--out", required=True, help="run folder")
+    t.add_argument("--set", nargs="*", metavar="SECTION.KEY=VALUE", help="override settings, e.g. train.epochs=5")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/last")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(fn=_train)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint on a dataset folder")
+    e.add_argument("checkpoint", help="checkpoint folder (model.safetensors + config.json)")
+    e.add_argument("data", help="dataset folder (images/+masks/, Tp/+Gt/, or METHOD/ folders)")
+    e.add_argument("-o", "--out", help="write OUT.json and OUT.md")
+    e.add_argument("--robustness", action="store_true", help="also JPEG 90/75/50, noise, blur, resize 0.75/0.5")
+    e.add_argument("--steps", type=int, help="sampling steps (default: the config's)")
+    e.add_argument("--samples", type=int, help="ensemble size (default: the config's)")
+    e.add_argument("--limit", type=int, default=0, help="evaluate an evenly spread subset of this size")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--threads", type=int, default=0, help="torch CPU threads")
+    e.add_argument("--json", action="store_true", help="print the summary as JSON")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(fn=_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"inpdiff {args.command}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"inpdiff {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
