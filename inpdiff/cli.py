@@ -21,7 +21,7 @@ def _train(a: argparse.Namespace) -> int:
     from .training.train import train
 
     cfg = load_config(a.config).replace(a.set or [])
-    result = train(cfg, a.out, resume=a.resume, progress=not a.quiet)
+    result = train(cfg, a.out, resume=a.resume, progress=not a.quiet, stop_after=a.stop_after)
     print(f"best checkpoint: {a.out}/best (val pixel AUC + F1 = {result['best']:.3f})")
     return 0
 
@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--out", required=True, help="run folder")
     t.add_argument("--set", nargs="*", metavar="SECTION.KEY=VALUE", help="override settings, e.g. train.epochs=5")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last")
+    t.add_argument("--stop-after", type=int, metavar="N", help="train N epochs now; --resume continues later")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(fn=_train)
 

@@ -25,11 +25,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8)
     if data.size == 0:
         raise ImageError(f"{path}: empty file")
-    # Read the header first so that a huge image is refused before it is decoded.
-    ok = cv2.haveImageReader(str(path))
-    if not ok:
-        raise ImageError(f"{path}: not an image OpenCV can read")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size < 2**31 else None
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ImageError(f"{path}: cannot decode the image (corrupt, truncated or not an image)")
     if img.shape[0] * img.shape[1] > max_pixels:
@@ -70,10 +66,17 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_png(path: str | Path, array: np.ndarray) -> None:

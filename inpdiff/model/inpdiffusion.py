@@ -123,6 +123,8 @@ def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu") -> InpD
     from safetensors.torch import load_file
 
     ckpt = Path(ckpt_dir)
+    if not ckpt.is_dir():
+        raise FileNotFoundError(f"checkpoint {ckpt}: no such folder")
     for name in ("model.safetensors", "config.json"):
         if not (ckpt / name).is_file():
             raise FileNotFoundError(f"checkpoint {ckpt}: {name} is missing (expected model.safetensors + config.json)")

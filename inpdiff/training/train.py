@@ -100,7 +100,9 @@ def _load_state(opt: torch.optim.Optimizer, ckpt: Path) -> dict:
     return meta
 
 
-def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
+def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
+          stop_after: int | None = None) -> dict:
+    """Train to cfg.train.epochs, or stop after `stop_after` epochs of this call (resume later)."""
     rank, world, device = _setup_distributed()
     t = cfg.train
     if t.threads:
@@ -137,7 +139,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     schedule = model.schedule
     w_edge = t.edge_weight if cfg.model.edge_supervision else 0.0
 
-    for epoch in range(start_epoch, t.epochs):
+    end = t.epochs if stop_after is None else min(t.epochs, start_epoch + stop_after)
+    for epoch in range(start_epoch, end):
         data.epoch = epoch
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(t.seed * 1000 + epoch))
         order = order[rank::world][: steps_per_epoch * t.batch_size].tolist()
@@ -191,5 +194,6 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         save_model(model, out / "last", {"epoch": epoch + 1})
         _save_state(opt, out / "last", {"epoch": epoch, "best": best, "history": history})
     if world > 1:
+        torch.distributed.barrier()  # rank 0 may still be validating and saving
         torch.distributed.destroy_process_group()
     return {"history": history, "best": best}

@@ -1,0 +1,63 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "models" / "edge-s"
+EXAMPLES = ROOT / "examples"
+
+
+def run(*args, timeout=600, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT, **kw)
+
+
+def test_synth_command(photos_dir, tmp_path):
+    r = run("-m", "inpdiff.cli", "synth", str(photos_dir), str(tmp_path / "out"), "--per-image", "1",
+            "--methods", "telea", "--workers", "1", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "12 samples" in r.stdout
+    assert len(list((tmp_path / "out" / "masks").glob("*.png"))) == 12
+
+
+def test_bad_usage_gets_a_clear_message_and_exit_2(tmp_path):
+    r = run("-m", "inpdiff.cli", "eval", str(tmp_path / "nope"), str(tmp_path))
+    assert r.returncode == 2 and "nope: no such folder" in r.stderr
+    r = run("-m", "inpdiff.cli", "train", "-o", str(tmp_path / "run"), "--set", "train.epochz=1")
+    assert r.returncode == 2 and "unknown setting 'epochz'" in r.stderr
+    r = run("-m", "inpdiff.cli", "synth", str(tmp_path), str(tmp_path / "o"), "--methods", "magic")
+    assert r.returncode == 2 and "unknown fill methods ['magic']" in r.stderr
+
+
+def test_torchrun_ddp_training(tiny_cfg, tmp_path):
+    cfg_path = tmp_path / "tiny.json"
+    cfg_path.write_text(json.dumps(tiny_cfg.replace(["train.epochs=1", "train.batch_size=2"]).to_dict()))
+    r = run("-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "-m", "inpdiff.cli",
+            "train", "--config", str(cfg_path), "-o", str(tmp_path / "ddp"), "--quiet")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "ddp" / "best" / "model.safetensors").is_file()
+    assert r.stdout.count('"epoch": 1') == 1  # only rank 0 validates and reports
+
+
+def test_runtime_imports_without_torch():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import inpdiff.runtime, inpdiff.runtime.cli, inpdiff.data.io, inpdiff.config\n"
+            "cfg = inpdiff.config.Config.from_dict(inpdiff.config.Config().to_dict())\n"
+            "assert 'torch' not in [m for m, v in sys.modules.items() if v is not None]\n"
+            "print(cfg.name)")
+    r = run("-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "edge-s"
+
+
+@pytest.mark.skipif(not SHIPPED.is_dir(), reason="no shipped model under models/edge-s")
+def test_shipped_model_localizes_the_example():
+    r = run("-m", "inpdiff.cli", "eval", str(SHIPPED), str(EXAMPLES), "--json", "--quiet", timeout=300)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)["clean"]
+    assert summary["images"] == 3 and summary["pristine_images"] == 1
+    assert summary["pixel_auc"] > 0.9 and summary["f1"] > 0.5

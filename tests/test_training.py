@@ -1,0 +1,94 @@
+import json
+
+import pytest
+import torch
+
+from inpdiff.model import load_model
+from inpdiff.training.evaluate import markdown, run_eval
+from inpdiff.training.losses import edge_loss, mask_loss, total_loss
+from inpdiff.training.train import lr_at, train
+
+
+def _target():
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[:, :, 4:12, 4:12] = 1
+    return mask
+
+
+def test_mask_loss_rewards_the_right_mask_and_weights_the_boundary():
+    mask = _target()
+    good, bad = (mask * 2 - 1) * 6, -(mask * 2 - 1) * 6
+    band = torch.zeros_like(mask)
+    assert mask_loss(good, mask, band, 2.0) < 0.1 < mask_loss(bad, mask, band, 2.0)
+    # An error confined to the boundary band costs more when the band is weighted up.
+    wrong_band = good.clone()
+    band[:, :, 3:13, 3:13] = 1
+    band[:, :, 5:11, 5:11] = 0
+    wrong_band[band.bool()] *= -1
+    assert mask_loss(wrong_band, mask, band, 4.0) > mask_loss(wrong_band, mask, band, 0.0)
+
+
+def test_edge_loss_and_weights():
+    mask, edge = _target(), torch.zeros(2, 1, 16, 16)
+    edge[:, :, 4, 4:12] = 1
+    assert edge_loss((edge * 2 - 1) * 6, edge) < edge_loss(torch.zeros_like(edge), edge)
+    logits = torch.randn_like(mask)
+    loss, parts = total_loss(logits, logits, mask, edge, torch.zeros_like(mask), 0.7, 0.3, 2.0)
+    assert loss.item() == pytest.approx(0.7 * parts["mask"] + 0.3 * parts["edge"], rel=1e-5)
+    no_edge, parts = total_loss(logits, logits, mask, edge, torch.zeros_like(mask), 0.7, 0.0, 2.0)
+    assert parts["edge"] == 0 and no_edge.item() == pytest.approx(0.7 * parts["mask"], rel=1e-5)
+
+
+def test_lr_warms_up_then_decays(tiny_cfg):
+    lrs = [lr_at(s, 100, tiny_cfg) for s in range(100)]
+    peak = tiny_cfg.train.lr
+    assert lrs[0] < lrs[1] == pytest.approx(peak) and lrs[-1] < 0.05 * peak
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:]))
+
+
+def test_tiny_training_run_learns_and_resumes_exactly(tiny_cfg, tmp_path):
+    full = train(tiny_cfg, tmp_path / "full", progress=False)
+    losses = [h["loss"] for h in full["history"]]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    for name in ("model.safetensors", "config.json", "train_state.safetensors", "train_state.json"):
+        assert (tmp_path / "full" / "last" / name).is_file()
+    assert not list(tmp_path.rglob("*.pt")) and not list(tmp_path.rglob("*.pth"))
+
+    # Stop after one epoch, resume: the same weights as the uninterrupted run.
+    train(tiny_cfg, tmp_path / "split", progress=False, stop_after=1)
+    resumed = train(tiny_cfg, tmp_path / "split", progress=False, resume=True)
+    assert [h["loss"] for h in resumed["history"]] == pytest.approx(losses, rel=1e-5)
+    a, b = load_model(tmp_path / "full" / "last"), load_model(tmp_path / "split" / "last")
+    for k, v in a.state_dict().items():
+        assert torch.allclose(v, b.state_dict()[k], atol=1e-6), k
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tiny_cfg, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint to resume"):
+        train(tiny_cfg, tmp_path / "none", progress=False, resume=True)
+
+
+@pytest.mark.parametrize("overrides", [["model.diffusion=false"], ["model.edge_supervision=false", "model.use_dmfe=false"]])
+def test_ablations_train(tiny_cfg, tmp_path, overrides):
+    cfg = tiny_cfg.replace(overrides + ["train.epochs=1"])
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert result["history"][0]["pixel_auc"] is not None
+    assert load_model(tmp_path / "run" / "best").cfg == cfg
+
+
+def test_eval_reports_per_method_and_robustness(tiny_cfg, tiny_dataset, tmp_path):
+    from inpdiff.data.datasets import discover
+    from inpdiff.model import InpDiffusion
+
+    model = InpDiffusion(tiny_cfg).eval()
+    report = run_eval(model, discover(tiny_dataset), tmp_path / "report", ["clean", "jpeg50", "resize0.5"],
+                      steps=2, n_samples=1, seed=0, progress=False)
+    clean = report["summary"]["clean"]
+    assert clean["images"] == 12 and clean["pristine_images"] == 6
+    assert set(clean["per_method"]) == {"telea", "ns", "biharmonic"}
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert set(saved["summary"]) == {"clean", "jpeg50", "resize0.5"}
+    md = (tmp_path / "report.md").read_text()
+    assert md == markdown(report["summary"]) and "| biharmonic |" in md and "| resize0.5 |" in md
+    with pytest.raises(ValueError, match="unknown perturbations"):
+        run_eval(model, [], None, ["sepia"], 2, 1, 0, progress=False)
