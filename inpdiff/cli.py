@@ -1,4 +1,4 @@
-"""`inpdiff`: train, eval and synth (export, build, calibrate and bench come with their stages)."""
+"""`inpdiff`: synth, train, eval, export (build, calibrate and bench come with their stages)."""
 from __future__ import annotations
 
 import argparse
@@ -45,6 +45,21 @@ def _eval(a: argparse.Namespace) -> int:
     return 1 if report["errors"] else 0
 
 
+def _export(a: argparse.Namespace) -> int:
+    from .data.io import read_image
+    from .export.onnx_export import ExportConfig, export
+
+    images = [read_image(p) for p in a.check_image or []]
+    cfg = ExportConfig(max_steps=a.max_steps, simplify=not a.no_simplify, check=not a.no_check)
+    manifest = export(a.checkpoint, a.out, cfg, check_images=images)
+    print(f"exported {a.checkpoint} -> {a.out}: " + ", ".join(manifest["files"]))
+    if "parity" in manifest:
+        p = manifest["parity"]
+        print(f"parity with PyTorch on {p['tiles']} tiles: max abs error on x0 {p['max_abs_err_x0_per_step']:.1e} "
+              f"per step, {p['max_abs_err_x0_sample']:.1e} over a {p['steps']}-step sample; TensorRT lint passed")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inpdiff", description="InpDiffusion: train, evaluate, make data.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -83,6 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(fn=_eval)
+
+    x = sub.add_parser("export", help="export a checkpoint to condition.onnx + denoise_step.onnx + manifest.json")
+    x.add_argument("checkpoint", help="checkpoint folder (model.safetensors + config.json)")
+    x.add_argument("-o", "--out", required=True, help="output model folder, e.g. models/NAME")
+    x.add_argument("--max-steps", type=int, default=32, help="largest --steps the runtime may ask for")
+    x.add_argument("--check-image", nargs="*", help="real images for the parity check (besides random ones)")
+    x.add_argument("--no-simplify", action="store_true", help="skip onnx-simplifier")
+    x.add_argument("--no-check", action="store_true", help="skip the parity check and the TensorRT lint")
+    x.set_defaults(fn=_export)
     return p
 
 

@@ -52,10 +52,13 @@ class Prediction:
 
 @torch.no_grad()
 def sample(model: InpDiffusion, rgb01: torch.Tensor, steps: int | None = None, samples: int | None = None,
-           eta: float | None = None, generator: torch.Generator | None = None) -> Prediction:
+           eta: float | None = None, generator: torch.Generator | None = None,
+           noise: torch.Tensor | None = None) -> Prediction:
     """Localize: conditions once, then `steps` denoising steps for `samples` masks in one batch.
 
     rgb01: (B, 3, H, W) in [0, 1], any size (padded to a multiple of 32 and cropped back).
+    noise: optional (steps + 1, B * samples, 1, Hp, Wp) with the padded size: noise[0] is the
+    starting x_T, noise[i + 1] the fresh noise of step i (for comparisons with other backends).
     """
     d = model.cfg.diffusion
     steps = d.sampling_steps if steps is None else steps
@@ -73,7 +76,9 @@ def sample(model: InpDiffusion, rgb01: torch.Tensor, steps: int | None = None, s
     n = b * samples
     shape = (n, 1, *padded.shape[2:])
     dev = padded.device
-    x = torch.randn(shape, generator=generator, device=dev)
+    draw = (lambda i: noise[i].to(dev)) if noise is not None else (
+        lambda i: torch.randn(shape, generator=generator, device=dev))
+    x = draw(0)
     times = model.schedule.sampling_times(steps).to(dev)
     coef = model.schedule.step_coefficients(steps, eta).to(dev)
     prob_sum = torch.zeros(shape, device=dev)
@@ -83,8 +88,8 @@ def sample(model: InpDiffusion, rgb01: torch.Tensor, steps: int | None = None, s
         p = torch.sigmoid(logit)
         prob_sum += p
         edge_sum += torch.sigmoid(edge_logit)
-        noise = torch.randn(shape, generator=generator, device=dev) if coef[i, 2] > 0 else torch.zeros(shape, device=dev)
-        x = step(x, 2 * p - 1, i, noise, coef)
+        fresh = draw(i + 1) if coef[i, 2] > 0 else torch.zeros(shape, device=dev)
+        x = step(x, 2 * p - 1, i, fresh, coef)
     per_sample = (prob_sum / steps).view(b, samples, 1, *shape[2:])[..., :h, :w]
     edge = (edge_sum / steps).view(b, samples, 1, *shape[2:])[..., :h, :w].mean(1)
     return Prediction(per_sample.mean(1), per_sample.std(1, correction=0), edge)

@@ -1,0 +1,130 @@
+"""Checks the export runs and the tests repeat: TensorRT-compatibility lint, ONNX Runtime parity."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .. import steps
+
+# Operators onnx-tensorrt supports (docs/operators.md, TensorRT 8.5 and later: JetPack 6's 10.3 included)
+# among those a convolutional exporter can produce. Anything else fails the lint.
+TRT_OPS = frozenset("""
+Abs Add And ArgMax ArgMin AveragePool BatchNormalization Cast Ceil Clip Concat Constant ConstantOfShape
+Conv ConvTranspose Cos CumSum DepthToSpace DequantizeLinear Div Einsum Elu Equal Erf Exp Expand Flatten
+Floor Gather GatherElements GatherND Gemm GlobalAveragePool GlobalMaxPool Greater GreaterOrEqual
+HardSigmoid HardSwish Identity InstanceNormalization LeakyRelu Less LessOrEqual Log LogSoftmax MatMul Max
+MaxPool Mean Min Mul Neg Not Or Pad Pow PRelu QuantizeLinear Range Reciprocal ReduceMax ReduceMean
+ReduceMin ReduceProd ReduceSum Relu Reshape Resize Round Shape Sigmoid Sign Sin Size Slice Softmax
+Softplus SpaceToDepth Split Sqrt Squeeze Sub Sum Tanh Tile Transpose Unsqueeze Where
+""".split())
+
+
+class LintError(ValueError):
+    pass
+
+
+def trt_lint(path: str | Path, batch: int = 3) -> None:
+    """Fail if an op is outside TRT_OPS, or if any tensor's shape is data-dependent: with every input's
+    shape fixed (the dynamic batch set to `batch`), shape inference must know every dimension."""
+    import onnx
+
+    path = Path(path)
+    model = onnx.load(str(path))
+    problems = []
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 17:
+        problems.append(f"opset {opset} < 17")
+    for node in model.graph.node:
+        if node.domain not in ("", "ai.onnx") or node.op_type not in TRT_OPS:
+            problems.append(f"op {node.domain + '::' if node.domain else ''}{node.op_type} ({node.name}) "
+                            f"is not supported by onnx-tensorrt")
+    del model.graph.value_info[:]
+    for vi in list(model.graph.input) + list(model.graph.output):
+        for d in vi.type.tensor_type.shape.dim:
+            if not d.HasField("dim_value"):
+                d.dim_value = batch
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    for vi in model.graph.value_info:
+        if vi.type.HasField("tensor_type"):
+            dims = vi.type.tensor_type.shape.dim
+            if not vi.type.tensor_type.HasField("shape") or any(not d.HasField("dim_value") for d in dims):
+                problems.append(f"tensor {vi.name} has a data-dependent shape")
+    if problems:
+        raise LintError(f"{path.name}: not TensorRT-ready: " + "; ".join(problems[:10])
+                        + (f" (+{len(problems) - 10} more)" if len(problems) > 10 else ""))
+
+
+def _sessions(model_dir: Path):
+    import onnxruntime as ort
+
+    return [ort.InferenceSession(str(model_dir / f), providers=["CPUExecutionProvider"])
+            for f in ("condition.onnx", "denoise_step.onnx")]
+
+
+def onnx_probability(model_dir: Path, tiles: np.ndarray, noise: np.ndarray, n_steps: int, mode: str,
+                     max_steps: int) -> np.ndarray:
+    """The ensembled probability map computed by ONNX Runtime from the two graphs."""
+    cond, step = _sessions(model_dir)
+    conds = dict(zip([o.name for o in cond.get_outputs()], cond.run(None, {"image": tiles})))
+    x, total = noise[0], 0.0
+    for i in range(n_steps):
+        row = np.array([steps.row(mode, n_steps, i, max_steps)], np.int64)
+        x, prob, _ = step.run(None, {"x_t": x, "row": row, "noise": noise[i + 1], **conds})
+        total = total + prob
+    return total / n_steps
+
+
+def parity(model, model_dir: Path, max_steps: int, images: list[np.ndarray] | None, tolerance: float,
+           chain_tolerance: float) -> dict:
+    """ONNX Runtime vs PyTorch on random and real tiles, in x0 = 2 p - 1:
+    - per step: both backends given the same image, x_t and noise (each with its own conditions),
+      along PyTorch's trajectory; must be under `tolerance`;
+    - the whole sample: each backend runs its own 10-step chain from the same noise; fp32 rounding
+      compounds through the chain (PyTorch against itself with BatchNorm folded drifts as far), so it
+      is held to the looser `chain_tolerance`.
+    """
+    import torch
+
+    from .onnx_export import ConditionGraph, StepGraph, reference_probability
+
+    tile = model.cfg.tile
+    rng = np.random.default_rng(0)
+    tiles = [rng.integers(0, 256, (tile, tile, 3), dtype=np.uint8) for _ in range(2)]
+    for im in images or []:
+        h, w = im.shape[:2]
+        if h >= tile and w >= tile:
+            tiles.append(im[(h - tile) // 2:(h - tile) // 2 + tile, (w - tile) // 2:(w - tile) // 2 + tile])
+    batch = np.ascontiguousarray(np.stack(tiles))
+    diffusion = model.cfg.model.diffusion
+    n_steps = model.cfg.diffusion.sampling_steps if diffusion else 1
+    mode = "ddim" if model.cfg.diffusion.eta == 0 else "ddpm"
+    noise = rng.standard_normal((n_steps + 1, len(tiles), 1, tile, tile)).astype(np.float32)
+    if not diffusion:
+        noise[0] = 0.0  # the baseline's fixed input: an empty mask at the last timestep
+
+    cond_sess, step_sess = _sessions(Path(model_dir))
+    onnx_conds = dict(zip([o.name for o in cond_sess.get_outputs()], cond_sess.run(None, {"image": batch})))
+    graph = StepGraph(model, max_steps).eval()
+    step_err, x = 0.0, torch.from_numpy(noise[0])
+    with torch.no_grad():
+        torch_conds = ConditionGraph(model).eval()(torch.from_numpy(batch))
+        for i in range(n_steps):
+            row = torch.tensor([steps.row(mode, n_steps, i, max_steps)])
+            x_next, prob, _ = graph(x, row, torch.from_numpy(noise[i + 1]), *torch_conds)
+            _, onnx_prob, _ = step_sess.run(None, {"x_t": x.numpy(), "row": row.numpy(), "noise": noise[i + 1],
+                                                   **onnx_conds})
+            step_err = max(step_err, float(np.abs(2 * onnx_prob - 2 * prob.numpy()).max()))
+            x = x_next
+    ours = onnx_probability(Path(model_dir), batch, noise, n_steps, mode, max_steps)
+    chain_err = float(np.abs(2 * ours - 2 * reference_probability(model, batch, noise, n_steps)).max())
+    result = {"tiles": len(tiles), "real_tiles": len(tiles) - 2, "steps": n_steps,
+              "max_abs_err_x0_per_step": step_err, "tolerance": tolerance,
+              "max_abs_err_x0_sample": chain_err, "sample_tolerance": chain_tolerance}
+    if not step_err < tolerance:
+        raise AssertionError(f"ONNX Runtime differs from PyTorch within one step: max abs error on x0 "
+                             f"{step_err:.2e} >= {tolerance:.0e}")
+    if not chain_err < chain_tolerance:
+        raise AssertionError(f"ONNX Runtime differs from PyTorch over the whole sample: max abs error on x0 "
+                             f"{chain_err:.2e} >= {chain_tolerance:.0e}")
+    return result

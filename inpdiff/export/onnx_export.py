@@ -1,0 +1,164 @@
+"""`inpdiff export CHECKPOINT -o models/NAME/`: two ONNX graphs and a manifest.
+
+condition.onnx     image (B, H, W, 3) uint8 RGB -> cond0..cond3 (the DN-ready conditions)
+denoise_step.onnx  x_t (B, 1, H, W), row (1,) int64, noise (B, 1, H, W), cond0..cond3
+                   -> x_next, prob (= (x0 + 1) / 2), edge
+H = W = the tile size; B is dynamic. The input preprocessing (uint8 -> [0, 1], NHWC -> NCHW) is in the
+condition graph and the sampler update in the step graph (tables indexed by `row`, see inpdiff.steps),
+so a runtime only moves tensors between the two.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__, steps
+from ..data.io import atomic_write
+from ..model import InpDiffusion, load_model, sample
+from ..model.diffusion import step
+
+OPSET = 17
+N_CONDS = 4
+
+
+@dataclass
+class ExportConfig:
+    max_steps: int = 32        # step tables cover samplers of 1..max_steps steps
+    opset: int = OPSET
+    simplify: bool = True
+    check: bool = True         # ONNX Runtime parity with PyTorch + TensorRT lint
+    tolerance: float = 1e-4        # max abs error on x0 of one step, both backends given the same inputs
+    sample_tolerance: float = 1e-3  # the same over a whole sample, each backend on its own chain
+
+
+class ConditionGraph(nn.Module):
+    def __init__(self, model: InpDiffusion):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        rgb01 = image.permute(0, 3, 1, 2).float() / 255.0
+        return tuple(self.model.conditions(rgb01))
+
+
+class StepGraph(nn.Module):
+    def __init__(self, model: InpDiffusion, max_steps: int):
+        super().__init__()
+        self.model = model
+        times, coefs = [], []
+        for mode, eta in zip(steps.MODES, (0.0, 1.0)):
+            for n in range(1, max_steps + 1):
+                times.append(model.schedule.sampling_times(n).float())
+                coefs.append(model.schedule.step_coefficients(n, eta))
+        self.register_buffer("times", torch.cat(times))
+        self.register_buffer("coef", torch.cat(coefs))
+
+    def forward(self, x_t, row, noise, c0, c1, c2, c3):
+        # One timestep for the whole batch: FiLM broadcasts it, and every shape stays static but the batch.
+        logit, edge_logit = self.model.denoise(x_t, self.times[row], [c0, c1, c2, c3])
+        prob = torch.sigmoid(logit)
+        return step(x_t, 2 * prob - 1, row, noise, self.coef), prob, torch.sigmoid(edge_logit)
+
+
+def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], opset: int) -> None:
+    # The exporter restores the module's training flag afterwards, recursively: a wrapper left in
+    # training mode would switch the model's BatchNorms to batch statistics for everything after.
+    module.eval()
+    dynamic = {name: {0: "batch"} for name in inputs + outputs if name != "row"}
+    torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs, opset_version=opset,
+                      dynamic_axes=dynamic, do_constant_folding=True, dynamo=False)
+
+
+def _simplify(path: Path) -> None:
+    import onnx
+    import onnxsim
+
+    model, ok = onnxsim.simplify(onnx.load(str(path)))
+    if not ok:
+        raise RuntimeError(f"{path}: onnx-simplifier could not validate the simplified graph")
+    onnx.save(model, str(path))
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def export(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig = ExportConfig(),
+           check_images: list[np.ndarray] | None = None) -> dict:
+    """Write condition.onnx, denoise_step.onnx and manifest.json; returns the manifest."""
+    import onnx
+    import onnxruntime
+
+    model = load_model(checkpoint).float().eval()
+    mcfg = model.cfg
+    tile = mcfg.tile
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cond_names = [f"cond{i}" for i in range(N_CONDS)]
+    with torch.no_grad():
+        image = torch.randint(0, 256, (2, tile, tile, 3), dtype=torch.uint8)
+        conds = ConditionGraph(model)(image)
+        x = torch.randn(2, 1, tile, tile)
+        row = torch.tensor([steps.row("ddim", mcfg.diffusion.sampling_steps, 0, cfg.max_steps)])
+    tmp = {name: out / f".{name}.tmp.onnx" for name in ("condition", "denoise_step")}
+    files = {}
+    try:
+        _export(ConditionGraph(model), (image,), tmp["condition"], ["image"], cond_names, cfg.opset)
+        _export(StepGraph(model, cfg.max_steps), (x, row, torch.randn_like(x), *conds), tmp["denoise_step"],
+                ["x_t", "row", "noise", *cond_names], ["x_next", "prob", "edge"], cfg.opset)
+        for name, path in tmp.items():
+            if cfg.simplify:
+                _simplify(path)
+            final = out / f"{name}.onnx"
+            path.replace(final)
+            files[final.name] = sha256(final)
+    finally:
+        for path in tmp.values():
+            path.unlink(missing_ok=True)
+
+    manifest = {
+        "format": 1,
+        "name": mcfg.name,
+        "config": mcfg.to_dict(),
+        "tile": tile,
+        "steps": mcfg.diffusion.sampling_steps,
+        "samples": mcfg.diffusion.samples,
+        "mode": "ddim" if mcfg.diffusion.eta == 0 else "ddpm",
+        "max_steps": cfg.max_steps,
+        "diffusion": mcfg.model.diffusion,
+        "schedule": {"kind": mcfg.diffusion.schedule, "timesteps": mcfg.diffusion.timesteps,
+                     "rows": "inpdiff.steps.row(mode, steps, i, max_steps)"},
+        "input": {"name": "image", "dtype": "uint8", "layout": "NHWC", "colour": "RGB", "range": [0, 255]},
+        "conditions": {n: list(c.shape[1:]) for n, c in zip(cond_names, conds)},
+        "files": files,
+        "versions": {"inpdiff": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+                     "onnxruntime": onnxruntime.__version__, "opset": cfg.opset},
+    }
+    if cfg.check:
+        from .checks import parity, trt_lint
+
+        for name in files:
+            trt_lint(out / name)
+        manifest["parity"] = parity(model, out, cfg.max_steps, check_images, cfg.tolerance,
+                                    cfg.sample_tolerance)
+    text = json.dumps(manifest, indent=2)
+    atomic_write(out / "manifest.json", lambda p: p.write_text(text))
+    return json.loads(text)
+
+
+def reference_probability(model: InpDiffusion, tiles: np.ndarray, noise: np.ndarray, n_steps: int) -> np.ndarray:
+    """PyTorch's ensembled probability map for uint8 NHWC tiles with the given noise (for parity)."""
+    rgb01 = torch.from_numpy(tiles).permute(0, 3, 1, 2).float() / 255.0
+    with torch.no_grad():
+        pred = sample(model, rgb01, steps=n_steps, samples=1, noise=torch.from_numpy(noise))
+    return pred.prob.numpy()
