@@ -46,3 +46,20 @@ def tiny_cfg(tiny_dataset):
     data = DataConfig(train_dir=str(tiny_dataset), val_dir=str(tiny_dataset), crop=64)
     train = TrainConfig(epochs=3, batch_size=4, lr=3e-3, warmup_steps=2, val_limit=4, threads=1)
     return Config(name="tiny", tile=64, model=model, data=data, train=train)
+
+
+TINY_MODEL = dict(backbone_widths=(8, 8, 16, 16), backbone_depths=(1, 1, 1, 1), hf_widths=(8, 8, 16, 16),
+                  dilations=(1, 2), cond_widths=(8, 8, 8, 8), dn_widths=(8, 8, 16, 16), time_dim=16, norm_groups=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory):
+    """An untrained tiny model, saved and exported: (root, manifest); root/ckpt and root/onnx."""
+    from inpdiff.config import Config, ModelConfig
+    from inpdiff.export.onnx_export import ExportConfig, export
+    from inpdiff.model import InpDiffusion, save_model
+
+    root = tmp_path_factory.mktemp("export")
+    save_model(InpDiffusion(Config(name="tiny", tile=64, model=ModelConfig(**TINY_MODEL))), root / "ckpt")
+    manifest = export(root / "ckpt", root / "onnx", ExportConfig(max_steps=12), check_images=[make_photo(80, 90, 1)])
+    return root, manifest

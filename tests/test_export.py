@@ -7,24 +7,11 @@ from onnx import helper, TensorProto
 
 from inpdiff import steps
 from inpdiff.export.checks import LintError, onnx_probability, trt_lint
-from inpdiff.export.onnx_export import ExportConfig, export
-from inpdiff.model import InpDiffusion, save_model
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    from inpdiff.config import Config, ModelConfig
-
-    model = ModelConfig(backbone_widths=(8, 8, 16, 16), backbone_depths=(1, 1, 1, 1), hf_widths=(8, 8, 16, 16),
-                        dilations=(1, 2), cond_widths=(8, 8, 8, 8), dn_widths=(8, 8, 16, 16), time_dim=16,
-                        norm_groups=4)
-    cfg = Config(name="tiny", tile=64, model=model)
-    root = tmp_path_factory.mktemp("export")
-    save_model(InpDiffusion(cfg), root / "ckpt")
-    from conftest import make_photo
-
-    manifest = export(root / "ckpt", root / "onnx", ExportConfig(max_steps=12), check_images=[make_photo(80, 90, 1)])
-    return root, manifest
+@pytest.fixture
+def exported(tiny_export):
+    return tiny_export
 
 
 def test_export_writes_two_graphs_and_a_manifest(exported):

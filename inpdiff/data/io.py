@@ -17,15 +17,34 @@ class ImageError(ValueError):
     """An input that cannot be used; the message names the file and the problem."""
 
 
+def header_size(data: np.ndarray) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header without decoding, or None for other formats."""
+    b = data[:1 << 16].tobytes()
+    if b[:8] == b"\x89PNG\r\n\x1a\n" and len(b) >= 24:
+        return int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
+    if b[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(b) and b[i] == 0xFF:
+            marker, length = b[i + 1], int.from_bytes(b[i + 2:i + 4], "big")
+            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+                return int.from_bytes(b[i + 7:i + 9], "big"), int.from_bytes(b[i + 5:i + 7], "big")
+            i += 2 + length
+    return None
+
+
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Any common image file -> HxWx3 uint8 RGB (grey replicated, alpha dropped, 16-bit scaled)."""
+    """Any common image file -> HxWx3 uint8 RGB: grey replicated, alpha dropped, CMYK converted,
+    16-bit scaled to 8, EXIF orientation applied (so it is aligned with what a viewer shows)."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
     data = np.fromfile(str(path), dtype=np.uint8)
     if data.size == 0:
         raise ImageError(f"{path}: empty file")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    size = header_size(data)  # refuse a decompression bomb before decoding it
+    if size and size[0] * size[1] > max_pixels:
+        raise ImageError(f"{path}: {size[0]}x{size[1]} is over the {max_pixels} pixel limit")
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     if img is None:
         raise ImageError(f"{path}: cannot decode the image (corrupt, truncated or not an image)")
     if img.shape[0] * img.shape[1] > max_pixels:
@@ -34,12 +53,6 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         img = (img.astype(np.float32) / 257.0).round().astype(np.uint8)
     elif img.dtype != np.uint8:
         raise ImageError(f"{path}: unsupported sample type {img.dtype}")
-    if img.ndim == 2:
-        return np.repeat(img[:, :, None], 3, axis=2)
-    if img.shape[2] == 4:
-        img = img[:, :, :3]
-    elif img.shape[2] == 1:
-        return np.repeat(img, 3, axis=2)
     return np.ascontiguousarray(img[:, :, ::-1])  # BGR -> RGB
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..scoring import image_score  # noqa: F401  (re-exported: evaluation scores images with it)
+
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Area under the ROC curve, ties counted half (Mann-Whitney U). NaN if one class is absent."""
@@ -26,13 +28,6 @@ def f1_iou(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
     if tp + fp + fn == 0:
         return 1.0, 1.0
     return float(2 * tp / (2 * tp + fp + fn)), float(tp / (tp + fp + fn))
-
-
-def image_score(prob: np.ndarray, top: float = 0.01) -> float:
-    """Image-level score: the mean of the top 1% of the probability map (less saturated than the max)."""
-    flat = np.asarray(prob, dtype=np.float32).ravel()
-    k = max(1, int(round(top * flat.size)))
-    return float(np.partition(flat, flat.size - k)[-k:].mean())
 
 
 def pixel_metrics(prob: np.ndarray, gt: np.ndarray, threshold: float = 0.5) -> dict[str, float]:

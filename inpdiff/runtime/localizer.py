@@ -1,0 +1,171 @@
+"""The localizer: tiling, the sampling loop and ensembling, written once for every backend.
+
+Tiling policy. Inpainting leaves high-frequency traces that resizing destroys, so the model runs at
+the image's native resolution on tiles of the export's size (256 for edge-s). Tiles overlap by at
+least `overlap` pixels, are spread evenly so the last one ends at the border, and are blended with a
+linear ramp at their edges (the model sees zero padding there, so edge pixels are trusted less).
+An image smaller than a tile is mirror-padded to it. `max_side` downscales very large images first
+(trading the finest traces for speed); the maps are then resized back, so every output has the
+input's exact size.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .. import steps as step_rows
+from ..data.io import read_image
+from ..scoring import image_score
+from .backends import Backend, make_backend
+from .model_dir import ModelError, default_model_dir, load_manifest
+
+
+@dataclass
+class LocalizeConfig:
+    steps: int | None = None      # None: the model's default (10)
+    samples: int = 1              # ensemble size, run as one batch; uncertainty = std across samples
+    seed: int = 0
+    threshold: float = 0.5
+    max_side: int | None = None   # downscale images whose longer side exceeds this
+    batch: int = 4                # tiles per backend call
+    overlap: int | None = None    # minimum overlap of neighbouring tiles (None: an eighth of a tile)
+    min_region: int = 16          # connected regions smaller than this (pixels) are not reported
+
+
+@dataclass
+class Region:
+    bbox: tuple[int, int, int, int]  # x, y, width, height
+    area: int
+    mean_prob: float
+
+
+@dataclass
+class Result:
+    prob: np.ndarray          # (H, W) float32 in [0, 1], the input's size
+    uncertainty: np.ndarray   # (H, W) float32, std across samples (zeros for one sample)
+    mask: np.ndarray          # (H, W) bool, prob >= threshold
+    score: float              # image-level, 0..1
+    regions: list[Region]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def inpainted(self) -> bool:
+        return bool(self.regions)
+
+    def summary(self) -> dict:
+        return {"score": round(self.score, 4), "inpainted": self.inpainted,
+                "regions": [asdict(r) for r in self.regions]}
+
+
+def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles covering [0, length) with at least `overlap` pixels shared."""
+    if length <= tile:
+        return [0]
+    n = math.ceil((length - overlap) / (tile - overlap))
+    return [int(round(v)) for v in np.linspace(0, length - tile, n)]
+
+
+def blend_window(tile: int, overlap: int) -> np.ndarray:
+    ramp = np.minimum(np.arange(tile), np.arange(tile)[::-1]) + 1.0
+    ramp = np.clip(ramp / (overlap + 1), 1.0 / (overlap + 1), 1.0).astype(np.float32)
+    return np.outer(ramp, ramp)
+
+
+def find_regions(mask: np.ndarray, prob: np.ndarray, min_area: int) -> list[Region]:
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    sums = np.bincount(labels.ravel(), weights=prob.ravel(), minlength=n)
+    regions = []
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if area >= min_area:
+            regions.append(Region((x, y, w, h), area, round(float(sums[i] / area), 4)))
+    return sorted(regions, key=lambda r: -r.area)
+
+
+class Localizer:
+    def __init__(self, model_dir: str | Path | None = None, backend: str | Backend = "auto",
+                 config: LocalizeConfig | None = None, threads: int = 0):
+        self.model_dir = Path(model_dir) if model_dir else default_model_dir()
+        self.manifest = load_manifest(self.model_dir)
+        self.config = config or LocalizeConfig()
+        self.tile = int(self.manifest["tile"])
+        self.diffusion = bool(self.manifest.get("diffusion", True))
+        self.steps = 1 if not self.diffusion else (self.config.steps or int(self.manifest["steps"]))
+        self.mode = self.manifest.get("mode", "ddim")
+        step_rows.row(self.mode, self.steps, 0, int(self.manifest["max_steps"]))  # validates --steps
+        if self.config.samples < 1:
+            raise ValueError(f"samples must be at least 1, got {self.config.samples}")
+        self.overlap = self.tile // 8 if self.config.overlap is None else self.config.overlap
+        if not 0 <= self.overlap < self.tile // 2:
+            raise ValueError(f"overlap must be in [0, {self.tile // 2}), got {self.overlap}")
+        self.backend = make_backend(backend, self.model_dir, threads) if isinstance(backend, str) else backend
+
+    def localize(self, image: np.ndarray | str | Path) -> Result:
+        """RGB uint8 (H, W, 3), or an image file, -> Result at the input's size."""
+        t0 = time.perf_counter()
+        if not isinstance(image, np.ndarray):
+            image = read_image(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+        h, w = image.shape[:2]
+        cfg = self.config
+        work = image
+        if cfg.max_side and max(h, w) > cfg.max_side:
+            s = cfg.max_side / max(h, w)
+            work = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        per_sample, timings = self._run(work)
+        if work is not image:
+            per_sample = np.stack([cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) for p in per_sample])
+        prob = per_sample.mean(axis=0)
+        uncertainty = per_sample.std(axis=0) if len(per_sample) > 1 else np.zeros_like(prob)
+        mask = prob >= cfg.threshold
+        regions = find_regions(mask, prob, cfg.min_region)
+        timings["total_ms"] = (time.perf_counter() - t0) * 1000
+        return Result(prob, uncertainty, mask, image_score(prob), regions, timings)
+
+    def _run(self, image: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+        """Per-sample probability maps (S, H, W) of one image, tile by tile."""
+        T, cfg, S = self.tile, self.config, self.config.samples
+        h, w = image.shape[:2]
+        ph, pw = max(0, T - h), max(0, T - w)
+        if ph or pw:  # smaller than a tile: mirror-pad (replicate for 1-pixel sides, which cannot mirror)
+            border = cv2.BORDER_REFLECT_101 if min(h, w) > 1 else cv2.BORDER_REPLICATE
+            image = cv2.copyMakeBorder(image, 0, ph, 0, pw, border)
+        H, W = image.shape[:2]
+        origins = [(y, x) for y in tile_origins(H, T, self.overlap) for x in tile_origins(W, T, self.overlap)]
+        window = blend_window(T, self.overlap)
+        acc = np.zeros((S, H, W), np.float32)
+        weight = np.zeros((H, W), np.float32)
+        max_steps = int(self.manifest["max_steps"])
+        t_cond = t_steps = 0.0
+        for start in range(0, len(origins), cfg.batch):
+            chunk = origins[start:start + cfg.batch]
+            tiles = np.stack([image[y:y + T, x:x + T] for y, x in chunk])
+            t = time.perf_counter()
+            conds = {k: np.repeat(v, S, axis=0) for k, v in self.backend.condition(tiles).items()}
+            t_cond += time.perf_counter() - t
+            # Noise keyed to (seed, tile position): results do not depend on batching or order.
+            noise = np.concatenate([np.random.default_rng([cfg.seed, y, x]).standard_normal(
+                (self.steps + 1, S, 1, T, T), dtype=np.float32) for y, x in chunk], axis=1)
+            x_t = noise[0] if self.diffusion else np.zeros_like(noise[0])
+            total = np.zeros_like(x_t)
+            t = time.perf_counter()
+            for i in range(self.steps):
+                x_t, prob, _ = self.backend.step(x_t, step_rows.row(self.mode, self.steps, i, max_steps),
+                                                 noise[i + 1], conds)
+                total += prob
+            t_steps += time.perf_counter() - t
+            maps = (total / self.steps).reshape(len(chunk), S, T, T)
+            for (y, x), m in zip(chunk, maps):
+                acc[:, y:y + T, x:x + T] += m * window
+                weight[y:y + T, x:x + T] += window
+        per_sample = (acc / weight)[:, :h, :w]
+        return per_sample, {"condition_ms": t_cond * 1000, "denoise_ms": t_steps * 1000, "tiles": len(origins)}
+
+
+__all__ = ["Localizer", "LocalizeConfig", "Region", "Result", "ModelError", "tile_origins", "blend_window"]

@@ -1,0 +1,50 @@
+"""An exported model folder: find it, read its manifest, verify its files against their hashes."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+DEFAULT_MODEL = "edge-s"
+
+
+class ModelError(ValueError):
+    """A model folder that cannot be used; the message says which file and what is wrong."""
+
+
+def default_model_dir() -> Path:
+    """The shipped model: inside the installed package, or under models/ in a source checkout."""
+    pkg = Path(__file__).resolve().parents[1]
+    for candidate in (pkg / "models" / DEFAULT_MODEL, pkg.parent / "models" / DEFAULT_MODEL):
+        if (candidate / "manifest.json").is_file():
+            return candidate
+    raise ModelError(f"the shipped model {DEFAULT_MODEL} is not installed; name one with --model DIR")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_manifest(model_dir: str | Path, verify: bool = True) -> dict:
+    model_dir = Path(model_dir)
+    path = model_dir / "manifest.json"
+    if not path.is_file():
+        raise ModelError(f"{model_dir}: no manifest.json (not an exported model; run `inpdiff export`)")
+    try:
+        manifest = json.loads(path.read_text())
+        files = manifest["files"]
+    except (ValueError, KeyError) as e:
+        raise ModelError(f"{path}: unreadable manifest ({e})") from e
+    if verify:
+        for name, digest in files.items():
+            f = model_dir / name
+            if not f.is_file():
+                raise ModelError(f"{f}: missing (listed in the manifest)")
+            if _sha256(f) != digest:
+                raise ModelError(f"{f}: does not match the manifest's sha256 (changed or truncated); "
+                                 f"re-export the model with `inpdiff export`")
+    return manifest

@@ -1,0 +1,187 @@
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from inpdiff import steps
+from inpdiff.export.checks import onnx_probability
+from inpdiff.runtime.localizer import Localizer, LocalizeConfig, blend_window, tile_origins
+from inpdiff.runtime.model_dir import ModelError, load_manifest
+
+from conftest import make_photo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def trt_localize(*args, timeout=300):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "inpdiff.runtime.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+@pytest.fixture
+def model_dir(tiny_export):
+    return tiny_export[0] / "onnx"
+
+
+def test_tiles_cover_the_image_with_the_overlap():
+    for length in (64, 65, 100, 190, 500):
+        starts = tile_origins(length, 64, 16)
+        assert starts[0] == 0 and starts[-1] + 64 == max(length, 64)
+        assert all(b - a <= 64 - 16 for a, b in zip(starts, starts[1:]))
+    w = blend_window(64, 16)
+    assert w.min() > 0 and w[32, 32] == 1.0 and w[0, 0] < w[8, 8]
+
+
+def test_one_tile_image_equals_the_plain_two_graph_loop(model_dir):
+    # The localizer's loop, noise and blending reduce to the plain ONNX loop on a tile-sized image.
+    image = make_photo(64, 64, 5)
+    result = Localizer(model_dir, config=LocalizeConfig(steps=4, seed=7)).localize(image)
+    noise = np.random.default_rng([7, 0, 0]).standard_normal((5, 1, 1, 64, 64), dtype=np.float32)
+    ref = onnx_probability(model_dir, image[None], noise, 4, "ddim", 12)[0, 0]
+    assert np.abs(result.prob - ref).max() < 1e-6
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (100, 190), (37, 23), (1, 1), (300, 70)])
+def test_maps_have_the_input_size(model_dir, shape):
+    image = make_photo(max(shape[0], 64), max(shape[1], 64), 1)[: shape[0], : shape[1]]
+    r = Localizer(model_dir, config=LocalizeConfig(steps=2)).localize(image)
+    assert r.prob.shape == r.uncertainty.shape == r.mask.shape == shape
+    assert r.prob.dtype == np.float32 and 0 <= r.prob.min() and r.prob.max() <= 1 and 0 <= r.score <= 1
+
+
+def test_max_side_downscales_but_keeps_the_output_size(model_dir):
+    r = Localizer(model_dir, config=LocalizeConfig(steps=2, max_side=64)).localize(make_photo(120, 200, 2))
+    assert r.prob.shape == (120, 200) and r.timings["tiles"] == 1
+
+
+def test_same_seed_same_output_and_samples_give_uncertainty(model_dir):
+    image = make_photo(90, 100, 3)
+    run = lambda **kw: Localizer(model_dir, config=LocalizeConfig(steps=3, **kw)).localize(image)
+    a, b, c = run(seed=1), run(seed=1), run(seed=2)
+    assert np.array_equal(a.prob, b.prob) and not np.array_equal(a.prob, c.prob)
+    assert np.count_nonzero(a.uncertainty) == 0
+    many = run(seed=1, samples=3)
+    assert many.uncertainty.max() > 0
+    # Batching does not change results: noise is keyed to the tile.
+    d = Localizer(model_dir, config=LocalizeConfig(steps=3, seed=1, batch=1)).localize(image)
+    assert np.abs(d.prob - a.prob).max() < 1e-6
+
+
+def test_steps_outside_the_exported_tables_are_refused(model_dir):
+    with pytest.raises(ValueError, match="between 1 and 12"):
+        Localizer(model_dir, config=LocalizeConfig(steps=13))
+
+
+@pytest.mark.parametrize("damage", ["append", "truncate", "delete", "manifest"])
+def test_changed_model_files_are_refused(model_dir, tmp_path, damage):
+    bad = tmp_path / "model"
+    shutil.copytree(model_dir, bad)
+    f = bad / "denoise_step.onnx"
+    if damage == "append":
+        f.write_bytes(f.read_bytes() + b"\0")
+    elif damage == "truncate":
+        f.write_bytes(f.read_bytes()[:1000])
+    elif damage == "delete":
+        f.unlink()
+    else:
+        (bad / "manifest.json").unlink()
+    message = {"append": "does not match the manifest's sha256", "truncate": "does not match the manifest's sha256",
+               "delete": "missing", "manifest": "no manifest.json"}[damage]
+    with pytest.raises(ModelError, match=message):
+        load_manifest(bad)
+    r = trt_localize(ROOT / "examples" / "images" / "astronaut_pristine.png", "--model", bad, "-o", tmp_path / "o")
+    assert r.returncode == 2 and message in r.stderr
+
+
+def _inputs(folder: Path) -> dict[str, str | None]:
+    """Every kind of input: name -> expected error substring (None: must succeed)."""
+    photo = make_photo(70, 90, 4)
+    (folder / "sub").mkdir(parents=True)
+    cv2.imwrite(str(folder / "good.png"), photo[:, :, ::-1])
+    cv2.imwrite(str(folder / "sub" / "nested.jpg"), photo[:, :, ::-1])
+    cv2.imwrite(str(folder / "grey.png"), photo[:, :, 0])
+    cv2.imwrite(str(folder / "deep.png"), photo[:, :, ::-1].astype(np.uint16) * 257)
+    cv2.imwrite(str(folder / "alpha.png"), np.dstack([photo[:, :, ::-1], np.full(photo.shape[:2], 128, np.uint8)]))
+    Image.fromarray(photo).convert("CMYK").save(folder / "cmyk.jpg")
+    cv2.imwrite(str(folder / "small.png"), photo[:13, :7])
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.png").write_text("not an image")
+    (folder / "cut.png").write_bytes((folder / "good.png").read_bytes()[:300])
+    big = bytearray((folder / "good.png").read_bytes())
+    big[16:24] = (100000).to_bytes(4, "big") + (100000).to_bytes(4, "big")  # a header claiming 10 Gpx
+    (folder / "bomb.png").write_bytes(bytes(big))
+    return {"good.png": None, "sub/nested.jpg": None, "grey.png": None, "deep.png": None, "alpha.png": None,
+            "cmyk.jpg": None, "small.png": None, "empty.jpg": "empty file", "notes.png": "cannot decode",
+            "cut.png": "cannot decode", "bomb.png": "pixel limit"}
+
+
+def test_trt_localize_output_contract_and_bad_inputs(model_dir, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    expected = _inputs(src)
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in src.rglob("*") if p.is_file()}
+    r = trt_localize(src, tmp_path / "missing.png", "--model", model_dir, "-o", out, "--steps", "2")
+    assert r.returncode == 1, r.stderr  # some inputs failed, the rest were processed
+    assert before == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in src.rglob("*") if p.is_file()}
+    lines = [json.loads(l) for l in (out / "report.jsonl").read_text().splitlines()]
+    assert len(lines) == len(expected) + 1
+    by_name = {Path(l["path"]).relative_to(src).as_posix() if str(src) in l["path"] else "missing": l for l in lines}
+    assert "no such file" in by_name["missing"]["error"]
+    for name, error in expected.items():
+        line = by_name[name]
+        assert {"path", "score", "inpainted", "regions", "threshold", "steps", "samples", "backend",
+                "elapsed_ms"} <= set(line)
+        stem = out / Path(name).with_suffix("")
+        if error:
+            assert error in line["error"] and name.split("/")[-1] in line["error"]
+            assert not stem.with_name(stem.name + ".prob.png").exists()
+            continue
+        assert "error" not in line and 0 <= line["score"] <= 1 and line["steps"] == 2
+        size = Image.open(src / name).size
+        prob = cv2.imread(str(stem.with_name(stem.name + ".prob.png")), cv2.IMREAD_UNCHANGED)
+        mask = cv2.imread(str(stem.with_name(stem.name + ".mask.png")), cv2.IMREAD_UNCHANGED)
+        overlay = cv2.imread(str(stem.with_name(stem.name + ".overlay.jpg")))
+        assert prob.dtype == np.uint8 and prob.shape == (size[1], size[0])
+        assert mask.shape == prob.shape and set(np.unique(mask)) <= {0, 255}
+        assert np.array_equal(mask == 255, prob >= 128)  # round(255 p) >= 128 exactly when p >= 0.5
+        assert overlay.shape == (size[1], size[0], 3)
+    assert not list(out.rglob("*.tmp*")) and not list(out.rglob(".report*"))
+    assert "empty.jpg: empty file" in r.stderr and "12 image(s)" in r.stdout and "5 failed" in r.stdout
+
+
+def test_trt_localize_json_fail_on_detect_and_usage(model_dir, tmp_path):
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), make_photo(64, 64, 0))
+    r = trt_localize(img, "--model", model_dir, "-o", tmp_path / "o", "--steps", "1", "--json",
+                     "--threshold", "0", "--fail-on-detect")
+    assert r.returncode == 3, r.stderr
+    line = json.loads(r.stdout.splitlines()[0])
+    assert line["inpainted"] is True and line["regions"][0]["area"] == 64 * 64
+    r = trt_localize(img, "--model", model_dir, "-o", tmp_path / "o", "--steps", "1", "--quiet")
+    assert r.returncode == 0 and r.stdout.count("\n") == 1 and "1 image(s)" in r.stdout
+    assert trt_localize(img, "--threshold", "2").returncode == 2
+    assert trt_localize().returncode == 2
+    r = trt_localize(tmp_path / "nothing*.png", "--model", model_dir)
+    assert r.returncode == 2 and "no images found" in r.stderr
+
+
+def test_runtime_runs_end_to_end_without_torch(model_dir):
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from inpdiff.runtime.localizer import Localizer, LocalizeConfig\n"
+            "import numpy as np\n"
+            f"r = Localizer({str(model_dir)!r}, config=LocalizeConfig(steps=2)).localize("
+            "np.full((70, 80, 3), 128, np.uint8))\n"
+            "assert 'torch' not in [m for m, v in sys.modules.items() if v is not None]\n"
+            "print(r.prob.shape)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "(70, 80)"
