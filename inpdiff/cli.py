@@ -50,7 +50,7 @@ def _export(a: argparse.Namespace) -> int:
     from .export.onnx_export import ExportConfig, export
 
     images = [read_image(p) for p in a.check_image or []]
-    cfg = ExportConfig(max_steps=a.max_steps, simplify=not a.no_simplify, check=not a.no_check)
+    cfg = ExportConfig(max_steps=a.max_steps, tile=a.tile, simplify=not a.no_simplify, check=not a.no_check)
     manifest = export(a.checkpoint, a.out, cfg, check_images=images)
     print(f"exported {a.checkpoint} -> {a.out}: " + ", ".join(manifest["files"]))
     if "parity" in manifest:
@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("checkpoint", help="checkpoint folder (model.safetensors + config.json)")
     x.add_argument("-o", "--out", required=True, help="output model folder, e.g. models/NAME")
     x.add_argument("--max-steps", type=int, default=32, help="largest --steps the runtime may ask for")
+    x.add_argument("--tile", type=int, help="spatial size of the graphs (multiple of 32; default: the config's)")
     x.add_argument("--check-image", nargs="*", help="real images for the parity check (besides random ones)")
     x.add_argument("--no-simplify", action="store_true", help="skip onnx-simplifier")
     x.add_argument("--no-check", action="store_true", help="skip the parity check and the TensorRT lint")

@@ -54,10 +54,16 @@ def test_runtime_imports_without_torch():
     assert r.stdout.strip() == "edge-s"
 
 
-@pytest.mark.skipif(not SHIPPED.is_dir(), reason="no shipped model under models/edge-s")
-def test_shipped_model_localizes_the_example():
-    r = run("-m", "inpdiff.cli", "eval", str(SHIPPED), str(EXAMPLES), "--json", "--quiet", timeout=300)
+@pytest.mark.skipif(not (SHIPPED / "manifest.json").is_file(), reason="no shipped model under models/edge-s")
+def test_readme_main_command_localizes_the_example(tmp_path):
+    # trt-localize with the shipped model (no --model), scored against the example's ground truth.
+    import cv2
+
+    from inpdiff.training.metrics import pixel_metrics
+
+    r = run("-m", "inpdiff.runtime.cli", str(EXAMPLES / "images" / "astronaut_00_telea.png"), "-o", str(tmp_path))
     assert r.returncode == 0, r.stderr
-    summary = json.loads(r.stdout)["clean"]
-    assert summary["images"] == 3 and summary["pristine_images"] == 1
-    assert summary["pixel_auc"] > 0.9 and summary["f1"] > 0.5
+    prob = cv2.imread(str(tmp_path / "astronaut_00_telea.prob.png"), cv2.IMREAD_GRAYSCALE) / 255.0
+    gt = cv2.imread(str(EXAMPLES / "masks" / "astronaut_00_telea.png"), cv2.IMREAD_GRAYSCALE) > 127
+    m = pixel_metrics(prob, gt)
+    assert m["pixel_auc"] > 0.9 and m["f1"] > 0.5  # measured: 0.94 and 0.58

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, jaccard_score, roc_auc_score
 
-from inpdiff.training.metrics import f1_iou, image_score, pixel_metrics, roc_auc, summarize
+from inpdiff.scoring import image_score
+from inpdiff.training.metrics import f1_iou, pixel_metrics, roc_auc, summarize
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -30,6 +30,7 @@ N_CONDS = 4
 @dataclass
 class ExportConfig:
     max_steps: int = 32        # step tables cover samplers of 1..max_steps steps
+    tile: int | None = None    # the graphs' spatial size (a multiple of 32); None: the config's tile
     opset: int = OPSET
     simplify: bool = True
     check: bool = True         # ONNX Runtime parity with PyTorch + TensorRT lint
@@ -101,6 +102,10 @@ def export(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig = Expo
 
     model = load_model(checkpoint).float().eval()
     mcfg = model.cfg
+    if cfg.tile is not None:
+        if cfg.tile <= 0 or cfg.tile % 32:
+            raise ValueError(f"tile must be a positive multiple of 32, got {cfg.tile}")
+        mcfg.tile = cfg.tile  # the network is fully convolutional: any multiple of 32 works
     tile = mcfg.tile
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -113,14 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out.mkdir(parents=True, exist_ok=True)
     partial = out / ".report.jsonl.partial"
-    bar = None
-    if len(jobs) > 1 and not a.quiet and not a.json and sys.stderr.isatty():
-        from tqdm import tqdm  # optional nicety; the lean install may not have it
-        bar = tqdm(total=len(jobs), unit="img", file=sys.stderr)
+    progress = len(jobs) > 1 and not a.quiet and not a.json and sys.stderr.isatty()
     failed = detected = 0
     start = time.perf_counter()
     with open(partial, "w") as report:
-        for job in jobs:
+        for n, job in enumerate(jobs, 1):
             t = time.perf_counter()
             line = {"path": str(job.path), "threshold": a.threshold, "steps": localizer.steps,
                     "samples": a.samples, "backend": localizer.backend.name}
@@ -136,11 +133,15 @@ def main(argv: list[str] | None = None) -> int:
             line["elapsed_ms"] = round((time.perf_counter() - t) * 1000, 1)
             report.write(json.dumps(line) + "\n")
             report.flush()
-            _print(line, a, bar)
+            _print(line, a, progress)
+            if progress:
+                rate = n / (time.perf_counter() - start)
+                print(f"\r[{n}/{len(jobs)}] {rate:.2f} img/s, ETA {(len(jobs) - n) / rate:.0f}s ",
+                      end="", file=sys.stderr, flush=True)
     os.chmod(partial, 0o644)
     os.replace(partial, out / "report.jsonl")
-    if bar:
-        bar.close()
+    if progress:
+        print(file=sys.stderr)
     secs = time.perf_counter() - start
     print(f"{len(jobs)} image(s) in {secs:.1f}s: {detected} with inpainted regions, {failed} failed; "
           f"outputs in {out}/", file=sys.stderr if a.json else sys.stdout)
@@ -149,17 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     return 3 if a.fail_on_detect and detected else 0
 
 
-def _print(line: dict, a: argparse.Namespace, bar) -> None:
+def _print(line: dict, a: argparse.Namespace, progress: bool) -> None:
     if a.json:
         print(json.dumps(line), flush=True)
     elif "error" in line:
-        print(f"ERROR {line['error']}", file=sys.stderr, flush=True)
+        print(f"\rERROR {line['error']}", file=sys.stderr, flush=True)
     elif not a.quiet:
         verdict = f"INPAINTED ({len(line['regions'])} region(s))" if line["inpainted"] else "clean"
-        text = f"{line['path']}: {verdict}, score {line['score']:.3f}, {line['elapsed_ms']:.0f} ms"
-        print(text, flush=True) if bar is None else bar.write(text)
-    if bar is not None:
-        bar.update(1)
+        start = "\r" if progress else ""
+        print(f"{start}{line['path']}: {verdict}, score {line['score']:.3f}, {line['elapsed_ms']:.0f} ms", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from ..data.augment import blur, gaussian_noise, jpeg, resize
 from ..data.datasets import Sample, load_pair
 from ..data.io import ImageError, atomic_write
 from ..model import InpDiffusion, sample, to_tensor
-from .metrics import image_score, pixel_metrics, summarize
+from ..scoring import image_score
+from .metrics import pixel_metrics, summarize
 
 Perturb = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..scoring import image_score  # noqa: F401  (re-exported: evaluation scores images with it)
-
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Area under the ROC curve, ties counted half (Mann-Whitney U). NaN if one class is absent."""

@@ -1,0 +1,128 @@
+"""CPU benchmark of the lean runtime (prints Markdown tables).
+
+1. ONNX Runtime vs PyTorch eager, per image: the same checkpoint, tiles, steps, noise and image; only
+   the engine differs (PyTorch runs the very modules that were exported).
+2. `trt-localize` on the example from process start to written outputs: wall time and peak RSS.
+3. Cost per megapixel as images grow (0.25, 1, 4, 12 MP).
+
+Run from the repository root: python benchmarks/cpu_bench.py [--model models/edge-s] [--repeat 3]
+Needs the `train` extra for the PyTorch column.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from inpdiff.data.io import read_image  # noqa: E402
+from inpdiff.runtime.localizer import Localizer, LocalizeConfig  # noqa: E402
+
+EXAMPLE = ROOT / "examples" / "images" / "astronaut_00_telea.png"
+
+
+class TorchEagerBackend:
+    """The exported modules run by PyTorch eager, behind the runtime's backend interface."""
+
+    name = "torch-eager"
+
+    def __init__(self, checkpoint: Path, max_steps: int, tile: int):
+        import torch
+
+        from inpdiff.export.onnx_export import ConditionGraph, StepGraph
+        from inpdiff.model import load_model
+
+        self.torch = torch
+        model = load_model(checkpoint)
+        model.cfg.tile = tile
+        self.cond, self.step_graph = ConditionGraph(model).eval(), StepGraph(model, max_steps).eval()
+
+    def condition(self, tiles):
+        with self.torch.no_grad():
+            out = self.cond(self.torch.from_numpy(tiles))
+        return {f"cond{i}": c.numpy() for i, c in enumerate(out)}
+
+    def step(self, x_t, row, noise, conds):
+        t = self.torch
+        with t.no_grad():
+            out = self.step_graph(t.from_numpy(x_t), t.tensor([row]), t.from_numpy(noise),
+                                  *[t.from_numpy(conds[f"cond{i}"]) for i in range(4)])
+        return tuple(o.numpy() for o in out)
+
+
+def best_of(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=str(ROOT / "models" / "edge-s"))
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--skip-torch", action="store_true")
+    ap.add_argument("--sizes", default="0.25,1,4,12", help="megapixels for the scaling table")
+    a = ap.parse_args()
+    model = Path(a.model)
+    image = read_image(EXAMPLE)
+    cpu = platform.processor() or platform.machine()
+    print(f"machine: {os.cpu_count()} cores ({cpu}), image {EXAMPLE.name} {image.shape[1]}x{image.shape[0]}, "
+          f"model {model.name}, 10 steps, 1 sample\n")
+
+    ort_loc = Localizer(model, "onnxruntime", LocalizeConfig())
+    manifest = ort_loc.manifest
+    ort_s = best_of(lambda: ort_loc.localize(image), a.repeat)
+    print("| engine | seconds per image | tiles | speed-up |\n|---|---|---|---|")
+    tiles = ort_loc.localize(image).timings["tiles"]
+    if not a.skip_torch:
+        import torch
+
+        backend = TorchEagerBackend(model, manifest["max_steps"], manifest["tile"])
+        torch_loc = Localizer(model, backend, LocalizeConfig())
+        torch_s = best_of(lambda: torch_loc.localize(image), a.repeat)
+        diff = np.abs(torch_loc.localize(image).prob - ort_loc.localize(image).prob).max()
+        print(f"| PyTorch {torch.__version__} eager | {torch_s:.2f} | {tiles} | 1.0x |")
+        print(f"| ONNX Runtime CPU | {ort_s:.2f} | {tiles} | {torch_s / ort_s:.1f}x |")
+        print(f"\nmax abs difference of the two probability maps: {diff:.1e}\n")
+    else:
+        print(f"| ONNX Runtime CPU | {ort_s:.2f} | {tiles} | - |\n")
+
+    out = Path("/tmp/inpdiff-bench-out")
+    runs = []
+    for _ in range(a.repeat):
+        t = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "inpdiff.runtime.cli", str(EXAMPLE), "-o", str(out), "--quiet",
+                            "--model", str(model)], capture_output=True, text=True, cwd=ROOT,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+        runs.append(time.perf_counter() - t)
+        assert r.returncode == 0, r.stderr
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print("| trt-localize on the 512x512 example | best | median | peak RSS |\n|---|---|---|---|")
+    print(f"| process start to written outputs | {min(runs):.2f} s | {np.median(runs):.2f} s | {rss:.0f} MB |\n")
+
+    print("| megapixels | size | tiles | seconds | seconds per MP |\n|---|---|---|---|---|")
+    for mp in (float(s) for s in a.sizes.split(",")):
+        side = (mp * 1e6 * 4 / 3) ** 0.5
+        w, h = round(side), round(side * 3 / 4)
+        big = cv2.resize(image, (w, h), interpolation=cv2.INTER_CUBIC)
+        t = time.perf_counter()
+        r = ort_loc.localize(big)
+        s = time.perf_counter() - t
+        print(f"| {mp:g} | {w}x{h} | {r.timings['tiles']} | {s:.2f} | {s / (w * h / 1e6):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
