@@ -9,7 +9,6 @@ so a runtime only moves tensors between the two.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from torch import nn
 
 from .. import __version__, steps
-from ..data.io import atomic_write
+from ..data.io import atomic_write, sha256
 from ..model import InpDiffusion, load_model, sample
 from ..model.diffusion import step
 
@@ -84,14 +83,6 @@ def _simplify(path: Path) -> None:
     if not ok:
         raise RuntimeError(f"{path}: onnx-simplifier could not validate the simplified graph")
     onnx.save(model, str(path))
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def export(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig = ExportConfig(),

@@ -1,9 +1,10 @@
 """An exported model folder: find it, read its manifest, verify its files against their hashes."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
+
+from ..data.io import sha256
 
 DEFAULT_MODEL = "edge-s"
 
@@ -21,14 +22,6 @@ def default_model_dir() -> Path:
     raise ModelError(f"the shipped model {DEFAULT_MODEL} is not installed; name one with --model DIR")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_manifest(model_dir: str | Path, verify: bool = True) -> dict:
     model_dir = Path(model_dir)
     path = model_dir / "manifest.json"
@@ -44,7 +37,7 @@ def load_manifest(model_dir: str | Path, verify: bool = True) -> dict:
             f = model_dir / name
             if not f.is_file():
                 raise ModelError(f"{f}: missing (listed in the manifest)")
-            if _sha256(f) != digest:
+            if sha256(f) != digest:
                 raise ModelError(f"{f}: does not match the manifest's sha256 (changed or truncated); "
                                  f"re-export the model with `inpdiff export`")
     return manifest

@@ -78,7 +78,8 @@ def _save_state(opt: torch.optim.Optimizer, out: Path, state: dict) -> None:
     from safetensors.torch import save_file
 
     sd = opt.state_dict()
-    tensors = {f"{i}.{k}": v.detach().cpu().contiguous().reshape(-1) if v.dim() == 0 else v.detach().cpu().contiguous()
+    # safetensors holds no 0-d tensors: the step count is saved as (1,) and reshaped on load.
+    tensors = {f"{i}.{k}": torch.atleast_1d(v.detach().cpu()).contiguous()
                for i, s in sd["state"].items() for k, v in s.items()}
     tensors["torch_rng"] = torch.get_rng_state()
     atomic_write(out / "train_state.safetensors", lambda p: save_file(tensors, str(p)))
