@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="probability for the binary mask")
     p.add_argument("--max-side", type=int, help="downscale images whose longer side exceeds this first")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="refuse larger images")
-    p.add_argument("--batch", type=int, default=4, help="tiles per inference call")
+    p.add_argument("--batch", type=int, default=8, help="tiles per inference call")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
     p.add_argument("--fail-on-detect", action="store_true", help="exit 3 if anything was detected")
     p.add_argument("--quiet", action="store_true", help="only the summary (and errors)")

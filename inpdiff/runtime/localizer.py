@@ -32,7 +32,7 @@ class LocalizeConfig:
     seed: int = 0
     threshold: float = 0.5
     max_side: int | None = None   # downscale images whose longer side exceeds this
-    batch: int = 4                # tiles per backend call
+    batch: int = 8                # tiles per backend call
     overlap: int | None = None    # minimum overlap of neighbouring tiles (None: an eighth of a tile)
     min_region: int = 16          # connected regions smaller than this (pixels) are not reported
 
