@@ -1,1 +1,1 @@
-"""Per-component ONNX export (condition graph, denoising-step graph). Not built yet."""
+"""Per-component ONNX export: condition.onnx, denoise_step.onnx and their manifest, with checks."""
