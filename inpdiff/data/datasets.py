@@ -91,7 +91,7 @@ def discover(root: str | Path) -> list[Sample]:
 
 
 def _with_methods(root: Path, samples: list[Sample]) -> list[Sample]:
-    """Use samples.jsonl (from `inpdiff synth`) for methods; an all-zero mask marks a pristine sample."""
+    """Methods from samples.jsonl (written by `inpdiff synth`); its "pristine" samples get no mask."""
     index = root / "samples.jsonl"
     if not index.is_file():
         return samples

@@ -10,6 +10,7 @@ import json
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -44,16 +45,16 @@ def _make(job: Job) -> list[dict]:
     h, w = image.shape[:2]
     records = []
 
-    def emit(name: str, img: np.ndarray, mask: np.ndarray, method: str, seed: list[int]) -> None:
+    def emit(name: str, make: Callable[[], np.ndarray], mask: np.ndarray, method: str, seed: list[int]) -> None:
         img_path, mask_path = out / "images" / f"{name}.png", out / "masks" / f"{name}.png"
-        if not (img_path.exists() and mask_path.exists()):
+        if not (img_path.exists() and mask_path.exists()):  # a cached sample is not filled again
             write_png(mask_path, mask * 255)
-            write_png(img_path, img)
+            write_png(img_path, make())
         records.append({"name": name, "source": photo.name, "method": method, "seed": seed,
                         "mask_frac": round(float(mask.mean()), 4)})
 
     if cfg.pristine:
-        emit(f"{photo.stem}_pristine", image, np.zeros((h, w), np.uint8), "pristine", [cfg.seed, job.index])
+        emit(f"{photo.stem}_pristine", lambda: image, np.zeros((h, w), np.uint8), "pristine", [cfg.seed, job.index])
     for k in range(cfg.per_image):
         seed = [cfg.seed, job.index, k]
         rng = np.random.default_rng(seed)
@@ -62,7 +63,7 @@ def _make(job: Job) -> list[dict]:
         for method in methods:
             # Each method gets its own stream so that adding a method does not change the others.
             mrng = np.random.default_rng(seed + [cfg.methods.index(method)])
-            emit(f"{photo.stem}_{k:02d}_{method}", inpaint(image, mask, method, mrng), mask, method, seed)
+            emit(f"{photo.stem}_{k:02d}_{method}", lambda: inpaint(image, mask, method, mrng), mask, method, seed)
     return records
 
 
@@ -78,7 +79,7 @@ def synthesize(photos_dir: str | Path, out_dir: str | Path, cfg: SynthConfig, pr
     records, errors = [], []
     with ProcessPoolExecutor(max_workers=max(1, cfg.workers)) as pool:
         futures = [pool.submit(_make, j) for j in jobs]
-        for job, fut in _progress(list(zip(jobs, futures)), progress):
+        for fut in _progress(futures, progress):
             try:
                 records.extend(fut.result())
             except ImageError as e:  # one bad photo never costs the others their samples

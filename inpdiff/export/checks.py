@@ -62,11 +62,19 @@ def _sessions(model_dir: Path):
             for f in ("condition.onnx", "denoise_step.onnx")]
 
 
+def _run_conditions(cond, tiles: np.ndarray) -> dict[str, np.ndarray]:
+    return dict(zip([o.name for o in cond.get_outputs()], cond.run(None, {"image": tiles})))
+
+
 def onnx_probability(model_dir: Path, tiles: np.ndarray, noise: np.ndarray, n_steps: int, mode: str,
                      max_steps: int) -> np.ndarray:
     """The ensembled probability map computed by ONNX Runtime from the two graphs."""
     cond, step = _sessions(model_dir)
-    conds = dict(zip([o.name for o in cond.get_outputs()], cond.run(None, {"image": tiles})))
+    return _chain(step, _run_conditions(cond, tiles), noise, n_steps, mode, max_steps)
+
+
+def _chain(step, conds: dict[str, np.ndarray], noise: np.ndarray, n_steps: int, mode: str, max_steps: int
+           ) -> np.ndarray:
     x, total = noise[0], 0.0
     for i in range(n_steps):
         row = np.array([steps.row(mode, n_steps, i, max_steps)], np.int64)
@@ -104,7 +112,7 @@ def parity(model, model_dir: Path, max_steps: int, images: list[np.ndarray] | No
         noise[0] = 0.0  # the baseline's fixed input: an empty mask at the last timestep
 
     cond_sess, step_sess = _sessions(Path(model_dir))
-    onnx_conds = dict(zip([o.name for o in cond_sess.get_outputs()], cond_sess.run(None, {"image": batch})))
+    onnx_conds = _run_conditions(cond_sess, batch)
     graph = StepGraph(model, max_steps).eval()
     step_err, x = 0.0, torch.from_numpy(noise[0])
     with torch.no_grad():
@@ -116,7 +124,7 @@ def parity(model, model_dir: Path, max_steps: int, images: list[np.ndarray] | No
                                                    **onnx_conds})
             step_err = max(step_err, float(np.abs(2 * onnx_prob - 2 * prob.numpy()).max()))
             x = x_next
-    ours = onnx_probability(Path(model_dir), batch, noise, n_steps, mode, max_steps)
+    ours = _chain(step_sess, onnx_conds, noise, n_steps, mode, max_steps)
     chain_err = float(np.abs(2 * ours - 2 * reference_probability(model, batch, noise, n_steps)).max())
     result = {"tiles": len(tiles), "real_tiles": len(tiles) - 2, "steps": n_steps,
               "max_abs_err_x0_per_step": step_err, "tolerance": tolerance,

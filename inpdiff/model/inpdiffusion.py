@@ -118,7 +118,7 @@ def save_model(model: InpDiffusion, out_dir: str | Path, extra: dict | None = No
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write(out / "model.safetensors", lambda p: save_file(state, str(p)))
     meta = {"config": model.cfg.to_dict(), **(extra or {})}
     atomic_write(out / "config.json", lambda p: p.write_text(json.dumps(meta, indent=2)))
@@ -142,7 +142,3 @@ def load_model(ckpt_dir: str | Path, device: str | torch.device = "cpu") -> InpD
     except RuntimeError as e:
         raise ValueError(f"checkpoint {ckpt}: weights do not match its config.json ({str(e).splitlines()[0]})") from e
     return model.to(device).eval()
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)

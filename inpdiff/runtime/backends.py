@@ -25,15 +25,12 @@ class Backend(Protocol):
 class OnnxRuntimeBackend:
     """ONNX Runtime: its CUDA provider when onnxruntime-gpu is installed, else the CPU."""
 
-    def __init__(self, model_dir: Path, threads: int = 0, device: str = "auto"):
+    def __init__(self, model_dir: Path, threads: int = 0):
         import onnxruntime as ort
 
-        available = ort.get_available_providers()
         providers = ["CPUExecutionProvider"]
-        if device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
+        if "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
-        elif device == "cuda":
-            raise RuntimeError("onnxruntime has no CUDA provider here (install onnxruntime-gpu)")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
         opts.log_severity_level = 3
