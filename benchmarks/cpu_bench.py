@@ -109,8 +109,8 @@ def main() -> None:
     runs, rss = [], []
     for _ in range(a.repeat):
         t = time.perf_counter()
-        r = subprocess.run([sys.executable, "-c", child, str(EXAMPLE), "-o", str(out), "--quiet", "--model",
-                            str(model)], capture_output=True, text=True, cwd=ROOT,
+        r = subprocess.run([sys.executable, "-c", child, str(EXAMPLE), "-o", str(out), "--quiet", "--restart",
+                            "--model", str(model)], capture_output=True, text=True, cwd=ROOT,
                            env={**os.environ, "PYTHONPATH": str(ROOT)})
         runs.append(time.perf_counter() - t)
         assert r.returncode == 0, r.stderr

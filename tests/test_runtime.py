@@ -165,7 +165,7 @@ def test_trt_localize_json_fail_on_detect_and_usage(model_dir, tmp_path):
     assert r.returncode == 3, r.stderr
     line = json.loads(r.stdout.splitlines()[0])
     assert line["inpainted"] is True and line["regions"][0]["area"] == 64 * 64
-    r = trt_localize(img, "--model", model_dir, "-o", tmp_path / "o", "--steps", "1", "--quiet")
+    r = trt_localize(img, "--model", model_dir, "-o", tmp_path / "o2", "--steps", "1", "--quiet")
     assert r.returncode == 0 and r.stdout.count("\n") == 1 and "1 image(s)" in r.stdout
     assert trt_localize(img, "--threshold", "2").returncode == 2
     assert trt_localize().returncode == 2

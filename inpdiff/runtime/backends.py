@@ -51,6 +51,14 @@ class OnnxRuntimeBackend:
 BACKENDS = ("auto", "onnxruntime")
 
 
+def uses_gpu(name: str) -> bool:
+    """Whether `name` would run on a GPU here (one inference call at a time keeps a GPU busy;
+    on the CPU the pipeline runs one single-threaded call per core instead)."""
+    import onnxruntime as ort
+
+    return name in ("auto", "onnxruntime") and "CUDAExecutionProvider" in ort.get_available_providers()
+
+
 def make_backend(name: str, model_dir: Path, threads: int = 0) -> Backend:
     if name in ("auto", "onnxruntime"):
         return OnnxRuntimeBackend(model_dir, threads)

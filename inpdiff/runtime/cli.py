@@ -1,82 +1,38 @@
 """`trt-localize PATH... [-o OUT] [--model DIR]`: the deployment command (no torch).
 
-For each input NAME.ext, under OUT (sub-folders mirrored for a directory input): NAME.prob.png
-(round(255 p), the input's size), NAME.mask.png (0/255), NAME.overlay.jpg, and one line in
-OUT/report.jsonl. Exit status: 0 all processed, 1 some inputs failed, 2 bad usage, 3 with
---fail-on-detect when anything was detected.
+For each input NAME.ext, under OUT (sub-folders mirrored for a directory input; see inputs.py):
+NAME.prob.png (round(255 p), the input's size), NAME.mask.png (0/255), NAME.overlay.jpg, and one
+line in OUT/report.jsonl; OUT/summary.csv at the end. Inputs stream through a pipeline
+(pipeline.py) and the run resumes where it stopped (report.py). Exit status: 0 all processed,
+1 some inputs failed, 2 bad usage, 3 with --fail-on-detect when anything was detected,
+130 interrupted (run the same command again to resume).
 """
 from __future__ import annotations
 
 import argparse
-import glob
+import itertools
 import json
 import os
+import signal
 import sys
+import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-from ..data.io import IMAGE_EXTS, MAX_PIXELS, ImageError, atomic_write, read_image, write_png
-from .backends import BACKENDS
-from .localizer import Localizer, LocalizeConfig, Result
+from ..data.io import MAX_PIXELS
+from .backends import BACKENDS, uses_gpu
+from .inputs import iter_jobs
+from .localizer import Localizer, LocalizeConfig
 from .model_dir import ModelError
-
-
-@dataclass(frozen=True)
-class Job:
-    path: Path
-    out_stem: Path  # OUT/sub/NAME: outputs are out_stem + ".prob.png" etc.
-
-
-def expand_inputs(args: list[str], out: Path) -> list[Job]:
-    """Files, directories (walked, sub-folders mirrored) and globs -> jobs with unique output stems.
-    A path that does not exist stays a job, so that it is reported as missing."""
-    jobs: list[Job] = []
-    for arg in args:
-        p = Path(arg)
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and f.suffix.lower() in IMAGE_EXTS:
-                    jobs.append(Job(f, out / f.relative_to(p).parent / f.stem))
-        elif not p.exists() and any(c in arg for c in "*?["):
-            jobs += [Job(Path(f), out / Path(f).stem) for f in sorted(glob.glob(arg, recursive=True))
-                     if Path(f).is_file()]
-        else:
-            jobs.append(Job(p, out / p.stem))
-    seen: dict[Path, int] = {}
-    unique = []
-    for job in jobs:  # photo.jpg and photo.png in one folder: keep both, apart
-        n = seen.get(job.out_stem, 0)
-        seen[job.out_stem] = n + 1
-        unique.append(job if n == 0 else Job(job.path, job.out_stem.with_name(f"{job.out_stem.name}_{n}")))
-    return unique
-
-
-def overlay(image: np.ndarray, result: Result) -> np.ndarray:
-    """The image with detected regions tinted red and outlined, for a person to look at."""
-    out = image.astype(np.float32)
-    m = result.mask
-    out[m] = out[m] * 0.55 + np.array([255, 0, 0], np.float32) * 0.45
-    out = out.astype(np.uint8)
-    contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.drawContours(out, contours, -1, (255, 255, 0), max(1, round(max(m.shape) / 400)))
-    return out
-
-
-def write_outputs(job: Job, image: np.ndarray, result: Result) -> None:
-    stem = job.out_stem
-    write_png(stem.with_name(stem.name + ".prob.png"), np.round(result.prob * 255).astype(np.uint8))
-    write_png(stem.with_name(stem.name + ".mask.png"), result.mask.astype(np.uint8) * 255)
-    ok, buf = cv2.imencode(".jpg", overlay(image, result)[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
-    atomic_write(stem.with_name(stem.name + ".overlay.jpg"), lambda p: p.write_bytes(buf.tobytes()))
-
+from .outputs import OUTPUTS, report_line
+from .pipeline import PipelineConfig, run_pipeline
+from .report import Report
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trt-localize", description="Find the inpainted regions of photographs.")
-    p.add_argument("paths", nargs="+", help="image files, folders (walked recursively) or globs")
+    p.add_argument("paths", nargs="*", help="image files, folders (walked recursively) or globs")
+    p.add_argument("--list", action="append", default=[], metavar="FILE",
+                   help="a file of input paths, one per line ('-': standard input); may be repeated")
     p.add_argument("-o", "--out", default="localized", help="output folder (default: ./localized)")
     p.add_argument("--model", help="exported model folder (default: the shipped edge-s)")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
@@ -86,12 +42,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="probability for the binary mask")
     p.add_argument("--max-side", type=int, help="downscale images whose longer side exceeds this first")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="refuse larger images")
-    p.add_argument("--batch", type=int, default=8, help="tiles per inference call")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
+    p.add_argument("--outputs", default="all", choices=OUTPUTS,
+                   help="all: maps and overlay of every image; report: only the report, and the "
+                        "probability maps of images where something was detected")
+    p.add_argument("--batch", type=int, help="tiles per inference call, gathered across images "
+                   "(default: 2 on the CPU, where smaller calls run faster and in less memory; 8 on a GPU)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="inference calls in flight (default: one per CPU core, 1 on a GPU)")
+    p.add_argument("--decoders", type=int, default=2, help="threads decoding images")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads in all (default: all cores)")
+    p.add_argument("--restart", action="store_true", help="discard OUT's report and start over")
+    p.add_argument("--retry-failed", action="store_true", help="when resuming, try the failed inputs again")
+    p.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster ('auto', 'local' or host:port); "
+                   "needs the ray extra and OUT on a file system every node sees")
     p.add_argument("--fail-on-detect", action="store_true", help="exit 3 if anything was detected")
     p.add_argument("--quiet", action="store_true", help="only the summary (and errors)")
     p.add_argument("--json", action="store_true", help="print each report line as JSON instead of text")
     return p
+
+
+class Progress:
+    """Images/s and ETA on stderr (a terminal only). The total is counted in the background, since
+    inputs are streamed; without it (a list on stdin) only the rate is shown."""
+
+    def __init__(self, enabled: bool, count: callable | None):
+        self.enabled, self.total, self.n, self.start = enabled, None, 0, time.perf_counter()
+        if enabled and count:
+            threading.Thread(target=lambda: setattr(self, "total", count()), daemon=True).start()
+
+    def tick(self) -> None:
+        self.n += 1
+        if not self.enabled:
+            return
+        rate = self.n / (time.perf_counter() - self.start)
+        text = f"[{self.n}] {rate:.2f} img/s"
+        if self.total is not None:
+            left = max(0, self.total - self.n)
+            text = f"[{self.n}/{self.total}] {rate:.2f} img/s, ETA {left / rate:.0f}s"
+        print(f"\r{text} ", end="", file=sys.stderr, flush=True)
+
+    def clear(self) -> None:
+        if self.enabled and self.n:
+            print(file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,55 +91,86 @@ def main(argv: list[str] | None = None) -> int:
     a = parser.parse_args(argv)
     if not 0 <= a.threshold <= 1:
         parser.error(f"--threshold must be within [0, 1], got {a.threshold}")
+    if not a.paths and not a.list:
+        parser.error("give image files, folders, globs or --list FILE")
+    if a.list.count("-") > 1:
+        parser.error("--list - (standard input) can be given once")
     out = Path(a.out)
-    cfg = LocalizeConfig(steps=a.steps, samples=a.samples, seed=a.seed, threshold=a.threshold,
-                         max_side=a.max_side, batch=max(1, a.batch))
+    cores = a.threads or os.cpu_count() or 1
+    jobs = iter_jobs(a.paths, out, a.list)
+    first = next(jobs, None)  # before anything is created under OUT
+    if first is None:
+        print("trt-localize: no images found in " + " ".join(a.paths + a.list), file=sys.stderr)
+        return 2
     try:
-        localizer = Localizer(a.model, a.backend, cfg, a.threads)
-    except (ModelError, ValueError, RuntimeError) as e:
+        gpu = uses_gpu(a.backend)
+        workers = a.workers or (1 if gpu else cores)
+        cfg = LocalizeConfig(steps=a.steps, samples=a.samples, seed=a.seed, threshold=a.threshold,
+                             max_side=a.max_side, batch=max(1, a.batch or (8 if gpu else 2)))
+        localizer = None if a.ray else Localizer(a.model, a.backend, cfg, max(1, cores // workers))
+        manifest = (localizer.manifest if localizer else _manifest(a.model))
+        settings = {"model": manifest["files"], "steps": a.steps, "samples": a.samples, "seed": a.seed,
+                    "threshold": a.threshold, "max_side": a.max_side, "outputs": a.outputs}
+        report = Report(out, settings, a.restart, a.retry_failed)
+    except (ModelError, ValueError, RuntimeError, OSError) as e:
         print(f"trt-localize: {e}", file=sys.stderr)
         return 2
-    jobs = expand_inputs(a.paths, out)
-    if not jobs:
-        print("trt-localize: no images found in " + " ".join(a.paths), file=sys.stderr)
-        return 2
-    out.mkdir(parents=True, exist_ok=True)
-    partial = out / ".report.jsonl.partial"
-    progress = len(jobs) > 1 and not a.quiet and not a.json and sys.stderr.isatty()
-    failed = detected = 0
-    start = time.perf_counter()
-    with open(partial, "w") as report:
-        for n, job in enumerate(jobs, 1):
-            t = time.perf_counter()
-            line = {"path": str(job.path), "threshold": a.threshold, "steps": localizer.steps,
-                    "samples": a.samples, "backend": localizer.backend.name}
-            try:
-                image = read_image(job.path, a.max_pixels)
-                result = localizer.localize(image)
-                write_outputs(job, image, result)
-                line.update(result.summary())
-                detected += result.inpainted
-            except (ImageError, OSError, ValueError, cv2.error) as e:
-                failed += 1
-                line.update({"score": None, "inpainted": None, "regions": [], "error": str(e)})
-            line["elapsed_ms"] = round((time.perf_counter() - t) * 1000, 1)
-            report.write(json.dumps(line) + "\n")
-            report.flush()
-            _print(line, a, progress)
-            if progress:
-                rate = n / (time.perf_counter() - start)
-                print(f"\r[{n}/{len(jobs)}] {rate:.2f} img/s, ETA {(len(jobs) - n) / rate:.0f}s ",
-                      end="", file=sys.stderr, flush=True)
-    os.chmod(partial, 0o644)
-    os.replace(partial, out / "report.jsonl")
-    if progress:
-        print(file=sys.stderr)
-    secs = time.perf_counter() - start
-    print(f"{len(jobs)} image(s) in {secs:.1f}s: {detected} with inpainted regions, {failed} failed; "
-          f"outputs in {out}/", file=sys.stderr if a.json else sys.stdout)
-    if failed:
+    jobs = (j for j in itertools.chain([first], jobs) if not report.is_done(j.path))
+    counted = None if "-" in a.list else (lambda: sum(1 for _ in iter_jobs(a.paths, out, a.list)) - report.resumed)
+    progress = Progress(not a.quiet and not a.json and sys.stderr.isatty(), counted)
+    counts = {"done": 0, "failed": 0, "detected": 0}
+
+    def write(line: dict) -> None:
+        if not report.add(line):
+            return
+        counts["done"] += 1
+        counts["failed"] += "error" in line
+        counts["detected"] += bool(line.get("inpainted"))
+        _print(line, a, progress.enabled)
+        progress.tick()
+
+    signal.signal(signal.SIGTERM, _interrupt)  # a kill stops as cleanly as Ctrl-C
+    interrupted = False
+    try:
+        if a.ray:
+            from .ray_localize import run_on_ray
+
+            run_on_ray(a.ray, jobs, a.model, a.backend, cfg, a.outputs, a.max_pixels, write)
+        else:
+            pipe = PipelineConfig(batch=cfg.batch, workers=workers, decoders=max(1, a.decoders),
+                                  max_pixels=a.max_pixels)
+            run_pipeline(localizer, jobs, pipe, lambda done: write(report_line(done, localizer, a.outputs)))
+    except KeyboardInterrupt:
+        interrupted = True
+    except Exception as e:  # the run as a whole failed (Ray unreachable, say); what was written stays
+        print(f"trt-localize: {e}", file=sys.stderr)
+        interrupted = True
+    finally:
+        report.close()
+        progress.clear()
+    summary = report.write_summary()
+    if interrupted:
+        print(f"trt-localize: stopped after {counts['done']} image(s) this run; run the same command again to "
+              f"resume ({report.resumed + counts['done']} done in {out}/)", file=sys.stderr)
+        return 130
+    secs = time.perf_counter() - progress.start
+    resumed = f" ({report.resumed} done earlier)" if report.resumed else ""
+    print(f"{counts['done']} image(s) in {secs:.1f}s{resumed}: {counts['detected']} with inpainted regions, "
+          f"{counts['failed']} failed; outputs in {out}/, summary in {summary.name}",
+          file=sys.stderr if a.json else sys.stdout)
+    if counts["failed"] + report.failed_before:
         return 1
-    return 3 if a.fail_on_detect and detected else 0
+    return 3 if a.fail_on_detect and (counts["detected"] or report.detected_before) else 0
+
+
+def _manifest(model: str | None) -> dict:
+    from .model_dir import default_model_dir, load_manifest
+
+    return load_manifest(Path(model) if model else default_model_dir())
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _print(line: dict, a: argparse.Namespace, progress: bool) -> None:

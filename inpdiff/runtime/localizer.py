@@ -87,7 +87,23 @@ def find_regions(mask: np.ndarray, prob: np.ndarray, min_area: int) -> list[Regi
     return sorted(regions, key=lambda r: -r.area)
 
 
+@dataclass
+class Plan:
+    """One image cut into tiles: what the backend runs, and how the maps go back together."""
+    image: np.ndarray                 # the input, as given
+    work: np.ndarray                  # downscaled (max_side) and padded to at least a tile
+    size: tuple[int, int]             # (h, w) of `work` before padding
+    origins: list[tuple[int, int]]    # (y, x) of every tile in `work`
+
+    def tile(self, i: int, size: int) -> np.ndarray:
+        y, x = self.origins[i]
+        return self.work[y:y + size, x:x + size]
+
+
 class Localizer:
+    """plan -> infer (tiles of any images, batched) -> assemble; `localize` runs the three on one image.
+    The batch pipeline calls them separately to batch tiles across images."""
+
     def __init__(self, model_dir: str | Path | None = None, backend: str | Backend = "auto",
                  config: LocalizeConfig | None = None, threads: int = 0):
         self.model_dir = Path(model_dir) if model_dir else default_model_dir()
@@ -97,12 +113,14 @@ class Localizer:
         self.diffusion = bool(self.manifest.get("diffusion", True))
         self.steps = 1 if not self.diffusion else (self.config.steps or int(self.manifest["steps"]))
         self.mode = self.manifest.get("mode", "ddim")
-        step_rows.row(self.mode, self.steps, 0, int(self.manifest["max_steps"]))  # validates --steps
+        self.max_steps = int(self.manifest["max_steps"])
+        step_rows.row(self.mode, self.steps, 0, self.max_steps)  # validates --steps
         if self.config.samples < 1:
             raise ValueError(f"samples must be at least 1, got {self.config.samples}")
         self.overlap = self.tile // 8 if self.config.overlap is None else self.config.overlap
         if not 0 <= self.overlap < self.tile // 2:
             raise ValueError(f"overlap must be in [0, {self.tile // 2}), got {self.overlap}")
+        self.window = blend_window(self.tile, self.overlap)
         self.backend = make_backend(backend, self.model_dir, threads) if isinstance(backend, str) else backend
 
     def localize(self, image: np.ndarray | str | Path) -> Result:
@@ -110,62 +128,65 @@ class Localizer:
         t0 = time.perf_counter()
         if not isinstance(image, np.ndarray):
             image = read_image(image)
+        plan = self.plan(image)
+        n, b = len(plan.origins), self.config.batch
+        maps = np.concatenate([self.infer(np.stack([plan.tile(j, self.tile) for j in range(i, min(i + b, n))]),
+                                          plan.origins[i:i + b]) for i in range(0, n, b)])
+        result = self.assemble(plan, maps)
+        result.timings.update(tiles=n, total_ms=(time.perf_counter() - t0) * 1000)
+        return result
+
+    def plan(self, image: np.ndarray) -> Plan:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         h, w = image.shape[:2]
-        cfg = self.config
-        work = image
-        if cfg.max_side and max(h, w) > cfg.max_side:
-            s = cfg.max_side / max(h, w)
+        work, T = image, self.tile
+        if self.config.max_side and max(h, w) > self.config.max_side:
+            s = self.config.max_side / max(h, w)
             work = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-        per_sample, timings = self._run(work)
-        if work is not image:
-            per_sample = np.stack([cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) for p in per_sample])
-        prob = per_sample.mean(axis=0)
-        uncertainty = per_sample.std(axis=0) if len(per_sample) > 1 else np.zeros_like(prob)
-        mask = prob >= cfg.threshold
-        regions = find_regions(mask, prob, cfg.min_region)
-        timings["total_ms"] = (time.perf_counter() - t0) * 1000
-        return Result(prob, uncertainty, mask, image_score(prob), regions, timings)
-
-    def _run(self, image: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-        """Per-sample probability maps (S, H, W) of one image, tile by tile."""
-        T, cfg, S = self.tile, self.config, self.config.samples
-        h, w = image.shape[:2]
-        ph, pw = max(0, T - h), max(0, T - w)
+        size = work.shape[:2]
+        ph, pw = max(0, T - size[0]), max(0, T - size[1])
         if ph or pw:  # smaller than a tile: mirror-pad (replicate for 1-pixel sides, which cannot mirror)
-            border = cv2.BORDER_REFLECT_101 if min(h, w) > 1 else cv2.BORDER_REPLICATE
-            image = cv2.copyMakeBorder(image, 0, ph, 0, pw, border)
-        H, W = image.shape[:2]
+            border = cv2.BORDER_REFLECT_101 if min(size) > 1 else cv2.BORDER_REPLICATE
+            work = cv2.copyMakeBorder(work, 0, ph, 0, pw, border)
+        H, W = work.shape[:2]
         origins = [(y, x) for y in tile_origins(H, T, self.overlap) for x in tile_origins(W, T, self.overlap)]
-        window = blend_window(T, self.overlap)
+        return Plan(image, work, size, origins)
+
+    def infer(self, tiles: np.ndarray, origins: list[tuple[int, int]]) -> np.ndarray:
+        """(N, T, T, 3) uint8 tiles at `origins` -> per-sample probability maps (N, S, T, T), the mean
+        over the sampling steps. Noise is keyed to (seed, tile position), so a tile's map does not
+        depend on which tiles, or which images' tiles, share its batch."""
+        S, T = self.config.samples, self.tile
+        conds = {k: np.repeat(v, S, axis=0) for k, v in self.backend.condition(tiles).items()}
+        noise = np.concatenate([np.random.default_rng([self.config.seed, y, x]).standard_normal(
+            (self.steps + 1, S, 1, T, T), dtype=np.float32) for y, x in origins], axis=1)
+        x_t = noise[0] if self.diffusion else np.zeros_like(noise[0])
+        total = np.zeros_like(x_t)
+        for i in range(self.steps):
+            row = step_rows.row(self.mode, self.steps, i, self.max_steps)
+            x_t, prob, _ = self.backend.step(x_t, row, noise[i + 1], conds)
+            total += prob
+        return (total / self.steps).reshape(len(origins), S, T, T)
+
+    def assemble(self, plan: Plan, maps: np.ndarray) -> Result:
+        """Blend the tiles' maps (in plan order) into a Result at the input's size."""
+        T, S = self.tile, self.config.samples
+        H, W = plan.work.shape[:2]
         acc = np.zeros((S, H, W), np.float32)
         weight = np.zeros((H, W), np.float32)
-        max_steps = int(self.manifest["max_steps"])
-        t_cond = t_steps = 0.0
-        for start in range(0, len(origins), cfg.batch):
-            chunk = origins[start:start + cfg.batch]
-            tiles = np.stack([image[y:y + T, x:x + T] for y, x in chunk])
-            t = time.perf_counter()
-            conds = {k: np.repeat(v, S, axis=0) for k, v in self.backend.condition(tiles).items()}
-            t_cond += time.perf_counter() - t
-            # Noise keyed to (seed, tile position): results do not depend on batching or order.
-            noise = np.concatenate([np.random.default_rng([cfg.seed, y, x]).standard_normal(
-                (self.steps + 1, S, 1, T, T), dtype=np.float32) for y, x in chunk], axis=1)
-            x_t = noise[0] if self.diffusion else np.zeros_like(noise[0])
-            total = np.zeros_like(x_t)
-            t = time.perf_counter()
-            for i in range(self.steps):
-                x_t, prob, _ = self.backend.step(x_t, step_rows.row(self.mode, self.steps, i, max_steps),
-                                                 noise[i + 1], conds)
-                total += prob
-            t_steps += time.perf_counter() - t
-            maps = (total / self.steps).reshape(len(chunk), S, T, T)
-            for (y, x), m in zip(chunk, maps):
-                acc[:, y:y + T, x:x + T] += m * window
-                weight[y:y + T, x:x + T] += window
-        per_sample = (acc / weight)[:, :h, :w]
-        return per_sample, {"condition_ms": t_cond * 1000, "denoise_ms": t_steps * 1000, "tiles": len(origins)}
+        for (y, x), m in zip(plan.origins, maps):
+            acc[:, y:y + T, x:x + T] += m * self.window
+            weight[y:y + T, x:x + T] += self.window
+        per_sample = (acc / weight)[:, :plan.size[0], :plan.size[1]]
+        h, w = plan.image.shape[:2]
+        if per_sample.shape[1:] != (h, w):
+            per_sample = np.stack([cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) for p in per_sample])
+        prob = per_sample.mean(axis=0)
+        uncertainty = per_sample.std(axis=0) if S > 1 else np.zeros_like(prob)
+        mask = prob >= self.config.threshold
+        regions = find_regions(mask, prob, self.config.min_region)
+        return Result(prob, uncertainty, mask, image_score(prob), regions, {"tiles": len(plan.origins)})
 
 
-__all__ = ["Localizer", "LocalizeConfig", "Region", "Result", "ModelError", "tile_origins", "blend_window"]
+__all__ = ["Localizer", "LocalizeConfig", "Plan", "Region", "Result", "ModelError", "tile_origins", "blend_window"]

@@ -1,0 +1,54 @@
+"""What `trt-localize` writes for one input: the maps, the overlay and its report line."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..data.io import atomic_write, write_png
+from .inputs import Job
+from .localizer import Localizer, Result
+from .pipeline import Done
+
+OUTPUTS = ("all", "report")
+
+
+def overlay(image: np.ndarray, result: Result) -> np.ndarray:
+    """The image with detected regions tinted red and outlined, for a person to look at."""
+    out = image.astype(np.float32)
+    m = result.mask
+    out[m] = out[m] * 0.55 + np.array([255, 0, 0], np.float32) * 0.45
+    out = out.astype(np.uint8)
+    contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(out, contours, -1, (255, 255, 0), max(1, round(max(m.shape) / 400)))
+    return out
+
+
+def write_outputs(job: Job, image: np.ndarray, result: Result, outputs: str = "all") -> None:
+    """The maps and overlay of one image (each file atomically). outputs="report": only the
+    probability map, and only for an image where something was detected."""
+    if outputs == "report" and not result.inpainted:
+        return
+    write_png(job.output(".prob.png"), np.round(result.prob * 255).astype(np.uint8))
+    if outputs == "report":
+        return
+    write_png(job.output(".mask.png"), result.mask.astype(np.uint8) * 255)
+    ok, buf = cv2.imencode(".jpg", overlay(image, result)[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    atomic_write(job.output(".overlay.jpg"), lambda p: p.write_bytes(buf.tobytes()))
+
+
+def report_line(done: Done, localizer: Localizer, outputs: str) -> dict:
+    """Write one finished input's outputs -> its report line (with `error` where anything failed)."""
+    cfg = localizer.config
+    line = {"path": str(done.job.path), "threshold": cfg.threshold, "steps": localizer.steps,
+            "samples": cfg.samples, "backend": localizer.backend.name}
+    error = done.error
+    if done.result is not None:
+        try:
+            write_outputs(done.job, done.image, done.result, outputs)
+            line.update(done.result.summary())
+        except (OSError, cv2.error) as e:
+            error = f"{done.job.path}: writing the outputs failed: {e}"
+    if error:
+        line.update({"score": None, "inpainted": None, "regions": [], "error": error})
+    line["elapsed_ms"] = done.elapsed_ms
+    return line

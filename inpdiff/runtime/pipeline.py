@@ -1,0 +1,181 @@
+"""The batch pipeline: decode, infer and write overlap, with bounded queues between them.
+
+    jobs --> decoder threads --(prefetch images)--> tiler --(tile batches)--> inference workers
+         --> writer thread (outputs, report)
+
+The tiler cuts every image into tiles and batches tiles across images, so each backend call is
+full; when no decoded image is waiting it splits what it holds evenly over the workers instead,
+so a single image, or a slow trickle of them, is not left waiting for a batch to fill. Tiles carry
+their own noise (keyed to their position), so results equal `Localizer.localize` image by image.
+
+Every queue is bounded, so memory does not grow with the number of inputs. A failure in any stage
+(unreadable file, backend error, full disk) fails that image only; the run goes on. Setting `stop`
+(Ctrl-C) finishes the backend calls in flight, writes the images that completed and drops the rest.
+"""
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+
+from ..data.io import MAX_PIXELS, ImageError, read_image
+from .inputs import Job
+from .localizer import Localizer, Plan, Result
+
+_END = object()      # closes a queue
+_WAITING = object()  # no decoded image is ready yet
+
+
+@dataclass
+class PipelineConfig:
+    batch: int = 8                 # tiles per backend call, gathered across images
+    workers: int = 1               # threads calling the backend at once
+    decoders: int = 2              # threads decoding images
+    prefetch: int = 8              # decoded images waiting for inference at most
+    max_pixels: int = MAX_PIXELS
+
+
+@dataclass
+class Done:
+    """One input, finished: a result (with the image, for the overlay) or an error message."""
+    job: Job
+    image: np.ndarray | None = None
+    result: Result | None = None
+    error: str | None = None
+    elapsed_ms: float = 0.0
+
+
+class _Pending:
+    """An image whose tiles are in flight; the last worker to finish a tile assembles it."""
+
+    def __init__(self, job: Job, plan: Plan, started: float):
+        self.job, self.plan, self.started = job, plan, started
+        self.maps: list[np.ndarray | None] = [None] * len(plan.origins)
+        self.remaining = len(plan.origins)
+        self.error: str | None = None
+        self.lock = threading.Lock()
+
+
+def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
+                 write: Callable[[Done], None], stop: threading.Event | None = None) -> None:
+    """Localize every job; `write` is called once per job, from one writer thread, in completion order."""
+    stop = stop or threading.Event()
+    decoded: queue.Queue = queue.Queue(cfg.prefetch)
+    batches: queue.Queue = queue.Queue(2 * cfg.workers)
+    finished: queue.Queue = queue.Queue(cfg.prefetch)
+
+    def feed(pool: ThreadPoolExecutor) -> None:
+        try:
+            for job in jobs:
+                if stop.is_set():
+                    break
+                decoded.put((job, time.perf_counter(), pool.submit(read_image, job.path, cfg.max_pixels)))
+        except Exception as e:  # an unreadable list file, say: report it, end the input stream
+            print(f"trt-localize: reading the inputs failed: {e}", file=sys.stderr)
+        finally:
+            decoded.put(_END)
+
+    def infer() -> None:
+        while (chunk := batches.get()) is not _END:
+            if stop.is_set():
+                continue  # drain without running
+            try:
+                tiles = np.stack([p.plan.tile(i, localizer.tile) for p, i in chunk])
+                maps = localizer.infer(tiles, [p.plan.origins[i] for p, i in chunk])
+                error = None
+            except Exception as e:
+                maps, error = [None] * len(chunk), f"inference failed: {type(e).__name__}: {e}"
+            for (p, i), m in zip(chunk, maps):
+                with p.lock:
+                    p.maps[i], p.remaining = m, p.remaining - 1
+                    p.error = p.error or error
+                    complete = p.remaining == 0
+                if complete:
+                    finished.put(_assemble(localizer, p))
+
+    def writer() -> None:
+        while (done := finished.get()) is not _END:
+            try:
+                write(done)
+            except Exception:  # a bug in the writer must not stall the pipeline
+                print(f"trt-localize: writing {done.job.path} failed:\n{traceback.format_exc()}", file=sys.stderr)
+
+    write_thread = threading.Thread(target=writer, name="writer", daemon=True)
+    workers = [threading.Thread(target=infer, name=f"infer{i}", daemon=True) for i in range(cfg.workers)]
+    for t in [write_thread, *workers]:
+        t.start()
+    with ThreadPoolExecutor(cfg.decoders, thread_name_prefix="decode") as pool:
+        feeder = threading.Thread(target=feed, args=(pool,), name="feeder", daemon=True)
+        feeder.start()
+        try:
+            _tile(localizer, cfg, decoded, batches, finished, stop)
+        except BaseException:  # Ctrl-C: stop every stage, keep what completed
+            stop.set()
+            raise
+        finally:
+            for _ in workers:
+                batches.put(_END)
+            for t in workers:
+                t.join()
+            finished.put(_END)
+            write_thread.join()
+            while feeder.is_alive():  # unblock a feeder waiting on a full queue
+                try:
+                    decoded.get_nowait()
+                except queue.Empty:
+                    feeder.join(0.05)
+
+
+def _tile(localizer: Localizer, cfg: PipelineConfig, decoded: queue.Queue, batches: queue.Queue,
+          finished: queue.Queue, stop: threading.Event) -> None:
+    """The tiler (runs in the calling thread, so Ctrl-C reaches it): images -> batches of tiles.
+    Full batches while more images are waiting; otherwise what is held is split evenly among the
+    workers at once, so the last image, or a lone one, is not kept waiting for a batch to fill."""
+    held: list[tuple[_Pending, int]] = []
+    item = decoded.get()
+    while item is not _END and not stop.is_set():
+        job, started, future = item
+        try:
+            pending = _Pending(job, localizer.plan(future.result()), started)
+            held += [(pending, i) for i in range(len(pending.maps))]
+        except Exception as e:
+            finished.put(Done(job, error=_message(job, e), elapsed_ms=_ms(started)))
+        try:
+            item = decoded.get_nowait()
+        except queue.Empty:
+            item = _WAITING
+        if item is _WAITING or item is _END:
+            parts = min(cfg.workers, len(held))
+            for k in range(parts):
+                batches.put(held[k * len(held) // parts:(k + 1) * len(held) // parts])
+            held = []
+            item = item if item is _END else decoded.get()
+        else:
+            while len(held) >= cfg.batch:
+                batches.put(held[:cfg.batch])
+                del held[:cfg.batch]
+
+
+def _assemble(localizer: Localizer, p: _Pending) -> Done:
+    if p.error:
+        return Done(p.job, error=f"{p.job.path}: {p.error}", elapsed_ms=_ms(p.started))
+    try:
+        result = localizer.assemble(p.plan, np.stack(p.maps))
+    except Exception as e:
+        return Done(p.job, error=_message(p.job, e), elapsed_ms=_ms(p.started))
+    return Done(p.job, p.plan.image, result, elapsed_ms=_ms(p.started))
+
+
+def _message(job: Job, e: Exception) -> str:
+    return str(e) if isinstance(e, ImageError) else f"{job.path}: {type(e).__name__}: {e}"
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
