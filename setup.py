@@ -3,6 +3,7 @@ from setuptools import find_packages, setup
 TRAIN = ["torch>=2.4", "safetensors>=0.4", "scikit-image>=0.22", "pyyaml>=6", "tqdm>=4.60"]
 EXPORT = ["onnx>=1.16", "onnxsim>=0.4.36", "onnxruntime>=1.18", "polygraphy>=0.49"]
 TRT = ["tensorrt>=10.3", "cuda-python>=12.6"]
+RAY = ["ray[data]>=2.9"]  # trt-localize --ray and the Ray Data callable class
 TEST = ["pytest>=8", "scikit-learn>=1.4"]
 
 setup(
@@ -20,9 +21,10 @@ setup(
         "train": TRAIN,
         "export": EXPORT,
         "trt": TRT,
+        "ray": RAY,
         "test": TEST,
         # Everything that installs on a CPU-only machine (TensorRT's builder does not).
-        "dev": TRAIN + EXPORT + TEST,
+        "dev": TRAIN + EXPORT + RAY + TEST,
     },
     entry_points={"console_scripts": ["inpdiff=inpdiff.cli:main", "trt-localize=inpdiff.runtime.cli:main"]},
 )

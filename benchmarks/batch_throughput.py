@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from inpdiff.data.io import list_images, read_image  # noqa: E402
-from inpdiff.runtime.cli import write_outputs  # noqa: E402
+from inpdiff.runtime.outputs import write_outputs  # noqa: E402
 from inpdiff.runtime.inputs import iter_jobs  # noqa: E402
 from inpdiff.runtime.localizer import Localizer  # noqa: E402
 from inpdiff.runtime.pipeline import PipelineConfig, run_pipeline  # noqa: E402
@@ -62,7 +62,7 @@ def pipeline(model: Path, paths: list[Path], out: Path) -> float:
     cores = os.cpu_count() or 1
     loc = Localizer(model, threads=1)
     t = time.perf_counter()
-    run_pipeline(loc, iter_jobs([str(p) for p in paths], out), PipelineConfig(workers=cores),
+    run_pipeline(loc, iter_jobs([str(p) for p in paths], out), PipelineConfig(batch=2, workers=cores),
                  lambda d: write_outputs(d.job, d.image, d.result))
     return time.perf_counter() - t
 

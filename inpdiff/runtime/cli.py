@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from ..data.io import MAX_PIXELS
 from .backends import BACKENDS, uses_gpu
@@ -65,7 +66,7 @@ class Progress:
     """Images/s and ETA on stderr (a terminal only). The total is counted in the background, since
     inputs are streamed; without it (a list on stdin) only the rate is shown."""
 
-    def __init__(self, enabled: bool, count: callable | None):
+    def __init__(self, enabled: bool, count: Callable[[], int] | None):
         self.enabled, self.total, self.n, self.start = enabled, None, 0, time.perf_counter()
         if enabled and count:
             threading.Thread(target=lambda: setattr(self, "total", count()), daemon=True).start()
@@ -98,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     cores = a.threads or os.cpu_count() or 1
     jobs = iter_jobs(a.paths, out, a.list)
-    first = next(jobs, None)  # before anything is created under OUT
+    try:
+        first = next(jobs, None)  # before anything is created under OUT
+    except OSError as e:
+        print(f"trt-localize: {e}", file=sys.stderr)
+        return 2
     if first is None:
         print("trt-localize: no images found in " + " ".join(a.paths + a.list), file=sys.stderr)
         return 2
@@ -130,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         progress.tick()
 
     signal.signal(signal.SIGTERM, _interrupt)  # a kill stops as cleanly as Ctrl-C
-    interrupted = False
+    stopped = 0  # the exit status of a run that did not finish
     try:
         if a.ray:
             from .ray_localize import run_on_ray
@@ -141,18 +146,18 @@ def main(argv: list[str] | None = None) -> int:
                                   max_pixels=a.max_pixels)
             run_pipeline(localizer, jobs, pipe, lambda done: write(report_line(done, localizer, a.outputs)))
     except KeyboardInterrupt:
-        interrupted = True
+        stopped = 130
     except Exception as e:  # the run as a whole failed (Ray unreachable, say); what was written stays
         print(f"trt-localize: {e}", file=sys.stderr)
-        interrupted = True
+        stopped = 1
     finally:
         report.close()
         progress.clear()
     summary = report.write_summary()
-    if interrupted:
+    if stopped:
         print(f"trt-localize: stopped after {counts['done']} image(s) this run; run the same command again to "
               f"resume ({report.resumed + counts['done']} done in {out}/)", file=sys.stderr)
-        return 130
+        return stopped
     secs = time.perf_counter() - progress.start
     resumed = f" ({report.resumed} done earlier)" if report.resumed else ""
     print(f"{counts['done']} image(s) in {secs:.1f}s{resumed}: {counts['detected']} with inpainted regions, "

@@ -70,6 +70,7 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
     decoded: queue.Queue = queue.Queue(cfg.prefetch)
     batches: queue.Queue = queue.Queue(2 * cfg.workers)
     finished: queue.Queue = queue.Queue(cfg.prefetch)
+    input_errors: list[Exception] = []
 
     def feed(pool: ThreadPoolExecutor) -> None:
         try:
@@ -77,8 +78,8 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
                 if stop.is_set():
                     break
                 decoded.put((job, time.perf_counter(), pool.submit(read_image, job.path, cfg.max_pixels)))
-        except Exception as e:  # an unreadable list file, say: report it, end the input stream
-            print(f"trt-localize: reading the inputs failed: {e}", file=sys.stderr)
+        except Exception as e:  # an unreadable list file, say: finish what was read, then fail the run
+            input_errors.append(e)
         finally:
             decoded.put(_END)
 
@@ -131,6 +132,8 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
                     decoded.get_nowait()
                 except queue.Empty:
                     feeder.join(0.05)
+    if input_errors:
+        raise RuntimeError(f"reading the inputs failed: {input_errors[0]}") from input_errors[0]
 
 
 def _tile(localizer: Localizer, cfg: PipelineConfig, decoded: queue.Queue, batches: queue.Queue,

@@ -1,0 +1,253 @@
+"""Batch mode: streamed inputs, the pipeline, resuming, lighter outputs, Ray."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from inpdiff.runtime.inputs import iter_jobs, mirrored
+from inpdiff.runtime.localizer import Localizer, LocalizeConfig
+from inpdiff.runtime.pipeline import PipelineConfig, run_pipeline
+from inpdiff.runtime.report import Report, ResumeError
+
+from conftest import make_photo
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture
+def model_dir(tiny_export):
+    return tiny_export[0] / "onnx"
+
+
+def photos(folder: Path, n: int, size=(100, 130)) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"p{i:03d}.png" for i in range(n)]
+    for i, p in enumerate(paths):
+        cv2.imwrite(str(p), make_photo(*size, i)[:, :, ::-1])
+    return paths
+
+
+def cli(*args, stdin=None, **kw):
+    return subprocess.run([sys.executable, "-m", "inpdiff.runtime.cli", *map(str, args)], capture_output=True,
+                          text=True, env=ENV, cwd=ROOT, input=stdin, timeout=300, **kw)
+
+
+def report(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
+
+
+def test_inputs_stream_mirror_and_stay_inside_out(tmp_path):
+    src = tmp_path / "in"
+    photos(src / "a", 2)
+    photos(src / "b" / "c", 1)
+    (src / "a" / "p000.jpg").write_bytes((src / "a" / "p000.png").read_bytes())  # same stem, other format
+    (src / "a" / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    jobs = iter_jobs([str(src)], out)
+    assert next(jobs).path.name == "p000.jpg"  # a generator: nothing is listed ahead
+    stems = sorted(str(j.out_stem.relative_to(out)) for j in iter_jobs([str(src)], out))
+    assert stems == ["a/p000", "a/p000_1", "a/p001", "b/c/p000"]
+    globbed = [j.out_stem.relative_to(out).as_posix() for j in iter_jobs([f"{src}/**/*.png"], out)]
+    assert sorted(globbed) == ["a/p000", "a/p001", "b/c/p000"]
+    assert mirrored("/data/x/y.jpg").as_posix() == "data/x/y.jpg"
+    assert mirrored("../../etc/y.jpg").as_posix() == "__/__/etc/y.jpg"
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"# a comment\n{src}/a/p001.png\n\n../up.png\n")
+    jobs = list(iter_jobs([], out, [str(listed)]))
+    assert [j.path.name for j in jobs] == ["p001.png", "up.png"]
+    assert all(out in j.out_stem.parents for j in jobs)
+
+
+def test_pipeline_equals_localize_image_by_image(model_dir, tmp_path):
+    paths = photos(tmp_path, 3) + [tmp_path / "missing.png"]
+    cv2.imwrite(str(tmp_path / "big.png"), make_photo(150, 200, 9)[:, :, ::-1])
+    paths.insert(1, tmp_path / "big.png")
+    loc = Localizer(model_dir, config=LocalizeConfig(steps=3, seed=4), threads=1)
+    done = {}
+    run_pipeline(loc, iter_jobs(map(str, paths), tmp_path / "out"), PipelineConfig(batch=3, workers=2),
+                 lambda d: done.setdefault(d.job.path.name, d))
+    assert set(done) == {p.name for p in paths}
+    assert "no such file" in done["missing.png"].error
+    for p in paths[:-1]:
+        ref = loc.localize(p)
+        assert np.abs(done[p.name].result.prob - ref.prob).max() < 1e-5, p.name
+
+
+class FailOnBlack:
+    """The real ONNX Runtime backend, except that a batch holding an all-black tile raises."""
+
+    def __init__(self, model_dir):
+        self.inner = Localizer(model_dir, threads=1).backend
+        self.name = self.inner.name
+
+    def condition(self, tiles):
+        if (tiles.reshape(len(tiles), -1).max(axis=1) == 0).any():
+            raise RuntimeError("worker crashed")
+        return self.inner.condition(tiles)
+
+    def step(self, *args):
+        return self.inner.step(*args)
+
+
+def test_a_failing_worker_fails_its_images_only(model_dir, tmp_path):
+    paths = photos(tmp_path, 4, (64, 64))
+    cv2.imwrite(str(tmp_path / "black.png"), np.zeros((64, 64), np.uint8))
+    loc = Localizer(model_dir, FailOnBlack(model_dir), LocalizeConfig(steps=2))
+    done = {}
+    run_pipeline(loc, iter_jobs(map(str, paths + [tmp_path / "black.png"]), tmp_path / "out"),
+                 PipelineConfig(batch=1, workers=2), lambda d: done.setdefault(d.job.path.name, d))
+    assert "inference failed: RuntimeError: worker crashed" in done["black.png"].error
+    assert all(done[p.name].result is not None for p in paths)
+
+
+def test_report_drops_torn_and_duplicate_lines_and_refuses_other_settings(tmp_path):
+    out = tmp_path / "out"
+    r = Report(out, {"threshold": 0.5})
+    assert r.add({"path": "a.png", "score": 0.1}) and r.add({"path": "b.png", "error": "bad"})
+    assert not r.add({"path": "a.png", "score": 0.1})  # the same input twice: one line
+    r.close()
+    with open(out / "report.jsonl", "ab") as f:  # a duplicate, then a line cut by a power loss
+        f.write(b'{"path": "a.png", "score": 0.1}\n{"path": "c.png", "sco')
+    r = Report(out, {"threshold": 0.5})
+    r.close()
+    assert [line["path"] for line in report(out)] == ["a.png", "b.png"]
+    assert r.is_done("a.png") and r.is_done("b.png") and not r.is_done("c.png") and r.failed_before == 1
+    r = Report(out, {"threshold": 0.5}, retry_failed=True)
+    r.close()
+    assert not r.is_done("b.png") and [line["path"] for line in report(out)] == ["a.png"]
+    with pytest.raises(ResumeError, match="threshold 0.5 -> 0.6.*--restart"):
+        Report(out, {"threshold": 0.6})
+    Report(out, {"threshold": 0.6}, restart=True).close()
+    assert (out / "report.jsonl").read_text() == ""
+
+
+def test_resume_after_a_kill_processes_only_what_is_missing(model_dir, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    n = 24
+    photos(src, n, (192, 192))
+    args = ["-m", "inpdiff.runtime.cli", src, "-o", out, "--model", model_dir, "--steps", "12", "--workers", "1",
+            "--batch", "1", "--quiet"]
+    proc = subprocess.Popen([sys.executable, *map(str, args)], env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "report.jsonl").exists() and len((out / "report.jsonl").read_bytes().splitlines()) >= 3:
+            proc.kill()  # SIGKILL: no cleanup at all
+            break
+        time.sleep(0.01)
+    proc.wait()
+    first = report(out)
+    assert 3 <= len(first) < n, "the run was not stopped in the middle"
+    with open(out / "report.jsonl", "ab") as f:
+        f.write(b'{"path": "half-writ')  # as a power loss could leave it
+    r = cli(src, "-o", out, "--model", model_dir, "--steps", "12", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert f"{n - len(first)} image(s)" in r.stdout and f"({len(first)} done earlier)" in r.stdout
+    lines = report(out)
+    assert sorted(line["path"] for line in lines) == sorted(str(p) for p in src.glob("*.png"))
+    assert lines[:len(first)] == first
+    assert all((out / f"p{i:03d}.prob.png").exists() for i in range(n))
+    with open(out / "summary.csv") as f:
+        assert len(list(csv.DictReader(f))) == n
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(model_dir, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    photos(src, 24, (192, 192))
+    proc = subprocess.Popen([sys.executable, "-m", "inpdiff.runtime.cli", str(src), "-o", str(out), "--model",
+                             str(model_dir), "--steps", "12", "--workers", "1", "--batch", "1", "--quiet"],
+                            env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not ((out / "report.jsonl").exists() and (out / "report.jsonl").read_bytes().count(b"\n") >= 2):
+        assert proc.poll() is None
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "run the same command again to resume" in stderr
+    lines = report(out)
+    assert 2 <= len(lines) < 24 and all((out / f"{Path(x['path']).stem}.prob.png").exists() for x in lines)
+    assert not list(out.rglob("*.tmp*"))
+
+
+def test_list_from_stdin_and_report_only_outputs(model_dir, tmp_path):
+    paths = photos(tmp_path / "in", 3, (64, 64))
+    (tmp_path / "in" / "bad.png").write_bytes(b"\x89PNG broken")
+    listing = "\n".join(map(str, paths + [tmp_path / "in" / "bad.png", tmp_path / "gone.png"])) + "\n"
+    out = tmp_path / "out"
+    r = cli("--list", "-", "-o", out, "--model", model_dir, "--steps", "1", "--outputs", "report",
+            "--threshold", "0", stdin=listing)
+    assert r.returncode == 1 and "5 image(s)" in r.stdout and "2 failed" in r.stdout
+    written = sorted(p.name for p in out.rglob("*.png"))
+    assert written == [f"{p.stem}.prob.png" for p in paths]  # detected: prob maps only, no mask or overlay
+    with open(out / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 5 and sum(bool(row["error"]) for row in rows) == 2
+    r = cli("--list", "-", "-o", tmp_path / "out2", "--model", model_dir, "--steps", "1", "--outputs", "report",
+            "--threshold", "1", stdin="\n".join(map(str, paths)))
+    assert r.returncode == 0 and not list((tmp_path / "out2").rglob("*.png"))  # nothing detected, no maps
+    r = cli("--list", tmp_path / "nolist.txt", "-o", tmp_path / "out3", "--model", model_dir)
+    assert r.returncode == 2 and "nolist.txt" in r.stderr and not (tmp_path / "out3").exists()
+
+
+def test_memory_stays_flat_over_many_inputs(model_dir, tmp_path):
+    """Peak RSS over 5,000 inputs is that over 200: nothing grows with the number of inputs
+    (but for the resume bookkeeping, 8 bytes of hash a path)."""
+    img = tmp_path / "one.png"
+    cv2.imwrite(str(img), make_photo(64, 64, 0))
+    links = tmp_path / "links"
+    links.mkdir()
+    for i in range(5000):
+        (links / f"{i:05d}.png").symlink_to(img)
+    child = ("import re, sys\nfrom inpdiff.runtime.cli import main\ncode = main(sys.argv[1:])\n"
+             "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1], file=sys.stderr)\n"
+             "sys.exit(code)")
+    peaks = []
+    for n in (200, 5000):
+        listing = "".join(f"{links / f'{i:05d}.png'}\n" for i in range(n))
+        r = subprocess.run([sys.executable, "-c", child, "--list", "-", "-o", str(tmp_path / f"out{n}"), "--model",
+                            str(model_dir), "--steps", "1", "--outputs", "report", "--threshold", "1", "--quiet"],
+                           input=listing, capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert len(report(tmp_path / f"out{n}")) == n
+        peaks.append(int(r.stderr.strip().splitlines()[-1]) / 1024)
+    assert peaks[1] - peaks[0] < 15, peaks
+
+
+def test_ray_gives_the_single_process_results(model_dir, tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is the optional `ray` extra")
+    src = tmp_path / "in"
+    paths = photos(src, 5)
+    (src / "bad.png").write_text("not an image")
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    assert cli(src, "-o", local, "--model", model_dir, "--steps", "2").returncode == 1
+    r = cli(src, "-o", on_ray, "--model", model_dir, "--steps", "2", "--ray", "local")
+    assert r.returncode == 1, r.stderr
+    key = ("path", "score", "inpainted", "regions", "error")
+    assert (sorted([tuple(str(x.get(k)) for k in key) for x in report(local)])
+            == sorted([tuple(str(x.get(k)) for k in key) for x in report(on_ray)]))
+    for p in paths:
+        a = cv2.imread(str(local / f"{p.stem}.prob.png"), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(a, cv2.imread(str(on_ray / f"{p.stem}.prob.png"), cv2.IMREAD_UNCHANGED))
+
+    from inpdiff.runtime.ray_localize import Localize
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        ds = ray.data.read_images([str(p) for p in paths], include_paths=True, mode="RGB")
+        rows = ds.map_batches(Localize, fn_constructor_kwargs={"model_dir": str(model_dir), "config": {"steps": 2}},
+                              concurrency=1, batch_size=2).take_all()
+    finally:
+        ray.shutdown()
+    assert len(rows) == len(paths)
+    for row in rows:
+        a = cv2.imread(str(local / f"{Path(row['path']).stem}.prob.png"), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(a, row["prob"])
