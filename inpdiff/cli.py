@@ -1,4 +1,4 @@
-"""`inpdiff`: synth, train, eval, export (build, calibrate and bench come with their stages)."""
+"""`inpdiff`: synth, train, eval, export, calibrate (build and bench come with their stages)."""
 from __future__ import annotations
 
 import argparse
@@ -29,9 +29,9 @@ def _train(a: argparse.Namespace) -> int:
 def _eval(a: argparse.Namespace) -> int:
     import torch
 
-    from .data.datasets import discover
+    from .data.datasets import discover, evenly
     from .model import load_model
-    from .training.evaluate import PERTURBATIONS, evenly, markdown, run_eval
+    from .training.evaluate import PERTURBATIONS, markdown, run_eval
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -57,6 +57,26 @@ def _export(a: argparse.Namespace) -> int:
         p = manifest["parity"]
         print(f"parity with PyTorch on {p['tiles']} tiles: max abs error on x0 {p['max_abs_err_x0_per_step']:.1e} "
               f"per step, {p['max_abs_err_x0_sample']:.1e} over a {p['steps']}-step sample; TensorRT lint passed")
+    return 0
+
+
+def _calibrate(a: argparse.Namespace) -> int:
+    from .calibration.quantize import CalibrateConfig, calibrate
+
+    cfg = CalibrateConfig(images=a.count, tiles_per_image=a.tiles_per_image, method=a.method,
+                          percentile=a.percentile, exclude=tuple(a.exclude), exclude_sensitive=a.exclude_sensitive,
+                          threads=a.threads)
+    manifest = calibrate(a.model, a.out, a.images, cfg)
+    q = manifest["quantization"]
+    c = q["calibration"]
+    print(f"INT8 model in {a.out}: {c['tiles']} tiles of {c['images']} images, steps {c['steps_covered']} "
+          f"covered, method {q['method']}; kept in float: " + ", ".join(sum(q["kept_float"].values(), [])))
+    for skipped in c["skipped"]:
+        print(f"skipped: {skipped}", file=sys.stderr)
+    if a.report:
+        from .calibration.report import markdown, report
+
+        print(markdown(report(a.model, a.out, cfg, a.report, a.limit)))
     return 0
 
 
@@ -108,6 +128,22 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--no-simplify", action="store_true", help="skip onnx-simplifier")
     x.add_argument("--no-check", action="store_true", help="skip the parity check and the TensorRT lint")
     x.set_defaults(fn=_export)
+
+    c = sub.add_parser("calibrate", help="INT8 Q/DQ versions of an FP32 export, from real calibration images")
+    c.add_argument("model", help="the FP32 model folder (from `inpdiff export`)")
+    c.add_argument("-o", "--out", required=True, help="the INT8 model folder to write, e.g. models/NAME-int8")
+    c.add_argument("--images", help="calibration images (a folder, walked); not needed when OUT holds the cache")
+    c.add_argument("--count", type=int, default=256, help="calibration images to use, at most (default 256)")
+    c.add_argument("--tiles-per-image", type=int, default=2, help="tiles drawn from each image (default 2)")
+    c.add_argument("--method", default="entropy", choices=("entropy", "minmax", "percentile"))
+    c.add_argument("--percentile", type=float, default=99.999)
+    c.add_argument("--exclude", nargs="*", default=[], metavar="NODE", help="nodes to keep in float")
+    c.add_argument("--exclude-sensitive", type=int, default=3, metavar="K",
+                   help="also keep in float the K layers that cost most when quantized alone (default 3; 0: none)")
+    c.add_argument("--report", metavar="DATA", help="then compare FP32, plain INT8 and this INT8 on a dataset")
+    c.add_argument("--limit", type=int, default=0, help="evaluate an evenly spread subset of DATA of this size")
+    c.add_argument("--threads", type=int, default=0)
+    c.set_defaults(fn=_calibrate)
     return p
 
 

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inpdiff import steps
 from inpdiff.export.checks import onnx_probability
 from inpdiff.runtime.localizer import Localizer, LocalizeConfig, blend_window, tile_origins
 from inpdiff.runtime.model_dir import ModelError, load_manifest

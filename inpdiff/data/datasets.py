@@ -114,3 +114,10 @@ def load_pair(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
         raise ImageError(f"{sample.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
                          f"{sample.image.name} is {image.shape[1]}x{image.shape[0]}")
     return image, mask
+
+
+def evenly(samples: list[Sample], limit: int) -> list[Sample]:
+    """A deterministic subset spread over the list (which is sorted, so over photos and methods)."""
+    if limit <= 0 or limit >= len(samples):
+        return samples
+    return [samples[i] for i in np.linspace(0, len(samples) - 1, limit).round().astype(int)]

@@ -31,13 +31,6 @@ PERTURBATIONS: dict[str, Perturb] = {
 }
 
 
-def evenly(samples: list[Sample], limit: int) -> list[Sample]:
-    """A deterministic subset spread over the list (which is sorted, so over photos and methods)."""
-    if limit <= 0 or limit >= len(samples):
-        return samples
-    return [samples[i] for i in np.linspace(0, len(samples) - 1, limit).round().astype(int)]
-
-
 @torch.no_grad()
 def evaluate(model: InpDiffusion, samples: list[Sample], perturbation: str = "clean", steps: int | None = None,
              n_samples: int | None = None, seed: int = 0, threshold: float = 0.5, progress: bool = False) -> dict:

@@ -18,11 +18,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import Config
 from ..data.augment import augment
-from ..data.datasets import Sample, discover, load_pair
+from ..data.datasets import Sample, discover, evenly, load_pair
 from ..data.io import atomic_write
 from ..data.masks import edge_target
 from ..model import InpDiffusion, save_model
-from .evaluate import evaluate, evenly
+from .evaluate import evaluate
 from .losses import total_loss
 
 

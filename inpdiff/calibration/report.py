@@ -1,0 +1,109 @@
+"""What INT8 costs: `inpdiff calibrate ... --report DATA` compares the quantized model with its FP32
+source on validation images, both run by the runtime's Localizer on ONNX Runtime's CPU provider
+(same tiles, noise and steps): pixel AUC, F1, IoU, image-level AUC, per inpainting method, the
+max and mean abs difference of the probability maps, and the speed of both, side by side."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..data.datasets import Sample, discover, evenly, load_pair
+from ..data.io import ImageError, atomic_write
+from ..runtime.localizer import Localizer, LocalizeConfig
+from ..training.metrics import pixel_metrics, summarize
+from .quantize import CalibrateConfig, calibrate
+
+GOAL = {"pixel_auc": 0.005, "f1": 0.01}  # INT8 may lose at most this much against FP32
+
+
+def compare(models: dict[str, Path], samples: list[Sample], threads: int = 0) -> dict:
+    """Run every model on every sample; the first model is the reference the others are held to."""
+    locs = {name: Localizer(d, "onnxruntime", LocalizeConfig(), threads) for name, d in models.items()}
+    ref = next(iter(locs))
+    records = {k: [] for k in locs}
+    seconds = {k: 0.0 for k in locs}
+    diff = {k: {"max": 0.0, "sum": 0.0} for k in locs if k != ref}
+    pixels, errors = 0, []
+    for s in samples:
+        try:
+            image, mask = load_pair(s)
+        except ImageError as e:
+            errors.append(str(e))
+            continue
+        probs = {}
+        for name, loc in locs.items():  # alternated image by image, so all see the same machine load
+            t = time.perf_counter()
+            result = loc.localize(image)
+            seconds[name] += time.perf_counter() - t
+            probs[name] = result.prob
+            rec = {"image": str(s.image), "method": s.method, "pristine": s.pristine, "score": result.score}
+            if not s.pristine:
+                rec.update(pixel_metrics(result.prob, mask))
+            records[name].append(rec)
+        for name, d in diff.items():
+            err = np.abs(probs[name] - probs[ref])
+            d["max"], d["sum"] = max(d["max"], float(err.max())), d["sum"] + float(err.sum())
+        pixels += probs[ref].size
+    n = max(1, len(records[ref]))
+    summary = {"reference": ref, "models": {}, "errors": errors}
+    for name, recs in records.items():
+        m = summarize(recs)
+        m["seconds_per_image"] = seconds[name] / n
+        if name != ref:
+            m["prob_abs_diff"] = {"max": diff[name]["max"], "mean": diff[name]["sum"] / max(1, pixels)}
+            drops = {k: summary["models"][ref][k] - m[k] for k in GOAL}
+            m["goal"] = {k: {"allowed_drop": GOAL[k], "drop": drops[k], "met": drops[k] <= GOAL[k]} for k in GOAL}
+        summary["models"][name] = m
+    return summary
+
+
+def report(model_dir: str | Path, int8_dir: str | Path, cfg: CalibrateConfig, data: str | Path, limit: int = 0
+           ) -> dict:
+    """FP32 against the INT8 model in `int8_dir` on the dataset `data`, and against the plain
+    calibration (nothing kept in float but the heads) when `cfg` keeps more; rebuilt from the cached
+    ranges, so no images are needed. Saved as OUT/calibration/report.{json,md}."""
+    model_dir, int8_dir = Path(model_dir), Path(int8_dir)
+    samples = evenly(discover(data), limit)
+    with tempfile.TemporaryDirectory(prefix="inpdiff-plain-") as plain:
+        models = {"fp32": model_dir, "int8": int8_dir}
+        if cfg.exclude or cfg.exclude_sensitive:
+            shutil.copytree(int8_dir / "calibration", Path(plain) / "calibration")
+            calibrate(model_dir, plain, None, dataclasses.replace(cfg, exclude=(), exclude_sensitive=0))
+            models = {"fp32": model_dir, "int8 plain": Path(plain), "int8": int8_dir}
+        summary = compare(models, samples, cfg.threads)
+    summary["data"], summary["images"] = str(data), len(samples)
+    atomic_write(int8_dir / "calibration" / "report.json", lambda p: p.write_text(json.dumps(summary, indent=1)))
+    atomic_write(int8_dir / "calibration" / "report.md", lambda p: p.write_text(markdown(summary)))
+    return summary
+
+
+def markdown(summary: dict) -> str:
+    models, ref = summary["models"], summary["reference"]
+    lines = ["| model | pixel AUC | F1 | IoU | image AUC | prob. max abs diff | mean abs diff | s per image (CPU) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, m in models.items():
+        d = m.get("prob_abs_diff", {"max": 0.0, "mean": 0.0})
+        lines.append(f"| {name} | {m['pixel_auc']:.4f} | {m['f1']:.4f} | {m['iou']:.4f} | {m['image_auc']:.4f} | "
+                     f"{d['max']:.3f} | {d['mean']:.4f} | {m['seconds_per_image']:.3f} |")
+    names = list(models)
+    lines += ["", "| method | " + " | ".join(f"{n} pixel AUC / F1 / IoU" for n in names) + " |",
+              "|---|" + "---|" * len(names)]
+    for method in models[ref]["per_method"]:
+        cells = [models[n]["per_method"][method] for n in names]
+        lines.append(f"| {method} | " + " | ".join(f"{c['pixel_auc']:.4f} / {c['f1']:.4f} / {c['iou']:.4f}"
+                                                   for c in cells) + " |")
+    lines.append("")
+    for name, m in models.items():
+        if name == ref:
+            continue
+        g = m["goal"]
+        lines.append(f"- {name}: pixel AUC {100 * -g['pixel_auc']['drop']:+.2f} points, F1 "
+                     f"{100 * -g['f1']['drop']:+.2f} points against {ref}; goal (within 0.5 and 1 point) "
+                     + ("met" if all(v["met"] for v in g.values()) else "**not met**"))
+    return "\n".join(lines) + "\n"
