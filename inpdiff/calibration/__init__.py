@@ -1,1 +1,2 @@
-"""INT8 calibration of the exported graphs. Not built yet."""
+"""INT8 calibration of the exported graphs: `inpdiff calibrate` (quantize.py), its data (collect.py),
+the per-layer sensitivity (sensitivity.py) and the accuracy and speed report (report.py)."""
