@@ -149,7 +149,7 @@ def _tile(localizer: Localizer, cfg: PipelineConfig, decoded: queue.Queue, batch
             pending = _Pending(job, localizer.plan(future.result()), started)
             held += [(pending, i) for i in range(len(pending.maps))]
         except Exception as e:
-            finished.put(Done(job, error=_message(job, e), elapsed_ms=_ms(started)))
+            finished.put(Done(job, error=error_message(job, e), elapsed_ms=_ms(started)))
         try:
             item = decoded.get_nowait()
         except queue.Empty:
@@ -172,11 +172,12 @@ def _assemble(localizer: Localizer, p: _Pending) -> Done:
     try:
         result = localizer.assemble(p.plan, np.stack(p.maps))
     except Exception as e:
-        return Done(p.job, error=_message(p.job, e), elapsed_ms=_ms(p.started))
+        return Done(p.job, error=error_message(p.job, e), elapsed_ms=_ms(p.started))
     return Done(p.job, p.plan.image, result, elapsed_ms=_ms(p.started))
 
 
-def _message(job: Job, e: Exception) -> str:
+def error_message(job: Job, e: Exception) -> str:
+    """An input's failure as a report line says it: ImageErrors name the file already."""
     return str(e) if isinstance(e, ImageError) else f"{job.path}: {type(e).__name__}: {e}"
 
 

@@ -22,11 +22,11 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..data.io import MAX_PIXELS, ImageError, read_image
+from ..data.io import MAX_PIXELS, read_image
 from .inputs import Job
 from .localizer import Localizer, LocalizeConfig
 from .outputs import report_line
-from .pipeline import Done
+from .pipeline import Done, error_message
 
 
 def _config(config: LocalizeConfig | dict | None) -> LocalizeConfig:
@@ -67,7 +67,7 @@ class LocalizeFiles:
                 image = read_image(job.path, self.max_pixels)
                 done = Done(job, image, self.localizer.localize(image))
             except Exception as e:
-                done = Done(job, error=str(e) if isinstance(e, ImageError) else f"{path}: {type(e).__name__}: {e}")
+                done = Done(job, error=error_message(job, e))
             done.elapsed_ms = round((time.perf_counter() - t) * 1000, 1)
             lines.append(report_line(done, self.localizer, self.outputs))
         return lines
