@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from inpdiff.data.io import read_image
 from inpdiff.runtime.inputs import iter_jobs, mirrored
 from inpdiff.runtime.localizer import Localizer, LocalizeConfig
 from inpdiff.runtime.pipeline import PipelineConfig, run_pipeline
@@ -107,6 +108,27 @@ def test_a_failing_worker_fails_its_images_only(model_dir, tmp_path):
                  PipelineConfig(batch=1, workers=2), lambda d: done.setdefault(d.job.path.name, d))
     assert "inference failed: RuntimeError: worker crashed" in done["black.png"].error
     assert all(done[p.name].result is not None for p in paths)
+
+
+def crashing_decode(path, max_pixels):
+    """read_image, except that poison.png kills its process, as a segfault in a codec would."""
+    if Path(path).name == "poison.png":
+        os._exit(70)
+    return read_image(path, max_pixels)
+
+
+def test_a_decoder_crash_fails_that_file_only(model_dir, tmp_path):
+    paths = photos(tmp_path, 6, (64, 64))
+    (tmp_path / "poison.png").write_bytes(paths[0].read_bytes())
+    paths.insert(3, tmp_path / "poison.png")
+    loc = Localizer(model_dir, config=LocalizeConfig(steps=1), threads=1)
+    done = {}
+    run_pipeline(loc, iter_jobs(map(str, paths), tmp_path / "out"),
+                 PipelineConfig(workers=1, decoders=2, decode=crashing_decode),
+                 lambda d: done.setdefault(d.job.path.name, d))
+    assert set(done) == {p.name for p in paths}
+    assert "decoder crashed on this file" in done["poison.png"].error and "poison.png" in done["poison.png"].error
+    assert all(done[p.name].result is not None for p in paths if p.name != "poison.png")
 
 
 def test_report_drops_torn_and_duplicate_lines_and_refuses_other_settings(tmp_path):

@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 2 on the CPU, where smaller calls run faster and in less memory; 8 on a GPU)")
     p.add_argument("--workers", type=int, default=0,
                    help="inference calls in flight (default: one per CPU core, 1 on a GPU)")
-    p.add_argument("--decoders", type=int, default=2, help="threads decoding images")
+    p.add_argument("--decoders", type=int, default=2, help="processes decoding images (a crash fails one file)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads in all (default: all cores)")
     p.add_argument("--restart", action="store_true", help="discard OUT's report and start over")
     p.add_argument("--retry-failed", action="store_true", help="when resuming, try the failed inputs again")

@@ -1,6 +1,6 @@
 """The batch pipeline: decode, infer and write overlap, with bounded queues between them.
 
-    jobs --> decoder threads --(prefetch images)--> tiler --(tile batches)--> inference workers
+    jobs --> decoder processes --(prefetch images)--> tiler --(tile batches)--> inference workers
          --> writer thread (outputs, report)
 
 The tiler cuts every image into tiles and batches tiles across images, so each backend call is
@@ -19,13 +19,13 @@ import sys
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
 
 from ..data.io import MAX_PIXELS, ImageError, read_image
+from .decoding import Decode, IsolatedDecoder
 from .inputs import Job
 from .localizer import Localizer, Plan, Result
 
@@ -37,9 +37,10 @@ _WAITING = object()  # no decoded image is ready yet
 class PipelineConfig:
     batch: int = 8                 # tiles per backend call, gathered across images
     workers: int = 1               # threads calling the backend at once
-    decoders: int = 2              # threads decoding images
+    decoders: int = 2              # processes decoding images (see decoding.py)
     prefetch: int = 8              # decoded images waiting for inference at most
     max_pixels: int = MAX_PIXELS
+    decode: Decode = read_image    # (path, max_pixels) -> RGB uint8, a top-level function
 
 
 @dataclass
@@ -72,12 +73,12 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
     finished: queue.Queue = queue.Queue(cfg.prefetch)
     input_errors: list[Exception] = []
 
-    def feed(pool: ThreadPoolExecutor) -> None:
+    def feed() -> None:
         try:
             for job in jobs:
                 if stop.is_set():
                     break
-                decoded.put((job, time.perf_counter(), pool.submit(read_image, job.path, cfg.max_pixels)))
+                decoded.put((job, time.perf_counter(), decoder.submit(job.path)))
         except Exception as e:  # an unreadable list file, say: finish what was read, then fail the run
             input_errors.append(e)
         finally:
@@ -112,32 +113,33 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
     workers = [threading.Thread(target=infer, name=f"infer{i}", daemon=True) for i in range(cfg.workers)]
     for t in [write_thread, *workers]:
         t.start()
-    with ThreadPoolExecutor(cfg.decoders, thread_name_prefix="decode") as pool:
-        feeder = threading.Thread(target=feed, args=(pool,), name="feeder", daemon=True)
-        feeder.start()
-        try:
-            _tile(localizer, cfg, decoded, batches, finished, stop)
-        except BaseException:  # Ctrl-C: stop every stage, keep what completed
-            stop.set()
-            raise
-        finally:
-            for _ in workers:
-                batches.put(_END)
-            for t in workers:
-                t.join()
-            finished.put(_END)
-            write_thread.join()
-            while feeder.is_alive():  # unblock a feeder waiting on a full queue
-                try:
-                    decoded.get_nowait()
-                except queue.Empty:
-                    feeder.join(0.05)
+    decoder = IsolatedDecoder(cfg.decoders, cfg.max_pixels, cfg.decode)
+    feeder = threading.Thread(target=feed, name="feeder", daemon=True)
+    feeder.start()
+    try:
+        _tile(localizer, cfg, decoder, decoded, batches, finished, stop)
+    except BaseException:  # Ctrl-C: stop every stage, keep what completed
+        stop.set()
+        raise
+    finally:
+        for _ in workers:
+            batches.put(_END)
+        for t in workers:
+            t.join()
+        finished.put(_END)
+        write_thread.join()
+        while feeder.is_alive():  # unblock a feeder waiting on a full queue
+            try:
+                decoded.get_nowait()
+            except queue.Empty:
+                feeder.join(0.05)
+        decoder.close()
     if input_errors:
         raise RuntimeError(f"reading the inputs failed: {input_errors[0]}") from input_errors[0]
 
 
-def _tile(localizer: Localizer, cfg: PipelineConfig, decoded: queue.Queue, batches: queue.Queue,
-          finished: queue.Queue, stop: threading.Event) -> None:
+def _tile(localizer: Localizer, cfg: PipelineConfig, decoder: IsolatedDecoder, decoded: queue.Queue,
+          batches: queue.Queue, finished: queue.Queue, stop: threading.Event) -> None:
     """The tiler (runs in the calling thread, so Ctrl-C reaches it): images -> batches of tiles.
     Full batches while more images are waiting; otherwise what is held is split evenly among the
     workers at once, so the last image, or a lone one, is not kept waiting for a batch to fill."""
@@ -146,7 +148,7 @@ def _tile(localizer: Localizer, cfg: PipelineConfig, decoded: queue.Queue, batch
     while item is not _END and not stop.is_set():
         job, started, future = item
         try:
-            pending = _Pending(job, localizer.plan(future.result()), started)
+            pending = _Pending(job, localizer.plan(decoder.result(job.path, future)), started)
             held += [(pending, i) for i in range(len(pending.maps))]
         except Exception as e:
             finished.put(Done(job, error=error_message(job, e), elapsed_ms=_ms(started)))
