@@ -1,8 +1,8 @@
 """Batch throughput of `trt-localize` (prints Markdown tables).
 
 1. Images per second on N photos of 512x512: a plain loop over `Localizer.localize` (read, localize,
-   write the three outputs; ONNX Runtime with all cores) against the batch pipeline (decode threads,
-   tiles batched across images, one single-threaded backend call per core, background writer),
+   write the three outputs; ONNX Runtime with all cores) against the batch pipeline (decoder
+   processes, tiles batched across images, one single-threaded backend call per core, background writer),
    side by side in one run, with the same outputs written. Their maps are checked equal.
 2. Peak RSS of `trt-localize --list` over 1,000 and 10,000 inputs (links to a few small photos),
    to show that memory does not grow with the number of inputs. This part runs 1 step per image
@@ -32,6 +32,8 @@ from inpdiff.runtime.outputs import write_outputs  # noqa: E402
 from inpdiff.runtime.inputs import iter_jobs  # noqa: E402
 from inpdiff.runtime.localizer import Localizer  # noqa: E402
 from inpdiff.runtime.pipeline import PipelineConfig, run_pipeline  # noqa: E402
+
+from cpu_bench import PEAK_RSS_CHILD  # noqa: E402  (this folder is on sys.path when run as a script)
 
 PHOTOS = ROOT.parent / "shared" / "data" / "photos" / "bsds300"
 
@@ -69,11 +71,8 @@ def pipeline(model: Path, paths: list[Path], out: Path) -> float:
 
 def peak_rss_mb(list_file: Path, out: Path, model: Path) -> tuple[float, float]:
     """(seconds, peak RSS in MB) of trt-localize over a list; the child reports its own VmHWM."""
-    child = ("import re, sys\nfrom inpdiff.runtime.cli import main\ncode = main(sys.argv[1:])\n"
-             "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1], file=sys.stderr)\n"
-             "sys.exit(code)")
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", child, "--list", str(list_file), "-o", str(out), "--quiet",
+    r = subprocess.run([sys.executable, "-c", PEAK_RSS_CHILD, "--list", str(list_file), "-o", str(out), "--quiet",
                         "--model", str(model), "--steps", "1", "--outputs", "report", "--restart"],
                        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stderr

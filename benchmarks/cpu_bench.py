@@ -29,6 +29,11 @@ from inpdiff.data.io import read_image  # noqa: E402
 from inpdiff.runtime.localizer import Localizer, LocalizeConfig  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "images" / "astronaut_00_telea.png"
+# `python -c PEAK_RSS_CHILD ARGS...` runs trt-localize ARGS and prints its own peak RSS (VmHWM, kB,
+# Linux) last on stderr: ru_maxrss would include the forked copy of a torch-loaded parent.
+PEAK_RSS_CHILD = ("import re, sys\nfrom inpdiff.runtime.cli import main\ncode = main(sys.argv[1:])\n"
+                  "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1], file=sys.stderr)\n"
+                  "sys.exit(code)")
 
 
 class TorchEagerBackend:
@@ -100,16 +105,11 @@ def main() -> None:
     else:
         print(f"| ONNX Runtime CPU | {ort_s:.2f} | {tiles} | - |\n")
 
-    # The child reports its own peak RSS (VmHWM, Linux): ru_maxrss would include the forked copy of this
-    # torch-loaded process, since Linux keeps it across exec.
     out = Path(tempfile.mkdtemp())
-    child = ("import re, sys\nfrom inpdiff.runtime.cli import main\ncode = main(sys.argv[1:])\n"
-             "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1], file=sys.stderr)\n"
-             "sys.exit(code)")
     runs, rss = [], []
     for _ in range(a.repeat):
         t = time.perf_counter()
-        r = subprocess.run([sys.executable, "-c", child, str(EXAMPLE), "-o", str(out), "--quiet", "--restart",
+        r = subprocess.run([sys.executable, "-c", PEAK_RSS_CHILD, str(EXAMPLE), "-o", str(out), "--quiet", "--restart",
                             "--model", str(model)], capture_output=True, text=True, cwd=ROOT,
                            env={**os.environ, "PYTHONPATH": str(ROOT)})
         runs.append(time.perf_counter() - t)

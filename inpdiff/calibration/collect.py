@@ -15,8 +15,9 @@ from typing import Iterator
 import numpy as np
 
 from .. import steps as step_rows
-from ..data.io import IMAGE_EXTS, ImageError, read_image
+from ..data.io import ImageError, read_image
 from ..runtime.backends import Backend
+from ..runtime.inputs import walk
 from ..runtime.localizer import Localizer
 
 
@@ -56,7 +57,7 @@ def find_images(folder: str | Path, count: int, seed: int) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise CalibrationError(f"{folder}: not a folder of calibration images")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    files = list(walk(folder))
     order = np.random.default_rng(seed).permutation(len(files))
     return [files[i] for i in order[:count]]
 

@@ -40,8 +40,9 @@ def layer_sensitivity(model_dir: str | Path, out_dir: str | Path, images_dir: st
     cache = {g: out / "calibration" / f"{g}.{cfg.method}.json" for g in GRAPHS}
     target = out / "calibration" / f"sensitivity.{cfg.method}.json"
     key = {g: sha256(cache[g]) for g in GRAPHS}  # the ranges this ranking was measured with
-    if target.is_file() and json.loads(target.read_text()).get("ranges") == key:
-        return json.loads(target.read_text())["layers"]
+    saved = json.loads(target.read_text()) if target.is_file() else {}
+    if saved.get("ranges") == key:
+        return saved["layers"]
     if images_dir is None:
         raise CalibrationError(f"{target}: no layer sensitivity measured with these ranges; give --images DIR "
                                "(or --exclude-sensitive 0)")
