@@ -1,8 +1,12 @@
 from setuptools import find_packages, setup
 
 TRAIN = ["torch>=2.4", "safetensors>=0.4", "scikit-image>=0.22", "pyyaml>=6", "tqdm>=4.60"]
-EXPORT = ["onnx>=1.16", "onnxsim>=0.4.36", "onnxruntime>=1.18", "polygraphy>=0.49"]
-TRT = ["tensorrt>=10.3", "cuda-python>=12.6"]
+EXPORT = ["onnx>=1.16", "onnxsim>=0.4.36", "onnxruntime>=1.18", "polygraphy>=0.49",
+          # `inpdiff fp16`: ModelOpt's AutoCast and what it imports. Not nvidia-modelopt[onnx], which
+          # pins onnx and installs onnxruntime-gpu over onnxruntime.
+          "nvidia-modelopt>=0.40", "onnx-graphsurgeon>=0.5", "onnxslim>=0.1.70", "onnxscript>=0.3", "lief>=0.15",
+          "ml_dtypes>=0.5"]
+TRT = ["tensorrt>=10.3", "cuda-python>=12.6"]  # cuda-python: pick the major of your CUDA driver
 RAY = ["ray[data]>=2.9"]  # trt-localize --ray and the Ray Data callable class
 TEST = ["pytest>=8", "scikit-learn>=1.4"]
 

@@ -1,4 +1,4 @@
-"""`inpdiff`: synth, train, eval, export, calibrate (build and bench come with their stages)."""
+"""`inpdiff`: synth, train, eval, export, calibrate, fp16, build."""
 from __future__ import annotations
 
 import argparse
@@ -80,8 +80,36 @@ def _calibrate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _fp16(a: argparse.Namespace) -> int:
+    from .calibration.fp16 import Fp16Config, convert
+
+    cfg = Fp16Config(images=a.count, exclude=tuple(a.exclude), threads=a.threads)
+    manifest = convert(a.model, a.out, a.images, cfg)
+    f = manifest["fp16"]
+    print(f"FP16 model in {a.out} ({f['converter']}): " + "; ".join(
+        f"{g}: {c['fp16']} compute ops fp16, {c['fp32']} fp32, {len(f['kept_fp32'][g])} nodes kept fp32 by rule"
+        for g, c in f["compute_ops"].items()))
+    if a.report:
+        from .calibration.report import fp16_report, markdown
+
+        print(markdown(fp16_report(a.model, a.out, a.report, a.limit, a.threads)))
+    return 0
+
+
+def _build(a: argparse.Namespace) -> int:
+    from .runtime.trt import BuildConfig, build
+
+    cfg = BuildConfig(max_batch=a.max_batch, opt_batch=a.opt_batch, workspace_mib=a.workspace_mib,
+                      optimization_level=a.opt_level)
+    metas = build(a.model, a.engines, cfg)
+    meta = metas["condition"]
+    print(f"{meta['precision']} engines for {meta['gpu']} (compute {meta['compute_capability']}), TensorRT "
+          f"{meta['tensorrt']}, batch 1..{cfg.max_batch}: " + ", ".join(f"{n}.plan" for n in metas))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="inpdiff", description="InpDiffusion: train, evaluate, make data.")
+    p = argparse.ArgumentParser(prog="inpdiff", description="InpDiffusion: make data, train, evaluate, export, calibrate, build engines.")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("synth", help="make inpainted image + mask pairs from pristine photos")
@@ -144,6 +172,26 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--limit", type=int, default=0, help="evaluate an evenly spread subset of DATA of this size")
     c.add_argument("--threads", type=int, default=0)
     c.set_defaults(fn=_calibrate)
+
+    h = sub.add_parser("fp16", help="FP16 versions of an FP32 export (I/O and sensitive ops stay fp32)")
+    h.add_argument("model", help="the FP32 model folder (from `inpdiff export`)")
+    h.add_argument("-o", "--out", required=True, help="the FP16 model folder to write, e.g. models/NAME-fp16")
+    h.add_argument("--images", required=True, help="reference images (a folder, walked) for the value ranges")
+    h.add_argument("--count", type=int, default=8, help="reference images to use, at most (default 8)")
+    h.add_argument("--exclude", nargs="*", default=[], metavar="NODE", help="more nodes to keep in fp32")
+    h.add_argument("--report", metavar="DATA", help="then compare FP32 and FP16 on a dataset")
+    h.add_argument("--limit", type=int, default=0, help="evaluate an evenly spread subset of DATA of this size")
+    h.add_argument("--threads", type=int, default=0)
+    h.set_defaults(fn=_fp16)
+
+    b = sub.add_parser("build", help="TensorRT engines of a model folder (precision from its ONNX: fp32, fp16, int8)")
+    b.add_argument("model", help="a model folder (from export, fp16 or calibrate)")
+    b.add_argument("--engines", metavar="DIR", help="where the engines go (default: MODEL/engines)")
+    b.add_argument("--max-batch", type=int, default=16, help="largest tiles x samples per call (default 16)")
+    b.add_argument("--opt-batch", type=int, default=8, help="the batch the kernels are tuned for (default 8)")
+    b.add_argument("--workspace-mib", type=int, default=2048, help="builder scratch memory (default 2048)")
+    b.add_argument("--opt-level", type=int, default=3, choices=range(6), help="builder optimisation level")
+    b.set_defaults(fn=_build)
     return p
 
 

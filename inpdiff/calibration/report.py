@@ -1,5 +1,5 @@
-"""What INT8 costs: `inpdiff calibrate ... --report DATA` compares the quantized model with its FP32
-source on validation images, both run by the runtime's Localizer on ONNX Runtime's CPU provider
+"""What INT8 and FP16 cost: `inpdiff calibrate ... --report DATA` (and `inpdiff fp16 ... --report
+DATA`) compares the reduced-precision model with its FP32 source on validation images, both run by the runtime's Localizer on ONNX Runtime's CPU provider
 (same tiles, noise and steps): pixel AUC, F1, IoU, image-level AUC, per inpainting method, the
 max and mean abs difference of the probability maps, and the speed of both, side by side."""
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ..runtime.localizer import Localizer, LocalizeConfig
 from ..training.metrics import pixel_metrics, summarize
 from .quantize import CalibrateConfig, calibrate
 
-GOAL = {"pixel_auc": 0.005, "f1": 0.01}  # INT8 may lose at most this much against FP32
+GOAL = {"pixel_auc": 0.005, "f1": 0.01}  # INT8 or FP16 may lose at most this much against FP32
 
 
 def compare(models: dict[str, Path], samples: list[Sample], threads: int = 0) -> dict:
@@ -78,9 +78,23 @@ def report(model_dir: str | Path, int8_dir: str | Path, cfg: CalibrateConfig, da
             models = {"fp32": model_dir, "int8 plain": Path(plain), "int8": int8_dir}
         summary = compare(models, samples, cfg.threads)
     summary["data"], summary["images"] = str(data), len(samples)
-    atomic_write(int8_dir / "calibration" / "report.json", lambda p: p.write_text(json.dumps(summary, indent=1)))
-    atomic_write(int8_dir / "calibration" / "report.md", lambda p: p.write_text(markdown(summary)))
+    save(summary, int8_dir / "calibration")
     return summary
+
+
+def fp16_report(model_dir: str | Path, fp16_dir: str | Path, data: str | Path, limit: int = 0, threads: int = 0
+                ) -> dict:
+    """FP32 against the FP16 model on the dataset `data`; saved as FP16_DIR/report.{json,md}."""
+    samples = evenly(discover(data), limit)
+    summary = compare({"fp32": Path(model_dir), "fp16": Path(fp16_dir)}, samples, threads)
+    summary["data"], summary["images"] = str(data), len(samples)
+    save(summary, Path(fp16_dir))
+    return summary
+
+
+def save(summary: dict, folder: Path) -> None:
+    atomic_write(folder / "report.json", lambda p: p.write_text(json.dumps(summary, indent=1)))
+    atomic_write(folder / "report.md", lambda p: p.write_text(markdown(summary)))
 
 
 def markdown(summary: dict) -> str:

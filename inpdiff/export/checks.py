@@ -94,7 +94,8 @@ def parity(model, model_dir: Path, max_steps: int, images: list[np.ndarray] | No
     """
     import torch
 
-    from .onnx_export import ConditionGraph, StepGraph, reference_probability
+    from ..model.graphs import ConditionGraph, StepGraph
+    from .onnx_export import reference_probability
 
     tile = model.cfg.tile
     rng = np.random.default_rng(0)

@@ -20,7 +20,7 @@ from torch import nn
 from .. import __version__, steps
 from ..data.io import atomic_write, sha256
 from ..model import InpDiffusion, load_model, sample
-from ..model.diffusion import step
+from ..model.graphs import ConditionGraph, StepGraph
 
 OPSET = 17
 N_CONDS = 4
@@ -35,35 +35,6 @@ class ExportConfig:
     check: bool = True         # ONNX Runtime parity with PyTorch + TensorRT lint
     tolerance: float = 1e-4        # max abs error on x0 of one step, both backends given the same inputs
     sample_tolerance: float = 1e-3  # the same over a whole sample, each backend on its own chain
-
-
-class ConditionGraph(nn.Module):
-    def __init__(self, model: InpDiffusion):
-        super().__init__()
-        self.model = model
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        rgb01 = image.permute(0, 3, 1, 2).float() / 255.0
-        return tuple(self.model.conditions(rgb01))
-
-
-class StepGraph(nn.Module):
-    def __init__(self, model: InpDiffusion, max_steps: int):
-        super().__init__()
-        self.model = model
-        times, coefs = [], []
-        for mode, eta in zip(steps.MODES, (0.0, 1.0)):
-            for n in range(1, max_steps + 1):
-                times.append(model.schedule.sampling_times(n).float())
-                coefs.append(model.schedule.step_coefficients(n, eta))
-        self.register_buffer("times", torch.cat(times))
-        self.register_buffer("coef", torch.cat(coefs))
-
-    def forward(self, x_t, row, noise, c0, c1, c2, c3):
-        # One timestep for the whole batch: FiLM broadcasts it, and every shape stays static but the batch.
-        logit, edge_logit = self.model.denoise(x_t, self.times[row], [c0, c1, c2, c3])
-        prob = torch.sigmoid(logit)
-        return step(x_t, 2 * prob - 1, row, noise, self.coef), prob, torch.sigmoid(edge_logit)
 
 
 def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], opset: int) -> None:

@@ -1,10 +1,14 @@
-"""Inference backends behind one small interface: run the condition graph, run one denoising step.
+"""Inference backends behind one small interface.
 
-The sampling loop, tiling and ensembling are written once (localizer.py) against this interface.
+A backend either runs the two graphs separately (`condition`, `step`), and the Localizer drives the
+sampling loop, or runs a whole call itself (`sample`): the TensorRT and torch backends do, so that
+the loop can be one CUDA graph. Tiling and ensembling are written once (localizer.py).
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -20,6 +24,22 @@ class Backend(Protocol):
     def step(self, x_t: np.ndarray, row: int, noise: np.ndarray, conds: dict[str, np.ndarray]
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One denoising step -> (x_next, prob, edge), each (B, 1, T, T) float32."""
+
+
+class FusedBackend(Protocol):
+    name: str
+
+    def sample(self, tiles: np.ndarray, samples: int, noise: np.ndarray, rows: list[int]) -> np.ndarray:
+        """(N, T, T, 3) uint8 tiles; noise (steps + 1, N * samples, 1, T, T), tile-major, noise[0] the
+        start; rows the step-table rows -> the mean over the steps of prob, (N * samples, 1, T, T)."""
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Which backend, and its settings (picklable: Ray workers make their own)."""
+    name: str = "auto"
+    engines: str | None = None     # TensorRT engine folder (default MODEL_DIR/engines)
+    build_missing: bool = False    # TensorRT: build missing or stale engines instead of refusing
 
 
 class OnnxRuntimeBackend:
@@ -48,18 +68,46 @@ class OnnxRuntimeBackend:
         return x_next, prob, edge
 
 
-BACKENDS = ("auto", "onnxruntime")
+TORCH_BACKENDS = ("torch", "torch-fp16", "torch-graph", "torch-fp16-graph")
+BACKENDS = ("auto", "onnxruntime", "tensorrt", *TORCH_BACKENDS)
+
+
+def resolve(name: str) -> str:
+    """`auto`: TensorRT where it is installed and a CUDA GPU is visible, else ONNX Runtime."""
+    if name != "auto":
+        return name
+    from .cuda import device_count
+
+    has_trt = importlib.util.find_spec("tensorrt") is not None
+    return "tensorrt" if has_trt and device_count() > 0 else "onnxruntime"
 
 
 def uses_gpu(name: str) -> bool:
     """Whether `name` would run on a GPU here (one inference call at a time keeps a GPU busy;
     on the CPU the pipeline runs one single-threaded call per core instead)."""
+    name = resolve(name)
+    if name == "tensorrt":
+        return True
+    if name in TORCH_BACKENDS:
+        import torch
+
+        return torch.cuda.is_available()
     import onnxruntime as ort
 
-    return name in ("auto", "onnxruntime") and "CUDAExecutionProvider" in ort.get_available_providers()
+    return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def make_backend(name: str, model_dir: Path, threads: int = 0) -> Backend:
-    if name in ("auto", "onnxruntime"):
+def make_backend(spec: str | BackendSpec, model_dir: Path, threads: int = 0) -> Backend | FusedBackend:
+    spec = BackendSpec(spec) if isinstance(spec, str) else spec
+    name = resolve(spec.name)
+    if name == "onnxruntime":
         return OnnxRuntimeBackend(model_dir, threads)
-    raise ValueError(f"unknown backend {name!r}; choose from {BACKENDS}")
+    if name == "tensorrt":
+        from .trt import TensorRTBackend
+
+        return TensorRTBackend(model_dir, Path(spec.engines) if spec.engines else None, spec.build_missing)
+    if name in TORCH_BACKENDS:
+        from .torch_backend import TorchBackend
+
+        return TorchBackend(model_dir, fp16="fp16" in name, graph=name.endswith("graph"), threads=threads)
+    raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")

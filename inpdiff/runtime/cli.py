@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..data.io import MAX_PIXELS
-from .backends import BACKENDS, uses_gpu
+from .backends import BACKENDS, BackendSpec, uses_gpu
 from .inputs import iter_jobs
 from .localizer import Localizer, LocalizeConfig
 from .model_dir import ModelError
@@ -36,7 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a file of input paths, one per line ('-': standard input); may be repeated")
     p.add_argument("-o", "--out", default="localized", help="output folder (default: ./localized)")
     p.add_argument("--model", help="exported model folder (default: the shipped edge-s)")
-    p.add_argument("--backend", default="auto", choices=BACKENDS)
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="auto: TensorRT where it is installed and a GPU is visible, else ONNX Runtime; "
+                        "torch*: the PyTorch checkpoint (needs torch), fp16 and CUDA-graph variants on a GPU")
+    p.add_argument("--engines", metavar="DIR", help="TensorRT engine folder (default: MODEL/engines)")
+    p.add_argument("--build-missing", action="store_true",
+                   help="TensorRT: build engines that are missing or were built for another GPU, TensorRT or ONNX")
     p.add_argument("--steps", type=int, help="denoising steps (default: the model's, 10)")
     p.add_argument("--samples", type=int, default=1, help="ensemble size; uncertainty = std across samples")
     p.add_argument("--seed", type=int, default=0, help="same seed, same output")
@@ -108,11 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         print("trt-localize: no images found in " + " ".join(a.paths + a.list), file=sys.stderr)
         return 2
     try:
+        backend = BackendSpec(a.backend, a.engines, a.build_missing)
         gpu = uses_gpu(a.backend)
         workers = a.workers or (1 if gpu else cores)
         cfg = LocalizeConfig(steps=a.steps, samples=a.samples, seed=a.seed, threshold=a.threshold,
                              max_side=a.max_side, batch=max(1, a.batch or (8 if gpu else 2)))
-        localizer = None if a.ray else Localizer(a.model, a.backend, cfg, max(1, cores // workers))
+        localizer = None if a.ray else Localizer(a.model, backend, cfg, max(1, cores // workers))
         manifest = (localizer.manifest if localizer else _manifest(a.model))
         settings = {"model": manifest["files"], "steps": a.steps, "samples": a.samples, "seed": a.seed,
                     "threshold": a.threshold, "max_side": a.max_side, "outputs": a.outputs}
@@ -140,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.ray:
             from .ray_localize import run_on_ray
 
-            run_on_ray(a.ray, jobs, a.model, a.backend, cfg, a.outputs, a.max_pixels, write)
+            run_on_ray(a.ray, jobs, a.model, backend, cfg, a.outputs, a.max_pixels, write)
         else:
             pipe = PipelineConfig(batch=cfg.batch, workers=workers, decoders=max(1, a.decoders),
                                   max_pixels=a.max_pixels)

@@ -21,7 +21,7 @@ import numpy as np
 from .. import steps as step_rows
 from ..data.io import read_image
 from ..scoring import image_score
-from .backends import Backend, make_backend
+from .backends import Backend, BackendSpec, FusedBackend, make_backend
 from .model_dir import ModelError, default_model_dir, load_manifest
 
 
@@ -104,7 +104,8 @@ class Localizer:
     """plan -> infer (tiles of any images, batched) -> assemble; `localize` runs the three on one image.
     The batch pipeline calls them separately to batch tiles across images."""
 
-    def __init__(self, model_dir: str | Path | None = None, backend: str | Backend = "auto",
+    def __init__(self, model_dir: str | Path | None = None,
+                 backend: str | BackendSpec | Backend | FusedBackend = "auto",
                  config: LocalizeConfig | None = None, threads: int = 0):
         self.model_dir = Path(model_dir) if model_dir else default_model_dir()
         self.manifest = load_manifest(self.model_dir)
@@ -121,7 +122,8 @@ class Localizer:
         if not 0 <= self.overlap < self.tile // 2:
             raise ValueError(f"overlap must be in [0, {self.tile // 2}), got {self.overlap}")
         self.window = blend_window(self.tile, self.overlap)
-        self.backend = make_backend(backend, self.model_dir, threads) if isinstance(backend, str) else backend
+        self.backend = (make_backend(backend, self.model_dir, threads) if isinstance(backend, (str, BackendSpec))
+                        else backend)
 
     def localize(self, image: np.ndarray | str | Path) -> Result:
         """RGB uint8 (H, W, 3), or an image file, -> Result at the input's size."""
@@ -158,13 +160,16 @@ class Localizer:
         over the sampling steps. Noise is keyed to (seed, tile position), so a tile's map does not
         depend on which tiles, or which images' tiles, share its batch."""
         S, T = self.config.samples, self.tile
-        conds = {k: np.repeat(v, S, axis=0) for k, v in self.backend.condition(tiles).items()}
         noise = np.concatenate([np.random.default_rng([self.config.seed, y, x]).standard_normal(
             (self.steps + 1, S, 1, T, T), dtype=np.float32) for y, x in origins], axis=1)
-        x_t = noise[0] if self.diffusion else np.zeros_like(noise[0])
-        total = np.zeros_like(x_t)
-        for i in range(self.steps):
-            row = step_rows.row(self.mode, self.steps, i, self.max_steps)
+        if not self.diffusion:
+            noise[0] = 0.0  # the single-pass baseline starts from an empty mask
+        rows = [step_rows.row(self.mode, self.steps, i, self.max_steps) for i in range(self.steps)]
+        if hasattr(self.backend, "sample"):  # the backend runs the whole loop (one CUDA graph)
+            return self.backend.sample(tiles, S, noise, rows).reshape(len(origins), S, T, T)
+        conds = {k: np.repeat(v, S, axis=0) for k, v in self.backend.condition(tiles).items()}
+        x_t, total = noise[0], np.zeros_like(noise[0])
+        for i, row in enumerate(rows):
             x_t, prob, _ = self.backend.step(x_t, row, noise[i + 1], conds)
             total += prob
         return (total / self.steps).reshape(len(origins), S, T, T)

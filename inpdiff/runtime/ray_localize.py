@@ -24,6 +24,7 @@ import numpy as np
 
 from ..data.io import MAX_PIXELS, read_image
 from .inputs import Job
+from .backends import BackendSpec
 from .localizer import Localizer, LocalizeConfig
 from .outputs import report_line
 from .pipeline import Done, error_message
@@ -36,7 +37,7 @@ def _config(config: LocalizeConfig | dict | None) -> LocalizeConfig:
 class Localize:
     """Ray Data callable class: a batch of RGB images -> their probability maps and verdicts."""
 
-    def __init__(self, model_dir: str | None = None, backend: str = "auto",
+    def __init__(self, model_dir: str | None = None, backend: str | BackendSpec = "auto",
                  config: LocalizeConfig | dict | None = None, threads: int = 1):
         self.localizer = Localizer(model_dir, backend, _config(config), threads)
 
@@ -54,7 +55,7 @@ class Localize:
 class LocalizeFiles:
     """The worker of `trt-localize --ray`: (path, out_stem) pairs -> their report lines, outputs written."""
 
-    def __init__(self, model_dir: str | None, backend: str, config: LocalizeConfig, outputs: str,
+    def __init__(self, model_dir: str | None, backend: str | BackendSpec, config: LocalizeConfig, outputs: str,
                  max_pixels: int = MAX_PIXELS, threads: int = 1):
         self.localizer = Localizer(model_dir, backend, config, threads)
         self.outputs, self.max_pixels = outputs, max_pixels
@@ -84,9 +85,9 @@ def _chunks(jobs: Iterable[Job], size: int) -> Iterator[list[tuple[str, str]]]:
         yield chunk
 
 
-def run_on_ray(address: str, jobs: Iterable[Job], model_dir: str | None, backend: str, config: LocalizeConfig,
-               outputs: str, max_pixels: int, write: Callable[[dict], None], files_per_task: int = 4,
-               actors: int = 0) -> None:
+def run_on_ray(address: str, jobs: Iterable[Job], model_dir: str | None, backend: str | BackendSpec,
+               config: LocalizeConfig, outputs: str, max_pixels: int, write: Callable[[dict], None],
+               files_per_task: int = 4, actors: int = 0) -> None:
     """Run every job on the Ray cluster at `address` ('local' starts one on this machine); `write`
     gets each report line on the driver. A crashed actor fails its task's files and is replaced."""
     try:

@@ -1,0 +1,103 @@
+"""Backend `torch`: the PyTorch checkpoint that an export keeps beside its ONNX (model.safetensors +
+config.json), run by the same graph modules the export writes. For checking the engines on a GPU,
+and for users with torch but no TensorRT. Not part of the lean install: imported only when chosen.
+
+Variants: `torch` (eager fp32; on the CPU where there is no CUDA GPU), `torch-fp16` (autocast fp16,
+which keeps normalisation statistics, sigmoid and the sampler's arithmetic in fp32), and `-graph`
+(the whole call -- conditions and every denoising step -- captured in one torch.cuda.CUDAGraph per
+batch size, replayed with the call's tiles and noise copied into its static inputs).
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .model_dir import ModelError, load_manifest
+
+
+class TorchBackend:
+    def __init__(self, model_dir: str | Path, fp16: bool = False, graph: bool = False, threads: int = 0,
+                 device: str | None = None):
+        import torch
+
+        from ..model import load_model
+        from ..model.graphs import ConditionGraph, StepGraph
+
+        model_dir = Path(model_dir)
+        manifest = load_manifest(model_dir, verify=False)
+        if not (model_dir / "model.safetensors").is_file():
+            raise ModelError(f"{model_dir}: no PyTorch checkpoint (model.safetensors + config.json) for the torch "
+                             "backend; use the FP32 model folder it was exported from")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if (fp16 or graph) and self.device.type != "cuda":
+            raise ModelError("the torch backend's fp16 and graph variants need a CUDA GPU; use --backend torch")
+        if threads and self.device.type == "cpu":
+            torch.set_num_threads(threads)
+        model = load_model(model_dir, self.device).eval()
+        model.cfg.tile = int(manifest["tile"])
+        self.torch, self.fp16, self.graph = torch, fp16, graph
+        self.cond = ConditionGraph(model).eval()
+        self.step_graph = StepGraph(model, int(manifest["max_steps"])).eval()
+        self.name = "torch-" + "-".join([self.device.type, "fp16" if fp16 else "fp32"] + (["graph"] if graph else []))
+        self._graphs: dict[tuple, object] = {}
+        self._lock = threading.Lock()
+
+    def _autocast(self):
+        if not self.fp16:
+            return contextlib.nullcontext()
+        # No weight cache: cached casts made during capture would be freed under the graph.
+        return self.torch.autocast("cuda", dtype=self.torch.float16, cache_enabled=False)
+
+    def _loop(self, tiles, samples: int, noise, rows):
+        """Conditions once, then every step; mean of the steps' probability maps. All on the device."""
+        conds = [c.repeat_interleave(samples, dim=0) for c in self.cond(tiles)]
+        x, total = noise[0], self.torch.zeros_like(noise[0])
+        for i in range(rows.shape[0]):
+            x, prob, _ = self.step_graph(x, rows[i:i + 1], noise[i + 1], *conds)
+            x = x.float()
+            total += prob.float()
+        return total / rows.shape[0]
+
+    def sample(self, tiles: np.ndarray, samples: int, noise: np.ndarray, rows: list[int]) -> np.ndarray:
+        torch = self.torch
+        with self._lock, torch.inference_mode():
+            args = (torch.from_numpy(tiles).to(self.device), torch.from_numpy(noise).to(self.device),
+                    torch.tensor(rows, dtype=torch.int64, device=self.device))
+            if not self.graph:
+                with self._autocast():
+                    out = self._loop(args[0], samples, args[1], args[2])
+                return out.cpu().numpy()
+            key = (args[0].shape, samples, args[1].shape, tuple(rows))
+            if key not in self._graphs:
+                self._graphs[key] = self._capture(args, samples)
+            captured = self._graphs[key]
+            if captured is None:
+                with self._autocast():
+                    return self._loop(args[0], samples, args[1], args[2]).cpu().numpy()
+            graph, static, out = captured
+            for dst, src in zip(static, args):
+                dst.copy_(src)
+            graph.replay()
+            return out.cpu().numpy()
+
+    def _capture(self, args, samples: int):
+        torch = self.torch
+        static = [a.clone() for a in args]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), self._autocast():  # warm-up off the default stream, as torch advises
+            for _ in range(2):
+                self._loop(static[0], samples, static[1], static[2])
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph), self._autocast():
+                out = self._loop(static[0], samples, static[1], static[2])
+        except RuntimeError as e:
+            warnings.warn(f"CUDA graph capture failed ({e}); running eagerly", stacklevel=3)
+            return None
+        return graph, static, out
