@@ -36,35 +36,6 @@ PEAK_RSS_CHILD = ("import re, sys\nfrom inpdiff.runtime.cli import main\ncode = 
                   "sys.exit(code)")
 
 
-class TorchEagerBackend:
-    """The exported modules run by PyTorch eager, behind the runtime's backend interface."""
-
-    name = "torch-eager"
-
-    def __init__(self, checkpoint: Path, max_steps: int, tile: int):
-        import torch
-
-        from inpdiff.export.onnx_export import ConditionGraph, StepGraph
-        from inpdiff.model import load_model
-
-        self.torch = torch
-        model = load_model(checkpoint)
-        model.cfg.tile = tile
-        self.cond, self.step_graph = ConditionGraph(model).eval(), StepGraph(model, max_steps).eval()
-
-    def condition(self, tiles):
-        with self.torch.no_grad():
-            out = self.cond(self.torch.from_numpy(tiles))
-        return {f"cond{i}": c.numpy() for i, c in enumerate(out)}
-
-    def step(self, x_t, row, noise, conds):
-        t = self.torch
-        with t.no_grad():
-            out = self.step_graph(t.from_numpy(x_t), t.tensor([row]), t.from_numpy(noise),
-                                  *[t.from_numpy(conds[f"cond{i}"]) for i in range(4)])
-        return tuple(o.numpy() for o in out)
-
-
 def best_of(fn, repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -88,15 +59,13 @@ def main() -> None:
           f"model {model.name}, 10 steps, 1 sample\n")
 
     ort_loc = Localizer(model, "onnxruntime", LocalizeConfig())
-    manifest = ort_loc.manifest
     ort_s = best_of(lambda: ort_loc.localize(image), a.repeat)
     print("| engine | seconds per image | tiles | speed-up |\n|---|---|---|---|")
     tiles = ort_loc.localize(image).timings["tiles"]
     if not a.skip_torch:
         import torch
 
-        backend = TorchEagerBackend(model, manifest["max_steps"], manifest["tile"])
-        torch_loc = Localizer(model, backend, LocalizeConfig())
+        torch_loc = Localizer(model, "torch", LocalizeConfig())
         torch_s = best_of(lambda: torch_loc.localize(image), a.repeat)
         diff = np.abs(torch_loc.localize(image).prob - ort_loc.localize(image).prob).max()
         print(f"| PyTorch {torch.__version__} eager | {torch_s:.2f} | {tiles} | 1.0x |")

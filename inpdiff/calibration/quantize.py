@@ -16,8 +16,8 @@ precision, and keeps its calibration ranges in a JSON cache. The settings are Te
 
 The calibration ranges are cached in OUT/calibration/ with the FP32 model's hashes, so rebuilding
 (another exclusion list, say) needs no images. The result is a model folder with its own manifest
-(precision "int8"), which the runtime loads like any other; a strongly typed TensorRT build (the
-`inpdiff build` to come) takes its precision from these Q/DQ nodes and needs nothing more.
+(precision "int8"), which the runtime loads like any other; a strongly typed TensorRT build
+(`inpdiff build`) takes its precision from these Q/DQ nodes and needs nothing more.
 """
 from __future__ import annotations
 

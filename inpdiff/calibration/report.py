@@ -20,6 +20,7 @@ from ..training.metrics import pixel_metrics, summarize
 from .quantize import CalibrateConfig, calibrate
 
 GOAL = {"pixel_auc": 0.005, "f1": 0.01}  # INT8 or FP16 may lose at most this much against FP32
+FAR = 0.1  # probability maps' pixels this far apart are counted: the max alone is one pixel
 
 
 def compare(models: dict[str, Path], samples: list[Sample], threads: int = 0) -> dict:
@@ -28,7 +29,7 @@ def compare(models: dict[str, Path], samples: list[Sample], threads: int = 0) ->
     ref = next(iter(locs))
     records = {k: [] for k in locs}
     seconds = {k: 0.0 for k in locs}
-    diff = {k: {"max": 0.0, "sum": 0.0} for k in locs if k != ref}
+    diff = {k: {"max": 0.0, "sum": 0.0, "over": 0} for k in locs if k != ref}
     pixels, errors = 0, []
     for s in samples:
         try:
@@ -49,6 +50,7 @@ def compare(models: dict[str, Path], samples: list[Sample], threads: int = 0) ->
         for name, d in diff.items():
             err = np.abs(probs[name] - probs[ref])
             d["max"], d["sum"] = max(d["max"], float(err.max())), d["sum"] + float(err.sum())
+            d["over"] += int((err > FAR).sum())
         pixels += probs[ref].size
     n = max(1, len(records[ref]))
     summary = {"reference": ref, "models": {}, "errors": errors}
@@ -56,7 +58,8 @@ def compare(models: dict[str, Path], samples: list[Sample], threads: int = 0) ->
         m = summarize(recs)
         m["seconds_per_image"] = seconds[name] / n
         if name != ref:
-            m["prob_abs_diff"] = {"max": diff[name]["max"], "mean": diff[name]["sum"] / max(1, pixels)}
+            m["prob_abs_diff"] = {"max": diff[name]["max"], "mean": diff[name]["sum"] / max(1, pixels),
+                                  f"share_over_{FAR}": diff[name]["over"] / max(1, pixels)}
             drops = {k: summary["models"][ref][k] - m[k] for k in GOAL}
             m["goal"] = {k: {"allowed_drop": GOAL[k], "drop": drops[k], "met": drops[k] <= GOAL[k]} for k in GOAL}
         summary["models"][name] = m
@@ -99,12 +102,13 @@ def save(summary: dict, folder: Path) -> None:
 
 def markdown(summary: dict) -> str:
     models, ref = summary["models"], summary["reference"]
-    lines = ["| model | pixel AUC | F1 | IoU | image AUC | prob. max abs diff | mean abs diff | s per image (CPU) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | pixel AUC | F1 | IoU | image AUC | prob. max abs diff | mean abs diff | "
+             f"pixels > {FAR} apart | s per image (CPU) |", "|---|---|---|---|---|---|---|---|---|"]
     for name, m in models.items():
         d = m.get("prob_abs_diff", {"max": 0.0, "mean": 0.0})
+        over = d.get(f"share_over_{FAR}", 0.0)
         lines.append(f"| {name} | {m['pixel_auc']:.4f} | {m['f1']:.4f} | {m['iou']:.4f} | {m['image_auc']:.4f} | "
-                     f"{d['max']:.3f} | {d['mean']:.4f} | {m['seconds_per_image']:.3f} |")
+                     f"{d['max']:.3f} | {d['mean']:.4f} | {100 * over:.4f}% | {m['seconds_per_image']:.3f} |")
     names = list(models)
     lines += ["", "| method | " + " | ".join(f"{n} pixel AUC / F1 / IoU" for n in names) + " |",
               "|---|" + "---|" * len(names)]
