@@ -252,7 +252,7 @@ class TensorRTBackend:
         metas = check_engines(self.model_dir, engines_dir, target)
         self.max_batch = min(m["build"]["max_batch"] for m in metas.values())
         self._logger = trt.Logger(trt.Logger.WARNING)
-        runtime = trt.Runtime(self._logger)
+        self._runtime = runtime = trt.Runtime(self._logger)  # kept alive as long as its engines
         self.engines = {n: runtime.deserialize_cuda_engine(engine_files(engines_dir, n)[0].read_bytes())
                         for n in ENGINES}
         if any(e is None for e in self.engines.values()):
