@@ -10,9 +10,19 @@ def _synth(a: argparse.Namespace) -> int:
     from .data.synth import SynthConfig, synthesize
 
     cfg = SynthConfig(per_image=a.per_image, methods=tuple(a.methods.split(",")), all_methods=a.all_methods,
+                      blends=tuple(a.blends.split(",")), posts=tuple(a.posts.split(",")),
                       pristine=not a.no_pristine, seed=a.seed, workers=a.workers)
     records = synthesize(a.photos, a.out, cfg, progress=not a.quiet)
     print(f"{len(records)} samples in {a.out}")
+    return 0
+
+
+def _train_inpainter(a: argparse.Namespace) -> int:
+    from .data.fills.learned import InpainterConfig, train_inpainter
+
+    cfg = InpainterConfig(width=a.width, steps=a.steps, seed=a.seed, threads=a.threads)
+    meta = train_inpainter(a.photos, a.out, cfg, log=(lambda s: None) if a.quiet else print)
+    print(f"inpainter in {a.out}: width {a.width}, final L1 {meta['final_loss']:.4f}, {meta['seconds']:.0f}s")
     return 0
 
 
@@ -23,6 +33,16 @@ def _train(a: argparse.Namespace) -> int:
     cfg = load_config(a.config).replace(a.set or [])
     result = train(cfg, a.out, resume=a.resume, progress=not a.quiet, stop_after=a.stop_after)
     print(f"best checkpoint: {a.out}/best (val pixel AUC + F1 = {result['best']:.3f})")
+    return 0
+
+
+def _lomo(a: argparse.Namespace) -> int:
+    from .config import load_config
+    from .training.lomo import leave_one_out, markdown
+
+    cfg = load_config(a.config).replace(a.set or [])
+    report = leave_one_out(cfg, a.families.split(","), a.out, a.data, a.limit, a.seed, progress=not a.quiet)
+    print(markdown(report))
     return 0
 
 
@@ -96,6 +116,15 @@ def _fp16(a: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate_score(a: argparse.Namespace) -> int:
+    from .calibration.score import calibrate_score, markdown
+
+    report = calibrate_score(a.model, a.data, a.limit, a.max_false_alarms, a.threads)
+    print(markdown(report))
+    print(f"written to {a.model}/manifest.json (\"score\") and {a.model}/score_report.json")
+    return 0
+
+
 def _build(a: argparse.Namespace) -> int:
     from .runtime.trt import BuildConfig, build
 
@@ -116,7 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("photos", help="folder of pristine photos")
     s.add_argument("out", help="output folder (images/, masks/, samples.jsonl); existing samples are kept")
     s.add_argument("--per-image", type=int, default=6, help="masks per photo (default 6)")
-    s.add_argument("--methods", default="telea,ns,biharmonic", help="comma-separated fill methods")
+    s.add_argument("--methods", default="classical",
+                   help="comma-separated fill methods or families: classical (telea,ns,biharmonic), "
+                        "patch (patchmatch), learned (unet-w16,unet-w24); default classical")
+    s.add_argument("--blends", default="none", help="blends drawn from per sample: none,poisson,feather")
+    s.add_argument("--posts", default="none", help="global post-processes drawn from per sample: none,jpeg,resize")
     s.add_argument("--all-methods", action="store_true", help="fill every mask with every method")
     s.add_argument("--no-pristine", action="store_true", help="do not write untouched copies")
     s.add_argument("--seed", type=int, default=0)
@@ -133,6 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(fn=_train)
 
+    i = sub.add_parser("train-inpainter", help="train a CNN inpainter, used by synth as a learned fill method")
+    i.add_argument("photos", help="folder of training photos")
+    i.add_argument("-o", "--out", required=True, help="checkpoint folder, e.g. models/inpainters/unet-w16")
+    i.add_argument("--width", type=int, default=16, help="channels of the first level (default 16)")
+    i.add_argument("--steps", type=int, default=1500)
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--threads", type=int, default=1)
+    i.add_argument("--quiet", action="store_true")
+    i.set_defaults(fn=_train_inpainter)
+
     e = sub.add_parser("eval", help="evaluate a checkpoint on a dataset folder")
     e.add_argument("checkpoint", help="checkpoint folder (model.safetensors + config.json)")
     e.add_argument("data", help="dataset folder (images/+masks/, Tp/+Gt/, or METHOD/ folders)")
@@ -146,6 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(fn=_eval)
+
+    lo = sub.add_parser("lomo", help="leave-one-family-out: train without each fill family, test on it")
+    lo.add_argument("--config", default="edge-s", help="edge-s, paper, or a YAML file")
+    lo.add_argument("--set", nargs="*", metavar="SECTION.KEY=VALUE", help="override settings")
+    lo.add_argument("--families", default="classical,patch,learned", help="comma-separated fill families")
+    lo.add_argument("--data", required=True, help="test set with every family (synth --all-methods)")
+    lo.add_argument("-o", "--out", required=True, help="protocol folder: one run per held-out family")
+    lo.add_argument("--limit", type=int, default=0, help="test on an evenly spread subset of this size")
+    lo.add_argument("--seed", type=int, default=0)
+    lo.add_argument("--quiet", action="store_true")
+    lo.set_defaults(fn=_lomo)
 
     x = sub.add_parser("export", help="export a checkpoint to condition.onnx + denoise_step.onnx + manifest.json")
     x.add_argument("checkpoint", help="checkpoint folder (model.safetensors + config.json)")
@@ -183,6 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--limit", type=int, default=0, help="evaluate an evenly spread subset of DATA of this size")
     h.add_argument("--threads", type=int, default=0)
     h.set_defaults(fn=_fp16)
+
+    sc = sub.add_parser("calibrate-score", help="calibrated image-level score and its default threshold")
+    sc.add_argument("model", help="a model folder; its manifest gets the calibration")
+    sc.add_argument("--data", required=True, help="validation set with inpainted and pristine images")
+    sc.add_argument("--max-false-alarms", type=float, default=0.05, help="share of pristine images flagged")
+    sc.add_argument("--limit", type=int, default=0, help="an evenly spread subset of DATA of this size")
+    sc.add_argument("--threads", type=int, default=0)
+    sc.set_defaults(fn=_calibrate_score)
 
     b = sub.add_parser("build", help="TensorRT engines of a model folder (precision from its ONNX: fp32, fp16, int8)")
     b.add_argument("model", help="a model folder (from export, fp16 or calibrate)")

@@ -48,6 +48,7 @@ class DiffusionConfig:
 class DataConfig:
     train_dir: str = "cache/synth/train"
     val_dir: str = "cache/synth/val"
+    exclude_families: tuple[str, ...] = ()  # fill families left out of training and validation
     crop: int = 160
     edge_width: int = 3          # edge ground truth: width of the band around the mask boundary
     boundary_width: int = 7      # mask loss is weighted up in this band

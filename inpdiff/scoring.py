@@ -1,7 +1,20 @@
-"""The image-level score, shared by evaluation and the runtime (numpy only)."""
+"""The image-level score, shared by evaluation and the runtime (numpy only).
+
+`image_score` is the raw statistic of a probability map. A model folder may carry a calibration
+(`inpdiff calibrate-score`, stored in its manifest under "score"): Platt scaling of the statistic's
+logarithm, sigmoid(a * log10(raw + EPS) + b), fitted on validation images (inpainted against
+pristine, and pristine JPEG copies), so the score reads as a probability; it is monotone in the
+statistic and bounded in (0, 1). Its threshold, the default decision, is chosen on the validation
+pristine images so that at most a given share of them (5%) is flagged.
+"""
 from __future__ import annotations
 
+import math
+from dataclasses import asdict, dataclass
+
 import numpy as np
+
+EPS = 1e-4
 
 
 def image_score(prob: np.ndarray, top: float = 0.01) -> float:
@@ -10,3 +23,67 @@ def image_score(prob: np.ndarray, top: float = 0.01) -> float:
     flat = np.asarray(prob, dtype=np.float32).ravel()
     k = max(1, int(round(top * flat.size)))
     return float(np.partition(flat, flat.size - k)[-k:].mean())
+
+
+def marked_share(prob: np.ndarray, level: float = 0.5) -> float:
+    """The share of the image marked as inpainted (prob >= level)."""
+    return float((np.asarray(prob) >= level).mean())
+
+
+STATISTICS = {"top1": image_score, "marked": marked_share}
+
+
+@dataclass
+class ScoreCalibration:
+    statistic: str = "marked"
+    a: float = 1.0
+    b: float = 0.0
+    threshold: float = 0.5
+
+    def raw(self, prob: np.ndarray) -> float:
+        return STATISTICS[self.statistic](prob)
+
+    def calibrate(self, raw: float | np.ndarray) -> float | np.ndarray:
+        z = self.a * np.log10(np.asarray(raw, dtype=np.float64) + EPS) + self.b
+        out = 1.0 / (1.0 + np.exp(-z))
+        return float(out) if np.ndim(out) == 0 else out
+
+    def score(self, prob: np.ndarray) -> float:
+        return self.calibrate(self.raw(prob))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ScoreCalibration:
+        cal = cls(**{k: d[k] for k in ("statistic", "a", "b", "threshold")})
+        if cal.statistic not in STATISTICS:
+            raise ValueError(f"unknown score statistic {cal.statistic!r}; known: {', '.join(STATISTICS)}")
+        return cal
+
+
+def fit(raw_inpainted: np.ndarray, raw_pristine: np.ndarray, statistic: str, max_false_alarms: float = 0.05,
+        iterations: int = 50) -> ScoreCalibration:
+    """Platt scaling by Newton's method on the log statistic (classes weighted equally, Platt's
+    smoothed targets), and the
+    lowest threshold that flags at most `max_false_alarms` of the pristine images (and at least 0.5)."""
+    x = np.log10(np.concatenate([raw_inpainted, raw_pristine]).astype(np.float64) + EPS)
+    n_pos, n_neg = len(raw_inpainted), len(raw_pristine)
+    # Platt's smoothed targets: separable data would otherwise push the slope to infinity.
+    y = np.concatenate([np.full(n_pos, (n_pos + 1) / (n_pos + 2)), np.full(n_neg, 1 / (n_neg + 2))])
+    w = np.concatenate([np.full(n_pos, 0.5 / max(1, n_pos)), np.full(n_neg, 0.5 / max(1, n_neg))])
+    X = np.stack([x, np.ones_like(x)], 1)
+    theta = np.zeros(2)
+    for _ in range(iterations):
+        p = 1 / (1 + np.exp(-X @ theta))
+        grad = X.T @ (w * (p - y))
+        hess = (X * (w * p * (1 - p))[:, None]).T @ X + 1e-9 * np.eye(2)
+        theta -= np.linalg.solve(hess, grad)
+    cal = ScoreCalibration(statistic, float(theta[0]), float(theta[1]), 0.5)
+    scores = np.sort(cal.calibrate(np.asarray(raw_pristine, np.float64)))
+    allowed = int(math.floor(max_false_alarms * len(scores)))  # pristine images that may be flagged
+    if len(scores) > allowed:
+        # Flag strictly above the (allowed+1)-th highest pristine score.
+        cut = scores[len(scores) - allowed - 1]
+        cal.threshold = float(max(0.5, np.nextafter(cut, 1.0)))
+    return cal

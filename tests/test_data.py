@@ -7,7 +7,7 @@ import pytest
 from inpdiff.config import DataConfig
 from inpdiff.data.augment import augment
 from inpdiff.data.datasets import discover, load_pair
-from inpdiff.data.fills import FILLS, inpaint
+from inpdiff.data.fills import FAMILIES, FILLS, inpaint
 from inpdiff.data.io import ImageError, read_image, read_mask
 from inpdiff.data.masks import edge_target, random_mask
 from inpdiff.data.synth import SynthConfig, synthesize
@@ -76,8 +76,9 @@ def test_synth_is_seeded_and_cached(photos_dir, tiny_dataset, tmp_path):
 def test_synth_all_methods_fills_one_mask_each_way(photos_dir, tmp_path):
     records = synthesize(photos_dir, tmp_path, SynthConfig(per_image=1, all_methods=True, pristine=False,
                                                            workers=1), progress=False)
-    assert len(records) == 6 * len(FILLS)
-    masks = {read_mask(tmp_path / "masks" / f"photo0_00_{m}.png").tobytes() for m in FILLS}
+    classical = FAMILIES["classical"]
+    assert len(records) == 6 * len(classical)
+    masks = {read_mask(tmp_path / "masks" / f"photo0_00_{m}.png").tobytes() for m in classical}
     assert len(masks) == 1
 
 

@@ -92,3 +92,27 @@ def test_eval_reports_per_method_and_robustness(tiny_cfg, tiny_dataset, tmp_path
     assert md == markdown(report["summary"]) and "| biharmonic |" in md and "| resize0.5 |" in md
     with pytest.raises(ValueError, match="unknown perturbations"):
         run_eval(model, [], None, ["sepia"], 2, 1, 0, progress=False)
+
+
+def test_leave_one_family_out_runs_end_to_end(tiny_cfg, photos_dir, tmp_path):
+    from inpdiff.data.datasets import discover, without_families
+    from inpdiff.data.synth import SynthConfig, synthesize
+    from inpdiff.training.lomo import leave_one_out
+
+    data = tmp_path / "data"
+    synthesize(photos_dir, data, SynthConfig(per_image=2, methods=("telea", "patchmatch"), workers=1), progress=False)
+    samples = discover(data)
+    kept = without_families(samples, ("patch",))
+    assert {s.method for s in kept} == {"pristine", "telea"} and len(kept) < len(samples)
+    tiny_cfg.data.train_dir = tiny_cfg.data.val_dir = str(data)
+    tiny_cfg.train.epochs = 1
+    report = leave_one_out(tiny_cfg, ["classical", "patch"], tmp_path / "lomo", data, progress=False)
+    assert set(report["held_out"]) == set(report["in_distribution"]) == {"classical", "patch"}
+    for row in [*report["held_out"].values(), *report["in_distribution"].values()]:
+        assert all(0.0 <= row[k] <= 1.0 for k in ("pixel_auc", "f1", "iou", "image_auc"))
+    runs = sorted(p.name for p in (tmp_path / "lomo").iterdir() if p.is_dir())
+    assert runs == ["all", "without-classical", "without-patch"]
+    assert json.loads((tmp_path / "lomo" / "without-patch" / "best" / "config.json").read_text())[
+        "config"]["data"]["exclude_families"] == ["patch"]
+    with pytest.raises(ValueError, match="no samples of the family learned"):
+        leave_one_out(tiny_cfg, ["learned"], tmp_path / "lomo", data, progress=False)

@@ -116,6 +116,13 @@ def load_pair(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     return image, mask
 
 
+def without_families(samples: list[Sample], families: tuple[str, ...] | list[str]) -> list[Sample]:
+    """The samples whose fill family is not in `families` (pristine samples are always kept)."""
+    from .fills import family
+
+    return [s for s in samples if s.pristine or family(s.method) not in families]
+
+
 def evenly(samples: list[Sample], limit: int) -> list[Sample]:
     """A deterministic subset spread over the list (which is sorted, so over photos and methods)."""
     if limit <= 0 or limit >= len(samples):

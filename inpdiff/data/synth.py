@@ -14,16 +14,23 @@ from typing import Callable
 
 import numpy as np
 
-from .fills import FILLS, inpaint
-from .io import ImageError, atomic_write, list_images, read_image, write_png
+from .fills import FAMILIES, FILLS, expand, family
+from .fills.post import BLENDS, POSTS, edit
+from .io import ImageError, atomic_write, list_images, read_image, read_mask, write_png
 from .masks import random_mask
+
+# A method's random stream is keyed by its place in the registry, so that choosing fewer or more
+# methods does not change what the others make (the classical three keep their old seeds).
+FILLS_ORDER = tuple(FILLS)
 
 
 @dataclass
 class SynthConfig:
     per_image: int = 6                 # masks per photo
-    methods: tuple[str, ...] = tuple(FILLS)
+    methods: tuple[str, ...] = FAMILIES["classical"]  # method or family names
     all_methods: bool = False          # True: every mask filled by every method (for per-method eval)
+    blends: tuple[str, ...] = ("none",)  # each sample draws one (seeded): none, poisson, feather
+    posts: tuple[str, ...] = ("none",)   # and one global post-process: none, jpeg, resize
     pristine: bool = True              # also write each photo untouched, with an empty mask
     min_frac: float = 0.02
     max_frac: float = 0.30
@@ -45,32 +52,41 @@ def _make(job: Job) -> list[dict]:
     h, w = image.shape[:2]
     records = []
 
-    def emit(name: str, make: Callable[[], np.ndarray], mask: np.ndarray, method: str, seed: list[int]) -> None:
+    def emit(name: str, make: Callable[[], tuple[np.ndarray, np.ndarray]], record: dict) -> None:
         img_path, mask_path = out / "images" / f"{name}.png", out / "masks" / f"{name}.png"
-        if not (img_path.exists() and mask_path.exists()):  # a cached sample is not filled again
+        if img_path.exists() and mask_path.exists():  # a cached sample is not made again
+            frac = float(read_mask(mask_path).mean())
+        else:
+            edited, mask = make()
             write_png(mask_path, mask * 255)
-            write_png(img_path, make())
-        records.append({"name": name, "source": photo.name, "method": method, "seed": seed,
-                        "mask_frac": round(float(mask.mean()), 4)})
+            write_png(img_path, edited)
+            frac = float(mask.mean())
+        records.append({"name": name, "source": photo.name, **record, "mask_frac": round(frac, 4)})
 
     if cfg.pristine:
-        emit(f"{photo.stem}_pristine", lambda: image, np.zeros((h, w), np.uint8), "pristine", [cfg.seed, job.index])
+        emit(f"{photo.stem}_pristine", lambda: (image, np.zeros((h, w), np.uint8)),
+             {"method": "pristine", "family": "pristine", "seed": [cfg.seed, job.index]})
+    methods = expand(cfg.methods)
     for k in range(cfg.per_image):
         seed = [cfg.seed, job.index, k]
         rng = np.random.default_rng(seed)
         mask = random_mask(h, w, rng, cfg.min_frac, cfg.max_frac)
-        methods = cfg.methods if cfg.all_methods else [cfg.methods[(job.index + k) % len(cfg.methods)]]
-        for method in methods:
+        for method in methods if cfg.all_methods else [methods[(job.index + k) % len(methods)]]:
             # Each method gets its own stream so that adding a method does not change the others.
-            mrng = np.random.default_rng(seed + [cfg.methods.index(method)])
-            emit(f"{photo.stem}_{k:02d}_{method}", lambda: inpaint(image, mask, method, mrng), mask, method, seed)
+            mrng = np.random.default_rng(seed + [FILLS_ORDER.index(method)])
+            pick = np.random.default_rng(seed + [FILLS_ORDER.index(method), 1])  # leaves mrng as it was
+            blend, post = cfg.blends[pick.integers(len(cfg.blends))], cfg.posts[pick.integers(len(cfg.posts))]
+            name = f"{photo.stem}_{k:02d}_{method}" + "".join(f"+{x}" for x in (blend, post) if x != "none")
+            emit(name, lambda m=method, b=blend, p=post, r=mrng: edit(image, mask, FILLS[m], b, p, r),
+                 {"method": method, "family": family(method), "blend": blend, "post": post, "seed": seed})
     return records
 
 
 def synthesize(photos_dir: str | Path, out_dir: str | Path, cfg: SynthConfig, progress: bool = True) -> list[dict]:
-    unknown = [m for m in cfg.methods if m not in FILLS]
-    if unknown:
-        raise ValueError(f"unknown fill methods {unknown}; choose from {sorted(FILLS)}")
+    expand(cfg.methods)  # unknown names fail here, before any work
+    for value, allowed in ((cfg.blends, BLENDS), (cfg.posts, POSTS)):
+        if not value or set(value) - set(allowed):
+            raise ValueError(f"choose from {', '.join(allowed)}, got {', '.join(value) or 'nothing'}")
     photos = list_images(photos_dir) if Path(photos_dir).is_dir() else []
     if not photos:
         raise FileNotFoundError(f"{photos_dir}: no images found (png, jpg, bmp, tif, webp)")

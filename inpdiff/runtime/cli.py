@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         localizer = None if a.ray else Localizer(a.model, backend, cfg, max(1, cores // workers))
         manifest = (localizer.manifest if localizer else _manifest(a.model))
         settings = {"model": manifest["files"], "steps": a.steps, "samples": a.samples, "seed": a.seed,
-                    "threshold": a.threshold, "max_side": a.max_side, "outputs": a.outputs}
+                    "threshold": a.threshold, "max_side": a.max_side, "outputs": a.outputs,
+                    "score": manifest.get("score")}
         report = Report(out, settings, a.restart, a.retry_failed)
     except (ModelError, ValueError, RuntimeError, OSError) as e:
         print(f"trt-localize: {e}", file=sys.stderr)

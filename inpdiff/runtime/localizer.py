@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import steps as step_rows
 from ..data.io import read_image
-from ..scoring import image_score
+from ..scoring import ScoreCalibration, image_score
 from .backends import Backend, BackendSpec, FusedBackend, make_backend
 from .model_dir import ModelError, default_model_dir, load_manifest
 
@@ -49,13 +49,10 @@ class Result:
     prob: np.ndarray          # (H, W) float32 in [0, 1], the input's size
     uncertainty: np.ndarray   # (H, W) float32, std across samples (zeros for one sample)
     mask: np.ndarray          # (H, W) bool, prob >= threshold
-    score: float              # image-level, 0..1
+    score: float              # image-level, 0..1 (calibrated where the model carries a calibration)
     regions: list[Region]
+    inpainted: bool           # the image-level decision: score >= the calibrated threshold, else any region
     timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def inpainted(self) -> bool:
-        return bool(self.regions)
 
     def summary(self) -> dict:
         return {"score": round(self.score, 4), "inpainted": self.inpainted,
@@ -122,6 +119,7 @@ class Localizer:
         if not 0 <= self.overlap < self.tile // 2:
             raise ValueError(f"overlap must be in [0, {self.tile // 2}), got {self.overlap}")
         self.window = blend_window(self.tile, self.overlap)
+        self.calibration = ScoreCalibration.from_dict(self.manifest["score"]) if "score" in self.manifest else None
         self.backend = (make_backend(backend, self.model_dir, threads) if isinstance(backend, (str, BackendSpec))
                         else backend)
 
@@ -191,7 +189,12 @@ class Localizer:
         uncertainty = per_sample.std(axis=0) if S > 1 else np.zeros_like(prob)
         mask = prob >= self.config.threshold
         regions = find_regions(mask, prob, self.config.min_region)
-        return Result(prob, uncertainty, mask, image_score(prob), regions, {"tiles": len(plan.origins)})
+        if self.calibration:
+            score = self.calibration.score(prob)
+            inpainted = score >= self.calibration.threshold
+        else:
+            score, inpainted = image_score(prob), bool(regions)
+        return Result(prob, uncertainty, mask, score, regions, inpainted, {"tiles": len(plan.origins)})
 
 
 __all__ = ["Localizer", "LocalizeConfig", "Plan", "Region", "Result", "ModelError", "tile_origins", "blend_window"]

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import Config
 from ..data.augment import augment
-from ..data.datasets import Sample, discover, evenly, load_pair
+from ..data.datasets import Sample, discover, evenly, load_pair, without_families
 from ..data.io import atomic_write
 from ..data.masks import edge_target
 from ..model import InpDiffusion, save_model
@@ -128,8 +128,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
 
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    data = TrainSet(discover(cfg.data.train_dir), cfg)
-    val = evenly(discover(cfg.data.val_dir), t.val_limit)
+    data = TrainSet(without_families(discover(cfg.data.train_dir), cfg.data.exclude_families), cfg)
+    val = evenly(without_families(discover(cfg.data.val_dir), cfg.data.exclude_families), t.val_limit)
     steps_per_epoch = len(data) // (t.batch_size * world)
     if steps_per_epoch == 0:
         raise ValueError(f"{cfg.data.train_dir}: {len(data)} samples is less than one batch of {t.batch_size}")

@@ -1,0 +1,70 @@
+"""Fill methods for `inpdiff synth`: one registry, name -> fill(image, mask, rng) -> RGB uint8, by
+family, one module a family. Blending and post-processing (post.py) wrap any of them.
+
+- classical: diffusion-style fills (telea, ns, biharmonic), which leave a region with no noise;
+- patch: an exemplar fill (patchmatch) that copies real texture from the same photo;
+- learned: CNN inpainters the project trains itself (unet-w16, unet-w24; models/inpainters/).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .classical import biharmonic, opencv
+from .learned import LearnedFill
+from .patchmatch import patchmatch
+
+Fill = Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
+
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "classical": ("telea", "ns", "biharmonic"),
+    "patch": ("patchmatch",),
+    "learned": ("unet-w16", "unet-w24"),
+}
+
+
+def inpainters_dir() -> Path:
+    """The shipped inpainter checkpoints: inside the installed package, or models/ in a checkout."""
+    pkg = Path(__file__).resolve().parents[2]
+    for candidate in (pkg / "models" / "inpainters", pkg.parent / "models" / "inpainters"):
+        if candidate.is_dir():
+            return candidate
+    return pkg.parent / "models" / "inpainters"
+
+
+FILLS: dict[str, Fill] = {
+    "telea": opencv(cv2.INPAINT_TELEA),
+    "ns": opencv(cv2.INPAINT_NS),
+    "biharmonic": biharmonic,
+    "patchmatch": patchmatch,
+    **{name: LearnedFill(inpainters_dir() / name) for name in FAMILIES["learned"]},
+}
+
+
+def family(method: str) -> str:
+    """The family of a fill method; a method from elsewhere (another dataset's) is its own family."""
+    return next((f for f, names in FAMILIES.items() if method in names), method)
+
+
+def expand(methods: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Method names, with family names standing for all their methods."""
+    out: list[str] = []
+    for m in methods:
+        for name in FAMILIES.get(m, (m,)):
+            if name not in FILLS:
+                raise ValueError(f"unknown fill method {name!r}; choose from {sorted(FILLS)} or a family "
+                                 f"({', '.join(FAMILIES)})")
+            if name not in out:
+                out.append(name)
+    return tuple(out)
+
+
+def inpaint(image: np.ndarray, mask: np.ndarray, method: str, rng: np.random.Generator) -> np.ndarray:
+    """Fill `mask` (HxW, {0,1}) of an RGB uint8 image; pixels outside the mask are kept bit-exact."""
+    if method not in FILLS:
+        raise ValueError(f"unknown fill method {method!r}; choose from {sorted(FILLS)}")
+    filled = FILLS[method](image, mask, rng)
+    return np.where(mask[:, :, None].astype(bool), filled, image)

@@ -1,0 +1,82 @@
+"""The fill families beyond the classical ones (patch-based, learned), blending and post-processing,
+and how `inpdiff synth` records them."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+from conftest import make_photo
+
+from inpdiff.data.fills import FAMILIES, FILLS, expand, family
+from inpdiff.data.fills.post import edit
+from inpdiff.data.io import read_image, read_mask
+from inpdiff.data.masks import random_mask
+from inpdiff.data.synth import SynthConfig, synthesize
+
+
+def noise_level(image: np.ndarray, where: np.ndarray) -> float:
+    """Median absolute high-pass residual (grey levels) inside `where`: sensor-noise strength."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    residual = grey - cv2.blur(grey, (3, 3))
+    return float(np.median(np.abs(residual[cv2.erode(where.astype(np.uint8), np.ones((5, 5))) > 0])))
+
+
+def test_patchmatch_copies_texture_that_diffusion_fills_smooth_away():
+    image = make_photo(120, 160, 11)  # sensor-like noise everywhere
+    hole = random_mask(120, 160, np.random.default_rng(3), 0.15, 0.25)
+    rng = lambda: np.random.default_rng(0)  # noqa: E731
+    telea = noise_level(edit(image, hole, FILLS["telea"], "none", "none", rng())[0], hole)
+    patch = noise_level(edit(image, hole, FILLS["patchmatch"], "none", "none", rng())[0], hole)
+    real = noise_level(image, hole)
+    assert patch > 0.6 * real and telea < 0.5 * real
+
+
+@pytest.mark.parametrize("blend", ["none", "poisson", "feather"])
+@pytest.mark.parametrize("method", ["patchmatch", "unet-w16", "ns"])
+def test_mask_is_the_edited_region_and_runs_are_seeded(method, blend):
+    image = make_photo(90, 110, 4)
+    hole = random_mask(90, 110, np.random.default_rng(5))
+    out, mask = edit(image, hole, FILLS[method], blend, "none", np.random.default_rng(1))
+    changed = (out != image).any(axis=2)
+    assert not changed[mask == 0].any()
+    # Almost every hole pixel differs (a Poisson blend restores the photo's smooth shading, so a few
+    # land on their original value by chance).
+    assert changed[hole == 1].mean() > 0.9
+    assert (mask[hole == 1] == 1).all() and (blend == "feather") == (mask.sum() > hole.sum())
+    again = edit(image, hole, FILLS[method], blend, "none", np.random.default_rng(1))
+    assert np.array_equal(out, again[0]) and np.array_equal(mask, again[1])
+
+
+def test_global_post_processing_keeps_the_mask_on_the_edited_region():
+    image = make_photo(90, 110, 4)
+    hole = random_mask(90, 110, np.random.default_rng(5))
+    out, mask = edit(image, hole, FILLS["telea"], "none", "jpeg", np.random.default_rng(2))
+    assert np.array_equal(mask, hole) and (out != image).any(axis=2)[hole == 0].mean() > 0.3
+    out, mask = edit(image, hole, FILLS["telea"], "none", "resize", np.random.default_rng(2))
+    assert out.shape[:2] == mask.shape and out.shape[0] < 90
+    assert abs(mask.mean() - hole.mean()) < 0.02
+
+
+def test_registry_families_and_errors():
+    assert expand(["patch", "telea", "classical"]) == ("patchmatch", "telea", "ns", "biharmonic")
+    assert {family(m) for m in FILLS} == set(FAMILIES)
+    with pytest.raises(ValueError, match="unknown fill method 'lama'"):
+        expand(["lama"])
+    with pytest.raises(ValueError, match="choose from none, poisson, feather"):
+        synthesize("x", "y", SynthConfig(blends=("smudge",)))
+
+
+def test_synth_records_family_blend_and_post(photos_dir, tmp_path):
+    cfg = SynthConfig(per_image=3, methods=("patch", "learned"), blends=("none", "poisson", "feather"),
+                      posts=("none", "jpeg"), pristine=False, workers=1)
+    records = synthesize(photos_dir, tmp_path, cfg, progress=False)
+    assert {r["family"] for r in records} == {"patch", "learned"}
+    assert len({(r["blend"], r["post"]) for r in records}) > 2
+    for r in records:
+        assert r["family"] == family(r["method"]) and r["method"] in r["name"]
+        if r["post"] == "none":
+            image, original = read_image(tmp_path / "images" / f"{r['name']}.png"), read_image(photos_dir / r["source"])
+            changed = (image != original).any(axis=2)
+            assert not changed[read_mask(tmp_path / "masks" / f"{r['name']}.png") == 0].any()
+    again = synthesize(photos_dir, tmp_path / "again", cfg, progress=False)
+    assert [json.dumps(r, sort_keys=True) for r in again] == [json.dumps(r, sort_keys=True) for r in records]
