@@ -81,3 +81,9 @@ def test_lint_refuses_unsupported_ops_and_data_dependent_shapes(tmp_path, export
     onnx.save(_model_with(helper.make_node("Relu", ["x"], ["y"]), [x], [y], opset=13), tmp_path / "old.onnx")
     with pytest.raises(LintError, match="opset 13 < 17"):
         trt_lint(tmp_path / "old.onnx")
+    u8 = helper.make_tensor_value_info("x", TensorProto.UINT8, ["batch", 4, 4, 3])
+    t = helper.make_tensor_value_info("y", TensorProto.UINT8, ["batch", 3, 4, 4])
+    onnx.save(_model_with(helper.make_node("Transpose", ["x"], ["y"], perm=[0, 3, 1, 2]), [u8], [t]),
+              tmp_path / "u8.onnx")
+    with pytest.raises(LintError, match="Transpose .* reads a uint8 input; TensorRT allows only a Cast"):
+        trt_lint(tmp_path / "u8.onnx")

@@ -25,8 +25,9 @@ class LintError(ValueError):
 
 
 def trt_lint(path: str | Path, batch: int = 3) -> None:
-    """Fail if an op is outside TRT_OPS, or if any tensor's shape is data-dependent: with every input's
-    shape fixed (the dynamic batch set to `batch`), shape inference must know every dimension."""
+    """Fail if an op is outside TRT_OPS, if a uint8 input feeds anything but a Cast, or if any tensor's
+    shape is data-dependent: with every input's shape fixed (the dynamic batch set to `batch`), shape
+    inference must know every dimension."""
     import onnx
 
     path = Path(path)
@@ -35,10 +36,13 @@ def trt_lint(path: str | Path, batch: int = 3) -> None:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 17:
         problems.append(f"opset {opset} < 17")
+    uint8 = {i.name for i in model.graph.input if i.type.tensor_type.elem_type == onnx.TensorProto.UINT8}
     for node in model.graph.node:
         if node.domain not in ("", "ai.onnx") or node.op_type not in TRT_OPS:
             problems.append(f"op {node.domain + '::' if node.domain else ''}{node.op_type} ({node.name}) "
                             f"is not supported by onnx-tensorrt")
+        if node.op_type != "Cast" and uint8 & set(node.input):
+            problems.append(f"{node.op_type} ({node.name}) reads a uint8 input; TensorRT allows only a Cast there")
     del model.graph.value_info[:]
     for vi in list(model.graph.input) + list(model.graph.output):
         for d in vi.type.tensor_type.shape.dim:

@@ -17,7 +17,9 @@ class ConditionGraph(nn.Module):
         self.model = model
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        rgb01 = image.permute(0, 3, 1, 2).float() / 255.0
+        # Cast first: TensorRT takes a uint8 input only straight into a Cast (its UINT8 type supports
+        # no other layer), so the layout change must happen in float.
+        rgb01 = image.float().permute(0, 3, 1, 2) / 255.0
         return tuple(self.model.conditions(rgb01))
 
 
