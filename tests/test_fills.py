@@ -80,3 +80,16 @@ def test_synth_records_family_blend_and_post(photos_dir, tmp_path):
             assert not changed[read_mask(tmp_path / "masks" / f"{r['name']}.png") == 0].any()
     again = synthesize(photos_dir, tmp_path / "again", cfg, progress=False)
     assert [json.dumps(r, sort_keys=True) for r in again] == [json.dumps(r, sort_keys=True) for r in records]
+
+
+def test_an_inpainter_trains_saves_safetensors_and_fills(photos_dir, tmp_path):
+    from inpdiff.data.fills.learned import InpainterConfig, LearnedFill, train_inpainter
+
+    meta = train_inpainter(photos_dir, tmp_path / "inp", InpainterConfig(width=4, crop=64, batch=2, steps=3),
+                           log=lambda s: None)
+    assert sorted(p.name for p in (tmp_path / "inp").iterdir()) == ["config.json", "model.safetensors"]
+    assert json.loads((tmp_path / "inp" / "config.json").read_text())["config"]["width"] == 4 and meta["final_loss"] > 0
+    image = make_photo(70, 90, 2)
+    hole = random_mask(70, 90, np.random.default_rng(0))
+    out, mask = edit(image, hole, LearnedFill(tmp_path / "inp"), "none", "none", np.random.default_rng(0))
+    assert out.shape == image.shape and not (out != image).any(axis=2)[mask == 0].any()

@@ -93,7 +93,7 @@ def synthesize(photos_dir: str | Path, out_dir: str | Path, cfg: SynthConfig, pr
     out = Path(out_dir)
     jobs = [Job(str(p), i, cfg, str(out)) for i, p in enumerate(photos)]
     records, errors = [], []
-    with ProcessPoolExecutor(max_workers=max(1, cfg.workers)) as pool:
+    with ProcessPoolExecutor(max_workers=max(1, cfg.workers), initializer=_one_thread) as pool:
         futures = [pool.submit(_make, j) for j in jobs]
         for fut in _progress(futures, progress):
             try:
@@ -106,6 +106,19 @@ def synthesize(photos_dir: str | Path, out_dir: str | Path, cfg: SynthConfig, pr
     for e in errors:
         print(f"skipped: {e}")
     return records
+
+
+def _one_thread() -> None:
+    """Synth runs one process per core: each fill (OpenCV, a learned fill's torch) on one thread."""
+    import os
+    import sys
+
+    import cv2
+
+    os.environ["OMP_NUM_THREADS"] = "1"  # read by torch when a learned fill first imports it
+    cv2.setNumThreads(1)
+    if "torch" in sys.modules:  # forked from a parent that had already imported it
+        sys.modules["torch"].set_num_threads(1)
 
 
 def _progress(items, enabled: bool):

@@ -129,14 +129,12 @@ class LearnedFill:
         self._net = None
 
     def _load(self):
-        import torch
         from safetensors.torch import load_file
 
         meta = json.loads((self.checkpoint / "config.json").read_text())
         net = _network(int(meta["config"]["width"]))
         net.load_state_dict(load_file(str(self.checkpoint / "model.safetensors")))
         self._net = net.eval()
-        torch.set_num_threads(1)  # synth runs one process per core
 
     def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         import torch
