@@ -2,7 +2,8 @@
 
 `image_score` is the raw statistic of a probability map. A model folder may carry a calibration
 (`inpdiff calibrate-score`, stored in its manifest under "score"): Platt scaling of the statistic's
-logarithm, sigmoid(a * log10(raw + EPS) + b), fitted on validation images (inpainted against
+logit, sigmoid(a * logit(raw) + b) (raw clipped to [EPS, 1 - EPS]; the logit spreads both a share
+near 0 and a top-1% mean near 1), fitted on validation images (inpainted against
 pristine, and pristine JPEG copies), so the score reads as a probability; it is monotone in the
 statistic and bounded in (0, 1). Its threshold, the default decision, is chosen on the validation
 pristine images so that at most a given share of them (5%) is flagged.
@@ -33,6 +34,11 @@ def marked_share(prob: np.ndarray, level: float = 0.5) -> float:
 STATISTICS = {"top1": image_score, "marked": marked_share}
 
 
+def logit(raw: float | np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(raw, dtype=np.float64), EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
 @dataclass
 class ScoreCalibration:
     statistic: str = "marked"
@@ -44,7 +50,7 @@ class ScoreCalibration:
         return STATISTICS[self.statistic](prob)
 
     def calibrate(self, raw: float | np.ndarray) -> float | np.ndarray:
-        z = self.a * np.log10(np.asarray(raw, dtype=np.float64) + EPS) + self.b
+        z = np.clip(self.a * logit(raw) + self.b, -500, 500)
         out = 1.0 / (1.0 + np.exp(-z))
         return float(out) if np.ndim(out) == 0 else out
 
@@ -64,10 +70,10 @@ class ScoreCalibration:
 
 def fit(raw_inpainted: np.ndarray, raw_pristine: np.ndarray, statistic: str, max_false_alarms: float = 0.05,
         iterations: int = 50) -> ScoreCalibration:
-    """Platt scaling by Newton's method on the log statistic (classes weighted equally, Platt's
+    """Platt scaling by Newton's method on the statistic's logit (classes weighted equally, Platt's
     smoothed targets), and the
     lowest threshold that flags at most `max_false_alarms` of the pristine images (and at least 0.5)."""
-    x = np.log10(np.concatenate([raw_inpainted, raw_pristine]).astype(np.float64) + EPS)
+    x = logit(np.concatenate([raw_inpainted, raw_pristine]))
     n_pos, n_neg = len(raw_inpainted), len(raw_pristine)
     # Platt's smoothed targets: separable data would otherwise push the slope to infinity.
     y = np.concatenate([np.full(n_pos, (n_pos + 1) / (n_pos + 2)), np.full(n_neg, 1 / (n_neg + 2))])
@@ -75,7 +81,7 @@ def fit(raw_inpainted: np.ndarray, raw_pristine: np.ndarray, statistic: str, max
     X = np.stack([x, np.ones_like(x)], 1)
     theta = np.zeros(2)
     for _ in range(iterations):
-        p = 1 / (1 + np.exp(-X @ theta))
+        p = 1 / (1 + np.exp(-np.clip(X @ theta, -500, 500)))
         grad = X.T @ (w * (p - y))
         hess = (X * (w * p * (1 - p))[:, None]).T @ X + 1e-9 * np.eye(2)
         theta -= np.linalg.solve(hess, grad)

@@ -137,7 +137,8 @@ def convert(model_dir: str | Path, out_dir: str | Path, images_dir: str | Path,
                                                                "tiles": collected.tiles,
                                                                "steps_covered": collected.steps_covered},
                           "source": {"model_dir": str(model_dir), "files": manifest["files"]}}}
-    converted.pop("parity", None)
+    converted.pop("parity", None)  # the FP32 export's check and score calibration, not this model's
+    converted.pop("score", None)
     text = json.dumps(converted, indent=2)
     atomic_write(out / "manifest.json", lambda p: p.write_text(text))
     return json.loads(text)

@@ -218,7 +218,8 @@ def calibrate(model_dir: str | Path, out_dir: str | Path, images_dir: str | Path
                                   "calibration": {k: v for k, v in info["collected"].items() if k != "images"}
                                   | {"images": len(info["collected"]["images"])},
                                   "source": {"model_dir": str(model_dir), "files": manifest["files"]}}}
-    quantized.pop("parity", None)  # the FP32 export's check, not this model's
+    quantized.pop("parity", None)  # the FP32 export's check and score calibration, not this model's
+    quantized.pop("score", None)
     text = json.dumps(quantized, indent=2)
     atomic_write(out / "manifest.json", lambda p: p.write_text(text))
     return json.loads(text)

@@ -111,7 +111,7 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name}{mark} | {r['image_auc']:.4f} | {100 * r['false_alarm_rate']:.1f}% | "
                      f"{100 * r['detection_rate']:.1f}% |")
     c = report["calibration"]
-    lines += ["", f"Shipped: score = sigmoid({c['a']:.3f} * log10({c['statistic']} + 1e-4) + {c['b']:.3f}), "
+    lines += ["", f"Shipped: score = sigmoid({c['a']:.3f} * logit({c['statistic']}) + {c['b']:.3f}), "
                   f"threshold {c['threshold']:.3f}; on all {report['images']} images: false alarms "
                   f"{100 * report['all']['false_alarm_rate']:.1f}%, detections {100 * report['all']['detection_rate']:.1f}%; "
                   "flagged by kind: " + ", ".join(f"{k} {100 * v:.1f}%"
