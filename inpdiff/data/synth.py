@@ -7,6 +7,7 @@ interrupted run resumes and a finished one is a cache.
 from __future__ import annotations
 
 import json
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -93,7 +94,10 @@ def synthesize(photos_dir: str | Path, out_dir: str | Path, cfg: SynthConfig, pr
     out = Path(out_dir)
     jobs = [Job(str(p), i, cfg, str(out)) for i, p in enumerate(photos)]
     records, errors = [], []
-    with ProcessPoolExecutor(max_workers=max(1, cfg.workers), initializer=_one_thread) as pool:
+    # Spawned, not forked: a fork of a process whose torch (or OpenMP) threads are running can hang
+    # in the child, and learned fills run torch.
+    with ProcessPoolExecutor(max_workers=max(1, cfg.workers), initializer=_one_thread,
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_make, j) for j in jobs]
         for fut in _progress(futures, progress):
             try:
@@ -111,14 +115,11 @@ def synthesize(photos_dir: str | Path, out_dir: str | Path, cfg: SynthConfig, pr
 def _one_thread() -> None:
     """Synth runs one process per core: each fill (OpenCV, a learned fill's torch) on one thread."""
     import os
-    import sys
 
     import cv2
 
     os.environ["OMP_NUM_THREADS"] = "1"  # read by torch when a learned fill first imports it
     cv2.setNumThreads(1)
-    if "torch" in sys.modules:  # forked from a parent that had already imported it
-        sys.modules["torch"].set_num_threads(1)
 
 
 def _progress(items, enabled: bool):
