@@ -17,7 +17,9 @@ setup(
     # The shipped model (models/ in the source tree) installs inside the package as inpdiff/models/.
     packages=find_packages(include=["inpdiff", "inpdiff.*"]) + ["inpdiff.models"],
     package_dir={"inpdiff.models": "models"},
-    package_data={"inpdiff": ["configs/*.yaml"], "inpdiff.models": ["*/*.onnx", "*/*.json", "*/*.safetensors"]},
+    package_data={"inpdiff": ["configs/*.yaml"],
+                  "inpdiff.models": ["*/*.onnx", "*/*.json", "*/*.safetensors", "inpainters/*/*.json",
+                                     "inpainters/*/*.safetensors"]},
     python_requires=">=3.10",
     # The lean runtime only: no torch here.
     install_requires=["numpy>=1.24", "opencv-python-headless>=4.8", "onnxruntime>=1.18"],
