@@ -17,7 +17,6 @@ given, as for INT8 calibration.
 """
 from __future__ import annotations
 
-import json
 import re
 import tempfile
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import numpy as np
 from ..data.io import atomic_write, sha256
 from ..runtime.localizer import Localizer, LocalizeConfig
 from .collect import CalibrationError, Collected, chunks, find_images
-from .quantize import GRAPHS, fp32_manifest, quiet_ort
+from .quantize import GRAPHS, fp32_manifest, quiet_ort, write_derived_manifest
 
 COMPUTE_OPS = ("Conv", "Gemm", "MatMul")
 
@@ -137,11 +136,7 @@ def convert(model_dir: str | Path, out_dir: str | Path, images_dir: str | Path,
                                                                "tiles": collected.tiles,
                                                                "steps_covered": collected.steps_covered},
                           "source": {"model_dir": str(model_dir), "files": manifest["files"]}}}
-    converted.pop("parity", None)  # the FP32 export's check and score calibration, not this model's
-    converted.pop("score", None)
-    text = json.dumps(converted, indent=2)
-    atomic_write(out / "manifest.json", lambda p: p.write_text(text))
-    return json.loads(text)
+    return write_derived_manifest(out, converted)
 
 
 def precision_counts(model) -> dict[str, int]:

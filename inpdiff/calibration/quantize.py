@@ -218,8 +218,13 @@ def calibrate(model_dir: str | Path, out_dir: str | Path, images_dir: str | Path
                                   "calibration": {k: v for k, v in info["collected"].items() if k != "images"}
                                   | {"images": len(info["collected"]["images"])},
                                   "source": {"model_dir": str(model_dir), "files": manifest["files"]}}}
-    quantized.pop("parity", None)  # the FP32 export's check and score calibration, not this model's
-    quantized.pop("score", None)
-    text = json.dumps(quantized, indent=2)
+    return write_derived_manifest(out, quantized)
+
+
+def write_derived_manifest(out: Path, manifest: dict) -> dict:
+    """Write the manifest of a model derived from an FP32 export (INT8, FP16), without the fields
+    that describe the FP32 model alone: its export check and its score calibration."""
+    derived = {k: v for k, v in manifest.items() if k not in ("parity", "score")}
+    text = json.dumps(derived, indent=2)
     atomic_write(out / "manifest.json", lambda p: p.write_text(text))
     return json.loads(text)
