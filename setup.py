@@ -9,6 +9,11 @@ EXPORT = ["onnx>=1.16", "onnxsim>=0.4.36", "onnxruntime>=1.18", "polygraphy>=0.4
 TRT = ["tensorrt>=10.3", "cuda-python>=12.6"]  # cuda-python: pick the major of your CUDA driver
 RAY = ["ray[data]>=2.9"]  # trt-localize --ray and the Ray Data callable class
 TEST = ["pytest>=8", "scikit-learn>=1.4"]
+# Third-party inpainting tools that `inpdiff synth` runs as fill methods (training/test data only).
+# exemplar-based-inpainting (Criminisi) is installed apart with --no-deps: its metadata pulls the GUI
+# opencv-python (which clobbers the headless one) and its docs toolchain; it needs only OpenCV 4.x
+# (5.x changed findNonZero's shape) and rich. G'MIC is a Debian package (apt-get install gmic).
+FILLS = ["pypatchmatch>=2.2", "rich>=13", "opencv-python-headless>=4.8,<5"]
 
 setup(
     name="inpdiff",
@@ -29,8 +34,9 @@ setup(
         "trt": TRT,
         "ray": RAY,
         "test": TEST,
+        "fills": FILLS,
         # Everything that installs on a CPU-only machine (TensorRT's builder does not).
-        "dev": TRAIN + EXPORT + RAY + TEST,
+        "dev": TRAIN + EXPORT + RAY + TEST + FILLS,
     },
     entry_points={"console_scripts": ["inpdiff=inpdiff.cli:main", "trt-localize=inpdiff.runtime.cli:main"]},
 )

@@ -11,7 +11,8 @@ def _synth(a: argparse.Namespace) -> int:
 
     cfg = SynthConfig(per_image=a.per_image, methods=tuple(a.methods.split(",")), all_methods=a.all_methods,
                       blends=tuple(a.blends.split(",")), posts=tuple(a.posts.split(",")),
-                      pristine=not a.no_pristine, seed=a.seed, workers=a.workers)
+                      pristine=not a.no_pristine, seed=a.seed, workers=a.workers, grain=a.grain,
+                      max_frac=a.max_frac, shadows=a.shadows)
     records = synthesize(a.photos, a.out, cfg, progress=not a.quiet)
     print(f"{len(records)} samples in {a.out}")
     return 0
@@ -119,7 +120,7 @@ def _fp16(a: argparse.Namespace) -> int:
 def _calibrate_score(a: argparse.Namespace) -> int:
     from .calibration.score import calibrate_score, markdown
 
-    report = calibrate_score(a.model, a.data, a.limit, a.max_false_alarms, a.threads)
+    report = calibrate_score(a.model, a.data, a.limit, a.max_false_alarms, a.threads, max_marked_area=a.max_marked_area)
     print(markdown(report))
     print(f"written to {a.model}/manifest.json (\"score\") and {a.model}/score_report.json")
     return 0
@@ -142,14 +143,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("synth", help="make inpainted image + mask pairs from pristine photos")
-    s.add_argument("photos", help="folder of pristine photos")
+    s.add_argument("photos", nargs="+", help="folder(s) of pristine photos")
     s.add_argument("out", help="output folder (images/, masks/, samples.jsonl); existing samples are kept")
     s.add_argument("--per-image", type=int, default=6, help="masks per photo (default 6)")
     s.add_argument("--methods", default="classical",
                    help="comma-separated fill methods or families: classical (telea,ns,biharmonic), "
-                        "patch (patchmatch), learned (unet-w16,unet-w24); default classical")
+                        "patch (patchmatch), learned (unet-w16,unet-w24), latent (taef2,taef2-paste), "
+                        "and the third-party tools gmic, pypatchmatch, criminisi; default classical")
     s.add_argument("--blends", default="none", help="blends drawn from per sample: none,poisson,feather")
-    s.add_argument("--posts", default="none", help="global post-processes drawn from per sample: none,jpeg,resize")
+    s.add_argument("--posts", default="none",
+                   help="global post-processes drawn from per sample: none,jpeg,resize,resize2 "
+                        "(jpeg: at the photo's own quality when it is a JPEG; resize2: before and after the edit)")
+    s.add_argument("--grain", type=float, default=0.0, help="share of fills given grain at the photo's noise level")
+    s.add_argument("--max-frac", type=float, default=0.30, help="largest mask, as a share of the image")
+    s.add_argument("--shadows", type=float, default=0.0, help="share of masks extended by the object's cast shadow")
     s.add_argument("--all-methods", action="store_true", help="fill every mask with every method")
     s.add_argument("--no-pristine", action="store_true", help="do not write untouched copies")
     s.add_argument("--seed", type=int, default=0)
@@ -238,10 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--threads", type=int, default=0)
     h.set_defaults(fn=_fp16)
 
-    sc = sub.add_parser("calibrate-score", help="calibrated image-level score and its default threshold")
+    sc = sub.add_parser("calibrate-score", help="calibrated image-level score, its threshold, and the mask threshold")
     sc.add_argument("model", help="a model folder; its manifest gets the calibration")
     sc.add_argument("--data", required=True, help="validation set with inpainted and pristine images")
     sc.add_argument("--max-false-alarms", type=float, default=0.05, help="share of pristine images flagged")
+    sc.add_argument("--max-marked-area", type=float, default=0.01,
+                    help="mean share of a pristine photo marked, which sets the mask threshold (default 0.01)")
     sc.add_argument("--limit", type=int, default=0, help="an evenly spread subset of DATA of this size")
     sc.add_argument("--threads", type=int, default=0)
     sc.set_defaults(fn=_calibrate_score)

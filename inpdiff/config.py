@@ -31,6 +31,8 @@ class ModelConfig:
     use_dmfe: bool = True          # False: each stream is a single 1x1 projection
     edge_supervision: bool = True  # False: the edge head is not trained (edge loss weight 0)
     diffusion: bool = True         # False: single-pass discriminative baseline, same network
+    context: bool = False          # compare each region with its image (README: "Image context")
+    learned_highpass: bool = False  # constrained (Bayar) high-pass filters beside SRM
     pretrained_backbone: str | None = None  # local safetensors file; nothing is downloaded
 
 
@@ -46,9 +48,11 @@ class DiffusionConfig:
 
 @dataclass
 class DataConfig:
-    train_dir: str = "cache/synth/train"
+    train_dir: str = "cache/synth/train"   # one folder, or several separated by commas
     val_dir: str = "cache/synth/val"
-    exclude_families: tuple[str, ...] = ()  # fill families left out of training and validation
+    exclude_families: tuple[str, ...] = ()  # fill families left out of training and checkpoint choice
+    # Curriculum: "family:epoch" entries; a family's samples join training at that epoch (0-based).
+    curriculum: tuple[str, ...] = ()
     crop: int = 160
     edge_width: int = 3          # edge ground truth: width of the band around the mask boundary
     boundary_width: int = 7      # mask loss is weighted up in this band
@@ -74,6 +78,7 @@ class TrainConfig:
     seed: int = 0
     val_limit: int = 60          # images scored by the per-epoch validation (0 = all)
     threads: int = 0             # torch CPU threads (0 = torch's default)
+    t_power: float = 1.0         # diffusion timesteps drawn as T * (1 - u^p): p > 1 favours the noisy end
 
 
 @dataclass

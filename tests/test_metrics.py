@@ -48,3 +48,19 @@ def test_summary_breaks_down_by_method():
     assert s["per_method"]["a"]["pixel_auc"] == 1.0 and s["per_method"]["b"]["pixel_auc"] == 0.0
     assert s["per_method"]["a"]["image_auc"] == 1.0 and s["per_method"]["b"]["image_auc"] == 0.0
     assert s["image_auc"] == 0.5 and s["f1"] == 0.5
+
+
+def test_summary_by_family_and_a_map_that_marks_nothing_is_collapsed():
+    from inpdiff.training.metrics import collapsed
+
+    gt = np.zeros((10, 10), np.uint8)
+    gt[:5] = 1
+    empty = np.zeros((10, 10), np.float32)
+    records = [{"method": "telea", "pristine": False, "score": 0.1, **pixel_metrics(empty + 0.1, gt)},
+               {"method": "ns", "pristine": False, "score": 0.1, **pixel_metrics(gt.astype(np.float32), gt)},
+               {"method": "pristine", "pristine": True, "score": 0.1, "marked": 0.0}]
+    s = summarize(records)
+    assert set(s["per_family"]) == {"classical"} and s["per_family"]["classical"]["images"] == 2
+    assert s["marked"] == pytest.approx(0.25) and s["true_share"] == pytest.approx(0.5)
+    assert not collapsed(s)
+    assert collapsed(summarize(records[:1] + records[2:]))  # marks nothing: no low false-alarm merit

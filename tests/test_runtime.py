@@ -136,7 +136,7 @@ def test_trt_localize_output_contract_and_bad_inputs(model_dir, tmp_path):
     assert "no such file" in by_name["missing"]["error"]
     for name, error in expected.items():
         line = by_name[name]
-        assert {"path", "score", "inpainted", "regions", "threshold", "steps", "samples", "backend",
+        assert {"path", "score", "inpainted", "regions", "mask_threshold", "score_threshold", "steps", "samples", "backend",
                 "elapsed_ms"} <= set(line)
         stem = out / Path(name).with_suffix("")
         if error:

@@ -55,3 +55,22 @@ def test_calibrate_score_writes_the_manifest_and_the_runtime_decides_with_it(tin
     result = loc.localize(np.full((70, 80, 3), 128, np.uint8))
     assert result.score == pytest.approx(loc.calibration.score(result.prob))
     assert result.inpainted == (result.score >= loc.calibration.threshold)
+
+
+def test_mask_threshold_keeps_pristine_marked_area_within_the_bound(tiny_export, tiny_dataset, tmp_path):
+    from inpdiff.calibration.score import MASK_LEVELS, marked_area, mask_threshold
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_export[0] / "onnx", model)
+    report = calibrate_score(model, tiny_dataset, max_marked_area=0.01)
+    px = report["pixels"]
+    # An untrained model marks a lot at 0.5; the calibrated level must bring it within the bound
+    # (or be the highest level on offer).
+    assert px["pristine_marked"] <= 0.01 or px["mask_threshold"] == MASK_LEVELS[-1]
+    assert px["mask_threshold"] >= 0.5 and px["pristine_marked"] <= px["pristine_marked_at_0.5"]
+    loc = Localizer(model, config=LocalizeConfig(steps=2))
+    assert loc.mask_threshold == px["mask_threshold"]
+    assert Localizer(model, config=LocalizeConfig(steps=2, threshold=0.7)).mask_threshold == 0.7
+    records = [{"kind": "pristine", "tail": list(np.linspace(0.2, 0.0, len(MASK_LEVELS)))}]
+    level = mask_threshold(records, 0.01)
+    assert marked_area(records, level) <= 0.01 and marked_area(records, level - 0.005) > 0.01

@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from conftest import make_photo
 
 from inpdiff.model import load_model
 from inpdiff.training.evaluate import markdown, run_eval
@@ -116,3 +117,33 @@ def test_leave_one_family_out_runs_end_to_end(tiny_cfg, photos_dir, tmp_path):
         "config"]["data"]["exclude_families"] == ["patch"]
     with pytest.raises(ValueError, match="no samples of the family learned"):
         leave_one_out(tiny_cfg, ["learned"], tmp_path / "lomo", data, progress=False)
+
+
+def test_curriculum_keeps_a_family_out_until_its_epoch_and_epochs_the_same_length():
+    from inpdiff.data.datasets import curriculum_epochs
+    from inpdiff.training.train import epoch_order
+
+    families = ["classical"] * 6 + ["latent"] * 4 + ["pristine"] * 2
+    joins = curriculum_epochs(["latent:2"])
+    for epoch in range(4):
+        order = epoch_order(families, joins, epoch, seed=0)
+        assert len(order) == len(families)
+        assert any(families[i] == "latent" for i in order) == (epoch >= 2)
+    assert epoch_order(families, joins, 3, 0) == epoch_order(families, joins, 3, 0)
+    with pytest.raises(ValueError, match="family:epoch"):
+        curriculum_epochs(["latent"])
+
+
+def test_image_context_model_trains_exports_and_matches_onnx(tiny_cfg, tmp_path):
+    from inpdiff.export.onnx_export import ExportConfig, export
+    from inpdiff.model import load_model
+
+    cfg = tiny_cfg.replace(["model.context=true", "model.learned_highpass=true", "model.diffusion=false",
+                            "train.epochs=1", "data.curriculum=[classical:0]"])
+    train(cfg, tmp_path / "run", progress=False)
+    model = load_model(tmp_path / "run" / "last")
+    assert model.acn.bayar is not None and any(hasattr(c, "q") for c in model.acn.context)
+    # export() runs its own parity check of ONNX Runtime against PyTorch on the check image.
+    manifest = export(tmp_path / "run" / "last", tmp_path / "onnx", ExportConfig(max_steps=12),
+                      check_images=[make_photo(70, 90, 2)])
+    assert manifest["diffusion"] is False

@@ -25,6 +25,9 @@ from ..scoring import STATISTICS, fit
 from ..training.metrics import roc_auc
 
 JPEG_QUALITIES = (90, 75)
+# Candidate mask thresholds: the pixel threshold is the lowest that keeps the mean marked area of
+# pristine photos (and their JPEG copies) within the bound.
+MASK_LEVELS = np.round(np.arange(0.5, 1.0, 0.005), 3)
 
 
 def photo_of(name: str) -> str:
@@ -54,7 +57,8 @@ def collect(model_dir: Path, data: str | Path, limit: int = 0, qualities=JPEG_QU
         for kind, img in variants:
             prob = loc.localize(img).prob
             records.append({"photo": photo_of(s.image.stem), "kind": kind, "method": s.method,
-                            **{name: f(prob) for name, f in STATISTICS.items()}})
+                            **{name: f(prob) for name, f in STATISTICS.items()},
+                            "tail": [float((prob >= t).mean()) for t in MASK_LEVELS]})
     return records
 
 
@@ -73,8 +77,21 @@ def _evaluate(cal, records: list[dict]) -> dict:
             "detection_rate": float(flagged[~pristine].mean()), "flagged_by_kind": per_kind}
 
 
+def mask_threshold(records: list[dict], max_area: float) -> float:
+    """The lowest candidate level at which pristine images have at most `max_area` marked on average."""
+    tails = np.array([r["tail"] for r in records if r["kind"] != "inpainted"])
+    ok = np.nonzero(tails.mean(axis=0) <= max_area)[0]
+    return float(MASK_LEVELS[ok[0]] if len(ok) else MASK_LEVELS[-1])
+
+
+def marked_area(records: list[dict], level: float) -> float:
+    """Mean share of pristine pixels marked at `level` (one of MASK_LEVELS)."""
+    i = int(np.argmin(np.abs(MASK_LEVELS - level)))
+    return float(np.mean([r["tail"][i] for r in records if r["kind"] != "inpainted"]))
+
+
 def calibrate_score(model_dir: str | Path, data: str | Path, limit: int = 0, max_false_alarms: float = 0.05,
-                    threads: int = 0, records: list[dict] | None = None) -> dict:
+                    threads: int = 0, records: list[dict] | None = None, max_marked_area: float = 0.01) -> dict:
     """Fit, test on held-out photos, refit on all, write manifest["score"]; returns the report."""
     model_dir = Path(model_dir)
     records = records if records is not None else collect(model_dir, data, limit, threads=threads)
@@ -91,12 +108,17 @@ def calibrate_score(model_dir: str | Path, data: str | Path, limit: int = 0, max
     held_out = {name: _evaluate(fitted(fit_half, name), test_half) for name in STATISTICS}
     best = max(held_out, key=lambda n: held_out[n]["image_auc"])
     cal = fitted(records, best)
-    report = {"statistic": best, "calibration": cal.to_dict(), "max_false_alarms": max_false_alarms,
+    level = mask_threshold(records, max_marked_area)
+    held_level = mask_threshold(fit_half, max_marked_area)
+    pixels = {"mask_threshold": level, "max_marked_area": max_marked_area,
+              "pristine_marked_at_0.5": marked_area(records, 0.5), "pristine_marked": marked_area(records, level),
+              "held_out": {"mask_threshold": held_level, "pristine_marked": marked_area(test_half, held_level)}}
+    report = {"statistic": best, "calibration": cal.to_dict(), "pixels": pixels, "max_false_alarms": max_false_alarms,
               "held_out": held_out, "all": _evaluate(cal, records), "images": len(records),
               "photos": len({r["photo"] for r in records}), "data": str(data), "jpeg_qualities": list(JPEG_QUALITIES)}
     manifest_path = model_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["score"] = {**cal.to_dict(), "fitted_on": str(data), "held_out": held_out[best]}
+    manifest["score"] = {**cal.to_dict(), "mask_threshold": level, "fitted_on": str(data), "held_out": held_out[best]}
     text = json.dumps(manifest, indent=2)
     atomic_write(manifest_path, lambda p: p.write_text(text))
     atomic_write(model_dir / "score_report.json", lambda p: p.write_text(json.dumps(report, indent=1)))
@@ -115,5 +137,10 @@ def markdown(report: dict) -> str:
                   f"threshold {c['threshold']:.3f}; on all {report['images']} images: false alarms "
                   f"{100 * report['all']['false_alarm_rate']:.1f}%, detections {100 * report['all']['detection_rate']:.1f}%; "
                   "flagged by kind: " + ", ".join(f"{k} {100 * v:.1f}%"
-                                                  for k, v in report["all"]["flagged_by_kind"].items())]
+                                                  for k, v in report["all"]["flagged_by_kind"].items()),
+              "", f"Mask threshold {report['pixels']['mask_threshold']:.3f}: pristine area marked "
+                  f"{100 * report['pixels']['pristine_marked']:.2f}% (at 0.5: "
+                  f"{100 * report['pixels']['pristine_marked_at_0.5']:.2f}%); held out: threshold "
+                  f"{report['pixels']['held_out']['mask_threshold']:.3f} marks "
+                  f"{100 * report['pixels']['held_out']['pristine_marked']:.2f}%"]
     return "\n".join(lines) + "\n"

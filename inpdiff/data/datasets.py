@@ -104,6 +104,22 @@ def _with_methods(root: Path, samples: list[Sample]) -> list[Sample]:
                    methods.get(s.image.stem, s.method)) for s in samples]
 
 
+def discover_all(roots: str) -> list[Sample]:
+    """The samples of one or more dataset folders (comma-separated)."""
+    return [s for root in roots.split(",") if root.strip() for s in discover(root.strip())]
+
+
+def curriculum_epochs(curriculum: tuple[str, ...] | list[str]) -> dict[str, int]:
+    """"family:epoch" entries -> {family: first epoch}; a clear error for a malformed entry."""
+    out = {}
+    for item in curriculum:
+        fam, sep, epoch = item.partition(":")
+        if not sep or not epoch.strip().isdigit():
+            raise ValueError(f"curriculum entry {item!r} is not of the form family:epoch")
+        out[fam.strip()] = int(epoch)
+    return out
+
+
 def load_pair(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     """RGB uint8 image and {0,1} mask of the same size (an empty mask for a pristine sample)."""
     image = read_image(sample.image)

@@ -112,3 +112,21 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
 
 def list_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+
+
+# The IJG standard luminance table at quality 50 (the reference libjpeg scales for a quality setting).
+_IJG_LUMA_SUM = 3688
+
+
+def jpeg_quality(path: str | Path) -> int | None:
+    """The IJG quality a JPEG was saved at, estimated from its first quantisation table (None if the
+    file is not a baseline 8-bit JPEG). Order-free: the table's sum against the standard table's."""
+    data = Path(path).read_bytes()
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = data.find(b"\xff\xdb")
+    if i < 0 or i + 69 > len(data) or data[i + 4] >> 4 != 0:  # 16-bit tables: not a libjpeg quality
+        return None
+    scale = 100.0 * sum(data[i + 5:i + 69]) / _IJG_LUMA_SUM
+    quality = 5000.0 / scale if scale > 100 else (200.0 - scale) / 2
+    return int(np.clip(round(quality), 1, 100))

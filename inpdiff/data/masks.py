@@ -71,3 +71,18 @@ def edge_target(mask: np.ndarray, width: int = 3) -> np.ndarray:
     k = np.ones((width, width), np.uint8)
     m = mask.astype(np.uint8)
     return cv2.dilate(m, k) - cv2.erode(m, k)
+
+
+def with_shadow(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The mask of a removed object together with its cast shadow: the object's shape flattened,
+    sheared sideways and attached at its base (removal tools are asked to erase both)."""
+    ys, xs = np.nonzero(mask)
+    if not len(ys):
+        return mask
+    h, w = mask.shape
+    base = float(ys.max())
+    squash, shear = rng.uniform(0.25, 0.6), rng.uniform(-1.2, 1.2)
+    # y' = base + squash * (base - y): the shape mirrored below its base, flattened; x' sheared with depth.
+    m = np.float32([[1, -shear * squash, shear * squash * base], [0, -squash, base * (1 + squash)]])
+    shadow = cv2.warpAffine(mask.astype(np.uint8), m, (w, h), flags=cv2.INTER_NEAREST)
+    return (mask.astype(bool) | (shadow > 0)).astype(np.uint8)

@@ -17,8 +17,8 @@ import numpy as np
 
 from .fills import FAMILIES, FILLS, expand, family
 from .fills.post import BLENDS, POSTS, edit
-from .io import ImageError, atomic_write, list_images, read_image, read_mask, write_png
-from .masks import random_mask
+from .io import ImageError, atomic_write, jpeg_quality, list_images, read_image, read_mask, write_png
+from .masks import random_mask, with_shadow
 
 # A method's random stream is keyed by its place in the registry, so that choosing fewer or more
 # methods does not change what the others make (the classical three keep their old seeds).
@@ -31,7 +31,9 @@ class SynthConfig:
     methods: tuple[str, ...] = FAMILIES["classical"]  # method or family names
     all_methods: bool = False          # True: every mask filled by every method (for per-method eval)
     blends: tuple[str, ...] = ("none",)  # each sample draws one (seeded): none, poisson, feather
-    posts: tuple[str, ...] = ("none",)   # and one global post-process: none, jpeg, resize
+    posts: tuple[str, ...] = ("none",)   # and one global post-process: none, jpeg, resize, resize2
+    grain: float = 0.0                 # share of fills given grain matched to the photo's noise
+    shadows: float = 0.0               # share of masks that also cover the object's cast shadow
     pristine: bool = True              # also write each photo untouched, with an empty mask
     min_frac: float = 0.02
     max_frac: float = 0.30
@@ -50,6 +52,7 @@ class Job:
 def _make(job: Job) -> list[dict]:
     cfg, out, photo = job.cfg, Path(job.out), Path(job.photo)
     image = read_image(photo)
+    quality = jpeg_quality(photo)
     h, w = image.shape[:2]
     records = []
 
@@ -72,25 +75,37 @@ def _make(job: Job) -> list[dict]:
         seed = [cfg.seed, job.index, k]
         rng = np.random.default_rng(seed)
         mask = random_mask(h, w, rng, cfg.min_frac, cfg.max_frac)
+        if cfg.shadows:  # its own stream: masks without shadows stay as they were
+            srng = np.random.default_rng(seed + [10**6])
+            if srng.random() < cfg.shadows:
+                mask = with_shadow(mask, srng)
         for method in methods if cfg.all_methods else [methods[(job.index + k) % len(methods)]]:
             # Each method gets its own stream so that adding a method does not change the others.
             mrng = np.random.default_rng(seed + [FILLS_ORDER.index(method)])
             pick = np.random.default_rng(seed + [FILLS_ORDER.index(method), 1])  # leaves mrng as it was
             blend, post = cfg.blends[pick.integers(len(cfg.blends))], cfg.posts[pick.integers(len(cfg.posts))]
+            grain = bool(cfg.grain) and bool(pick.random() < cfg.grain)  # no draw when off: old seeds hold
             name = f"{photo.stem}_{k:02d}_{method}" + "".join(f"+{x}" for x in (blend, post) if x != "none")
-            emit(name, lambda m=method, b=blend, p=post, r=mrng: edit(image, mask, FILLS[m], b, p, r),
-                 {"method": method, "family": family(method), "blend": blend, "post": post, "seed": seed})
+            name += "+grain" if grain else ""
+            emit(name, lambda m=method, b=blend, p=post, r=mrng, g=grain: edit(image, mask, FILLS[m], b, p, r, g, quality),
+                 {"method": method, "family": family(method), "blend": blend, "post": post, "grain": grain,
+                  "seed": seed})
     return records
 
 
-def synthesize(photos_dir: str | Path, out_dir: str | Path, cfg: SynthConfig, progress: bool = True) -> list[dict]:
+def synthesize(photos_dirs: str | Path | list, out_dir: str | Path, cfg: SynthConfig, progress: bool = True) -> list[dict]:
+    """Samples from the photos of one or more folders (indexed in order, so seeds follow the list)."""
     expand(cfg.methods)  # unknown names fail here, before any work
     for value, allowed in ((cfg.blends, BLENDS), (cfg.posts, POSTS)):
         if not value or set(value) - set(allowed):
             raise ValueError(f"choose from {', '.join(allowed)}, got {', '.join(value) or 'nothing'}")
-    photos = list_images(photos_dir) if Path(photos_dir).is_dir() else []
-    if not photos:
-        raise FileNotFoundError(f"{photos_dir}: no images found (png, jpg, bmp, tif, webp)")
+    dirs = [photos_dirs] if isinstance(photos_dirs, (str, Path)) else list(photos_dirs)
+    photos = []
+    for d in dirs:
+        found = list_images(d) if Path(d).is_dir() else []
+        if not found:
+            raise FileNotFoundError(f"{d}: no images found (png, jpg, bmp, tif, webp)")
+        photos += found
     out = Path(out_dir)
     jobs = [Job(str(p), i, cfg, str(out)) for i, p in enumerate(photos)]
     records, errors = [], []

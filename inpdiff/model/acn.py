@@ -81,6 +81,53 @@ class SRMResidual(nn.Module):
         return r.clamp(-self.clip, self.clip) / self.clip
 
 
+class ConstrainedHighPass(nn.Module):
+    """Learned high-pass filters (Bayar & Stamm's constrained convolution): each 5x5 kernel's centre is
+    -1 and its other taps sum to 1, so it predicts a pixel from its neighbours and keeps the error,
+    a residual the training can shape beside the fixed SRM ones."""
+
+    def __init__(self, cout: int = 6, k: int = 5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, 3, k, k) * 0.1)
+        centre = torch.zeros(1, 1, k, k)
+        centre[..., k // 2, k // 2] = 1
+        self.register_buffer("centre", centre, persistent=False)
+
+    def forward(self, rgb01: torch.Tensor) -> torch.Tensor:
+        w = self.weight * (1 - self.centre)
+        w = w / w.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3) - self.centre
+        r = F.conv2d(rgb01 * 255.0, w, padding=self.weight.shape[-1] // 2)
+        return r.clamp(-8, 8) / 8
+
+
+class ImageContext(nn.Module):
+    """Compares every position with the rest of its image: features standardised by the image's own
+    per-channel statistics (does this region's noise agree with the image's?), and, where `attend`,
+    one light self-attention over the positions (is there a region elsewhere that looks like this?)."""
+
+    def __init__(self, c: int, attend: bool):
+        super().__init__()
+        self.mix = nn.Sequential(nn.Conv2d(2 * c, c, 1, bias=False), nn.BatchNorm2d(c))
+        self.attend = attend
+        if attend:
+            d = max(16, c // 4)
+            self.q, self.k, self.v = nn.Conv2d(c, d, 1), nn.Conv2d(c, d, 1), nn.Conv2d(c, c, 1)
+            self.out = nn.Conv2d(c, c, 1)
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(x + self.mix(torch.cat([x, F.instance_norm(x)], dim=1)))
+        if not self.attend:
+            return x
+        b, c, h, w = x.shape
+        q = self.q(x).flatten(2).transpose(1, 2)           # (B, HW, d)
+        k = self.k(x).flatten(2)                           # (B, d, HW)
+        v = self.v(x).flatten(2).transpose(1, 2)           # (B, HW, C)
+        a = torch.softmax(q @ k / k.shape[1] ** 0.5, dim=-1)
+        return x + self.out((a @ v).transpose(1, 2).reshape(b, c, h, w))
+
+
 class DilatedStream(nn.Module):
     """One DMFE stream at one scale: parallel dilated 3x3 convs (several receptive fields), fused by 1x1.
 
@@ -111,7 +158,12 @@ class ACN(nn.Module):
         self.register_buffer("std", torch.tensor(RGB_STD).view(1, 3, 1, 1), persistent=False)
         self.backbone = Pyramid(3, cfg.backbone_widths, cfg.backbone_depths)
         self.srm = SRMResidual()
-        self.hf = Pyramid(9, cfg.hf_widths, (1,) * len(cfg.hf_widths))
+        self.bayar = ConstrainedHighPass() if cfg.learned_highpass else None
+        self.hf = Pyramid(9 + (6 if cfg.learned_highpass else 0), cfg.hf_widths, (1,) * len(cfg.hf_widths))
+        # Image context on the residual stream at strides 8, 16, 32; attention at the coarsest two.
+        n = len(cfg.hf_widths)
+        self.context = nn.ModuleList(ImageContext(w, attend=i >= n - 2) if cfg.context and i > 0 else nn.Identity()
+                                     for i, w in enumerate(cfg.hf_widths))
         self.semantic = nn.ModuleList(
             DilatedStream(w, c, cfg.dilations, cfg.use_dmfe) for w, c in zip(cfg.backbone_widths, cfg.cond_widths))
         self.edge = nn.ModuleList(
@@ -122,7 +174,10 @@ class ACN(nn.Module):
     def forward(self, rgb01: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """rgb01: (B, 3, H, W) float in [0, 1], H and W multiples of 32."""
         sem_feats = self.backbone((rgb01 - self.mean) / self.std)
-        hf_feats = self.hf(self.srm(rgb01))
+        residual = self.srm(rgb01)
+        if self.bayar is not None:
+            residual = torch.cat([residual, self.bayar(rgb01)], dim=1)
+        hf_feats = [c(f) for c, f in zip(self.context, self.hf(residual))]
         sem = [s(f) for s, f in zip(self.semantic, sem_feats)]
         edge = [e(f) for e, f in zip(self.edge, hf_feats)]
         return sem, edge

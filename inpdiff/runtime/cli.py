@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="denoising steps (default: the model's, 10)")
     p.add_argument("--samples", type=int, default=1, help="ensemble size; uncertainty = std across samples")
     p.add_argument("--seed", type=int, default=0, help="same seed, same output")
-    p.add_argument("--threshold", type=float, default=0.5, help="probability for the binary mask")
+    p.add_argument("--threshold", type=float,
+                   help="probability for the binary mask (default: the model's calibrated mask threshold, else 0.5)")
     p.add_argument("--max-side", type=int, help="downscale images whose longer side exceeds this first")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="refuse larger images")
     p.add_argument("--outputs", default="all", choices=OUTPUTS,
@@ -95,7 +96,7 @@ class Progress:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
-    if not 0 <= a.threshold <= 1:
+    if a.threshold is not None and not 0 <= a.threshold <= 1:
         parser.error(f"--threshold must be within [0, 1], got {a.threshold}")
     if not a.paths and not a.list:
         parser.error("give image files, folders, globs or --list FILE")

@@ -30,7 +30,7 @@ class LocalizeConfig:
     steps: int | None = None      # None: the model's default (10)
     samples: int = 1              # ensemble size, run as one batch; uncertainty = std across samples
     seed: int = 0
-    threshold: float = 0.5
+    threshold: float | None = None  # mask threshold; None: the model's calibrated one (else 0.5)
     max_side: int | None = None   # downscale images whose longer side exceeds this
     batch: int = 8                # tiles per backend call
     overlap: int | None = None    # minimum overlap of neighbouring tiles (None: an eighth of a tile)
@@ -120,6 +120,8 @@ class Localizer:
             raise ValueError(f"overlap must be in [0, {self.tile // 2}), got {self.overlap}")
         self.window = blend_window(self.tile, self.overlap)
         self.calibration = ScoreCalibration.from_dict(self.manifest["score"]) if "score" in self.manifest else None
+        self.mask_threshold = (self.config.threshold if self.config.threshold is not None
+                               else float(self.manifest.get("score", {}).get("mask_threshold", 0.5)))
         self.backend = (make_backend(backend, self.model_dir, threads) if isinstance(backend, (str, BackendSpec))
                         else backend)
 
@@ -187,7 +189,7 @@ class Localizer:
             per_sample = np.stack([cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) for p in per_sample])
         prob = per_sample.mean(axis=0)
         uncertainty = per_sample.std(axis=0) if S > 1 else np.zeros_like(prob)
-        mask = prob >= self.config.threshold
+        mask = prob >= self.mask_threshold
         regions = find_regions(mask, prob, self.config.min_region)
         if self.calibration:
             score = self.calibration.score(prob)

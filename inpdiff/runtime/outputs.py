@@ -39,7 +39,9 @@ def write_outputs(job: Job, image: np.ndarray, result: Result, outputs: str = "a
 def report_line(done: Done, localizer: Localizer, outputs: str) -> dict:
     """Write one finished input's outputs -> its report line (with `error` where anything failed)."""
     cfg = localizer.config
-    line = {"path": str(done.job.path), "threshold": cfg.threshold, "steps": localizer.steps,
+    cal = localizer.calibration
+    line = {"path": str(done.job.path), "mask_threshold": localizer.mask_threshold,
+            "score_threshold": cal.threshold if cal else None, "steps": localizer.steps,
             "samples": cfg.samples, "backend": localizer.backend.name}
     error = done.error
     if done.result is not None:

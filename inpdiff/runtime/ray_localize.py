@@ -117,7 +117,7 @@ def run_on_ray(address: str, jobs: Iterable[Job], model_dir: str | None, backend
                 lines = ray.get(ready)
             except ray.exceptions.RayError as e:  # the actor died (or raised): its files fail, a new one takes over
                 message = str(e).splitlines()[0]
-                lines = [{"path": p, "threshold": config.threshold, "steps": config.steps, "samples": config.samples,
+                lines = [{"path": p, "mask_threshold": config.threshold, "steps": config.steps, "samples": config.samples,
                           "backend": "ray", "score": None, "inpainted": None, "regions": [],
                           "error": f"{p}: worker failed: {message}", "elapsed_ms": 0.0} for p, _ in chunk]
                 ray.kill(actor)

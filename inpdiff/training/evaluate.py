@@ -55,7 +55,9 @@ def evaluate(model: InpDiffusion, samples: list[Sample], perturbation: str = "cl
         pred = sample(model, to_tensor(image).to(device), steps=steps, samples=n_samples, generator=gen)
         prob = pred.prob[0, 0].float().cpu().numpy()
         rec = {"image": str(s.image), "method": s.method, "pristine": s.pristine, "score": image_score(prob)}
-        if not s.pristine:
+        if s.pristine:
+            rec["marked"] = float((prob >= threshold).mean())
+        else:
             rec.update(pixel_metrics(prob, mask, threshold))
         records.append(rec)
     summary = summarize(records)

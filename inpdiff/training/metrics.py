@@ -30,14 +30,15 @@ def f1_iou(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
 
 def pixel_metrics(prob: np.ndarray, gt: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     f1, iou = f1_iou(prob >= threshold, gt)
-    return {"pixel_auc": roc_auc(prob, gt), "f1": f1, "iou": iou}
+    return {"pixel_auc": roc_auc(prob, gt), "f1": f1, "iou": iou, "marked": float((prob >= threshold).mean()),
+            "true_share": float(gt.mean())}
 
 
 def summarize(records: list[dict]) -> dict:
     """Means over tampered images of pixel AUC/F1/IoU, image-level AUC, and a per-method breakdown."""
     def means(rs: list[dict]) -> dict:
         out = {"images": len(rs)}
-        for k in ("pixel_auc", "f1", "iou"):
+        for k in ("pixel_auc", "f1", "iou", "marked", "true_share"):
             vals = [r[k] for r in rs if not np.isnan(r.get(k, np.nan))]
             out[k] = float(np.mean(vals)) if vals else float("nan")
         return out
@@ -46,13 +47,26 @@ def summarize(records: list[dict]) -> dict:
     pristine = [r for r in records if r["pristine"]]
     summary = means(tampered)
     summary["pristine_images"] = len(pristine)
+    # Share of a pristine photo's pixels marked: what an analyst reads as a false detection.
+    marked = [r["marked"] for r in pristine if "marked" in r]
+    summary["pristine_marked"] = float(np.mean(marked)) if marked else float("nan")
     scores = [r["score"] for r in records]
     summary["image_auc"] = roc_auc(np.array(scores), np.array([not r["pristine"] for r in records]))
-    summary["per_method"] = {}
-    for method in sorted({r["method"] for r in tampered}):
-        rs = [r for r in tampered if r["method"] == method]
-        m = means(rs)
-        m["image_auc"] = roc_auc(np.array([r["score"] for r in rs + pristine]),
-                                 np.array([True] * len(rs) + [False] * len(pristine)))
-        summary["per_method"][method] = m
+    from ..data.fills import family
+
+    for key, name_of in (("per_method", lambda r: r["method"]), ("per_family", lambda r: family(r["method"]))):
+        summary[key] = {}
+        for name in sorted({name_of(r) for r in tampered}):
+            rs = [r for r in tampered if name_of(r) == name]
+            m = means(rs)
+            m["image_auc"] = roc_auc(np.array([r["score"] for r in rs + pristine]),
+                                     np.array([True] * len(rs) + [False] * len(pristine)))
+            summary[key][name] = m
     return summary
+
+
+def collapsed(summary: dict, floor: float = 0.25) -> bool:
+    """A map that marks (almost) nothing: less than `floor` of the true area on the edited images.
+    Such a model has learned nothing; its low false-alarm rate is no merit."""
+    marked, true = summary.get("marked", float("nan")), summary.get("true_share", float("nan"))
+    return not (marked >= floor * true)

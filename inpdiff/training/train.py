@@ -18,12 +18,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import Config
 from ..data.augment import augment
-from ..data.datasets import Sample, discover, evenly, load_pair, without_families
+from ..data.datasets import Sample, curriculum_epochs, discover_all, evenly, load_pair, without_families
+from ..data.fills import family
 from ..data.io import atomic_write
 from ..data.masks import edge_target
 from ..model import InpDiffusion, save_model
 from .evaluate import evaluate
 from .losses import total_loss
+from .metrics import collapsed, summarize
 
 
 class TrainSet(Dataset):
@@ -46,6 +48,14 @@ class TrainSet(Dataset):
         return {"image": torch.from_numpy(image).permute(2, 0, 1).float() / 255.0, "mask": as_t(mask),
                 "edge": as_t(edge_target(mask, self.data.edge_width)),
                 "boundary": as_t(edge_target(mask, self.data.boundary_width))}
+
+
+def epoch_order(families: list[str], joins: dict[str, int], epoch: int, seed: int) -> list[int]:
+    """The epoch's sample order. Curriculum: a family not yet joined is skipped, and the epoch is
+    refilled from the others, so every epoch has as many steps (the learning-rate schedule holds)."""
+    order = torch.randperm(len(families), generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
+    order = [i for i in order if joins.get(families[i], 0) <= epoch]
+    return (order * (1 + len(families) // max(1, len(order))))[:len(families)]
 
 
 def lr_at(step: int, total: int, cfg: Config) -> float:
@@ -128,8 +138,12 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
 
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    data = TrainSet(without_families(discover(cfg.data.train_dir), cfg.data.exclude_families), cfg)
-    val = evenly(without_families(discover(cfg.data.val_dir), cfg.data.exclude_families), t.val_limit)
+    data = TrainSet(without_families(discover_all(cfg.data.train_dir), cfg.data.exclude_families), cfg)
+    # Validation keeps every family for the learning curves; the checkpoint is chosen without the
+    # excluded ones, so that a held-out family never steers training.
+    val = evenly(discover_all(cfg.data.val_dir), t.val_limit)
+    joins = curriculum_epochs(cfg.data.curriculum)
+    families = [family(s.method) if not s.pristine else "pristine" for s in data.samples]
     steps_per_epoch = len(data) // (t.batch_size * world)
     if steps_per_epoch == 0:
         raise ValueError(f"{cfg.data.train_dir}: {len(data)} samples is less than one batch of {t.batch_size}")
@@ -143,8 +157,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     end = t.epochs if stop_after is None else min(t.epochs, start_epoch + stop_after)
     for epoch in range(start_epoch, end):
         data.epoch = epoch
-        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(t.seed * 1000 + epoch))
-        order = order[rank::world][: steps_per_epoch * t.batch_size].tolist()
+        order = epoch_order(families, joins, epoch, t.seed)[rank::world][: steps_per_epoch * t.batch_size]
         loader = DataLoader(data, batch_size=t.batch_size, sampler=order, num_workers=0)
         gen = torch.Generator(device=device).manual_seed(t.seed * 1000 + epoch + 7919 * rank)
         net.train()
@@ -160,7 +173,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
             b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             mask = b["mask"]
             if cfg.model.diffusion:
-                ts = torch.randint(0, schedule.timesteps, (mask.shape[0],), generator=gen, device=device)
+                u = torch.rand(mask.shape[0], generator=gen, device=device)
+                ts = ((1 - u ** t.t_power) * schedule.timesteps).long().clamp(0, schedule.timesteps - 1)
                 noise = torch.randn(mask.shape, generator=gen, device=device)
                 x_t = schedule.q_sample(2 * mask - 1, ts, noise)
             else:
@@ -183,12 +197,21 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
             continue
         train_stats = {k: v / steps_per_epoch for k, v in sums.items()}
         model.eval()
-        summary = evaluate(model, val, seed=t.seed)["summary"] if val else {}
+        records = evaluate(model, val, seed=t.seed)["images"] if val else []
+        summary = summarize(records) if records else {}
+        chosen = summarize([r for r in records if r["pristine"] or family(r["method"]) not in cfg.data.exclude_families]
+                           ) if records else {}
+        keys = ("pixel_auc", "f1", "iou", "image_auc", "marked", "true_share", "pristine_marked")
         entry = {"epoch": epoch + 1, **train_stats, "seconds": round(time.perf_counter() - t0, 1),
-                 **{k: summary.get(k) for k in ("pixel_auc", "f1", "iou", "image_auc")}}
+                 **{k: summary.get(k) for k in keys},
+                 "per_family": {f: {k: round(m[k], 4) for k in ("pixel_auc", "f1", "marked")}
+                                for f, m in summary.get("per_family", {}).items()}}
         history.append(entry)
         print(json.dumps(entry), flush=True)
-        score = (summary.get("pixel_auc") or 0) + (summary.get("f1") or 0)
+        if chosen and collapsed(chosen):
+            print(f"epoch {epoch + 1}: the model marks almost nothing on edited images "
+                  f"({chosen['marked']:.4f} of pixels against {chosen['true_share']:.4f}): not a candidate", flush=True)
+        score = (chosen.get("pixel_auc") or 0) + (chosen.get("f1") or 0) if chosen and not collapsed(chosen) else -1.0
         if score > best:
             best = score
             save_model(model, out / "best", {"epoch": epoch + 1, "val": summary})

@@ -3,7 +3,10 @@ family, one module a family. Blending and post-processing (post.py) wrap any of 
 
 - classical: diffusion-style fills (telea, ns, biharmonic), which leave a region with no noise;
 - patch: an exemplar fill (patchmatch) that copies real texture from the same photo;
-- learned: CNN inpainters the project trains itself (unet-w16, unet-w24; models/inpainters/).
+- learned: CNN inpainters the project trains itself (unet-w16, unet-w24; models/inpainters/);
+- latent: a real latent-diffusion autoencoder's decoder renders the hole (taef2, taef2-paste);
+- gmic, pypatchmatch, criminisi: real third-party tools, one family each (tools.py), so that each
+  can be held out of training in turn.
 """
 from __future__ import annotations
 
@@ -14,8 +17,10 @@ import cv2
 import numpy as np
 
 from .classical import biharmonic, opencv
+from .latent import taef2, taef2_paste
 from .learned import LearnedFill
 from .patchmatch import patchmatch
+from .tools import criminisi, gmic, pypatchmatch
 
 Fill = Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
 
@@ -23,6 +28,10 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "classical": ("telea", "ns", "biharmonic"),
     "patch": ("patchmatch",),
     "learned": ("unet-w16", "unet-w24"),
+    "latent": ("taef2", "taef2-paste"),
+    "gmic": ("gmic",),
+    "pypatchmatch": ("pypatchmatch",),
+    "criminisi": ("criminisi",),
 }
 
 
@@ -41,6 +50,11 @@ FILLS: dict[str, Fill] = {
     "biharmonic": biharmonic,
     "patchmatch": patchmatch,
     **{name: LearnedFill(inpainters_dir() / name) for name in FAMILIES["learned"]},
+    "taef2": taef2,
+    "taef2-paste": taef2_paste,
+    "gmic": gmic,
+    "pypatchmatch": pypatchmatch,
+    "criminisi": criminisi,
 }
 
 

@@ -6,6 +6,10 @@ seamlessClone), `feather` (the fill is made over the hole grown by a few pixels 
 into the photo across that ring, as a soft brush does). The mask returned is the region the edit
 touched: the hole, or the grown hole for `feather`. A global post-process changes every pixel a
 little, as it does in the wild; the mask stays the edited region (resized with the image).
+
+So that a smooth fill is not given away by its missing sensor noise alone, `grain` adds Gaussian
+noise at the photo's own noise level to the filled region; `jpeg` recompresses at the photo's own JPEG
+quality where the photo is a JPEG; `resize2` resamples the photo before the edit and again after it.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import cv2
 import numpy as np
 
 BLENDS = ("none", "poisson", "feather")
-POSTS = ("none", "jpeg", "resize")
+POSTS = ("none", "jpeg", "resize", "resize2")
 
 
 def poisson(image: np.ndarray, filled: np.ndarray, hole: np.ndarray) -> np.ndarray:
@@ -30,10 +34,44 @@ def poisson(image: np.ndarray, filled: np.ndarray, hole: np.ndarray) -> np.ndarr
     return out[pad:-pad, pad:-pad]
 
 
-def edit(image: np.ndarray, hole: np.ndarray, fill, blend: str, post: str, rng: np.random.Generator
-         ) -> tuple[np.ndarray, np.ndarray]:
-    """Fill `hole` with `fill(image, region, rng)`, blend, post-process -> (edited image, mask)."""
+def noise_sigma(image: np.ndarray, where: np.ndarray | None = None) -> float:
+    """Immerkaer's estimate of additive noise (8-bit units) from a Laplacian-difference residual."""
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    k = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    r = np.abs(cv2.filter2D(gray, -1, k, borderType=cv2.BORDER_REFLECT))
+    r = r[where] if where is not None and where.any() else r
+    return float(np.sqrt(np.pi / 2) * r.mean() / 6)
+
+
+def with_grain(fill, image: np.ndarray, rng: np.random.Generator):
+    """`fill`, plus Gaussian grain at the photo's own noise level where the fill adds too little."""
+    sigma = noise_sigma(image)
+
+    def grainy(img: np.ndarray, region: np.ndarray, r: np.random.Generator) -> np.ndarray:
+        out = fill(img, region, r).astype(np.float32)
+        missing = max(0.0, sigma ** 2 - noise_sigma(out.astype(np.uint8), region > 0) ** 2) ** 0.5
+        out += rng.normal(0, missing, out.shape).astype(np.float32)
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    return grainy
+
+
+def resample(image: np.ndarray, scale: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def edit(image: np.ndarray, hole: np.ndarray, fill, blend: str, post: str, rng: np.random.Generator,
+         grain: bool = False, jpeg_quality: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fill `hole` with `fill(image, region, rng)`, blend, post-process -> (edited image, mask).
+
+    grain: add noise matched to the photo's to the fill; jpeg_quality: the photo's own (for `jpeg`).
+    """
     hole = hole.astype(bool)
+    if post == "resize2":  # resampled before the edit too, so the whole photo carries the trace
+        image = resample(image, rng.uniform(0.6, 0.9))
+    if grain:
+        fill = with_grain(fill, image, rng)
     if blend == "feather":
         ring = int(rng.integers(2, 6))
         region = cv2.dilate(hole.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
@@ -53,10 +91,10 @@ def edit(image: np.ndarray, hole: np.ndarray, fill, blend: str, post: str, rng: 
         out, mask = np.where(hole[:, :, None], filled, image), hole
     out = np.where(mask[:, :, None], out, image)  # nothing outside the edited region has changed
     if post == "jpeg":
-        quality = int(rng.integers(70, 96))
+        quality = jpeg_quality or int(rng.integers(70, 96))
         ok, buf = cv2.imencode(".jpg", out[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
         out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
-    elif post == "resize":
+    elif post in ("resize", "resize2"):
         s = rng.uniform(0.5, 0.9)
         size = (max(1, round(out.shape[1] * s)), max(1, round(out.shape[0] * s)))
         out = cv2.resize(out, size, interpolation=cv2.INTER_AREA)
