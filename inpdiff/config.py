@@ -78,7 +78,6 @@ class TrainConfig:
     seed: int = 0
     val_limit: int = 60          # images scored by the per-epoch validation (0 = all)
     threads: int = 0             # torch CPU threads (0 = torch's default)
-    t_power: float = 1.0         # diffusion timesteps drawn as T * (1 - u^p): p > 1 favours the noisy end
 
 
 @dataclass

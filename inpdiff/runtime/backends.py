@@ -42,11 +42,22 @@ class BackendSpec:
     build_missing: bool = False    # TensorRT: build missing or stale engines instead of refusing
 
 
+def _import_onnxruntime():
+    """onnxruntime, with its telemetry off before it starts: the runtime writes nothing outside OUT.
+    ORT_DISABLE_TELEMETRY is what ONNX Runtime 1.32 honours (ORT_TELEMETRY_DISABLED alone still
+    leaves a device id under ~/.cache there); ORT_TELEMETRY_DISABLED is the name of later releases."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("ORT_TELEMETRY_DISABLED", "1")
+    import onnxruntime
+
+    return onnxruntime
+
+
 class OnnxRuntimeBackend:
     """ONNX Runtime: its CUDA provider when onnxruntime-gpu is installed, else the CPU."""
 
     def __init__(self, model_dir: Path, threads: int = 0):
-        import onnxruntime as ort
+        ort = _import_onnxruntime()
 
         providers = ["CPUExecutionProvider"]
         if "CUDAExecutionProvider" in ort.get_available_providers():
@@ -57,6 +68,7 @@ class OnnxRuntimeBackend:
         self._cond = ort.InferenceSession(str(model_dir / "condition.onnx"), opts, providers=providers)
         self._step = ort.InferenceSession(str(model_dir / "denoise_step.onnx"), opts, providers=providers)
         self._cond_names = [o.name for o in self._cond.get_outputs()]
+        self.tile = self._cond.get_inputs()[0].shape[1]  # what the graph takes, for the manifest check
         self.name = "onnxruntime-cuda" if providers[0] == "CUDAExecutionProvider" else "onnxruntime-cpu"
 
     def condition(self, tiles: np.ndarray) -> dict[str, np.ndarray]:
@@ -92,9 +104,7 @@ def uses_gpu(name: str) -> bool:
         import torch
 
         return torch.cuda.is_available()
-    import onnxruntime as ort
-
-    return "CUDAExecutionProvider" in ort.get_available_providers()
+    return "CUDAExecutionProvider" in _import_onnxruntime().get_available_providers()
 
 
 def make_backend(spec: str | BackendSpec, model_dir: Path, threads: int = 0) -> Backend | FusedBackend:

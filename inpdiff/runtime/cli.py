@@ -2,10 +2,11 @@
 
 For each input NAME.ext, under OUT (sub-folders mirrored for a directory input; see inputs.py):
 NAME.prob.png (round(255 p), the input's size), NAME.mask.png (0/255), NAME.overlay.jpg, and one
-line in OUT/report.jsonl; OUT/summary.csv at the end. Inputs stream through a pipeline
-(pipeline.py) and the run resumes where it stopped (report.py). Exit status: 0 all processed,
-1 some inputs failed, 2 bad usage, 3 with --fail-on-detect when anything was detected,
-130 interrupted (run the same command again to resume).
+line in OUT/report.jsonl naming them; OUT/summary.csv at the end. A name another file holds is never
+reused (out_folder.py). Inputs stream through a pipeline (pipeline.py) and the run resumes where it
+stopped (report.py). Exit status: 0 all processed, 1 some inputs failed, 2 bad usage, a bad model or
+OUT in use by another run, 3 with --fail-on-detect when anything was detected, 4 no space left on
+OUT (free some and run the same command again), 130 interrupted (run the same command again to resume).
 """
 from __future__ import annotations
 
@@ -25,9 +26,10 @@ from .backends import BACKENDS, BackendSpec, uses_gpu
 from .inputs import iter_jobs
 from .localizer import Localizer, LocalizeConfig
 from .model_dir import ModelError
+from .out_folder import OutFolder
 from .outputs import OUTPUTS, report_line
 from .pipeline import PipelineConfig, run_pipeline
-from .report import Report
+from .report import Report, is_disk_full
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trt-localize", description="Find the inpainted regions of photographs.")
@@ -93,16 +95,28 @@ class Progress:
             print(file=sys.stderr)
 
 
+# Numeric options and their smallest allowed values: anything less is a usage error (exit 2).
+MINIMA = {"steps": 1, "samples": 1, "max_side": 1, "max_pixels": 1, "batch": 1, "workers": 0, "decoders": 1,
+          "threads": 0}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     if a.threshold is not None and not 0 <= a.threshold <= 1:
         parser.error(f"--threshold must be within [0, 1], got {a.threshold}")
+    for name, least in MINIMA.items():
+        value = getattr(a, name)
+        if value is not None and value < least:
+            parser.error(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
     if not a.paths and not a.list:
         parser.error("give image files, folders, globs or --list FILE")
     if a.list.count("-") > 1:
         parser.error("--list - (standard input) can be given once")
     out = Path(a.out)
+    if out.exists() and not out.is_dir():
+        print(f"trt-localize: {out}: is a file, not a folder (-o names the output folder)", file=sys.stderr)
+        return 2
     cores = a.threads or os.cpu_count() or 1
     jobs = iter_jobs(a.paths, out, a.list)
     try:
@@ -113,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if first is None:
         print("trt-localize: no images found in " + " ".join(a.paths + a.list), file=sys.stderr)
         return 2
+    folder = None
     try:
         backend = BackendSpec(a.backend, a.engines, a.build_missing)
         gpu = uses_gpu(a.backend)
@@ -121,20 +136,39 @@ def main(argv: list[str] | None = None) -> int:
                              max_side=a.max_side, batch=max(1, a.batch or (8 if gpu else 2)))
         localizer = None if a.ray else Localizer(a.model, backend, cfg, max(1, cores // workers))
         manifest = (localizer.manifest if localizer else _manifest(a.model))
-        settings = {"model": manifest["files"], "steps": a.steps, "samples": a.samples, "seed": a.seed,
-                    "threshold": a.threshold, "max_side": a.max_side, "outputs": a.outputs,
-                    "score": manifest.get("score")}
-        report = Report(out, settings, a.restart, a.retry_failed)
+        # Effective settings (a default given explicitly is the same setting), so a resume compares like with like.
+        settings = {"model": manifest["files"], "steps": localizer.steps if localizer else a.steps,
+                    "samples": a.samples, "seed": a.seed,
+                    "mask_threshold": localizer.mask_threshold if localizer else a.threshold,
+                    "max_side": a.max_side, "outputs": a.outputs, "score": manifest.get("score")}
+        folder = OutFolder(out)
+        report = Report(out, settings, a.restart, a.retry_failed, on_line=folder.learn)
+        folder.load_claims(report.is_done)
     except (ModelError, ValueError, RuntimeError, OSError) as e:
+        if folder:
+            folder.close()
         print(f"trt-localize: {e}", file=sys.stderr)
         return 2
-    jobs = (j for j in itertools.chain([first], jobs) if not report.is_done(j.path))
+    jobs = (folder.claim(j) for j in itertools.chain([first], jobs)
+            if not report.is_done(j.path) and not folder.is_output(j.path))
     counted = None if "-" in a.list else (lambda: sum(1 for _ in iter_jobs(a.paths, out, a.list)) - report.resumed)
     progress = Progress(not a.quiet and not a.json and sys.stderr.isatty(), counted)
     counts = {"done": 0, "failed": 0, "detected": 0}
+    stop = threading.Event()
+    disk_full: list[OSError] = []
 
-    def write(line: dict) -> None:
-        if not report.add(line):
+    def write(line_of: Callable[[], dict]) -> None:
+        if disk_full:
+            return  # the run is stopping; this image is redone by the next run
+        try:
+            line = line_of()
+            if not report.add(line):
+                return
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            disk_full.append(e)
+            stop.set()
             return
         counts["done"] += 1
         counts["failed"] += "error" in line
@@ -148,32 +182,50 @@ def main(argv: list[str] | None = None) -> int:
         if a.ray:
             from .ray_localize import run_on_ray
 
-            run_on_ray(a.ray, jobs, a.model, backend, cfg, a.outputs, a.max_pixels, write)
+            run_on_ray(a.ray, jobs, a.model, backend, cfg, a.outputs, a.max_pixels, lambda line: write(lambda: line))
         else:
             pipe = PipelineConfig(batch=cfg.batch, workers=workers, decoders=max(1, a.decoders),
                                   max_pixels=a.max_pixels)
-            run_pipeline(localizer, jobs, pipe, lambda done: write(report_line(done, localizer, a.outputs)))
+            run_pipeline(localizer, jobs, pipe, lambda done: write(lambda: report_line(done, localizer, a.outputs)),
+                         stop)
     except KeyboardInterrupt:
         stopped = 130
     except Exception as e:  # the run as a whole failed (Ray unreachable, say); what was written stays
-        print(f"trt-localize: {e}", file=sys.stderr)
-        stopped = 1
+        if is_disk_full(e) or is_disk_full(e.__cause__):
+            disk_full.append(e)
+        else:
+            print(f"trt-localize: {e}", file=sys.stderr)
+            stopped = 1
     finally:
         report.close()
+        folder.close()
         progress.clear()
-    summary = report.write_summary()
+    try:
+        summary = report.write_summary()
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        disk_full.append(e)
+    if disk_full:
+        print(f"trt-localize: no space left on {out}/: stopped after {counts['done']} image(s) this run; "
+              "the report holds only finished images. Free some space and run the same command again: it "
+              "redoes what the full disk stopped", file=sys.stderr)
+        return 4
     if stopped:
         print(f"trt-localize: stopped after {counts['done']} image(s) this run; run the same command again to "
               f"resume ({report.resumed + counts['done']} done in {out}/)", file=sys.stderr)
         return stopped
     secs = time.perf_counter() - progress.start
-    resumed = f" ({report.resumed} done earlier)" if report.resumed else ""
-    print(f"{counts['done']} image(s) in {secs:.1f}s{resumed}: {counts['detected']} with inpainted regions, "
-          f"{counts['failed']} failed; outputs in {out}/, summary in {summary.name}",
+    total, failed = report.resumed + counts["done"], report.failed_before + counts["failed"]
+    detected = report.detected_before + counts["detected"]
+    whole = (f"; whole report: {total} image(s), {detected} with inpainted regions, {failed} failed"
+             if report.resumed else "")
+    print(f"{counts['done']} image(s) in {secs:.1f}s: {counts['detected']} with inpainted regions, "
+          f"{counts['failed']} failed{whole}; outputs in {out}/, summary in {summary.name}",
           file=sys.stderr if a.json else sys.stdout)
-    if counts["failed"] + report.failed_before:
+    if failed:
         return 1
-    return 3 if a.fail_on_detect and (counts["detected"] or report.detected_before) else 0
+    return 3 if a.fail_on_detect and detected else 0
 
 
 def _manifest(model: str | None) -> dict:

@@ -9,8 +9,10 @@ process of its own, so the innocent ones still decode and only the culprit is re
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -23,8 +25,18 @@ from ..data.io import ImageError, read_image
 Decode = Callable[[Path, int], np.ndarray]  # (path, max_pixels) -> RGB uint8; picklable (top level)
 
 
-def _ignore_sigint() -> None:
+def _init_decoder(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+
+    # A parent killed outright (SIGKILL) cannot shut the pool down: the decoder notices that it was
+    # orphaned and exits, so no process outlives the run. (PR_SET_PDEATHSIG would fire when the
+    # parent *thread* that started this process ends, which the pool's threads do.)
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
 
 class IsolatedDecoder:
@@ -35,7 +47,8 @@ class IsolatedDecoder:
 
     def _new_pool(self, n: int) -> ProcessPoolExecutor:
         # spawn, not fork: the parent runs ONNX Runtime's threads, which a fork would copy mid-flight.
-        return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint)
+        return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_init_decoder,
+                                   initargs=(os.getpid(),))
 
     def submit(self, path: Path) -> Future:
         pool = self._pool

@@ -1,9 +1,9 @@
 """Inputs of `trt-localize`, streamed: files, directories walked lazily, globs, and lists of paths.
 
-Each input becomes a Job: its path and the stem its outputs are written under. Memory does not
-grow with the number of inputs: directories are listed one at a time, globs and lists are read
-lazily, and the names already used are remembered only for the last few output folders (two
-inputs collide only when they share a folder and a name, such as photo.jpg and photo.png).
+Each input becomes a Job: its path and the stem its outputs would be written under; the output
+folder (out_folder.py) turns that into a name no other file holds. Memory does not grow with the
+number of inputs: directories are listed one at a time, globs and lists are read lazily. A walk
+never enters OUT, nor a folder holding a `.trt-localize.json` (another run's outputs).
 
 Where outputs go, under OUT:
 - a file given on the command line: OUT/NAME.*
@@ -17,7 +17,6 @@ from __future__ import annotations
 import glob
 import os
 import sys
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Iterable, Iterator, TextIO
@@ -38,10 +37,17 @@ def is_image(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTS
 
 
-def walk(root: Path) -> Iterator[Path]:
-    """Image files below `root`, in sorted order, one directory listing in memory at a time."""
+OUTPUT_MARK = ".trt-localize.json"  # the settings file every output folder holds
+
+
+def walk(root: Path, out: Path | None = None) -> Iterator[Path]:
+    """Image files below `root`, in sorted order, one directory listing in memory at a time; output
+    folders (`out`, and any other holding OUTPUT_MARK) are skipped. `root` itself is walked even when
+    it is `out` (its own outputs are told apart by name, see out_folder.py)."""
+    skip = os.path.abspath(out) if out is not None else None
     for folder, dirs, files in os.walk(root):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if os.path.abspath(os.path.join(folder, d)) != skip
+                         and not os.path.exists(os.path.join(folder, d, OUTPUT_MARK)))
         for name in sorted(files):
             if is_image(name):
                 yield Path(folder, name)
@@ -67,46 +73,27 @@ def read_list(source: str, stdin: TextIO | None = None) -> Iterator[str]:
             f.close()
 
 
-class _UniqueStems:
-    """Adds _1, _2 ... to a stem already used in the same output folder. Folders are remembered
-    most-recently-used first, a bounded number of them: inputs arrive grouped by folder."""
-
-    def __init__(self, folders: int = 4096):
-        self.used: OrderedDict[Path, dict[str, int]] = OrderedDict()
-        self.folders = folders
-
-    def __call__(self, stem: Path) -> Path:
-        names = self.used.setdefault(stem.parent, {})
-        self.used.move_to_end(stem.parent)
-        if len(self.used) > self.folders:
-            self.used.popitem(last=False)
-        n = names.get(stem.name, 0)
-        names[stem.name] = n + 1
-        return stem if n == 0 else stem.with_name(f"{stem.name}_{n}")
-
-
 def iter_jobs(args: Iterable[str], out: Path, lists: Iterable[str] = (), stdin: TextIO | None = None
               ) -> Iterator[Job]:
     """Jobs for the command-line paths, then for each list. A path that does not exist stays a job,
-    so that it is reported as missing."""
-    unique = _UniqueStems()
+    so that it is reported as missing. Stems are candidates: two inputs may share one."""
     for arg in args:
         p = Path(arg)
         if p.is_dir():
-            for f in walk(p):
-                yield Job(f, unique(out / f.relative_to(p).parent / f.stem))
+            for f in walk(p, out):
+                yield Job(f, out / f.relative_to(p).parent / f.stem)
         elif not p.exists() and glob.has_magic(arg):
             root = _fixed_prefix(arg)
             for f in glob.iglob(arg, recursive=True):
                 if is_image(f) and os.path.isfile(f):
                     rel = Path(os.path.relpath(f, root)) if root else Path(f)
-                    yield Job(Path(f), unique(out / mirrored(str(rel.parent)) / rel.stem))
+                    yield Job(Path(f), out / mirrored(str(rel.parent)) / rel.stem)
         else:
-            yield Job(p, unique(out / p.stem))
+            yield Job(p, out / p.stem)
     for source in lists:
         for line in read_list(source, stdin):
             rel = mirrored(line)
-            yield Job(Path(line), unique(out / rel.parent / Path(line).stem))
+            yield Job(Path(line), out / rel.parent / Path(line).stem)
 
 
 def _fixed_prefix(pattern: str) -> str:

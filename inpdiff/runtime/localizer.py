@@ -124,6 +124,10 @@ class Localizer:
                                else float(self.manifest.get("score", {}).get("mask_threshold", 0.5)))
         self.backend = (make_backend(backend, self.model_dir, threads) if isinstance(backend, (str, BackendSpec))
                         else backend)
+        graph_tile = getattr(self.backend, "tile", None)
+        if isinstance(graph_tile, int) and graph_tile != self.tile:
+            raise ModelError(f"{self.model_dir / 'manifest.json'}: field 'tile' is {self.tile}, but condition.onnx "
+                             f"takes {graph_tile}x{graph_tile} tiles (the manifest was edited; re-export the model)")
 
     def localize(self, image: np.ndarray | str | Path) -> Result:
         """RGB uint8 (H, W, 3), or an image file, -> Result at the input's size."""

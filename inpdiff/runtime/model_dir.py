@@ -22,16 +22,28 @@ def default_model_dir() -> Path:
     raise ModelError(f"the shipped model {DEFAULT_MODEL} is not installed; name one with --model DIR")
 
 
+# Fields the runtime reads, and their types: a manifest without them is refused at load, naming the field.
+REQUIRED = {"files": dict, "tile": int, "steps": int, "max_steps": int}
+
+
 def load_manifest(model_dir: str | Path, verify: bool = True) -> dict:
     model_dir = Path(model_dir)
     path = model_dir / "manifest.json"
+    if not model_dir.is_dir():
+        raise ModelError(f"{model_dir}: no such model folder")
     if not path.is_file():
         raise ModelError(f"{model_dir}: no manifest.json (not an exported model; run `inpdiff export`)")
     try:
         manifest = json.loads(path.read_text())
-        files = manifest["files"]
-    except (ValueError, KeyError) as e:
-        raise ModelError(f"{path}: unreadable manifest ({e})") from e
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(manifest, dict):
+        raise ModelError(f"{path}: not a manifest (a JSON object is expected)")
+    for field, kind in REQUIRED.items():
+        if not isinstance(manifest.get(field), kind) or isinstance(manifest.get(field), bool):
+            what = "missing" if field not in manifest else f"not {'an integer' if kind is int else 'a mapping'}"
+            raise ModelError(f"{path}: field '{field}' is {what} (re-export the model with `inpdiff export`)")
+    files = manifest["files"]
     if verify:
         for name, digest in files.items():
             f = model_dir / name

@@ -8,6 +8,7 @@ from ..data.io import atomic_write, write_png
 from .inputs import Job
 from .localizer import Localizer, Result
 from .pipeline import Done
+from .report import DiskFull, is_disk_full
 
 OUTPUTS = ("all", "report")
 
@@ -23,17 +24,22 @@ def overlay(image: np.ndarray, result: Result) -> np.ndarray:
     return out
 
 
-def write_outputs(job: Job, image: np.ndarray, result: Result, outputs: str = "all") -> None:
-    """The maps and overlay of one image (each file atomically). outputs="report": only the
-    probability map, and only for an image where something was detected."""
+def write_outputs(job: Job, image: np.ndarray, result: Result, outputs: str = "all") -> dict[str, str]:
+    """The maps and overlay of one image (each file atomically) -> {kind: path} of what was written.
+    outputs="report": only the probability map, and only for an image where something was detected."""
+    written: dict[str, str] = {}
     if outputs == "report" and not result.inpainted:
-        return
+        return written
     write_png(job.output(".prob.png"), np.round(result.prob * 255).astype(np.uint8))
+    written["prob"] = str(job.output(".prob.png"))
     if outputs == "report":
-        return
+        return written
     write_png(job.output(".mask.png"), result.mask.astype(np.uint8) * 255)
+    written["mask"] = str(job.output(".mask.png"))
     ok, buf = cv2.imencode(".jpg", overlay(image, result)[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
     atomic_write(job.output(".overlay.jpg"), lambda p: p.write_bytes(buf.tobytes()))
+    written["overlay"] = str(job.output(".overlay.jpg"))
+    return written
 
 
 def report_line(done: Done, localizer: Localizer, outputs: str) -> dict:
@@ -46,9 +52,11 @@ def report_line(done: Done, localizer: Localizer, outputs: str) -> dict:
     error = done.error
     if done.result is not None:
         try:
-            write_outputs(done.job, done.image, done.result, outputs)
+            line["outputs"] = write_outputs(done.job, done.image, done.result, outputs)
             line.update(done.result.summary())
         except (OSError, cv2.error) as e:
+            if is_disk_full(e):  # not this image's fault: the run stops, and the next one redoes it
+                raise DiskFull(e.errno, f"no space left on {done.job.out_stem.parent}") from e
             error = f"{done.job.path}: writing the outputs failed: {e}"
     if error:
         line.update({"score": None, "inpainted": None, "regions": [], "error": error})

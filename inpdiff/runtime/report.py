@@ -13,10 +13,12 @@ refused, since the report would then mix two kinds of results.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 from ..data.io import atomic_write
 
@@ -27,14 +29,32 @@ class ResumeError(ValueError):
     """OUT holds results that were made with other settings."""
 
 
+class DiskFull(OSError):
+    """No space left on OUT: the run stops; what failed for it is redone by the next run."""
+
+
+def is_disk_full(e: BaseException) -> bool:
+    return isinstance(e, DiskFull) or (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT))
+
+
+def _differs(key: str, before, now) -> str:
+    """One changed setting, briefly: a model is named by its files, not dumped."""
+    if key == "model":
+        return "model (another model's files)"
+    return f"{key} {before!r} -> {now!r}"
+
+
 def path_key(path: str | Path) -> int:
     return int.from_bytes(hashlib.blake2b(str(path).encode("utf-8", "surrogateescape"), digest_size=8).digest(),
                           "little")
 
 
 class Report:
-    def __init__(self, out: Path, settings: dict, restart: bool = False, retry_failed: bool = False):
+    def __init__(self, out: Path, settings: dict, restart: bool = False, retry_failed: bool = False,
+                 on_line: Callable[[dict], None] | None = None):
+        """on_line: called with each line kept from an earlier run (the output folder learns its names)."""
         self.out = out
+        self.on_line = on_line or (lambda line: None)
         self.path = out / "report.jsonl"
         self.done: set[int] = set()
         self.resumed = self.failed_before = self.detected_before = 0
@@ -43,10 +63,16 @@ class Report:
         if restart:
             self.path.unlink(missing_ok=True)
         elif self.path.exists() and saved.exists():
-            before = json.loads(saved.read_text())
+            try:
+                before = json.loads(saved.read_text())
+                if not isinstance(before, dict):
+                    raise ValueError("not a JSON object")
+            except (ValueError, UnicodeDecodeError) as e:
+                raise ResumeError(f"{saved}: unreadable settings file ({e}); it records how {out}'s results were "
+                                  "made: restore it, or add --restart to start over") from None
             changed = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
             if changed:
-                what = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
+                what = ", ".join(_differs(k, a, b) for k, (a, b) in changed.items())
                 raise ResumeError(f"{out} holds results made with other settings ({what}); run with the same "
                                   "settings to resume, choose another --out, or add --restart to start over")
         atomic_write(saved, lambda p: p.write_text(json.dumps(settings, indent=1)))
@@ -57,6 +83,7 @@ class Report:
     def _load(self, retry_failed: bool) -> None:
         for _, line in self._kept_lines(retry_failed):
             self.done.add(path_key(line["path"]))
+            self.on_line(line)
             self.failed_before += bool(line.get("error"))
             self.detected_before += bool(line.get("inpainted"))
         with open(self.path, "rb") as f:
@@ -93,15 +120,25 @@ class Report:
         key = path_key(line["path"])
         if key in self.done:
             return False
+        try:
+            self._file.write(json.dumps(line) + "\n")
+            self._file.flush()
+        except OSError as e:  # a torn line is dropped by the next run, which redoes this input
+            raise DiskFull(e.errno, f"no space left on {self.out}") if is_disk_full(e) else e
         self.done.add(key)
-        self._file.write(json.dumps(line) + "\n")
-        self._file.flush()
         return True
 
     def close(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError:
+            pass  # a full disk: what did not reach the disk is redone by the next run
+        finally:
+            try:
+                self._file.close()
+            except OSError:
+                pass
 
     def write_summary(self) -> Path:
         """OUT/summary.csv from the whole report (this run and the ones it resumed)."""

@@ -173,8 +173,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
             b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             mask = b["mask"]
             if cfg.model.diffusion:
-                u = torch.rand(mask.shape[0], generator=gen, device=device)
-                ts = ((1 - u ** t.t_power) * schedule.timesteps).long().clamp(0, schedule.timesteps - 1)
+                ts = torch.randint(0, schedule.timesteps, (mask.shape[0],), generator=gen, device=device)
                 noise = torch.randn(mask.shape, generator=gen, device=device)
                 x_t = schedule.q_sample(2 * mask - 1, ts, noise)
             else:

@@ -1,0 +1,319 @@
+"""Fault injection for `trt-localize`: what a user's files go through (issue 13). Every run here is the
+real command in a real process, on real files; a full disk is a real 2 MB tmpfs.
+
+Whatever happens, four things must hold: every good image gets exactly one report line and its
+outputs; no input file changes; nothing is written outside OUT; no process is left behind.
+"""
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import cv2
+import pytest
+from conftest import ROOT, make_photo
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture
+def model_dir(tiny_export):
+    return tiny_export[0] / "onnx"
+
+
+def photos(folder: Path, names: list[str], size=(100, 130)) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, name in enumerate(names):
+        p = folder / name
+        ok, buf = cv2.imencode(p.suffix, make_photo(*size, i)[:, :, ::-1])
+        p.write_bytes(buf.tobytes())
+        paths.append(p)
+    return paths
+
+
+def hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+class Runner:
+    """Runs trt-localize with a tag in its environment, a private HOME and a private working folder,
+    so that leftover processes and files written outside OUT can be found."""
+
+    def __init__(self, tmp: Path, model: Path):
+        self.tag = uuid.uuid4().hex
+        self.home, self.cwd, self.model = tmp / "home", tmp / "cwd", model
+        self.home.mkdir()
+        self.cwd.mkdir()
+        self.env = {**ENV, "INPDIFF_TEST_TAG": self.tag, "HOME": str(self.home)}
+
+    def args(self, *args, steps: bool = True) -> list[str]:
+        return [sys.executable, "-m", "inpdiff.runtime.cli", *map(str, args), "--model", str(self.model),
+                *(["--steps", "2"] if steps else []), "--quiet"]
+
+    def run(self, *args, cwd: Path | None = None, steps: bool = True) -> subprocess.CompletedProcess:
+        """Runs with --steps 2 (fast) unless steps=False (the model's default, or what args say)."""
+        return subprocess.run(self.args(*args, steps=steps), capture_output=True, text=True, env=self.env,
+                              cwd=cwd or self.cwd, timeout=300)
+
+    def start(self, *args, cwd: Path | None = None) -> subprocess.Popen:
+        return subprocess.Popen(self.args(*args, "--workers", "1", "--batch", "1"), env=self.env, cwd=cwd or self.cwd,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def processes(self) -> list[int]:
+        """PIDs of every live process started by these runs (decoders, trackers included)."""
+        found = []
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit() or int(d.name) == os.getpid():
+                continue
+            try:
+                if self.tag.encode() in (d / "environ").read_bytes():
+                    found.append(int(d.name))
+            except OSError:
+                continue
+        return found
+
+    def assert_no_process_left(self, within: float = 5.0) -> None:
+        deadline = time.time() + within
+        while self.processes() and time.time() < deadline:
+            time.sleep(0.1)
+        left = self.processes()
+        for pid in left:  # do not leak them into the rest of the test session either
+            os.kill(pid, signal.SIGKILL)
+        assert not left, f"processes left behind: {left}"
+
+    def assert_nothing_written_outside(self, *allowed_changes: Path) -> None:
+        assert not any(self.home.rglob("*")), f"written under HOME: {list(self.home.rglob('*'))}"
+        assert not any(self.cwd.rglob("*")), f"written in the working folder: {list(self.cwd.rglob('*'))}"
+
+
+def report(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
+
+
+def kill_after(proc: subprocess.Popen, out: Path, lines: int, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        path = out / "report.jsonl"
+        if path.exists() and path.read_bytes().count(b"\n") >= lines:
+            break
+        time.sleep(0.005)
+    proc.kill()
+    proc.wait()
+
+
+def assert_complete(out: Path, good: list[Path], bad: list[Path] = ()) -> None:
+    """Exactly one line per input, outputs in place for the good ones, errors for the bad ones."""
+    lines = report(out)
+    paths = [line["path"] for line in lines]
+    assert sorted(paths) == sorted(str(p) for p in [*good, *bad]), "missing or duplicate report lines"
+    outputs = set()
+    for line in lines:
+        if Path(line["path"]) in set(bad):
+            assert "error" in line
+            continue
+        assert "error" not in line, line
+        files = set(line["outputs"].values())
+        assert len(files) == 3 and all(Path(f).is_file() for f in files)
+        assert not files & outputs, "two inputs share an output file"
+        outputs |= files
+
+
+# ---- data loss ----
+
+def test_outputs_never_replace_inputs_or_each_other(model_dir, tmp_path):
+    run = Runner(tmp_path, model_dir)
+    src = tmp_path / "photos"
+    # a.prob.png is a *photo* whose name a.png's probability map would take.
+    inputs = photos(src, ["a.png", "a.jpg", "a_1.png", "a.prob.png"])
+    before = hashes(src)
+    r = run.run(src, "-o", src)
+    assert r.returncode == 0, r.stderr
+    after = hashes(src)
+    assert {k: after[k] for k in before} == before, "an input was overwritten"
+    assert_complete(src, inputs)
+    written = {f for line in report(src) for f in line["outputs"].values()}
+    assert not written & {str(p) for p in inputs}
+    # Again, and again: the outputs are not taken for photos, nothing is redone.
+    for _ in range(2):
+        r = run.run(src, "-o", src)
+        assert r.returncode == 0 and "0 image(s)" in r.stdout, r.stdout + r.stderr
+    again = hashes(src)
+    assert len(report(src)) == 4 and set(again) == set(after)  # no new files
+    assert all(again[k] == after[k] for k in after if not k.startswith(".") and k not in ("report.jsonl", "summary.csv"))
+    run.assert_nothing_written_outside()
+
+
+def test_an_output_folder_inside_the_walked_folder_is_not_walked(model_dir, tmp_path):
+    run = Runner(tmp_path, model_dir)
+    src = tmp_path / "photos"
+    inputs = photos(src, [f"p{i}.png" for i in range(3)])
+    old = tmp_path / "photos" / "old-run"
+    (old / "x").mkdir(parents=True)
+    (old / ".trt-localize.json").write_text("{}")  # another run's output folder
+    photos(old / "x", ["q.png"])
+    for _ in range(3):
+        r = run.run(".", cwd=src)  # the default OUT, ./localized, is inside the walked tree
+        assert r.returncode == 0, r.stderr
+    out = src / "localized"
+    assert sorted(Path(line["path"]).name for line in report(out)) == [p.name for p in inputs]
+    assert not (out / "localized").exists()
+
+
+# ---- faults ----
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root): the full-disk test runs in CI as root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_stops_cleanly_and_a_plain_resume_finishes(model_dir, tmp_path, small_disk):
+    run = Runner(tmp_path, model_dir)
+    src = tmp_path / "photos"
+    inputs = photos(src, [f"p{i:02d}.png" for i in range(40)], size=(200, 260))
+    out = small_disk / "out"
+    r = run.run(src, "-o", out)
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert "no space left on" in r.stderr and "Traceback" not in r.stderr
+    lines = report(out)  # every line whole, and each names outputs that are there
+    assert 0 < len(lines) < 40 and all("error" not in x and Path(x["outputs"]["prob"]).is_file() for x in lines)
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    r = run.run(src, "-o", out)  # no --retry-failed
+    assert r.returncode == 0, r.stderr
+    assert_complete(out, inputs)
+    assert (out / "summary.csv").is_file()
+    run.assert_no_process_left()
+
+
+def test_kill_9_leaves_no_process_behind(model_dir, tmp_path):
+    run = Runner(tmp_path, model_dir)
+    src, out = tmp_path / "photos", tmp_path / "out"
+    inputs = photos(src, [f"p{i:02d}.png" for i in range(30)], size=(192, 192))
+    kill_after(run.start(src, "-o", out), out, 2)
+    run.assert_no_process_left()
+    assert run.run(src, "-o", out).returncode == 0
+    assert_complete(out, inputs)
+
+
+def test_two_runs_on_one_out_and_a_stale_lock(model_dir, tmp_path):
+    run = Runner(tmp_path, model_dir)
+    src, out = tmp_path / "photos", tmp_path / "out"
+    inputs = photos(src, [f"p{i:02d}.png" for i in range(30)], size=(192, 192))
+    first = run.start(src, "-o", out)
+    while not (out / "report.jsonl").exists():
+        assert first.poll() is None, first.stderr.read()
+        time.sleep(0.01)
+    second = run.run(src, "-o", out)
+    assert second.returncode == 2 and f"(PID {first.pid})" in second.stderr, second.stderr
+    first.kill()  # its lock dies with it
+    first.wait()
+    third = run.run(src, "-o", out)
+    assert third.returncode == 0, third.stderr
+    assert_complete(out, inputs)
+    run.assert_no_process_left()
+
+
+def test_random_kills_bad_inputs_and_resumes(model_dir, tmp_path):
+    """The standing check: good and bad inputs side by side, killed at random points, resumed."""
+    run = Runner(tmp_path, model_dir)
+    src, out = tmp_path / "photos", tmp_path / "out"
+    good = photos(src, [f"g{i:02d}.png" for i in range(16)], size=(160, 160))
+    good += photos(src / "sub", ["g.jpg", "g.png"], size=(160, 160))
+    bad = [src / "empty.png", src / "text.jpg", src / "truncated.png", src / "loop.png", src / "fifo.png"]
+    bad[0].write_bytes(b"")
+    bad[1].write_text("not an image")
+    bad[2].write_bytes(good[0].read_bytes()[:200])
+    bad[3].symlink_to(bad[3])
+    os.mkfifo(bad[4])
+    before = hashes(src)
+    rng = random.Random(0)
+    for _ in range(3):
+        kill_after(run.start(src, "-o", out), out, rng.randint(1, 6))
+    r = run.run(src, "-o", out)
+    assert r.returncode == 1, r.stdout + r.stderr  # the bad inputs failed
+    assert_complete(out, good, bad)
+    assert hashes(src) == before
+    errors = {Path(x["path"]).name: x["error"] for x in report(out) if "error" in x}
+    assert "Too many levels of symbolic links" in errors["loop.png"] and "FIFO" in errors["fifo.png"]
+    run.assert_no_process_left()
+    run.assert_nothing_written_outside()
+
+
+# ---- messages and exit codes ----
+
+def test_edited_manifest_is_refused_naming_the_field(model_dir, tmp_path):
+    run = Runner(tmp_path, model_dir)
+    src = tmp_path / "photos"
+    photos(src, ["a.png"])
+    edited = tmp_path / "model"
+    edited.mkdir()
+    for f in model_dir.iterdir():
+        (edited / f.name).write_bytes(f.read_bytes())
+    manifest = json.loads((edited / "manifest.json").read_text())
+    (edited / "manifest.json").write_text(json.dumps({**manifest, "tile": manifest["tile"] * 2}))
+    run.model = edited
+    r = run.run(src, "-o", tmp_path / "out")
+    assert r.returncode == 2 and "field 'tile'" in r.stderr, r.stderr
+    (edited / "manifest.json").write_text("{}")
+    r = run.run(src, "-o", tmp_path / "out")
+    assert r.returncode == 2 and "field 'files' is missing" in r.stderr, r.stderr
+    run.model = tmp_path / "no-such-model"
+    r = run.run(src, "-o", tmp_path / "out")
+    assert r.returncode == 2 and "no such model folder" in r.stderr, r.stderr
+
+
+def test_clear_messages_for_bad_out_and_bad_settings_files(model_dir, tmp_path):
+    run = Runner(tmp_path, model_dir)
+    src, out = tmp_path / "photos", tmp_path / "out"
+    photos(src, ["a.png", "b.png"])
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    r = run.run(src, "-o", afile)
+    assert r.returncode == 2 and "is a file, not a folder" in r.stderr and afile.read_text() == "x"
+    assert run.run(src, "-o", out).returncode == 0
+    (out / ".trt-localize.json").write_text("")
+    r = run.run(src, "-o", out)
+    assert r.returncode == 2 and ".trt-localize.json: unreadable settings file" in r.stderr, r.stderr
+    for bad in (["--steps", "0"], ["--max-side", "0"], ["--samples", "0"], ["--decoders", "0"]):
+        r = run.run(src, "-o", out, *bad, steps=False)
+        assert r.returncode == 2 and "must be at least" in r.stderr, (bad, r.stderr)
+
+
+def test_resume_compares_effective_settings_and_names_the_differences(model_dir, tmp_path):
+    run = Runner(tmp_path, model_dir)
+    src, out = tmp_path / "photos", tmp_path / "out"
+    photos(src, ["a.png", "b.png"])
+    r = run.run(src, "-o", out, steps=False)  # no --steps: the model's default
+    assert r.returncode == 0, r.stderr
+    steps = json.loads((model_dir / "manifest.json").read_text())["steps"]
+    r = run.run(src, "-o", out, "--steps", steps, steps=False)
+    assert r.returncode == 0, r.stderr  # the default, given explicitly, is the same setting
+    r = run.run(src, "-o", out, "--seed", "5")
+    assert r.returncode == 2 and "seed 0 -> 5" in r.stderr and len(r.stderr) < 600, r.stderr
+
+
+def test_end_line_counts_this_run_and_the_whole_report(model_dir, tmp_path):
+    run = Runner(tmp_path, model_dir)
+    src, out = tmp_path / "photos", tmp_path / "out"
+    photos(src, ["a.png"])
+    (src / "bad.png").write_bytes(b"broken")
+    assert run.run(src, "-o", out).returncode == 1
+    photos(src, ["c.png"])
+    r = run.run(src, "-o", out)
+    assert r.returncode == 1
+    assert "1 image(s)" in r.stdout and "0 failed" in r.stdout and "whole report: 3 image(s)" in r.stdout
+    assert "1 failed" in r.stdout.split("whole report")[1]
+    line = report(out)[0]
+    assert {"mask_threshold", "score_threshold"} <= set(line) and "threshold" not in line
