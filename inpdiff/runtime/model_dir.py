@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..data.io import sha256
 
-DEFAULT_MODEL = "edge-s"
+DEFAULT_MODEL = "edge-c"
 
 
 class ModelError(ValueError):

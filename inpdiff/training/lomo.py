@@ -1,12 +1,13 @@
 """Leave-one-family-out: does the detector find fills of a kind it never saw in training?
 
-For each fill family F (classical, patch, learned, ...): train with F left out of the training and
+For each fill family F (classical, patch, learned, latent, and each third-party tool: gmic,
+pypatchmatch, criminisi): train with F left out of the training and
 validation data (`data.exclude_families`), then test on F alone (and the pristine photos, for the
 image-level AUC). One more run trains on every family, the in-distribution reference, tested on each.
 Runs are folders OUT/without-F/ (OUT/all/ for the reference); a finished run is not trained again, so
 an interrupted protocol resumes. Seeds are fixed by the config (train.seed) and the evaluation seed.
 
-    inpdiff lomo --config edge-s --data cache/synth/val-families -o runs/lomo [--set train.epochs=8]
+    inpdiff lomo --config edge-c --data cache/synth/val-all,cache/synth/val-criminisi -o runs/lomo
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import json
 from pathlib import Path
 
 from ..config import Config
-from ..data.datasets import Sample, discover, evenly
+from ..data.datasets import Sample, discover_all, evenly
 from ..data.fills import family
 from ..data.io import atomic_write
 
@@ -34,7 +35,7 @@ def leave_one_out(cfg: Config, families: list[str], out_dir: str | Path, data: s
     from .train import train
 
     out = Path(out_dir)
-    samples = discover(data)
+    samples = discover_all(str(data))
     present = {family(s.method) for s in samples if not s.pristine}
     missing = [f for f in families if f not in present]
     if missing:

@@ -122,7 +122,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     out = Path(out_dir)
     model = InpDiffusion(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    start_epoch, best, history = 0, -1.0, []
+    start_epoch, best, history = 0, -2.0, []
     if resume:
         from safetensors.torch import load_file
 
@@ -210,10 +210,14 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         if chosen and collapsed(chosen):
             print(f"epoch {epoch + 1}: the model marks almost nothing on edited images "
                   f"({chosen['marked']:.4f} of pixels against {chosen['true_share']:.4f}): not a candidate", flush=True)
-        score = (chosen.get("pixel_auc") or 0) + (chosen.get("f1") or 0) if chosen and not collapsed(chosen) else -1.0
+        # nan (no edited image of the chosen families in the validation subset) counts as 0
+        score = float(np.nan_to_num(chosen.get("pixel_auc", 0.0)) + np.nan_to_num(chosen.get("f1", 0.0)))
+        if chosen and collapsed(chosen):  # below any model that marks something; kept only if all collapse
+            score = -1.0 + 1e-3 * score
         if score > best:
             best = score
-            save_model(model, out / "best", {"epoch": epoch + 1, "val": summary})
+            save_model(model, out / "best", {"epoch": epoch + 1, "val": summary,
+                                             "collapsed": bool(chosen) and collapsed(chosen)})
         save_model(model, out / "last", {"epoch": epoch + 1})
         _save_state(opt, out / "last", {"epoch": epoch, "best": best, "history": history})
     if world > 1:
