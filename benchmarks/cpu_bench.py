@@ -5,7 +5,7 @@
 2. `trt-localize` on the example from process start to written outputs: wall time and peak RSS.
 3. Cost per megapixel as images grow (0.25, 1, 4, 12 MP).
 
-Run from the repository root: python benchmarks/cpu_bench.py [--model models/edge-s] [--repeat 3]
+Run from the repository root: python benchmarks/cpu_bench.py [--model models/edge-c] [--repeat 3]
 Needs the `train` extra for the PyTorch column.
 """
 from __future__ import annotations
@@ -45,9 +45,16 @@ def best_of(fn, repeat: int) -> float:
     return min(times)
 
 
+def _steps(model: Path) -> str:
+    from inpdiff.runtime.model_dir import load_manifest
+
+    m = load_manifest(model, verify=False)
+    return f"{m['steps']} steps" if m.get("diffusion", True) else "single pass"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=str(ROOT / "models" / "edge-s"))
+    ap.add_argument("--model", default=str(ROOT / "models" / "edge-c"))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--sizes", default="0.25,1,4,12", help="megapixels for the scaling table")
@@ -56,7 +63,7 @@ def main() -> None:
     image = read_image(EXAMPLE)
     cpu = platform.processor() or platform.machine()
     print(f"machine: {os.cpu_count()} cores ({cpu}), image {EXAMPLE.name} {image.shape[1]}x{image.shape[0]}, "
-          f"model {model.name}, 10 steps, 1 sample\n")
+          f"model {model.name}, {_steps(model)}, 1 sample\n")
 
     ort_loc = Localizer(model, "onnxruntime", LocalizeConfig())
     ort_s = best_of(lambda: ort_loc.localize(image), a.repeat)

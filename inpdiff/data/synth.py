@@ -87,13 +87,15 @@ def _make(job: Job) -> list[dict]:
             grain = bool(cfg.grain) and bool(pick.random() < cfg.grain)  # no draw when off: old seeds hold
             name = f"{photo.stem}_{k:02d}_{method}" + "".join(f"+{x}" for x in (blend, post) if x != "none")
             name += "+grain" if grain else ""
-            emit(name, lambda m=method, b=blend, p=post, r=mrng, g=grain: edit(image, mask, FILLS[m], b, p, r, g, quality),
+            emit(name, lambda m=method, b=blend, p=post, r=mrng, g=grain:
+                 edit(image, mask, FILLS[m], b, p, r, g, quality),
                  {"method": method, "family": family(method), "blend": blend, "post": post, "grain": grain,
                   "seed": seed})
     return records
 
 
-def synthesize(photos_dirs: str | Path | list, out_dir: str | Path, cfg: SynthConfig, progress: bool = True) -> list[dict]:
+def synthesize(photos_dirs: str | Path | list, out_dir: str | Path, cfg: SynthConfig,
+               progress: bool = True) -> list[dict]:
     """Samples from the photos of one or more folders (indexed in order, so seeds follow the list)."""
     expand(cfg.methods)  # unknown names fail here, before any work
     for value, allowed in ((cfg.blends, BLENDS), (cfg.posts, POSTS)):

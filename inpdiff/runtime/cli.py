@@ -31,6 +31,7 @@ from .outputs import OUTPUTS, report_line
 from .pipeline import PipelineConfig, run_pipeline
 from .report import Report, is_disk_full
 
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trt-localize", description="Find the inpainted regions of photographs.")
     p.add_argument("paths", nargs="*", help="image files, folders (walked recursively) or globs")

@@ -59,7 +59,10 @@ def _nets():
     encoder = nn.Sequential(conv(3, c), Block(c), conv(c, c, stride=2, bias=False), *[Block(c) for _ in range(3)],
                             conv(c, c, stride=2, bias=False), *[Block(c) for _ in range(3)],
                             conv(c, c, stride=2, bias=False), *[Block(c, pooled=True) for _ in range(3)], conv(c, 32))
-    up = lambda: (nn.Upsample(scale_factor=2), conv(c, c, bias=False))
+
+    def up():
+        return nn.Upsample(scale_factor=2), conv(c, c, bias=False)
+
     decoder = nn.Sequential(Clamp(), conv(32, c), nn.ReLU(), *[Block(c, pooled=True) for _ in range(3)],
                             *up(), *[Block(c) for _ in range(3)], *up(), *[Block(c) for _ in range(3)],
                             *up(), Block(c), conv(c, 3))
