@@ -318,3 +318,19 @@ def test_end_line_counts_this_run_and_the_whole_report(model_dir, tmp_path):
     assert "1 failed" in r.stdout.split("whole report")[1]
     line = report(out)[0]
     assert {"mask_threshold", "score_threshold"} <= set(line) and "threshold" not in line
+
+
+def test_a_resume_from_another_working_folder_keeps_outputs_inside_out(model_dir, tmp_path):
+    run = Runner(tmp_path, model_dir)
+    src = tmp_path / "photos"
+    inputs = photos(src, [f"p{i:02d}.png" for i in range(20)], size=(192, 192))
+    kill_after(run.start("photos", "-o", "out", cwd=tmp_path), tmp_path / "out", 2)  # relative paths
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    r = run.run(src, "-o", tmp_path / "out", cwd=other)
+    assert r.returncode == 0, r.stderr
+    assert not any(other.rglob("*")), "outputs landed in the working folder"
+    lines = report(tmp_path / "out")
+    assert len(lines) == len(inputs) and all(
+        Path(tmp_path, f).resolve().parent == (tmp_path / "out").resolve()
+        for x in lines for f in x["outputs"].values())

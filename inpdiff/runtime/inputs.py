@@ -1,6 +1,6 @@
 """Inputs of `trt-localize`, streamed: files, directories walked lazily, globs, and lists of paths.
 
-Each input becomes a Job: its path and the stem its outputs would be written under; the output
+Each input becomes a Job: its absolute path and the stem its outputs would be written under; the output
 folder (out_folder.py) turns that into a name no other file holds. Memory does not grow with the
 number of inputs: directories are listed one at a time, globs and lists are read lazily. A walk
 never enters OUT, nor a folder holding a `.trt-localize.json` (another run's outputs).
@@ -81,19 +81,25 @@ def iter_jobs(args: Iterable[str], out: Path, lists: Iterable[str] = (), stdin: 
         p = Path(arg)
         if p.is_dir():
             for f in walk(p, out):
-                yield Job(f, out / f.relative_to(p).parent / f.stem)
+                yield Job(_absolute(f), out / f.relative_to(p).parent / f.stem)
         elif not p.exists() and glob.has_magic(arg):
             root = _fixed_prefix(arg)
             for f in glob.iglob(arg, recursive=True):
                 if is_image(f) and os.path.isfile(f):
                     rel = Path(os.path.relpath(f, root)) if root else Path(f)
-                    yield Job(Path(f), out / mirrored(str(rel.parent)) / rel.stem)
+                    yield Job(_absolute(f), out / mirrored(str(rel.parent)) / rel.stem)
         else:
-            yield Job(p, out / p.stem)
+            yield Job(_absolute(p), out / p.stem)
     for source in lists:
         for line in read_list(source, stdin):
             rel = mirrored(line)
-            yield Job(Path(line), out / rel.parent / Path(line).stem)
+            yield Job(_absolute(line), out / rel.parent / Path(line).stem)
+
+
+def _absolute(path: str | Path) -> Path:
+    """Inputs are known by their absolute path (not resolving links), so that a resume from another
+    working folder, or with the same files named another way, finds what is done."""
+    return Path(os.path.abspath(path))
 
 
 def _fixed_prefix(pattern: str) -> str:

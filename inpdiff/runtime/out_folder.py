@@ -75,10 +75,10 @@ class OutFolder:
                 for raw in f:
                     try:
                         c = json.loads(raw)
-                        stem = c["stem"]
+                        stem = self.out / c["stem"]  # journaled relative to OUT: any working folder
                         self.stems.add(_key(stem))
                         if not is_done(c["path"]):
-                            self.resumed[path_key(c["path"])] = Path(stem)
+                            self.resumed[path_key(c["path"])] = stem
                     except (ValueError, TypeError, KeyError):
                         continue  # a line torn by a kill: its outputs were not written yet
         self._journal = open(journal, "a", encoding="utf-8")
@@ -109,7 +109,8 @@ class OutFolder:
                 c = candidates[1].with_name(f"{candidates[1].name}_{n}")
                 stem, n = (c if self._free(c) else None), n + 1
             try:
-                self._journal.write(json.dumps({"path": str(job.path), "stem": str(stem)}) + "\n")
+                rel = os.path.relpath(stem, self.out)
+                self._journal.write(json.dumps({"path": str(job.path), "stem": rel}) + "\n")
                 self._journal.flush()
             except OSError as e:
                 if is_disk_full(e):
