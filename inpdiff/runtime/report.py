@@ -41,6 +41,8 @@ def _differs(key: str, before, now) -> str:
     """One changed setting, briefly: a model is named by its files, not dumped."""
     if key == "model":
         return "model (another model's files)"
+    if isinstance(before, dict) or isinstance(now, dict):
+        return f"{key} (another calibration)" if key == "score" else f"{key} (differs)"
     return f"{key} {before!r} -> {now!r}"
 
 
