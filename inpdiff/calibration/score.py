@@ -21,7 +21,7 @@ import numpy as np
 from ..data.datasets import discover, evenly, load_pair
 from ..data.io import ImageError, atomic_write
 from ..runtime.localizer import Localizer, LocalizeConfig
-from ..scoring import STATISTICS, fit
+from ..scoring import STATISTICS, fit, marked_share
 from ..training.metrics import roc_auc
 
 JPEG_QUALITIES = (90, 75)
@@ -58,7 +58,7 @@ def collect(model_dir: Path, data: str | Path, limit: int = 0, qualities=JPEG_QU
             prob = loc.localize(img).prob
             records.append({"photo": photo_of(s.image.stem), "kind": kind, "method": s.method,
                             **{name: f(prob) for name, f in STATISTICS.items()},
-                            "tail": [float((prob >= t).mean()) for t in MASK_LEVELS]})
+                            "tail": [marked_share(prob, t) for t in MASK_LEVELS]})
     return records
 
 

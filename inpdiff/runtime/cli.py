@@ -115,9 +115,6 @@ def main(argv: list[str] | None = None) -> int:
     if a.list.count("-") > 1:
         parser.error("--list - (standard input) can be given once")
     out = Path(a.out)
-    if out.exists() and not out.is_dir():
-        print(f"trt-localize: {out}: is a file, not a folder (-o names the output folder)", file=sys.stderr)
-        return 2
     cores = a.threads or os.cpu_count() or 1
     jobs = iter_jobs(a.paths, out, a.list)
     try:

@@ -18,12 +18,13 @@ Memory: one 8-byte key per input (as for the report), not the names themselves.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 from pathlib import Path
 
 from .inputs import Job
-from .report import DiskFull, is_disk_full, path_key
+from .report import path_key, reraise
 
 OUTPUT_SUFFIXES = (".prob.png", ".mask.png", ".overlay.jpg")
 LOCK_FILE = ".trt-localize.lock"
@@ -102,20 +103,15 @@ class OutFolder:
         stem = self.resumed.get(path_key(job.path))
         if stem is None:
             base = job.out_stem
-            candidates = [base, base.with_name(base.name + job.path.suffix)]
-            stem = next((c for c in candidates if self._free(c)), None)
-            n = 1
-            while stem is None:
-                c = candidates[1].with_name(f"{candidates[1].name}_{n}")
-                stem, n = (c if self._free(c) else None), n + 1
+            named = base.with_name(base.name + job.path.suffix)  # NAME.EXT, then NAME.EXT_1, _2...
+            tries = itertools.chain([base, named], (named.with_name(f"{named.name}_{n}") for n in itertools.count(1)))
+            stem = next(c for c in tries if self._free(c))
             try:
                 rel = os.path.relpath(stem, self.out)
                 self._journal.write(json.dumps({"path": str(job.path), "stem": rel}) + "\n")
                 self._journal.flush()
             except OSError as e:
-                if is_disk_full(e):
-                    raise DiskFull(e.errno, f"no space left on {self.out}") from e
-                raise
+                reraise(e, self.out)
         self.stems.add(_key(stem))
         return Job(job.path, stem)
 

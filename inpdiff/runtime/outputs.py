@@ -8,7 +8,7 @@ from ..data.io import atomic_write, write_png
 from .inputs import Job
 from .localizer import Localizer, Result
 from .pipeline import Done
-from .report import DiskFull, is_disk_full
+from .report import is_disk_full, reraise
 
 OUTPUTS = ("all", "report")
 
@@ -56,7 +56,7 @@ def report_line(done: Done, localizer: Localizer, outputs: str) -> dict:
             line.update(done.result.summary())
         except (OSError, cv2.error) as e:
             if is_disk_full(e):  # not this image's fault: the run stops, and the next one redoes it
-                raise DiskFull(e.errno, f"no space left on {done.job.out_stem.parent}") from e
+                reraise(e, done.job.out_stem.parent)
             error = f"{done.job.path}: writing the outputs failed: {e}"
     if error:
         line.update({"score": None, "inpainted": None, "regions": [], "error": error})

@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 from ..data.io import atomic_write
 
@@ -35,6 +35,13 @@ class DiskFull(OSError):
 
 def is_disk_full(e: BaseException) -> bool:
     return isinstance(e, DiskFull) or (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT))
+
+
+def reraise(e: OSError, where: Path) -> NoReturn:
+    """Raise `e` again: as a DiskFull naming `where` when the disk is full, so the run stops cleanly."""
+    if is_disk_full(e):
+        raise DiskFull(e.errno, f"no space left on {where}") from e
+    raise e
 
 
 def _differs(key: str, before, now) -> str:
@@ -126,7 +133,7 @@ class Report:
             self._file.write(json.dumps(line) + "\n")
             self._file.flush()
         except OSError as e:  # a torn line is dropped by the next run, which redoes this input
-            raise DiskFull(e.errno, f"no space left on {self.out}") if is_disk_full(e) else e
+            reraise(e, self.out)
         self.done.add(key)
         return True
 

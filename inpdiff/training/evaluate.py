@@ -14,7 +14,7 @@ from ..data.augment import blur, gaussian_noise, jpeg, resize
 from ..data.datasets import Sample, load_pair
 from ..data.io import ImageError, atomic_write
 from ..model import InpDiffusion, sample, to_tensor
-from ..scoring import image_score
+from ..scoring import image_score, marked_share
 from .metrics import pixel_metrics, summarize
 
 Perturb = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
@@ -56,7 +56,7 @@ def evaluate(model: InpDiffusion, samples: list[Sample], perturbation: str = "cl
         prob = pred.prob[0, 0].float().cpu().numpy()
         rec = {"image": str(s.image), "method": s.method, "pristine": s.pristine, "score": image_score(prob)}
         if s.pristine:
-            rec["marked"] = float((prob >= threshold).mean())
+            rec["marked"] = marked_share(prob, threshold)
         else:
             rec.update(pixel_metrics(prob, mask, threshold))
         records.append(rec)

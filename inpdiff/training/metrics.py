@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..scoring import marked_share
+
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Area under the ROC curve, ties counted half (Mann-Whitney U). NaN if one class is absent."""
@@ -30,7 +32,7 @@ def f1_iou(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
 
 def pixel_metrics(prob: np.ndarray, gt: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     f1, iou = f1_iou(prob >= threshold, gt)
-    return {"pixel_auc": roc_auc(prob, gt), "f1": f1, "iou": iou, "marked": float((prob >= threshold).mean()),
+    return {"pixel_auc": roc_auc(prob, gt), "f1": f1, "iou": iou, "marked": marked_share(prob, threshold),
             "true_share": float(gt.mean())}
 
 

@@ -207,17 +207,17 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
                                 for f, m in summary.get("per_family", {}).items()}}
         history.append(entry)
         print(json.dumps(entry), flush=True)
-        if chosen and collapsed(chosen):
-            print(f"epoch {epoch + 1}: the model marks almost nothing on edited images "
-                  f"({chosen['marked']:.4f} of pixels against {chosen['true_share']:.4f}): not a candidate", flush=True)
         # nan (no edited image of the chosen families in the validation subset) counts as 0
         score = float(np.nan_to_num(chosen.get("pixel_auc", 0.0)) + np.nan_to_num(chosen.get("f1", 0.0)))
-        if chosen and collapsed(chosen):  # below any model that marks something; kept only if all collapse
+        empty = bool(chosen) and collapsed(chosen)
+        if empty:  # below any model that marks something: kept as best only if every epoch collapses
+            print(f"epoch {epoch + 1}: the model marks almost nothing on edited images "
+                  f"({chosen['marked']:.4f} of pixels against {chosen['true_share']:.4f}): a collapsed model",
+                  flush=True)
             score = -1.0 + 1e-3 * score
         if score > best:
             best = score
-            save_model(model, out / "best", {"epoch": epoch + 1, "val": summary,
-                                             "collapsed": bool(chosen) and collapsed(chosen)})
+            save_model(model, out / "best", {"epoch": epoch + 1, "val": summary, "collapsed": empty})
         save_model(model, out / "last", {"epoch": epoch + 1})
         _save_state(opt, out / "last", {"epoch": epoch, "best": best, "history": history})
     if world > 1:

@@ -100,14 +100,17 @@ def _pad(image: np.ndarray) -> np.ndarray:
     return cv2.copyMakeBorder(image, 0, -h % LATENT_SCALE, 0, -w % LATENT_SCALE, cv2.BORDER_REFLECT_101)
 
 
-def roundtrip(image: np.ndarray, folder: str | None = None) -> np.ndarray:
-    """Encode and decode an RGB uint8 image (any size)."""
+def roundtrip(image: np.ndarray, folder: str | None = None, edit=None) -> np.ndarray:
+    """Encode and decode an RGB uint8 image (any size); `edit` may change the (C, h, w) latents between."""
     import torch
 
     encoder, decoder = load_taef2(folder)
     h, w = image.shape[:2]
     with torch.no_grad():
-        return _to_image(decoder(encoder(_to_tensor(_pad(image)))))[:h, :w]
+        z = encoder(_to_tensor(_pad(image)))
+        if edit is not None:
+            z = torch.from_numpy(edit(z[0].numpy()))[None]
+        return _to_image(decoder(z))[:h, :w]
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -136,17 +139,12 @@ def fill_latents(z: np.ndarray, hole: np.ndarray, rng: np.random.Generator) -> n
 
 
 def _latent_fill(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The whole padded image decoded from latents whose hole was filled; cropped to the image."""
-    import torch
+    """The whole image decoded from latents whose hole was filled."""
+    def fill(z: np.ndarray) -> np.ndarray:
+        hole = cv2.resize(_pad(mask.astype(np.uint8)), (z.shape[2], z.shape[1]), interpolation=cv2.INTER_AREA) > 0
+        return fill_latents(z, hole, rng)
 
-    encoder, decoder = load_taef2()
-    h, w = image.shape[:2]
-    with torch.no_grad():
-        z = encoder(_to_tensor(_pad(image)))[0].numpy()
-        m = _pad(mask.astype(np.uint8))
-        hole = cv2.resize(m, (z.shape[2], z.shape[1]), interpolation=cv2.INTER_AREA) > 0
-        z = fill_latents(z, hole, rng)
-        return _to_image(decoder(torch.from_numpy(z)[None]))[:h, :w]
+    return roundtrip(image, edit=fill)
 
 
 def taef2(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
