@@ -89,3 +89,14 @@ def test_jpeg_quality_is_read_from_the_file(tmp_path):
         assert abs(jpeg_quality(tmp_path / f"{q}.jpg") - q) <= 2
     cv2.imwrite(str(tmp_path / "a.png"), make_photo(20, 20, 1))
     assert jpeg_quality(tmp_path / "a.png") is None
+
+
+def test_autoencoder_folder_is_found_beside_the_working_folder_too(tmp_path, monkeypatch):
+    (tmp_path / "shared" / "models" / "taef2").mkdir(parents=True)
+    (tmp_path / "repo").mkdir()
+    monkeypatch.delenv("INPDIFF_TAEF2", raising=False)
+    monkeypatch.chdir(tmp_path / "repo")
+    monkeypatch.setattr(latent_fills, "__file__", str(tmp_path / "site" / "inpdiff" / "data" / "fills" / "latent.py"))
+    assert latent_fills.taef2_dir() == (tmp_path / "shared" / "models" / "taef2").resolve()
+    monkeypatch.setenv("INPDIFF_TAEF2", str(tmp_path / "x"))
+    assert latent_fills.taef2_dir() == tmp_path / "x"

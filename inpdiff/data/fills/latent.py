@@ -24,10 +24,14 @@ LATENT_SCALE = 8  # the decoder upsamples 2x three times
 
 
 def taef2_dir() -> Path:
+    """INPDIFF_TAEF2, else ../shared/models/taef2 beside the source checkout, else beside the working
+    folder (an installed package lives elsewhere; commands run from the repository root)."""
     env = os.environ.get("INPDIFF_TAEF2")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3].parent / "shared" / "models" / "taef2"
+    beside = [Path(__file__).resolve().parents[3].parent, Path.cwd().resolve().parent]
+    found = [d / "shared" / "models" / "taef2" for d in beside]
+    return next((d for d in found if d.is_dir()), found[0])
 
 
 def _nets():
