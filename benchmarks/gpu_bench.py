@@ -1,7 +1,7 @@
 """GPU benchmark: one localizer call (conditions + 10 denoising steps on a batch of 256x256 tiles) on
 each GPU path, with the lower bound the model's FLOPs and the GPU's peak allow.
 
-    python benchmarks/gpu_bench.py [--model models/edge-s] [--trt-model models/edge-s-fp16]
+    python benchmarks/gpu_bench.py [--model models/edge-c] [--trt-model models/edge-c-fp16]
 
 Rows: torch eager fp32, torch fp16 (autocast), torch fp16 with the whole call in one CUDA graph,
 and, where TensorRT is importable and engines are built (`inpdiff build`), TensorRT with its CUDA
@@ -67,8 +67,8 @@ def time_calls(backend, batch: int, manifest: dict, steps: int, repeat: int) -> 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=str(ROOT / "models" / "edge-s"), help="FP32 folder with its checkpoint")
-    ap.add_argument("--trt-model", default=str(ROOT / "models" / "edge-s-fp16"), help="engines' model folder")
+    ap.add_argument("--model", default=str(ROOT / "models" / "edge-c"), help="FP32 folder with its checkpoint")
+    ap.add_argument("--trt-model", default=str(ROOT / "models" / "edge-c-fp16"), help="engines' model folder")
     ap.add_argument("--engines", help="TensorRT engine folder (default: TRT_MODEL/engines)")
     ap.add_argument("--batches", default="1,8,32")
     ap.add_argument("--steps", type=int, default=10)

@@ -21,9 +21,12 @@ def _synth(a: argparse.Namespace) -> int:
 def _train_inpainter(a: argparse.Namespace) -> int:
     from .data.fills.learned import InpainterConfig, train_inpainter
 
-    cfg = InpainterConfig(width=a.width, steps=a.steps, seed=a.seed, threads=a.threads)
+    cfg = InpainterConfig(arch=a.arch, width=a.width, blocks=a.blocks, adversarial=a.adversarial, crop=a.crop,
+                          batch=a.batch, steps=a.steps, seconds=a.seconds, max_frac=a.max_frac, lr=a.lr,
+                          seed=a.seed, threads=a.threads)
     meta = train_inpainter(a.photos, a.out, cfg, log=(lambda s: None) if a.quiet else print)
-    print(f"inpainter in {a.out}: width {a.width}, final L1 {meta['final_loss']:.4f}, {meta['seconds']:.0f}s")
+    print(f"inpainter in {a.out}: {a.arch} width {a.width}, final loss {meta['final_loss']:.4f}, "
+          f"{meta['steps_run']} steps, {meta['seconds']:.0f}s on {meta['device']}")
     return 0
 
 
@@ -148,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--per-image", type=int, default=6, help="masks per photo (default 6)")
     s.add_argument("--methods", default="classical",
                    help="comma-separated fill methods or families: classical (telea,ns,biharmonic), "
-                        "patch (patchmatch), learned (unet-w16,unet-w24), latent (taef2,taef2-paste), "
+                        "patch (patchmatch), learned (unet-w16,unet-w24,unet-gan,ffc-gan), latent (taef2,taef2-paste), "
                         "and the third-party tools gmic, pypatchmatch, criminisi; default classical")
     s.add_argument("--blends", default="none", help="blends drawn from per sample: none,poisson,feather")
     s.add_argument("--posts", default="none",
@@ -174,12 +177,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(fn=_train)
 
     i = sub.add_parser("train-inpainter", help="train a CNN inpainter, used by synth as a learned fill method")
-    i.add_argument("photos", help="folder of training photos")
+    from .data.fills.learned import InpainterConfig
+
+    d = InpainterConfig()
+    i.add_argument("photos", help="folder of training photos (several: comma-separated)")
     i.add_argument("-o", "--out", required=True, help="checkpoint folder, e.g. models/inpainters/unet-w16")
-    i.add_argument("--width", type=int, default=16, help="channels of the first level (default 16)")
-    i.add_argument("--steps", type=int, default=1500)
-    i.add_argument("--seed", type=int, default=0)
-    i.add_argument("--threads", type=int, default=1)
+    i.add_argument("--arch", choices=("gated-unet", "ffc"), default=d.arch, help="network design")
+    i.add_argument("--width", type=int, default=d.width, help="channels of the first level")
+    i.add_argument("--blocks", type=int, default=d.blocks, help="ffc: residual Fourier blocks")
+    i.add_argument("--adversarial", action="store_true", help="add a PatchGAN hinge loss and feature matching")
+    i.add_argument("--crop", type=int, default=d.crop, help="training crop size")
+    i.add_argument("--batch", type=int, default=d.batch, help="crops per step")
+    i.add_argument("--steps", type=int, default=d.steps, help="training steps (unless --seconds)")
+    i.add_argument("--seconds", type=float, default=d.seconds, help="train for this wall time instead of --steps")
+    i.add_argument("--max-frac", type=float, default=d.max_frac, help="largest hole, as a share of the crop")
+    i.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    i.add_argument("--seed", type=int, default=d.seed, help="seed of crops, masks and weights")
+    i.add_argument("--threads", type=int, default=d.threads, help="CPU threads")
     i.add_argument("--quiet", action="store_true")
     i.set_defaults(fn=_train_inpainter)
 

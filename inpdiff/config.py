@@ -78,6 +78,7 @@ class TrainConfig:
     seed: int = 0
     val_limit: int = 60          # images scored by the per-epoch validation (0 = all)
     threads: int = 0             # torch CPU threads (0 = torch's default)
+    init_from: str = ""          # a checkpoint folder of the same architecture to start from (fine-tuning)
 
 
 @dataclass

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import make_photo
 
-from inpdiff.data.fills import FAMILIES, FILLS, expand, family
+from inpdiff.data.fills import FAMILIES, FILLS, expand, family, inpaint
 from inpdiff.data.fills.post import edit
 from inpdiff.data.io import read_image, read_mask
 from inpdiff.data.masks import random_mask
@@ -82,14 +82,32 @@ def test_synth_records_family_blend_and_post(photos_dir, tmp_path):
     assert [json.dumps(r, sort_keys=True) for r in again] == [json.dumps(r, sort_keys=True) for r in records]
 
 
-def test_an_inpainter_trains_saves_safetensors_and_fills(photos_dir, tmp_path):
+@pytest.mark.parametrize("arch, adversarial", [("gated-unet", False), ("ffc", True)])
+def test_an_inpainter_trains_saves_safetensors_and_fills(photos_dir, tmp_path, arch, adversarial):
     from inpdiff.data.fills.learned import InpainterConfig, LearnedFill, train_inpainter
 
-    meta = train_inpainter(photos_dir, tmp_path / "inp", InpainterConfig(width=4, crop=64, batch=2, steps=3),
-                           log=lambda s: None)
+    cfg = InpainterConfig(arch=arch, width=4, blocks=2, adversarial=adversarial, crop=64, batch=2, steps=3)
+    meta = train_inpainter(photos_dir, tmp_path / "inp", cfg, log=lambda s: None)
     assert sorted(p.name for p in (tmp_path / "inp").iterdir()) == ["config.json", "model.safetensors"]
-    assert json.loads((tmp_path / "inp" / "config.json").read_text())["config"]["width"] == 4 and meta["final_loss"] > 0
+    saved = json.loads((tmp_path / "inp" / "config.json").read_text())
+    assert saved["config"]["arch"] == arch and saved["steps_run"] == 3 and meta["final_loss"] > 0
     image = make_photo(70, 90, 2)
     hole = random_mask(70, 90, np.random.default_rng(0))
-    out, mask = edit(image, hole, LearnedFill(tmp_path / "inp"), "none", "none", np.random.default_rng(0))
+    fill = LearnedFill(tmp_path / "inp")
+    out, mask = edit(image, hole, fill, "none", "none", np.random.default_rng(0))
     assert out.shape == image.shape and not (out != image).any(axis=2)[mask == 0].any()
+    assert (out != image).any(axis=2)[mask == 1].mean() > 0.5
+    again, _ = edit(image, hole, fill, "none", "none", np.random.default_rng(0))
+    assert np.array_equal(out, again)
+
+
+def test_shipped_inpainters_load_and_differ():
+    """The four shipped checkpoints (two L1 U-Nets from before the wrapper, two adversarial ones) load
+    and give four different fills of the same hole."""
+    image = make_photo(96, 128, 3)
+    hole = random_mask(96, 128, np.random.default_rng(1), 0.1, 0.2)
+    fills = [inpaint(image, hole, name, np.random.default_rng(0)) for name in FAMILIES["learned"]]
+    assert len(fills) == 4
+    for i in range(4):
+        for j in range(i):
+            assert np.abs(fills[i].astype(int) - fills[j]).mean() > 1

@@ -69,6 +69,22 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tiny_cfg, tmp_path):
         train(tiny_cfg, tmp_path / "none", progress=False, resume=True)
 
 
+def test_fine_tuning_starts_from_the_checkpoint_and_refuses_another_architecture(tiny_cfg, tmp_path):
+    train(tiny_cfg.replace(["train.epochs=1"]), tmp_path / "base", progress=False)
+    # With a learning rate of zero the fine-tuned weights are the checkpoint's, bit for bit (the
+    # batch-norm statistics, which are not weights, still move).
+    frozen = tiny_cfg.replace(["train.epochs=1", "train.lr=0", f"train.init_from={tmp_path / 'base' / 'last'}"])
+    train(frozen, tmp_path / "tuned", progress=False)
+    a, b = load_model(tmp_path / "base" / "last"), dict(load_model(tmp_path / "tuned" / "last").named_parameters())
+    assert all(torch.equal(v, b[k]) for k, v in a.named_parameters())
+    fresh = dict(load_model(tmp_path / "base" / "last").named_parameters())
+    train(tiny_cfg.replace(["train.epochs=1", "train.lr=0"]), tmp_path / "scratch", progress=False)
+    assert not all(torch.equal(v, fresh[k]) for k, v in load_model(tmp_path / "scratch" / "last").named_parameters())
+    other = frozen.replace(["model.dn_widths=[8, 8, 16, 24]"])
+    with pytest.raises(ValueError, match="another architecture"):
+        train(other, tmp_path / "other", progress=False)
+
+
 @pytest.mark.parametrize("overrides", [["model.diffusion=false"], ["model.edge_supervision=false", "model.use_dmfe=false"]])
 def test_ablations_train(tiny_cfg, tmp_path, overrides):
     cfg = tiny_cfg.replace(overrides + ["train.epochs=1"])

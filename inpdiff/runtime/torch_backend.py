@@ -41,7 +41,8 @@ class TorchBackend:
         model.cfg.tile = int(manifest["tile"])
         self.torch, self.fp16, self.graph = torch, fp16, graph
         self.cond = ConditionGraph(model).eval()
-        self.step_graph = StepGraph(model, int(manifest["max_steps"])).eval()
+        # The step graph's sampler tables are made on the CPU: they follow the model to its device.
+        self.step_graph = StepGraph(model, int(manifest["max_steps"])).to(self.device).eval()
         self.name = "torch-" + "-".join([self.device.type, "fp16" if fp16 else "fp32"] + (["graph"] if graph else []))
         self._graphs: dict[tuple, object] = {}
         self._lock = threading.Lock()

@@ -111,6 +111,20 @@ def _load_state(opt: torch.optim.Optimizer, ckpt: Path) -> dict:
     return meta
 
 
+def _init_weights(model: InpDiffusion, ckpt: Path) -> None:
+    from safetensors.torch import load_file
+
+    if not (ckpt / "model.safetensors").is_file():
+        raise FileNotFoundError(f"train.init_from: no model.safetensors in {ckpt}")
+    state = load_file(str(ckpt / "model.safetensors"))
+    mine = model.state_dict()
+    wrong = sorted(k for k in mine if k not in state or state[k].shape != mine[k].shape) + sorted(set(state) - set(mine))
+    if wrong:
+        raise ValueError(f"train.init_from: {ckpt} is another architecture ({len(wrong)} tensors differ, "
+                         f"e.g. {wrong[0]}); fine-tune from a checkpoint of this config's model")
+    model.load_state_dict(state)
+
+
 def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
           stop_after: int | None = None) -> dict:
     """Train to cfg.train.epochs, or stop after `stop_after` epochs of this call (resume later)."""
@@ -132,6 +146,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         model.load_state_dict(load_file(str(last / "model.safetensors")))
         meta = _load_state(opt, last)
         start_epoch, best, history = meta["epoch"] + 1, meta["best"], meta["history"]
+    elif t.init_from:
+        _init_weights(model, Path(t.init_from))
     net = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP

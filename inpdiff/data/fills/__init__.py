@@ -3,7 +3,8 @@ family, one module a family. Blending and post-processing (post.py) wrap any of 
 
 - classical: diffusion-style fills (telea, ns, biharmonic), which leave a region with no noise;
 - patch: an exemplar fill (patchmatch) that copies real texture from the same photo;
-- learned: CNN inpainters the project trains itself (unet-w16, unet-w24; models/inpainters/);
+- learned: CNN inpainters the project trains itself (models/inpainters/): two L1 U-Nets (unet-w16,
+  unet-w24) and two adversarial ones with sharp texture (unet-gan, ffc-gan: LaMa's Fourier design);
 - latent: a real latent-diffusion autoencoder's decoder renders the hole (taef2, taef2-paste);
 - gmic, pypatchmatch, criminisi: real third-party tools, one family each (tools.py), so that each
   can be held out of training in turn.
@@ -27,7 +28,7 @@ Fill = Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
 FAMILIES: dict[str, tuple[str, ...]] = {
     "classical": ("telea", "ns", "biharmonic"),
     "patch": ("patchmatch",),
-    "learned": ("unet-w16", "unet-w24"),
+    "learned": ("unet-w16", "unet-w24", "unet-gan", "ffc-gan"),
     "latent": ("taef2", "taef2-paste"),
     "gmic": ("gmic",),
     "pypatchmatch": ("pypatchmatch",),
