@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from inpdiff.data.io import list_images, read_image  # noqa: E402
+from inpdiff.io import list_images, read_image  # noqa: E402
 from inpdiff.runtime.outputs import write_outputs  # noqa: E402
 from inpdiff.runtime.inputs import iter_jobs  # noqa: E402
 from inpdiff.runtime.localizer import Localizer  # noqa: E402
@@ -80,10 +80,10 @@ def peak_rss_mb(list_file: Path, out: Path, model: Path) -> tuple[float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=str(ROOT / "models" / "edge-s"))
-    ap.add_argument("--photos", default=str(PHOTOS))
-    ap.add_argument("--images", type=int, default=200)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=str(ROOT / "models" / "edge-c"), help="model folder")
+    ap.add_argument("--photos", default=str(PHOTOS), help="folder of photos to localize")
+    ap.add_argument("--images", type=int, default=200, help="how many images (the photos repeated)")
     ap.add_argument("--many", default="1000,10000", help="input counts for the memory table")
     a = ap.parse_args()
     model, tmp = Path(a.model), Path(tempfile.mkdtemp(prefix="inpdiff-batch-"))

@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from inpdiff.data.io import read_image  # noqa: E402
+from inpdiff.io import read_image  # noqa: E402
 from inpdiff.runtime.localizer import Localizer, LocalizeConfig  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "images" / "astronaut_00_telea.png"
@@ -53,10 +53,10 @@ def _steps(model: Path) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=str(ROOT / "models" / "edge-c"))
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--skip-torch", action="store_true")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=str(ROOT / "models" / "edge-c"), help="model folder")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per row (the best is kept)")
+    ap.add_argument("--skip-torch", action="store_true", help="leave out the PyTorch rows")
     ap.add_argument("--sizes", default="0.25,1,4,12", help="megapixels for the scaling table")
     a = ap.parse_args()
     model = Path(a.model)

@@ -17,16 +17,17 @@ import numpy as np
 
 from inpdiff.data.fills import FAMILIES, FILLS, family
 from inpdiff.data.fills.post import BLENDS, POSTS, edit
-from inpdiff.data.io import list_images, read_image
+from inpdiff.io import list_images, read_image
 from inpdiff.data.masks import random_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--photos", default=str(ROOT.parent / "shared" / "data" / "photos" / "bsds300" / "val"))
-    ap.add_argument("--count", type=int, default=8)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--photos", default=str(ROOT.parent / "shared" / "data" / "photos" / "bsds300" / "val"),
+                    help="folder of photos to fill")
+    ap.add_argument("--count", type=int, default=8, help="photos per fill method")
     a = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import cv2

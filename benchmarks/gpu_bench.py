@@ -66,19 +66,19 @@ def time_calls(backend, batch: int, manifest: dict, steps: int, repeat: int) -> 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(ROOT / "models" / "edge-c"), help="FP32 folder with its checkpoint")
     ap.add_argument("--trt-model", default=str(ROOT / "models" / "edge-c-fp16"), help="engines' model folder")
     ap.add_argument("--engines", help="TensorRT engine folder (default: TRT_MODEL/engines)")
-    ap.add_argument("--batches", default="1,8,32")
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--batches", default="1,8,32", help="batch sizes: the first timed as latency, the rest as throughput")
+    ap.add_argument("--steps", type=int, default=10, help="denoising steps per call")
+    ap.add_argument("--repeat", type=int, default=10, help="timed calls per cell (the best is kept)")
     ap.add_argument("--peak-tflops", type=float, nargs=2, metavar=("FP16", "FP32"), help="the GPU's dense peaks")
     a = ap.parse_args()
 
     import torch
 
-    from inpdiff.runtime.torch_backend import TorchBackend
+    from inpdiff.model.torch_backend import TorchBackend
 
     model = Path(a.model)
     manifest = load_manifest(model, verify=False)

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+from pathlib import Path
 
 
 def _synth(a: argparse.Namespace) -> int:
@@ -51,26 +53,37 @@ def _lomo(a: argparse.Namespace) -> int:
 
 
 def _eval(a: argparse.Namespace) -> int:
-    import torch
-
     from .data.datasets import discover, evenly
-    from .model import load_model
-    from .training.evaluate import PERTURBATIONS, markdown, run_eval
+    from .evaluation import PERTURBATIONS, markdown, run_eval, runtime_predict
 
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    model = load_model(a.checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
-    samples = evenly(discover(a.data), a.limit)
     perturbations = list(PERTURBATIONS) if a.robustness else ["clean"]
-    report = run_eval(model, samples, a.out, perturbations, a.steps, a.samples, a.seed, progress=not a.quiet)
-    print(json.dumps(report["summary"], indent=2) if a.json else markdown(report["summary"]))
+    if (Path(a.checkpoint) / "manifest.json").is_file():
+        # An exported model folder: the shipped runtime (tiled, calibrated score and pixel threshold).
+        predict, loc = runtime_predict(a.checkpoint, a.threads)
+        threshold, what = loc.mask_threshold, f"runtime, ONNX Runtime, {loc.manifest.get('precision', 'fp32')}"
+        make = lambda: predict  # noqa: E731
+    else:
+        import torch
+
+        from .model import load_model
+        from .training.evaluate import torch_predict
+
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        model = load_model(a.checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
+        threshold, what = 0.5, "PyTorch checkpoint, whole images, raw score"
+        make = lambda: torch_predict(model, a.steps, a.samples, a.seed)  # noqa: E731
+    samples = evenly(discover(a.data), a.limit)
+    report = run_eval(make, samples, a.out, perturbations, a.seed, threshold, progress=not a.quiet)
+    print(json.dumps(report["summary"], indent=2) if a.json else
+          f"{a.checkpoint} ({what}; F1 at {threshold:g})\n\n" + markdown(report["summary"]))
     for e in report["errors"]:
         print(f"skipped: {e}", file=sys.stderr)
     return 1 if report["errors"] else 0
 
 
 def _export(a: argparse.Namespace) -> int:
-    from .data.io import read_image
+    from .io import read_image
     from .export.onnx_export import ExportConfig, export
 
     images = [read_image(p) for p in a.check_image or []]
@@ -85,7 +98,8 @@ def _export(a: argparse.Namespace) -> int:
 
 
 def _calibrate(a: argparse.Namespace) -> int:
-    from .calibration.quantize import CalibrateConfig, calibrate
+    from .calibration.qdq import CalibrateConfig
+    from .calibration.quantize import calibrate
 
     cfg = CalibrateConfig(images=a.count, tiles_per_image=a.tiles_per_image, method=a.method,
                           percentile=a.percentile, exclude=tuple(a.exclude), exclude_sensitive=a.exclude_sensitive,
@@ -130,7 +144,15 @@ def _calibrate_score(a: argparse.Namespace) -> int:
 
 
 def _build(a: argparse.Namespace) -> int:
-    from .runtime.trt import BuildConfig, build
+    from .runtime.trt_build import BuildConfig, build
+
+    model_dir = Path(a.model)
+    if a.precision or not (model_dir / "manifest.json").is_file():
+        from .make_model import MakeConfig, make_model
+
+        target = make_model(a.model, MakeConfig(a.precision or "fp32", a.images, a.data, a.out))
+        print(f"model folder: {target} (trt-localize --model {target})")
+        return 0
 
     cfg = BuildConfig(max_batch=a.max_batch, opt_batch=a.opt_batch, workspace_mib=a.workspace_mib,
                       optimization_level=a.opt_level)
@@ -138,17 +160,27 @@ def _build(a: argparse.Namespace) -> int:
     meta = metas["condition"]
     print(f"{meta['precision']} engines for {meta['gpu']} (compute {meta['compute_capability']}), TensorRT "
           f"{meta['tensorrt']}, batch 1..{cfg.max_batch}: " + ", ".join(f"{n}.plan" for n in metas))
+    if a.compare:
+        from .calibration.engine_check import compare_engines
+
+        agreed = compare_engines(a.model, a.engines or Path(a.model) / "engines", a.compare)
+        print("ONNX Runtime vs TensorRT on recorded inputs: " + ", ".join(
+            f"{g} {'agrees' if ok else 'DIFFERS'}" for g, ok in agreed.items()))
+        return 0 if all(agreed.values()) else 1
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .runtime.cli import HelpFormatter
+
     p = argparse.ArgumentParser(prog="inpdiff", description="InpDiffusion: make data, train, evaluate, export, calibrate, build engines.")
     sub = p.add_subparsers(dest="command", required=True)
+    add = functools.partial(sub.add_parser, formatter_class=HelpFormatter)  # --help shows each default
 
-    s = sub.add_parser("synth", help="make inpainted image + mask pairs from pristine photos")
+    s = add("synth", help="make inpainted image + mask pairs from pristine photos")
     s.add_argument("photos", nargs="+", help="folder(s) of pristine photos")
     s.add_argument("out", help="output folder (images/, masks/, samples.jsonl); existing samples are kept")
-    s.add_argument("--per-image", type=int, default=6, help="masks per photo (default 6)")
+    s.add_argument("--per-image", type=int, default=6, help="masks per photo")
     s.add_argument("--methods", default="classical",
                    help="comma-separated fill methods or families: classical (telea,ns,biharmonic), "
                         "patch (patchmatch), learned (unet-w16,unet-w24,unet-gan,ffc-gan), latent (taef2,taef2-paste), "
@@ -162,21 +194,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shadows", type=float, default=0.0, help="share of masks extended by the object's cast shadow")
     s.add_argument("--all-methods", action="store_true", help="fill every mask with every method")
     s.add_argument("--no-pristine", action="store_true", help="do not write untouched copies")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--workers", type=int, default=2)
-    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--seed", type=int, default=0, help="same seed, same samples")
+    s.add_argument("--workers", type=int, default=2, help="processes filling in parallel")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=_synth)
 
-    t = sub.add_parser("train", help="train a model; checkpoints go to OUT/best and OUT/last")
+    t = add("train", help="train a model; checkpoints go to OUT/best and OUT/last")
     t.add_argument("--config", default="edge-s", help="edge-s, paper, or a YAML file")
     t.add_argument("-o", "--out", required=True, help="run folder")
     t.add_argument("--set", nargs="*", metavar="SECTION.KEY=VALUE", help="override settings, e.g. train.epochs=5")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last")
     t.add_argument("--stop-after", type=int, metavar="N", help="train N epochs now; --resume continues later")
-    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--quiet", action="store_true", help="no progress bars (the per-epoch lines stay)")
     t.set_defaults(fn=_train)
 
-    i = sub.add_parser("train-inpainter", help="train a CNN inpainter, used by synth as a learned fill method")
+    i = add("train-inpainter", help="train a CNN inpainter, used by synth as a learned fill method")
     from .data.fills.learned import InpainterConfig
 
     d = InpainterConfig()
@@ -194,24 +226,25 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
     i.add_argument("--seed", type=int, default=d.seed, help="seed of crops, masks and weights")
     i.add_argument("--threads", type=int, default=d.threads, help="CPU threads")
-    i.add_argument("--quiet", action="store_true")
+    i.add_argument("--quiet", action="store_true", help="no progress lines")
     i.set_defaults(fn=_train_inpainter)
 
-    e = sub.add_parser("eval", help="evaluate a checkpoint on a dataset folder")
-    e.add_argument("checkpoint", help="checkpoint folder (model.safetensors + config.json)")
+    e = add("eval", help="evaluate a checkpoint on a dataset folder")
+    e.add_argument("checkpoint", help="an exported model folder (manifest.json: scored as trt-localize runs it) or a "
+                   "checkpoint folder (model.safetensors + config.json: PyTorch, whole images)")
     e.add_argument("data", help="dataset folder (images/+masks/, Tp/+Gt/, or METHOD/ folders)")
     e.add_argument("-o", "--out", help="write OUT.json and OUT.md")
     e.add_argument("--robustness", action="store_true", help="also JPEG 90/75/50, noise, blur, resize 0.75/0.5")
     e.add_argument("--steps", type=int, help="sampling steps (default: the config's)")
     e.add_argument("--samples", type=int, help="ensemble size (default: the config's)")
     e.add_argument("--limit", type=int, default=0, help="evaluate an evenly spread subset of this size")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=0, help="sampling seed (a checkpoint's diffusion)")
     e.add_argument("--threads", type=int, default=0, help="torch CPU threads")
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
-    e.add_argument("--quiet", action="store_true")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(fn=_eval)
 
-    lo = sub.add_parser("lomo", help="leave-one-family-out: train without each fill family, test on it")
+    lo = add("lomo", help="leave-one-family-out: train without each fill family, test on it")
     lo.add_argument("--config", default="edge-s", help="edge-s, paper, or a YAML file")
     lo.add_argument("--set", nargs="*", metavar="SECTION.KEY=VALUE", help="override settings")
     lo.add_argument("--families", default="classical,patch,learned,latent,gmic,pypatchmatch,criminisi",
@@ -219,11 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     lo.add_argument("--data", required=True, help="test set(s) with every family, comma-separated (synth --all-methods)")
     lo.add_argument("-o", "--out", required=True, help="protocol folder: one run per held-out family")
     lo.add_argument("--limit", type=int, default=0, help="test on an evenly spread subset of this size")
-    lo.add_argument("--seed", type=int, default=0)
-    lo.add_argument("--quiet", action="store_true")
+    lo.add_argument("--seed", type=int, default=0, help="training and sampling seed")
+    lo.add_argument("--quiet", action="store_true", help="no progress bars")
     lo.set_defaults(fn=_lomo)
 
-    x = sub.add_parser("export", help="export a checkpoint to condition.onnx + denoise_step.onnx + manifest.json")
+    x = add("export", help="export a checkpoint to condition.onnx + denoise_step.onnx + manifest.json")
     x.add_argument("checkpoint", help="checkpoint folder (model.safetensors + config.json)")
     x.add_argument("-o", "--out", required=True, help="output model folder, e.g. models/NAME")
     x.add_argument("--max-steps", type=int, default=32, help="largest --steps the runtime may ask for")
@@ -233,50 +266,59 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--no-check", action="store_true", help="skip the parity check and the TensorRT lint")
     x.set_defaults(fn=_export)
 
-    c = sub.add_parser("calibrate", help="INT8 Q/DQ versions of an FP32 export, from real calibration images")
+    c = add("calibrate", help="INT8 Q/DQ versions of an FP32 export, from real calibration images")
     c.add_argument("model", help="the FP32 model folder (from `inpdiff export`)")
     c.add_argument("-o", "--out", required=True, help="the INT8 model folder to write, e.g. models/NAME-int8")
     c.add_argument("--images", help="calibration images (a folder, walked); not needed when OUT holds the cache")
-    c.add_argument("--count", type=int, default=256, help="calibration images to use, at most (default 256)")
-    c.add_argument("--tiles-per-image", type=int, default=2, help="tiles drawn from each image (default 2)")
-    c.add_argument("--method", default="entropy", choices=("entropy", "minmax", "percentile"))
-    c.add_argument("--percentile", type=float, default=99.999)
+    c.add_argument("--count", type=int, default=256, help="calibration images to use, at most")
+    c.add_argument("--tiles-per-image", type=int, default=2, help="tiles drawn from each image")
+    c.add_argument("--method", default="entropy", choices=("entropy", "minmax", "percentile"), help="range calibration")
+    c.add_argument("--percentile", type=float, default=99.999, help="with --method percentile")
     c.add_argument("--exclude", nargs="*", default=[], metavar="NODE", help="nodes to keep in float")
     c.add_argument("--exclude-sensitive", type=int, default=3, metavar="K",
-                   help="also keep in float the K layers that cost most when quantized alone (default 3; 0: none)")
+                   help="also keep in float the K layers that cost most when quantized alone (0: none)")
     c.add_argument("--report", metavar="DATA", help="then compare FP32, plain INT8 and this INT8 on a dataset")
     c.add_argument("--limit", type=int, default=0, help="evaluate an evenly spread subset of DATA of this size")
-    c.add_argument("--threads", type=int, default=0)
+    c.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     c.set_defaults(fn=_calibrate)
 
-    h = sub.add_parser("fp16", help="FP16 versions of an FP32 export (I/O and sensitive ops stay fp32)")
+    h = add("fp16", help="FP16 versions of an FP32 export (I/O and sensitive ops stay fp32)")
     h.add_argument("model", help="the FP32 model folder (from `inpdiff export`)")
     h.add_argument("-o", "--out", required=True, help="the FP16 model folder to write, e.g. models/NAME-fp16")
     h.add_argument("--images", required=True, help="reference images (a folder, walked) for the value ranges")
-    h.add_argument("--count", type=int, default=8, help="reference images to use, at most (default 8)")
+    h.add_argument("--count", type=int, default=8, help="reference images to use, at most")
     h.add_argument("--exclude", nargs="*", default=[], metavar="NODE", help="more nodes to keep in fp32")
     h.add_argument("--report", metavar="DATA", help="then compare FP32 and FP16 on a dataset")
     h.add_argument("--limit", type=int, default=0, help="evaluate an evenly spread subset of DATA of this size")
-    h.add_argument("--threads", type=int, default=0)
+    h.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     h.set_defaults(fn=_fp16)
 
-    sc = sub.add_parser("calibrate-score", help="calibrated image-level score, its threshold, and the mask threshold")
+    sc = add("calibrate-score", help="calibrated image-level score, its threshold, and the mask threshold")
     sc.add_argument("model", help="a model folder; its manifest gets the calibration")
     sc.add_argument("--data", required=True, help="validation set with inpainted and pristine images")
     sc.add_argument("--max-false-alarms", type=float, default=0.05, help="share of pristine images flagged")
     sc.add_argument("--max-marked-area", type=float, default=0.01,
-                    help="mean share of a pristine photo marked, which sets the mask threshold (default 0.01)")
+                    help="mean share of a pristine photo marked, which sets the mask threshold")
     sc.add_argument("--limit", type=int, default=0, help="an evenly spread subset of DATA of this size")
-    sc.add_argument("--threads", type=int, default=0)
+    sc.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     sc.set_defaults(fn=_calibrate_score)
 
-    b = sub.add_parser("build", help="TensorRT engines of a model folder (precision from its ONNX: fp32, fp16, int8)")
-    b.add_argument("model", help="a model folder (from export, fp16 or calibrate)")
+    b = add("build", help="from a checkpoint to engines in one go (with --precision), or TensorRT engines "
+                       "of a model folder (precision from its ONNX)")
+    b.add_argument("model", help="a checkpoint folder, or a model folder (from export, fp16 or calibrate)")
+    b.add_argument("--precision", choices=("fp32", "fp16", "int8"),
+                   help="export, INT8 calibration or FP16 conversion, score calibration and engines, each only "
+                        "where not up to date")
+    b.add_argument("--images", metavar="DIR", help="with --precision int8/fp16: photos to calibrate on")
+    b.add_argument("--data", metavar="DIR", help="with --precision: a validation set for the score calibration")
+    b.add_argument("-o", "--out", metavar="DIR", help="with --precision int8/fp16: the folder (default MODEL-PRECISION)")
     b.add_argument("--engines", metavar="DIR", help="where the engines go (default: MODEL/engines)")
-    b.add_argument("--max-batch", type=int, default=16, help="largest tiles x samples per call (default 16)")
-    b.add_argument("--opt-batch", type=int, default=8, help="the batch the kernels are tuned for (default 8)")
-    b.add_argument("--workspace-mib", type=int, default=2048, help="builder scratch memory (default 2048)")
+    b.add_argument("--max-batch", type=int, default=16, help="largest tiles x samples per call")
+    b.add_argument("--opt-batch", type=int, default=8, help="the batch the kernels are tuned for")
+    b.add_argument("--workspace-mib", type=int, default=2048, help="builder scratch memory")
     b.add_argument("--opt-level", type=int, default=3, choices=range(6), help="builder optimisation level")
+    b.add_argument("--compare", metavar="IMAGES", help="then compare ONNX Runtime with the engines on the graphs' "
+                   "recorded inputs from these photos (Polygraphy's comparator); exit 1 if they differ")
     b.set_defaults(fn=_build)
     return p
 

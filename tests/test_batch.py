@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inpdiff.data.io import read_image
+from inpdiff.io import read_image
 from inpdiff.runtime.inputs import iter_jobs, mirrored
 from inpdiff.runtime.localizer import Localizer, LocalizeConfig
 from inpdiff.runtime.pipeline import PipelineConfig, run_pipeline

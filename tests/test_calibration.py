@@ -1,6 +1,7 @@
 """INT8 calibration: Q/DQ structure, step coverage, closeness to FP32, the cache, the error cases."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +13,12 @@ import pytest
 from onnx import numpy_helper
 
 from inpdiff.calibration.collect import CalibrationError
-from inpdiff.calibration.quantize import CalibrateConfig, calibrate, head_nodes
+from inpdiff.calibration.qdq import CalibrateConfig, head_nodes
+from inpdiff.calibration.quantize import calibrate
 from inpdiff.calibration.report import compare
+from inpdiff.calibration.score import calibrate_score
 from inpdiff.data.datasets import discover
-from inpdiff.data.io import sha256
+from inpdiff.io import sha256
 from inpdiff.export.checks import trt_lint
 from inpdiff.runtime.localizer import Localizer, LocalizeConfig
 from inpdiff.runtime.model_dir import ModelError
@@ -96,10 +99,14 @@ def test_calibration_covers_every_step_and_lists_skipped_images(int8, tiny_expor
     assert len(c["skipped"]) == 1 and "broken.png" in c["skipped"][0]
 
 
-def test_int8_output_is_close_to_fp32_on_real_images(int8, tiny_export):
+def test_int8_output_is_close_to_fp32_on_real_images(int8, tiny_export, tiny_dataset, tmp_path):
     cfg = LocalizeConfig(steps=10, seed=3)
     fp32 = Localizer(tiny_export[0] / "onnx", config=cfg)
-    q = Localizer(int8[0], config=cfg)
+    model = shutil.copytree(int8[0], tmp_path / "int8")
+    with pytest.raises(ModelError, match=f"without its own calibrated image score; run `inpdiff calibrate-score {model}"):
+        Localizer(model, config=cfg)
+    calibrate_score(model, tiny_dataset)
+    q = Localizer(model, config=cfg)
     for seed in (7, 8):
         image = make_photo(120, 150, seed)
         diff = np.abs(q.localize(image).prob - fp32.localize(image).prob)
@@ -146,3 +153,25 @@ def test_report_and_the_command(int8, tiny_export, tiny_dataset, tmp_path):
     report = json.loads((int8[0] / "calibration" / "report.json").read_text())
     assert list(report["models"]) == ["fp32", "int8 plain", "int8"] and report["images"] == 3
     assert sha256(int8[0] / "condition.onnx") == int8[1]["files"]["condition.onnx"]  # the report rebuilt nothing
+
+
+def test_the_front_door_makes_each_step_once_and_skips_what_is_up_to_date(tiny_export, calib_images, tiny_dataset,
+                                                                          tmp_path):
+    from inpdiff.make_model import MakeConfig, make_model
+
+    source = tmp_path / "tiny"
+    shutil.copytree(tiny_export[0] / "ckpt", source)  # a checkpoint alone: no export yet
+    with pytest.raises(ValueError, match="give --data"):
+        make_model(source, MakeConfig("fp32"), log=lambda s: None)
+    said: list[str] = []
+    cfg = MakeConfig("int8", images=str(calib_images), data=str(tiny_dataset), min_images=8)
+    target = make_model(source, cfg, log=said.append)
+    assert target == tmp_path / "tiny-int8" and (source / "manifest.json").is_file()
+    assert [s.split(":")[0] for s in said] == ["export", "int8", "score", "engines"]
+    assert "up to date" in said[0]  # the failed fp32 call above had exported already
+    Localizer(target, "onnxruntime")  # a derived model that decides with its own calibrated score
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    said.clear()
+    make_model(source, cfg, log=said.append)
+    assert all("up to date" in s for s in said[:3]), said
+    assert stamps == {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}

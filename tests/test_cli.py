@@ -45,7 +45,7 @@ def test_torchrun_ddp_training(tiny_cfg, tmp_path):
 
 def test_runtime_imports_without_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
-            "import inpdiff.runtime, inpdiff.runtime.cli, inpdiff.data.io, inpdiff.config\n"
+            "import inpdiff.runtime, inpdiff.runtime.cli, inpdiff.io, inpdiff.config\n"
             "cfg = inpdiff.config.Config.from_dict(inpdiff.config.Config().to_dict())\n"
             "assert 'torch' not in [m for m, v in sys.modules.items() if v is not None]\n"
             "print(cfg.name)")
@@ -59,7 +59,7 @@ def test_readme_main_command_localizes_the_example(tmp_path):
     # trt-localize with the shipped model (no --model), scored against the example's ground truth.
     import cv2
 
-    from inpdiff.training.metrics import pixel_metrics
+    from inpdiff.metrics import pixel_metrics
 
     r = run("-m", "inpdiff.runtime.cli", str(EXAMPLES / "images" / "astronaut_00_telea.png"), "-o", str(tmp_path))
     assert r.returncode == 0, r.stderr
@@ -67,3 +67,38 @@ def test_readme_main_command_localizes_the_example(tmp_path):
     gt = cv2.imread(str(EXAMPLES / "masks" / "astronaut_00_telea.png"), cv2.IMREAD_GRAYSCALE) > 127
     m = pixel_metrics(prob, gt)
     assert m["pixel_auc"] > 0.9 and m["f1"] > 0.55  # measured: 0.984 and 0.701 (edge-c)
+
+
+def test_help_shows_every_option_with_its_default():
+    import argparse
+
+    from inpdiff.cli import build_parser as inpdiff_parser
+    from inpdiff.runtime.cli import build_parser
+
+    parsers = [build_parser()] + [sub for a in inpdiff_parser()._actions if isinstance(a, argparse._SubParsersAction)
+                                  for sub in a.choices.values()]
+    for parser in parsers:
+        text = "".join(parser.format_help().split())  # argparse wraps long defaults anywhere
+        for action in parser._actions:
+            if action.option_strings and action.help != argparse.SUPPRESS:
+                assert action.help, (parser.prog, action.option_strings)  # every option says what it does
+                if action.default not in (None, False, argparse.SUPPRESS):
+                    assert "".join(f"(default: {action.default})".split()) in text, (parser.prog, action.option_strings)
+
+
+def test_progress_redraws_on_a_terminal_and_prints_plain_lines_elsewhere(capsys):
+    from inpdiff.runtime.cli import Progress
+
+    plain = Progress(True, None, terminal=False, every=0.0)
+    plain.tiles(81, 0)
+    plain.tiles(0, 40)
+    plain.tick()
+    err = capsys.readouterr().err
+    assert "\r" not in err and "tiles 40/81 of the images in hand" in err and "img/s" in err
+    tty = Progress(True, None, terminal=True)
+    tty.tick()
+    assert capsys.readouterr().err.startswith("\r[1]")
+    quiet = Progress(False, None, terminal=True)
+    quiet.tiles(5, 0)
+    quiet.tick()
+    assert capsys.readouterr().err == ""

@@ -8,7 +8,7 @@ from inpdiff.config import DataConfig
 from inpdiff.data.augment import augment
 from inpdiff.data.datasets import discover, load_pair
 from inpdiff.data.fills import FAMILIES, FILLS, inpaint
-from inpdiff.data.io import ImageError, read_image, read_mask
+from inpdiff.io import ImageError, read_image, read_mask
 from inpdiff.data.masks import edge_target, random_mask
 from inpdiff.data.synth import SynthConfig, synthesize
 

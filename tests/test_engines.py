@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from conftest import ROOT, make_photo
 
-from inpdiff.data.io import sha256
+from inpdiff.io import sha256
 from inpdiff.runtime.cuda import device_count
 from inpdiff.runtime.localizer import Localizer, LocalizeConfig
 from inpdiff.runtime.model_dir import load_manifest
-from inpdiff.runtime.trt import (ENGINES, EngineError, Target, check_engines, engine_files, engine_problems,
+from inpdiff.runtime.engines import (ENGINES, EngineError, Target, check_engines, engine_files, engine_problems,
                                  expected_metadata, profiles)
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -167,7 +167,7 @@ def test_torch_cuda_graph_equals_eager_and_fp16_is_close(with_checkpoint):
 
 @pytest.mark.skipif(not (HAS_TRT and HAS_GPU), reason="needs TensorRT and a CUDA GPU")
 def test_tensorrt_engines_build_run_and_match_onnxruntime(model_dir, tmp_path):
-    from inpdiff.runtime.trt import BuildConfig, build
+    from inpdiff.runtime.trt_build import BuildConfig, build
 
     engines = tmp_path / "engines"
     build(model_dir, engines, BuildConfig(max_batch=4, opt_batch=2))
@@ -180,3 +180,21 @@ def test_tensorrt_engines_build_run_and_match_onnxruntime(model_dir, tmp_path):
     loc = Localizer(model_dir, BackendSpec("tensorrt", str(engines)), cfg)
     first, again = loc.localize(image), loc.localize(image)
     assert np.abs(first.prob - ref.prob).max() < 1e-2 and np.array_equal(first.prob, again.prob)
+    loc.close()
+    assert not loc.backend.engines and loc.backend._buffers is None
+
+
+@pytest.mark.skipif(not (HAS_TRT and HAS_GPU), reason="needs TensorRT and a CUDA GPU")
+def test_polygraphy_finds_onnxruntime_and_tensorrt_agree_on_recorded_inputs(model_dir, tmp_path):
+    from inpdiff.calibration.engine_check import compare_engines
+    from inpdiff.runtime.trt_build import BuildConfig, build
+
+    engines = tmp_path / "engines"
+    build(model_dir, engines, BuildConfig(max_batch=4, opt_batch=2))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        import cv2
+
+        cv2.imwrite(str(photos / f"p{i}.png"), make_photo(96, 128, 30 + i)[:, :, ::-1])
+    assert compare_engines(model_dir, engines, photos, images=2) == {"condition": True, "denoise_step": True}

@@ -40,7 +40,7 @@ def test_graph_interfaces(exported):
 
 
 def test_onnx_runtime_runs_any_batch_and_matches_pytorch(exported):
-    from inpdiff.export.onnx_export import reference_probability
+    from inpdiff.export.checks import reference_probability
     from inpdiff.model import load_model
 
     root, _ = exported

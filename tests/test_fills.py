@@ -9,7 +9,7 @@ from conftest import make_photo
 
 from inpdiff.data.fills import FAMILIES, FILLS, expand, family, inpaint
 from inpdiff.data.fills.post import edit
-from inpdiff.data.io import read_image, read_mask
+from inpdiff.io import read_image, read_mask
 from inpdiff.data.masks import random_mask
 from inpdiff.data.synth import SynthConfig, synthesize
 

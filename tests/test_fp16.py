@@ -9,7 +9,9 @@ import pytest
 from conftest import make_photo
 
 from inpdiff.calibration.collect import CalibrationError
+from inpdiff.calibration.score import calibrate_score
 from inpdiff.runtime.localizer import Localizer, LocalizeConfig
+from inpdiff.runtime.model_dir import ModelError
 
 pytest.importorskip("modelopt.onnx.autocast", reason="NVIDIA ModelOpt (the export extra) is not installed")
 
@@ -65,11 +67,15 @@ def test_boundary_nodes_are_pre_and_post_processing(tiny_export):
     assert not any(n.op_type in ("Conv", "InstanceNormalization") for n in kept)
 
 
-def test_fp16_runs_close_to_fp32(fp16, tiny_export):
+def test_fp16_runs_close_to_fp32_once_its_score_is_calibrated(fp16, tiny_export, tiny_dataset, tmp_path):
     image = make_photo(80, 90, 7)
     cfg = LocalizeConfig(steps=4)
     a = Localizer(tiny_export[0] / "onnx", "onnxruntime", cfg).localize(image)
-    b = Localizer(fp16[0], "onnxruntime", cfg).localize(image)
+    model = shutil.copytree(fp16[0], tmp_path / "fp16")
+    with pytest.raises(ModelError, match="a fp16 model without its own calibrated image score"):
+        Localizer(model, "onnxruntime", cfg)
+    calibrate_score(model, tiny_dataset)
+    b = Localizer(model, "onnxruntime", cfg).localize(image)
     assert np.abs(a.prob - b.prob).max() < 0.02
 
 

@@ -3,7 +3,7 @@ import pytest
 from sklearn.metrics import f1_score, jaccard_score, roc_auc_score
 
 from inpdiff.scoring import image_score
-from inpdiff.training.metrics import f1_iou, pixel_metrics, roc_auc, summarize
+from inpdiff.metrics import f1_iou, pixel_metrics, roc_auc, summarize
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -51,13 +51,15 @@ def test_summary_breaks_down_by_method():
 
 
 def test_summary_by_family_and_a_map_that_marks_nothing_is_collapsed():
-    from inpdiff.training.metrics import collapsed
+    from inpdiff.metrics import collapsed
 
     gt = np.zeros((10, 10), np.uint8)
     gt[:5] = 1
     empty = np.zeros((10, 10), np.float32)
-    records = [{"method": "telea", "pristine": False, "score": 0.1, **pixel_metrics(empty + 0.1, gt)},
-               {"method": "ns", "pristine": False, "score": 0.1, **pixel_metrics(gt.astype(np.float32), gt)},
+    records = [{"method": "telea", "family": "classical", "pristine": False, "score": 0.1,
+                **pixel_metrics(empty + 0.1, gt)},
+               {"method": "ns", "family": "classical", "pristine": False, "score": 0.1,
+                **pixel_metrics(gt.astype(np.float32), gt)},
                {"method": "pristine", "pristine": True, "score": 0.1, "marked": 0.0}]
     s = summarize(records)
     assert set(s["per_family"]) == {"classical"} and s["per_family"]["classical"]["images"] == 2

@@ -12,7 +12,7 @@ from inpdiff.data.fills import FAMILIES, FILLS, family
 from inpdiff.data.fills import latent as latent_fills
 from inpdiff.data.fills import tools
 from inpdiff.data.fills.post import edit, noise_sigma
-from inpdiff.data.io import jpeg_quality, read_image
+from inpdiff.io import jpeg_quality, read_image
 from inpdiff.data.masks import random_mask
 
 PHOTO = ROOT.parent / "shared" / "data" / "photos" / "bsds300" / "val" / "img_001.png"

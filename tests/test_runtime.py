@@ -184,3 +184,10 @@ def test_runtime_runs_end_to_end_without_torch(model_dir):
                        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "(70, 80)"
+
+
+def test_a_localizer_closes_its_backend(tmp_path):
+    with Localizer(ROOT / "models" / "edge-c", "onnxruntime", LocalizeConfig()) as loc:
+        result = loc.localize(make_photo(64, 80, 1))
+    assert result.prob.shape == (64, 80)
+    assert loc.backend._cond is None and loc.backend._step is None  # the sessions are released

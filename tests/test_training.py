@@ -5,7 +5,8 @@ import torch
 from conftest import make_photo
 
 from inpdiff.model import load_model
-from inpdiff.training.evaluate import markdown, run_eval
+from inpdiff.evaluation import markdown, run_eval
+from inpdiff.training.evaluate import torch_predict
 from inpdiff.training.losses import edge_loss, mask_loss, total_loss
 from inpdiff.training.train import lr_at, train
 
@@ -98,8 +99,8 @@ def test_eval_reports_per_method_and_robustness(tiny_cfg, tiny_dataset, tmp_path
     from inpdiff.model import InpDiffusion
 
     model = InpDiffusion(tiny_cfg).eval()
-    report = run_eval(model, discover(tiny_dataset), tmp_path / "report", ["clean", "jpeg50", "resize0.5"],
-                      steps=2, n_samples=1, seed=0, progress=False)
+    report = run_eval(lambda: torch_predict(model, steps=2, n_samples=1), discover(tiny_dataset), tmp_path / "report",
+                      ["clean", "jpeg50", "resize0.5"], progress=False)
     clean = report["summary"]["clean"]
     assert clean["images"] == 12 and clean["pristine_images"] == 6
     assert set(clean["per_method"]) == {"telea", "ns", "biharmonic"}
@@ -108,7 +109,7 @@ def test_eval_reports_per_method_and_robustness(tiny_cfg, tiny_dataset, tmp_path
     md = (tmp_path / "report.md").read_text()
     assert md == markdown(report["summary"]) and "| biharmonic |" in md and "| resize0.5 |" in md
     with pytest.raises(ValueError, match="unknown perturbations"):
-        run_eval(model, [], None, ["sepia"], 2, 1, 0, progress=False)
+        run_eval(lambda: torch_predict(model), [], None, ["sepia"], progress=False)
 
 
 def test_leave_one_family_out_runs_end_to_end(tiny_cfg, photos_dir, tmp_path):

@@ -14,8 +14,9 @@ from typing import Iterator
 
 import numpy as np
 
+from .. import sampling
 from .. import steps as step_rows
-from ..data.io import ImageError, read_image
+from ..io import ImageError, read_image
 from ..runtime.backends import Backend
 from ..runtime.inputs import walk
 from ..runtime.localizer import Localizer
@@ -35,11 +36,11 @@ class Recorder:
         self.rows: set[int] = set()
 
     def condition(self, tiles):
-        self.condition_feeds.append({"image": tiles})
+        self.condition_feeds.append({sampling.IMAGE: tiles})
         return self.inner.condition(tiles)
 
     def step(self, x_t, row, noise, conds):
-        self.step_feeds.append({"x_t": x_t, "row": np.array([row], np.int64), "noise": noise, **conds})
+        self.step_feeds.append(sampling.step_feed(x_t, row, noise, conds))
         self.rows.add(int(row))
         return self.inner.step(x_t, row, noise, conds)
 

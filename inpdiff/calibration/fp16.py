@@ -24,10 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.io import atomic_write, sha256
+from ..io import atomic_write, sha256
 from ..runtime.localizer import Localizer, LocalizeConfig
+from ..sampling import GRAPHS
 from .collect import CalibrationError, Collected, chunks, find_images
-from .quantize import GRAPHS, fp32_manifest, quiet_ort, write_derived_manifest
+from .derived import fp32_manifest, write_derived_manifest
+from .qdq import quiet_ort
 
 COMPUTE_OPS = ("Conv", "Gemm", "MatMul")
 

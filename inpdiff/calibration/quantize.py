@@ -21,94 +21,18 @@ The calibration ranges are cached in OUT/calibration/ with the FP32 model's hash
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-from ..data.io import atomic_write, sha256
+from ..io import atomic_write, sha256
 from ..runtime.localizer import Localizer, LocalizeConfig
-from ..runtime.model_dir import load_manifest
+from ..sampling import GRAPHS
 from .collect import CalibrationError, Collected, chunks, find_images
-
-GRAPHS = ("condition", "denoise_step")
-METHODS = ("entropy", "minmax", "percentile")
-
-
-@dataclass
-class CalibrateConfig:
-    images: int = 256              # calibration images, at most
-    min_images: int = 16           # fewer readable images is an error
-    tiles_per_image: int = 2       # tiles drawn from each image (every step of each is recorded)
-    images_per_chunk: int = 8      # images whose recorded inputs are held in memory at once
-    method: str = "entropy"        # entropy | minmax | percentile
-    percentile: float = 99.999
-    op_types: tuple[str, ...] = ("Conv",)
-    exclude: tuple[str, ...] = ()  # node names kept in float, besides the heads
-    exclude_sensitive: int = 3     # and the layers the sensitivity measurement ranks worst (0: none)
-    sensitivity_images: int = 4    # images whose sampling inputs the sensitivity is measured on
-    seed: int = 0
-    threads: int = 0
-
-
-@contextlib.contextmanager
-def quiet_ort():
-    """ONNX Runtime's quantization tools print progress and log advice on every call; hush both."""
-    logging.disable(logging.WARNING)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        logging.disable(logging.NOTSET)
-
-
-def fp32_manifest(model_dir: Path) -> dict:
-    """The manifest of an FP32 export; anything else (an INT8 or FP16 folder) is refused."""
-    manifest = load_manifest(model_dir)
-    precision = manifest.get("precision", "fp32")
-    if precision != "fp32":
-        raise CalibrationError(f"{model_dir}: a {precision} model; calibrate the FP32 export it was made from")
-    return manifest
-
-
-def quantizable(model, op_types: tuple[str, ...]) -> list[str]:
-    return [n.name for n in model.graph.node if n.op_type in op_types]
-
-
-def head_nodes(model, op_types: tuple[str, ...]) -> list[str]:
-    """Quantizable nodes with a path to a graph output that passes no other quantizable node."""
-    consumers: dict[str, list] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    outputs = {o.name for o in model.graph.output}
-
-    def reaches_output(tensor: str, seen: set[str]) -> bool:
-        if tensor in outputs:
-            return True
-        for node in consumers.get(tensor, []):
-            if node.name in seen or node.op_type in op_types:
-                continue
-            seen.add(node.name)
-            if any(reaches_output(t, seen) for t in node.output):
-                return True
-        return False
-
-    return [n.name for n in model.graph.node
-            if n.op_type in op_types and any(reaches_output(t, set()) for t in n.output)]
-
-
-def _calibration_method(name: str):
-    from onnxruntime.quantization import CalibrationMethod
-
-    if name not in METHODS:
-        raise CalibrationError(f"unknown calibration method {name!r}; choose from {', '.join(METHODS)}")
-    return {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
-            "percentile": CalibrationMethod.Percentile}[name]
-
+from .derived import fp32_manifest, write_derived_manifest
+from .qdq import CalibrateConfig, calibration_method, head_nodes, quantizable, quantize_graph, quiet_ort
+from .sensitivity import layer_sensitivity
 
 class _Feeds:
     """ONNX Runtime's CalibrationDataReader protocol over a list of feeds."""
@@ -135,7 +59,7 @@ def collect_ranges(model_dir: Path, images_dir: Path, cache: dict[str, Path], cf
     with tempfile.TemporaryDirectory(prefix="inpdiff-calib-") as tmp:
         calibrators = {g: create_calibrator(model_dir / f"{g}.onnx", list(cfg.op_types),
                                             augmented_model_path=str(Path(tmp) / f"{g}.augmented.onnx"),
-                                            calibrate_method=_calibration_method(cfg.method), extra_options=extra)
+                                            calibrate_method=calibration_method(cfg.method), extra_options=extra)
                        for g in GRAPHS}
         for recorder in chunks(localizer, paths, cfg.tiles_per_image, cfg.images_per_chunk, cfg.seed, collected):
             with quiet_ort():
@@ -151,20 +75,6 @@ def collect_ranges(model_dir: Path, images_dir: Path, cache: dict[str, Path], cf
     return collected
 
 
-def quantize_graph(fp32: Path, target: Path, ranges: Path, cfg: CalibrateConfig, exclude: list[str] = (),
-                   only: list[str] | None = None) -> None:
-    """Write the Q/DQ version of one graph from cached calibration ranges: TensorRT's settings (see
-    the module docstring); `exclude` stays float; `only`, when given, is all that is quantized."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
-    quantize_static(str(fp32), str(target), None, quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=list(cfg.op_types), per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    nodes_to_quantize=only, nodes_to_exclude=list(exclude),
-                    calibrate_method=_calibration_method(cfg.method), calibration_cache_path=str(ranges),
-                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
-
-
 def calibrate(model_dir: str | Path, out_dir: str | Path, images_dir: str | Path | None = None,
               cfg: CalibrateConfig = CalibrateConfig()) -> dict:
     """Quantize both graphs of the FP32 export in `model_dir` into `out_dir`. Ranges come from the
@@ -175,7 +85,7 @@ def calibrate(model_dir: str | Path, out_dir: str | Path, images_dir: str | Path
     if model_dir.resolve() == out.resolve():
         raise CalibrationError(f"{out}: the output folder must not be the FP32 model's own folder")
     manifest = fp32_manifest(model_dir)
-    _calibration_method(cfg.method)  # a bad name fails before any work
+    calibration_method(cfg.method)  # a bad name fails before any work
     cache_dir = out / "calibration"
     cache = {g: cache_dir / f"{g}.{cfg.method}.json" for g in GRAPHS}
     info_path = cache_dir / f"info.{cfg.method}.json"
@@ -198,8 +108,6 @@ def calibrate(model_dir: str | Path, out_dir: str | Path, images_dir: str | Path
         raise CalibrationError(f"--exclude names no node of either graph: {', '.join(sorted(missing))}")
     sensitive = []
     if cfg.exclude_sensitive:
-        from .sensitivity import layer_sensitivity
-
         sensitive = layer_sensitivity(model_dir, out, images_dir, cfg)[:cfg.exclude_sensitive]
     exclude = set(cfg.exclude) | {layer["node"] for layer in sensitive}
     files, kept_float = {}, {}
@@ -219,12 +127,3 @@ def calibrate(model_dir: str | Path, out_dir: str | Path, images_dir: str | Path
                                   | {"images": len(info["collected"]["images"])},
                                   "source": {"model_dir": str(model_dir), "files": manifest["files"]}}}
     return write_derived_manifest(out, quantized)
-
-
-def write_derived_manifest(out: Path, manifest: dict) -> dict:
-    """Write the manifest of a model derived from an FP32 export (INT8, FP16), without the fields
-    that describe the FP32 model alone: its export check and its score calibration."""
-    derived = {k: v for k, v in manifest.items() if k not in ("parity", "score")}
-    text = json.dumps(derived, indent=2)
-    atomic_write(out / "manifest.json", lambda p: p.write_text(text))
-    return json.loads(text)

@@ -1,6 +1,7 @@
 """What INT8 and FP16 cost: `inpdiff calibrate ... --report DATA` (and `inpdiff fp16 ... --report
-DATA`) compares the reduced-precision model with its FP32 source on validation images, both run by the runtime's Localizer on ONNX Runtime's CPU provider
-(same tiles, noise and steps): pixel AUC, F1, IoU, image-level AUC, per inpainting method, the
+DATA`) compares the reduced-precision model with its FP32 source on validation images, both scored by
+the one harness (inpdiff.evaluation) through the runtime on ONNX Runtime's CPU provider (same tiles,
+noise and steps, F1 at 0.5 for all): pixel AUC, F1, IoU, image-level AUC, per inpainting method, the
 max and mean abs difference of the probability maps, and the speed of both, side by side."""
 from __future__ import annotations
 
@@ -8,58 +9,49 @@ import dataclasses
 import json
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from ..data.datasets import Sample, discover, evenly, load_pair
-from ..data.io import ImageError, atomic_write
-from ..runtime.localizer import Localizer, LocalizeConfig
-from ..training.metrics import pixel_metrics, summarize
-from .quantize import CalibrateConfig, calibrate
+from ..data.datasets import Sample, discover, evenly
+from ..evaluation import runtime_predict, score_samples
+from ..io import atomic_write
+from .qdq import CalibrateConfig
+from .quantize import calibrate
 
 GOAL = {"pixel_auc": 0.005, "f1": 0.01}  # INT8 or FP16 may lose at most this much against FP32
 FAR = 0.1  # probability maps' pixels this far apart are counted: the max alone is one pixel
 
 
 def compare(models: dict[str, Path], samples: list[Sample], threads: int = 0) -> dict:
-    """Run every model on every sample; the first model is the reference the others are held to."""
-    locs = {name: Localizer(d, "onnxruntime", LocalizeConfig(), threads) for name, d in models.items()}
-    ref = next(iter(locs))
-    records = {k: [] for k in locs}
-    seconds = {k: 0.0 for k in locs}
-    diff = {k: {"max": 0.0, "sum": 0.0, "over": 0} for k in locs if k != ref}
-    pixels, errors = 0, []
-    for s in samples:
-        try:
-            image, mask = load_pair(s)
-        except ImageError as e:
-            errors.append(str(e))
-            continue
-        probs = {}
-        for name, loc in locs.items():  # alternated image by image, so all see the same machine load
-            t = time.perf_counter()
-            result = loc.localize(image)
-            seconds[name] += time.perf_counter() - t
-            probs[name] = result.prob
-            rec = {"image": str(s.image), "method": s.method, "pristine": s.pristine, "score": result.score}
-            if not s.pristine:
-                rec.update(pixel_metrics(result.prob, mask))
-            records[name].append(rec)
-        for name, d in diff.items():
-            err = np.abs(probs[name] - probs[ref])
-            d["max"], d["sum"] = max(d["max"], float(err.max())), d["sum"] + float(err.sum())
-            d["over"] += int((err > FAR).sum())
-        pixels += probs[ref].size
-    n = max(1, len(records[ref]))
-    summary = {"reference": ref, "models": {}, "errors": errors}
-    for name, recs in records.items():
-        m = summarize(recs)
-        m["seconds_per_image"] = seconds[name] / n
+    """Run every model on every sample through the one harness; the first model is the reference the
+    others are held to, map by map."""
+    ref = next(iter(models))
+    reference: list[np.ndarray] = []
+    summary = {"reference": ref, "models": {}, "errors": []}
+    for name, folder in models.items():
+        predict, loc = runtime_predict(folder, threads, require_score=False)
+        diff = {"max": 0.0, "sum": 0.0, "over": 0, "pixels": 0}
+        seen = iter(range(len(samples)))
+
+        def compared(image: np.ndarray, predict=predict, diff=diff, seen=seen, name=name):
+            prob, score = predict(image)
+            i = next(seen)  # the samples come in the same order for every model
+            if name == ref:
+                reference.append(prob.astype(np.float16))
+            else:
+                err = np.abs(prob - reference[i].astype(np.float32))
+                diff["max"], diff["sum"] = max(diff["max"], float(err.max())), diff["sum"] + float(err.sum())
+                diff["over"], diff["pixels"] = diff["over"] + int((err > FAR).sum()), diff["pixels"] + err.size
+            return prob, score
+
+        result = score_samples(compared, samples)
+        loc.close()
+        m = result["summary"]
+        summary["errors"] = result["errors"]
         if name != ref:
-            m["prob_abs_diff"] = {"max": diff[name]["max"], "mean": diff[name]["sum"] / max(1, pixels),
-                                  f"share_over_{FAR}": diff[name]["over"] / max(1, pixels)}
+            pixels = max(1, diff["pixels"])
+            m["prob_abs_diff"] = {"max": diff["max"], "mean": diff["sum"] / pixels, f"share_over_{FAR}": diff["over"] / pixels}
             drops = {k: summary["models"][ref][k] - m[k] for k in GOAL}
             m["goal"] = {k: {"allowed_drop": GOAL[k], "drop": drops[k], "met": drops[k] <= GOAL[k]} for k in GOAL}
         summary["models"][name] = m

@@ -19,10 +19,10 @@ import cv2
 import numpy as np
 
 from ..data.datasets import discover, evenly, load_pair
-from ..data.io import ImageError, atomic_write
+from ..io import ImageError, atomic_write
 from ..runtime.localizer import Localizer, LocalizeConfig
 from ..scoring import STATISTICS, fit, marked_share
-from ..training.metrics import roc_auc
+from ..metrics import roc_auc
 
 JPEG_QUALITIES = (90, 75)
 # Candidate mask thresholds: the pixel threshold is the lowest that keeps the mean marked area of
@@ -44,7 +44,7 @@ def jpeg_copy(image: np.ndarray, quality: int) -> np.ndarray:
 def collect(model_dir: Path, data: str | Path, limit: int = 0, qualities=JPEG_QUALITIES, threads: int = 0
             ) -> list[dict]:
     """One record per image: photo, kind (inpainted / pristine / pristine-jpegQ), each raw statistic."""
-    loc = Localizer(model_dir, "onnxruntime", LocalizeConfig(), threads)
+    loc = Localizer(model_dir, "onnxruntime", LocalizeConfig(), threads, require_score=False)
     records = []
     for s in evenly(discover(data), limit):
         try:
@@ -118,7 +118,8 @@ def calibrate_score(model_dir: str | Path, data: str | Path, limit: int = 0, max
               "photos": len({r["photo"] for r in records}), "data": str(data), "jpeg_qualities": list(JPEG_QUALITIES)}
     manifest_path = model_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["score"] = {**cal.to_dict(), "mask_threshold": level, "fitted_on": str(data), "held_out": held_out[best]}
+    manifest["score"] = {**cal.to_dict(), "mask_threshold": level, "fitted_on": str(data), "held_out": held_out[best],
+                         "model_files": manifest["files"]}  # the graphs it was fitted for
     text = json.dumps(manifest, indent=2)
     atomic_write(manifest_path, lambda p: p.write_text(text))
     atomic_write(model_dir / "score_report.json", lambda p: p.write_text(json.dumps(report, indent=1)))

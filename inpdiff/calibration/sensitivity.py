@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.io import atomic_write, sha256
+from ..io import atomic_write, sha256
 from ..runtime.localizer import Localizer, LocalizeConfig
+from ..sampling import GRAPHS
 from .collect import CalibrationError, Collected, chunks, find_images
-from .quantize import GRAPHS, CalibrateConfig, head_nodes, quantizable, quantize_graph, quiet_ort
+from .qdq import CalibrateConfig, head_nodes, quantizable, quantize_graph, quiet_ort
 
 
 def _session(path: Path, threads: int):

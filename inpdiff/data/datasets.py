@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import ImageError, list_images, read_image, read_mask
+from ..io import ImageError, list_images, read_image, read_mask
 
 IMAGE_DIRS = ("images", "image", "img")
 MASK_DIRS = ("masks", "mask", "gt")

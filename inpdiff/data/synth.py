@@ -17,7 +17,7 @@ import numpy as np
 
 from .fills import FAMILIES, FILLS, expand, family
 from .fills.post import BLENDS, POSTS, edit
-from .io import ImageError, atomic_write, jpeg_quality, list_images, read_image, read_mask, write_png
+from ..io import ImageError, atomic_write, jpeg_quality, list_images, read_image, read_mask, write_png
 from .masks import random_mask, with_shadow
 
 # A method's random stream is keyed by its place in the registry, so that choosing fewer or more

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import steps
+from .. import sampling, steps
 
 # Operators onnx-tensorrt supports (docs/operators.md, TensorRT 8.5 and later: JetPack 6's 10.3 included)
 # among those a convolutional exporter can produce. Anything else fails the lint.
@@ -63,11 +63,11 @@ def _sessions(model_dir: Path):
     import onnxruntime as ort
 
     return [ort.InferenceSession(str(model_dir / f), providers=["CPUExecutionProvider"])
-            for f in ("condition.onnx", "denoise_step.onnx")]
+            for f in map(sampling.onnx_file, sampling.GRAPHS)]
 
 
 def _run_conditions(cond, tiles: np.ndarray) -> dict[str, np.ndarray]:
-    return dict(zip([o.name for o in cond.get_outputs()], cond.run(None, {"image": tiles})))
+    return dict(zip([o.name for o in cond.get_outputs()], cond.run(None, {sampling.IMAGE: tiles})))
 
 
 def onnx_probability(model_dir: Path, tiles: np.ndarray, noise: np.ndarray, n_steps: int, mode: str,
@@ -79,12 +79,11 @@ def onnx_probability(model_dir: Path, tiles: np.ndarray, noise: np.ndarray, n_st
 
 def _chain(step, conds: dict[str, np.ndarray], noise: np.ndarray, n_steps: int, mode: str, max_steps: int
            ) -> np.ndarray:
-    x, total = noise[0], 0.0
-    for i in range(n_steps):
-        row = np.array([steps.row(mode, n_steps, i, max_steps)], np.int64)
-        x, prob, _ = step.run(None, {"x_t": x, "row": row, "noise": noise[i + 1], **conds})
-        total = total + prob
-    return total / n_steps
+    def run_step(x, row, fresh, c):
+        return step.run(None, sampling.step_feed(x, row, fresh, c))
+
+    return sampling.sample_loop(lambda _: conds, run_step, None, 1, noise,
+                                sampling.step_rows(mode, n_steps, max_steps), lambda c, n: c)
 
 
 def parity(model, model_dir: Path, max_steps: int, images: list[np.ndarray] | None, tolerance: float,
@@ -99,7 +98,6 @@ def parity(model, model_dir: Path, max_steps: int, images: list[np.ndarray] | No
     import torch
 
     from ..model.graphs import ConditionGraph, StepGraph
-    from .onnx_export import reference_probability
 
     tile = model.cfg.tile
     rng = np.random.default_rng(0)
@@ -125,8 +123,7 @@ def parity(model, model_dir: Path, max_steps: int, images: list[np.ndarray] | No
         for i in range(n_steps):
             row = torch.tensor([steps.row(mode, n_steps, i, max_steps)])
             x_next, prob, _ = graph(x, row, torch.from_numpy(noise[i + 1]), *torch_conds)
-            _, onnx_prob, _ = step_sess.run(None, {"x_t": x.numpy(), "row": row.numpy(), "noise": noise[i + 1],
-                                                   **onnx_conds})
+            _, onnx_prob, _ = step_sess.run(None, sampling.step_feed(x.numpy(), int(row), noise[i + 1], onnx_conds))
             step_err = max(step_err, float(np.abs(2 * onnx_prob - 2 * prob.numpy()).max()))
             x = x_next
     ours = _chain(step_sess, onnx_conds, noise, n_steps, mode, max_steps)
@@ -141,3 +138,15 @@ def parity(model, model_dir: Path, max_steps: int, images: list[np.ndarray] | No
         raise AssertionError(f"ONNX Runtime differs from PyTorch over the whole sample: max abs error on x0 "
                              f"{chain_err:.2e} >= {chain_tolerance:.0e}")
     return result
+
+
+def reference_probability(model, tiles: np.ndarray, noise: np.ndarray, n_steps: int) -> np.ndarray:
+    """PyTorch's ensembled probability map for uint8 NHWC tiles with the given noise (for parity)."""
+    import torch
+
+    from ..model import sample
+
+    rgb01 = torch.from_numpy(tiles).permute(0, 3, 1, 2).float() / 255.0
+    with torch.no_grad():
+        pred = sample(model, rgb01, steps=n_steps, samples=1, noise=torch.from_numpy(noise))
+    return pred.prob.numpy()

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__, steps
-from ..data.io import atomic_write, sha256
-from ..model import InpDiffusion, load_model, sample
+from .. import __version__, sampling, steps
+from ..io import atomic_write, sha256
+from ..model import load_model
 from ..model.graphs import ConditionGraph, StepGraph
+from .checks import parity, trt_lint
 
 OPSET = 17
-N_CONDS = 4
 
 
 @dataclass
@@ -71,22 +71,22 @@ def export(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig = Expo
     tile = mcfg.tile
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cond_names = [f"cond{i}" for i in range(N_CONDS)]
+    cond_names = list(sampling.CONDITIONS)
     with torch.no_grad():
         image = torch.randint(0, 256, (2, tile, tile, 3), dtype=torch.uint8)
         conds = ConditionGraph(model)(image)
         x = torch.randn(2, 1, tile, tile)
         row = torch.tensor([steps.row("ddim", mcfg.diffusion.sampling_steps, 0, cfg.max_steps)])
-    tmp = {name: out / f".{name}.tmp.onnx" for name in ("condition", "denoise_step")}
+    tmp = {name: out / f".{name}.tmp.onnx" for name in sampling.GRAPHS}
     files = {}
     try:
-        _export(ConditionGraph(model), (image,), tmp["condition"], ["image"], cond_names, cfg.opset)
+        _export(ConditionGraph(model), (image,), tmp["condition"], [sampling.IMAGE], cond_names, cfg.opset)
         _export(StepGraph(model, cfg.max_steps), (x, row, torch.randn_like(x), *conds), tmp["denoise_step"],
-                ["x_t", "row", "noise", *cond_names], ["x_next", "prob", "edge"], cfg.opset)
+                [*sampling.STEP_INPUTS, *cond_names], list(sampling.STEP_OUTPUTS), cfg.opset)
         for name, path in tmp.items():
             if cfg.simplify:
                 _simplify(path)
-            final = out / f"{name}.onnx"
+            final = out / sampling.onnx_file(name)
             path.replace(final)
             files[final.name] = sha256(final)
     finally:
@@ -105,15 +105,15 @@ def export(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig = Expo
         "diffusion": mcfg.model.diffusion,
         "schedule": {"kind": mcfg.diffusion.schedule, "timesteps": mcfg.diffusion.timesteps,
                      "rows": "inpdiff.steps.row(mode, steps, i, max_steps)"},
-        "input": {"name": "image", "dtype": "uint8", "layout": "NHWC", "colour": "RGB", "range": [0, 255]},
+        "input": {"name": sampling.IMAGE, "dtype": "uint8", "layout": "NHWC", "colour": "RGB", "range": [0, 255]},
         "conditions": {n: list(c.shape[1:]) for n, c in zip(cond_names, conds)},
         "files": files,
+        # What it was exported from, so that `inpdiff build` knows when an export is stale.
+        "checkpoint_sha256": sha256(Path(checkpoint) / "model.safetensors"),
         "versions": {"inpdiff": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                      "onnxruntime": onnxruntime.__version__, "opset": cfg.opset},
     }
     if cfg.check:
-        from .checks import parity, trt_lint
-
         for name in files:
             trt_lint(out / name)
         manifest["parity"] = parity(model, out, cfg.max_steps, check_images, cfg.tolerance,
@@ -121,11 +121,3 @@ def export(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig = Expo
     text = json.dumps(manifest, indent=2)
     atomic_write(out / "manifest.json", lambda p: p.write_text(text))
     return json.loads(text)
-
-
-def reference_probability(model: InpDiffusion, tiles: np.ndarray, noise: np.ndarray, n_steps: int) -> np.ndarray:
-    """PyTorch's ensembled probability map for uint8 NHWC tiles with the given noise (for parity)."""
-    rgb01 = torch.from_numpy(tiles).permute(0, 3, 1, 2).float() / 255.0
-    with torch.no_grad():
-        pred = sample(model, rgb01, steps=n_steps, samples=1, noise=torch.from_numpy(noise))
-    return pred.prob.numpy()

@@ -114,7 +114,7 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 def save_model(model: InpDiffusion, out_dir: str | Path, extra: dict | None = None) -> None:
     from safetensors.torch import save_file
 
-    from ..data.io import atomic_write
+    from ..io import atomic_write
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,9 +14,14 @@ from typing import Protocol
 
 import numpy as np
 
+from .. import sampling
+
 
 class Backend(Protocol):
     name: str
+
+    def close(self) -> None:
+        """Free what the backend holds (sessions, engines, buffers); it is not used again."""
 
     def condition(self, tiles: np.ndarray) -> dict[str, np.ndarray]:
         """(B, T, T, 3) uint8 RGB tiles -> the named condition tensors."""
@@ -28,6 +33,9 @@ class Backend(Protocol):
 
 class FusedBackend(Protocol):
     name: str
+
+    def close(self) -> None:
+        """Free what the backend holds (engines, streams, buffers, graphs); it is not used again."""
 
     def sample(self, tiles: np.ndarray, samples: int, noise: np.ndarray, rows: list[int]) -> np.ndarray:
         """(N, T, T, 3) uint8 tiles; noise (steps + 1, N * samples, 1, T, T), tile-major, noise[0] the
@@ -65,18 +73,20 @@ class OnnxRuntimeBackend:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
         opts.log_severity_level = 3
-        self._cond = ort.InferenceSession(str(model_dir / "condition.onnx"), opts, providers=providers)
-        self._step = ort.InferenceSession(str(model_dir / "denoise_step.onnx"), opts, providers=providers)
+        self._cond, self._step = (ort.InferenceSession(str(model_dir / sampling.onnx_file(g)), opts, providers=providers)
+                                  for g in sampling.GRAPHS)
         self._cond_names = [o.name for o in self._cond.get_outputs()]
         self.tile = self._cond.get_inputs()[0].shape[1]  # what the graph takes, for the manifest check
         self.name = "onnxruntime-cuda" if providers[0] == "CUDAExecutionProvider" else "onnxruntime-cpu"
 
+    def close(self) -> None:
+        self._cond = self._step = None
+
     def condition(self, tiles: np.ndarray) -> dict[str, np.ndarray]:
-        return dict(zip(self._cond_names, self._cond.run(None, {"image": tiles})))
+        return dict(zip(self._cond_names, self._cond.run(None, {sampling.IMAGE: tiles})))
 
     def step(self, x_t, row, noise, conds):
-        x_next, prob, edge = self._step.run(None, {"x_t": x_t, "row": np.array([row], np.int64), "noise": noise,
-                                                   **conds})
+        x_next, prob, edge = self._step.run(None, sampling.step_feed(x_t, row, noise, conds))
         return x_next, prob, edge
 
 
@@ -101,10 +111,22 @@ def uses_gpu(name: str) -> bool:
     if name == "tensorrt":
         return True
     if name in TORCH_BACKENDS:
-        import torch
+        from .cuda import device_count
 
-        return torch.cuda.is_available()
+        return device_count() > 0
     return "CUDAExecutionProvider" in _import_onnxruntime().get_available_providers()
+
+
+def _plugin(name: str):
+    """A backend registered under the `inpdiff.backends` entry point (the torch one lives beside the
+    model, which the runtime never imports)."""
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group="inpdiff.backends") if ep.name == name]
+    if not found:
+        raise ValueError(f"the {name} backends are not installed: they come with the training install "
+                         "(pip install -e '.[train]'); use --backend onnxruntime")
+    return found[0].load()
 
 
 def make_backend(spec: str | BackendSpec, model_dir: Path, threads: int = 0) -> Backend | FusedBackend:
@@ -117,7 +139,5 @@ def make_backend(spec: str | BackendSpec, model_dir: Path, threads: int = 0) -> 
 
         return TensorRTBackend(model_dir, Path(spec.engines) if spec.engines else None, spec.build_missing)
     if name in TORCH_BACKENDS:
-        from .torch_backend import TorchBackend
-
-        return TorchBackend(model_dir, fp16="fp16" in name, graph=name.endswith("graph"), threads=threads)
+        return _plugin("torch")(name, model_dir, threads)
     raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")

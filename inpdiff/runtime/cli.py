@@ -1,8 +1,9 @@
 """`trt-localize PATH... [-o OUT] [--model DIR]`: the deployment command (no torch).
 
 For each input NAME.ext, under OUT (sub-folders mirrored for a directory input; see inputs.py):
-NAME.prob.png (round(255 p), the input's size), NAME.mask.png (0/255), NAME.overlay.jpg, and one
-line in OUT/report.jsonl naming them; OUT/summary.csv at the end. A name another file holds is never
+NAME.prob.png (round(255 p), the input's size), NAME.mask.png (0/255), NAME.overlay.jpg (with
+--samples N > 1 also NAME.uncertainty.png), and one line in OUT/report.jsonl naming them;
+OUT/summary.csv at the end, and OUT/index.html, a gallery of the whole report (gallery.py). A name another file holds is never
 reused (out_folder.py). Inputs stream through a pipeline (pipeline.py) and the run resumes where it
 stopped (report.py). Exit status: 0 all processed, 1 some inputs failed, 2 bad usage, a bad model or
 OUT in use by another run, 3 with --fail-on-detect when anything was detected, 4 no space left on
@@ -21,24 +22,34 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..data.io import MAX_PIXELS
+from ..io import MAX_PIXELS
 from .backends import BACKENDS, BackendSpec, uses_gpu
 from .inputs import iter_jobs
 from .localizer import Localizer, LocalizeConfig
 from .model_dir import ModelError
 from .out_folder import OutFolder
+from .gallery import Gallery
 from .outputs import OUTPUTS, report_line
 from .pipeline import PipelineConfig, run_pipeline
 from .report import Report, is_disk_full
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default, written once where the option is declared; an option
+    without one (None, or an off switch) says in its help what happens then."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default in (None, False) else super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="trt-localize", description="Find the inpainted regions of photographs.")
+    p = argparse.ArgumentParser(prog="trt-localize", description="Find the inpainted regions of photographs.",
+                                formatter_class=HelpFormatter)
     p.add_argument("paths", nargs="*", help="image files, folders (walked recursively) or globs")
     p.add_argument("--list", action="append", default=[], metavar="FILE",
                    help="a file of input paths, one per line ('-': standard input); may be repeated")
-    p.add_argument("-o", "--out", default="localized", help="output folder (default: ./localized)")
-    p.add_argument("--model", help="exported model folder (default: the shipped edge-s)")
+    p.add_argument("-o", "--out", default="localized", help="output folder")
+    p.add_argument("--model", help="exported model folder (default: the shipped edge-c)")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="auto: TensorRT where it is installed and a GPU is visible, else ONNX Runtime; "
                         "torch*: the PyTorch checkpoint (needs torch), fp16 and CUDA-graph variants on a GPU")
@@ -46,12 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--build-missing", action="store_true",
                    help="TensorRT: build engines that are missing or were built for another GPU, TensorRT or ONNX")
     p.add_argument("--steps", type=int, help="denoising steps (default: the model's, 10)")
-    p.add_argument("--samples", type=int, default=1, help="ensemble size; uncertainty = std across samples")
+    p.add_argument("--samples", type=int, default=1, help="ensemble size; above 1, NAME.uncertainty.png shows the "
+                   "per-pixel spread across samples: where the model is unsure")
     p.add_argument("--seed", type=int, default=0, help="same seed, same output")
     p.add_argument("--threshold", type=float,
                    help="probability for the binary mask (default: the model's calibrated mask threshold, else 0.5)")
     p.add_argument("--max-side", type=int, help="downscale images whose longer side exceeds this first")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="refuse larger images")
+    p.add_argument("--no-html", action="store_true", help="no OUT/index.html gallery and no OUT/thumbs/")
     p.add_argument("--outputs", default="all", choices=OUTPUTS,
                    help="all: maps and overlay of every image; report: only the report, and the "
                         "probability maps of images where something was detected")
@@ -66,33 +79,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster ('auto', 'local' or host:port); "
                    "needs the ray extra and OUT on a file system every node sees")
     p.add_argument("--fail-on-detect", action="store_true", help="exit 3 if anything was detected")
-    p.add_argument("--quiet", action="store_true", help="only the summary (and errors)")
+    p.add_argument("--quiet", action="store_true", help="only the summary (and errors): no progress")
     p.add_argument("--json", action="store_true", help="print each report line as JSON instead of text")
     return p
 
 
 class Progress:
-    """Images/s and ETA on stderr (a terminal only). The total is counted in the background, since
-    inputs are streamed; without it (a list on stdin) only the rate is shown."""
+    """Images/s, ETA, and the tiles of the images in hand (a 12 MP photo takes half a minute on a CPU)
+    on stderr: redrawn in place on a terminal, a plain line every `every` seconds elsewhere. The total
+    is counted in the background, since inputs are streamed; without it (a list on stdin) only the rate
+    is shown."""
 
-    def __init__(self, enabled: bool, count: Callable[[], int] | None):
-        self.enabled, self.total, self.n, self.start = enabled, None, 0, time.perf_counter()
+    def __init__(self, enabled: bool, count: Callable[[], int] | None, terminal: bool, every: float = 10.0):
+        self.enabled, self.terminal, self.every = enabled, terminal, every
+        self.total, self.n, self.start = None, 0, time.perf_counter()
+        self.planned = self.inferred = 0
+        self._shown, self._lock = 0.0, threading.Lock()
         if enabled and count:
             threading.Thread(target=lambda: setattr(self, "total", count()), daemon=True).start()
 
     def tick(self) -> None:
         self.n += 1
-        if not self.enabled:
+        self._show()
+
+    def tiles(self, planned: int, inferred: int) -> None:
+        with self._lock:
+            self.planned += planned
+            self.inferred += inferred
+        self._show()
+
+    def _show(self) -> None:
+        now = time.perf_counter()
+        if not self.enabled or now - self._shown < (0.2 if self.terminal else self.every):
             return
-        rate = self.n / (time.perf_counter() - self.start)
+        self._shown = now
+        rate = self.n / (now - self.start)
         text = f"[{self.n}] {rate:.2f} img/s"
         if self.total is not None:
             left = max(0, self.total - self.n)
-            text = f"[{self.n}/{self.total}] {rate:.2f} img/s, ETA {left / rate:.0f}s"
-        print(f"\r{text} ", end="", file=sys.stderr, flush=True)
+            eta = f"{left / rate:.0f}s" if rate > 0 else "-"
+            text = f"[{self.n}/{self.total}] {rate:.2f} img/s, ETA {eta}"
+        if self.planned > self.inferred:
+            text += f"; tiles {self.inferred}/{self.planned} of the images in hand"
+        if self.terminal:
+            print(f"\r{text} ", end="", file=sys.stderr, flush=True)
+        else:
+            print(text, file=sys.stderr, flush=True)
 
     def clear(self) -> None:
-        if self.enabled and self.n:
+        if self.enabled and self.terminal and self.n:
             print(file=sys.stderr)
 
 
@@ -125,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if first is None:
         print("trt-localize: no images found in " + " ".join(a.paths + a.list), file=sys.stderr)
         return 2
-    folder = None
+    folder = localizer = None
     try:
         backend = BackendSpec(a.backend, a.engines, a.build_missing)
         gpu = uses_gpu(a.backend)
@@ -142,15 +177,19 @@ def main(argv: list[str] | None = None) -> int:
         folder = OutFolder(out)
         report = Report(out, settings, a.restart, a.retry_failed, on_line=folder.learn)
         folder.load_claims(report.is_done)
+        gallery = None if a.no_html else Gallery(out, settings)
+        thumbs_of = out if gallery and a.outputs == "all" else None
     except (ModelError, ValueError, RuntimeError, OSError) as e:
         if folder:
             folder.close()
+        if localizer:
+            localizer.close()
         print(f"trt-localize: {e}", file=sys.stderr)
         return 2
     jobs = (folder.claim(j) for j in itertools.chain([first], jobs)
             if not report.is_done(j.path) and not folder.is_output(j.path))
     counted = None if "-" in a.list else (lambda: sum(1 for _ in iter_jobs(a.paths, out, a.list)) - report.resumed)
-    progress = Progress(not a.quiet and not a.json and sys.stderr.isatty(), counted)
+    progress = Progress(not a.quiet and not a.json, counted, sys.stderr.isatty())
     counts = {"done": 0, "failed": 0, "detected": 0}
     stop = threading.Event()
     disk_full: list[OSError] = []
@@ -162,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             line = line_of()
             if not report.add(line):
                 return
+            if gallery:
+                gallery.update()
         except OSError as e:
             if not is_disk_full(e):
                 raise
@@ -171,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         counts["done"] += 1
         counts["failed"] += "error" in line
         counts["detected"] += bool(line.get("inpainted"))
-        _print(line, a, progress.enabled)
+        _print(line, a, progress.enabled and progress.terminal)
         progress.tick()
 
     signal.signal(signal.SIGTERM, _interrupt)  # a kill stops as cleanly as Ctrl-C
@@ -184,8 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             pipe = PipelineConfig(batch=cfg.batch, workers=workers, decoders=max(1, a.decoders),
                                   max_pixels=a.max_pixels)
-            run_pipeline(localizer, jobs, pipe, lambda done: write(lambda: report_line(done, localizer, a.outputs)),
-                         stop)
+            run_pipeline(localizer, jobs, pipe,
+                         lambda done: write(lambda: report_line(done, localizer, a.outputs, thumbs_of)), stop,
+                         progress.tiles)
     except KeyboardInterrupt:
         stopped = 130
     except Exception as e:  # the run as a whole failed (Ray unreachable, say); what was written stays
@@ -198,8 +240,12 @@ def main(argv: list[str] | None = None) -> int:
         report.close()
         folder.close()
         progress.clear()
+        if localizer:
+            localizer.close()  # engines, streams and buffers go before the process does
     try:
         summary = report.write_summary()
+        if gallery:
+            gallery.update(force=True)
     except OSError as e:
         if not is_disk_full(e):
             raise
@@ -219,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     whole = (f"; whole report: {total} image(s), {detected} with inpainted regions, {failed} failed"
              if report.resumed else "")
     print(f"{counts['done']} image(s) in {secs:.1f}s: {counts['detected']} with inpainted regions, "
-          f"{counts['failed']} failed{whole}; outputs in {out}/, summary in {summary.name}",
+          f"{counts['failed']} failed{whole}; outputs in {out}/, summary in {summary.name}"
+          + (f", gallery in {out / 'index.html'}" if gallery else ""),
           file=sys.stderr if a.json else sys.stdout)
     if failed:
         return 1

@@ -98,6 +98,11 @@ class Stream:
     def synchronize(self) -> None:
         check(_rt().cudaStreamSynchronize(self.handle))
 
+    def free(self) -> None:
+        if self.handle is not None:
+            check(_rt().cudaStreamDestroy(self.handle))
+            self.handle = None
+
 
 class Graph:
     """An instantiated CUDA graph: `with Graph.capture(stream) as g:` records what is enqueued on the
@@ -121,3 +126,8 @@ class Graph:
 
     def launch(self) -> None:
         check(_rt().cudaGraphLaunch(self.exec, self.stream.handle))
+
+    def free(self) -> None:
+        if self.exec is not None:
+            check(_rt().cudaGraphExecDestroy(self.exec))
+            self.exec = None

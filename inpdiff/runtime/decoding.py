@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..data.io import ImageError, read_image
+from ..io import ImageError, read_image
 
 Decode = Callable[[Path, int], np.ndarray]  # (path, max_pixels) -> RGB uint8; picklable (top level)
 

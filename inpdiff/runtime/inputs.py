@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Iterable, Iterator, TextIO
 
-from ..data.io import IMAGE_EXTS
+from ..io import IMAGE_EXTS
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ def is_image(name: str) -> bool:
 
 
 OUTPUT_MARK = ".trt-localize.json"  # the settings file every output folder holds
+THUMBS_MARK = ".inpdiff-thumbs"      # the gallery's thumbnails folder inside OUT (gallery.py)
 
 
 def walk(root: Path, out: Path | None = None) -> Iterator[Path]:
@@ -47,7 +48,8 @@ def walk(root: Path, out: Path | None = None) -> Iterator[Path]:
     skip = os.path.abspath(out) if out is not None else None
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if os.path.abspath(os.path.join(folder, d)) != skip
-                         and not os.path.exists(os.path.join(folder, d, OUTPUT_MARK)))
+                         and not os.path.exists(os.path.join(folder, d, OUTPUT_MARK))
+                         and not os.path.exists(os.path.join(folder, d, THUMBS_MARK)))
         for name in sorted(files):
             if is_image(name):
                 yield Path(folder, name)

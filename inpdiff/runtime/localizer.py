@@ -18,8 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .. import sampling
 from .. import steps as step_rows
-from ..data.io import read_image
+from ..io import read_image
 from ..scoring import ScoreCalibration, image_score
 from .backends import Backend, BackendSpec, FusedBackend, make_backend
 from .model_dir import ModelError, default_model_dir, load_manifest
@@ -99,11 +100,13 @@ class Plan:
 
 class Localizer:
     """plan -> infer (tiles of any images, batched) -> assemble; `localize` runs the three on one image.
-    The batch pipeline calls them separately to batch tiles across images."""
+    The batch pipeline calls them separately to batch tiles across images. An INT8 or FP16 model is
+    refused until it has its own score calibration, unless `require_score` is off (the calibration
+    tools, which make one)."""
 
     def __init__(self, model_dir: str | Path | None = None,
                  backend: str | BackendSpec | Backend | FusedBackend = "auto",
-                 config: LocalizeConfig | None = None, threads: int = 0):
+                 config: LocalizeConfig | None = None, threads: int = 0, require_score: bool = True):
         self.model_dir = Path(model_dir) if model_dir else default_model_dir()
         self.manifest = load_manifest(self.model_dir)
         self.config = config or LocalizeConfig()
@@ -119,6 +122,12 @@ class Localizer:
         if not 0 <= self.overlap < self.tile // 2:
             raise ValueError(f"overlap must be in [0, {self.tile // 2}), got {self.overlap}")
         self.window = blend_window(self.tile, self.overlap)
+        precision = self.manifest.get("precision", "fp32")
+        if require_score and precision != "fp32" and "score" not in self.manifest:
+            # Its graphs differ from the FP32 model's, so the FP32 score calibration does not carry over,
+            # and the uncalibrated "any region" rule would decide differently from the model it came from.
+            raise ModelError(f"{self.model_dir}: a {precision} model without its own calibrated image score; "
+                             f"run `inpdiff calibrate-score {self.model_dir} --data VALIDATION_DIR` first")
         self.calibration = ScoreCalibration.from_dict(self.manifest["score"]) if "score" in self.manifest else None
         self.mask_threshold = (self.config.threshold if self.config.threshold is not None
                                else float(self.manifest.get("score", {}).get("mask_threshold", 0.5)))
@@ -128,6 +137,16 @@ class Localizer:
         if isinstance(graph_tile, int) and graph_tile != self.tile:
             raise ModelError(f"{self.model_dir / 'manifest.json'}: field 'tile' is {self.tile}, but condition.onnx "
                              f"takes {graph_tile}x{graph_tile} tiles (the manifest was edited; re-export the model)")
+
+    def close(self) -> None:
+        """Free the backend (its sessions or engines, streams and buffers)."""
+        self.backend.close()
+
+    def __enter__(self) -> "Localizer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def localize(self, image: np.ndarray | str | Path) -> Result:
         """RGB uint8 (H, W, 3), or an image file, -> Result at the input's size."""
@@ -168,15 +187,12 @@ class Localizer:
             (self.steps + 1, S, 1, T, T), dtype=np.float32) for y, x in origins], axis=1)
         if not self.diffusion:
             noise[0] = 0.0  # the single-pass baseline starts from an empty mask
-        rows = [step_rows.row(self.mode, self.steps, i, self.max_steps) for i in range(self.steps)]
+        rows = sampling.step_rows(self.mode, self.steps, self.max_steps)
         if hasattr(self.backend, "sample"):  # the backend runs the whole loop (one CUDA graph)
             return self.backend.sample(tiles, S, noise, rows).reshape(len(origins), S, T, T)
-        conds = {k: np.repeat(v, S, axis=0) for k, v in self.backend.condition(tiles).items()}
-        x_t, total = noise[0], np.zeros_like(noise[0])
-        for i, row in enumerate(rows):
-            x_t, prob, _ = self.backend.step(x_t, row, noise[i + 1], conds)
-            total += prob
-        return (total / self.steps).reshape(len(origins), S, T, T)
+        mean = sampling.sample_loop(self.backend.condition, self.backend.step, tiles, S, noise, rows,
+                                    lambda c, n: np.repeat(c, n, axis=0))
+        return mean.reshape(len(origins), S, T, T)
 
     def assemble(self, plan: Plan, maps: np.ndarray) -> Result:
         """Blend the tiles' maps (in plan order) into a Result at the input's size."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..data.io import sha256
+from ..io import sha256
 
 DEFAULT_MODEL = "edge-c"
 

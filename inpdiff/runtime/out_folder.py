@@ -26,7 +26,7 @@ from pathlib import Path
 from .inputs import Job
 from .report import path_key, reraise
 
-OUTPUT_SUFFIXES = (".prob.png", ".mask.png", ".overlay.jpg")
+OUTPUT_SUFFIXES = (".prob.png", ".mask.png", ".uncertainty.png", ".overlay.jpg")
 LOCK_FILE = ".trt-localize.lock"
 CLAIMS_FILE = ".trt-localize.claims"
 

@@ -1,10 +1,13 @@
 """What `trt-localize` writes for one input: the maps, the overlay and its report line."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
-from ..data.io import atomic_write, write_png
+from ..io import atomic_write, write_png
+from .gallery import write_thumbnails
 from .inputs import Job
 from .localizer import Localizer, Result
 from .pipeline import Done
@@ -24,9 +27,12 @@ def overlay(image: np.ndarray, result: Result) -> np.ndarray:
     return out
 
 
-def write_outputs(job: Job, image: np.ndarray, result: Result, outputs: str = "all") -> dict[str, str]:
+def write_outputs(job: Job, image: np.ndarray, result: Result, outputs: str = "all", uncertainty: bool = False,
+                  thumbs_of: Path | None = None) -> dict[str, str]:
     """The maps and overlay of one image (each file atomically) -> {kind: path} of what was written.
-    outputs="report": only the probability map, and only for an image where something was detected."""
+    outputs="report": only the probability map, and only for an image where something was detected.
+    uncertainty: also NAME.uncertainty.png (the spread across samples); thumbs_of: the OUT whose
+    gallery gets this image's thumbnails."""
     written: dict[str, str] = {}
     if outputs == "report" and not result.inpainted:
         return written
@@ -36,13 +42,21 @@ def write_outputs(job: Job, image: np.ndarray, result: Result, outputs: str = "a
         return written
     write_png(job.output(".mask.png"), result.mask.astype(np.uint8) * 255)
     written["mask"] = str(job.output(".mask.png"))
-    ok, buf = cv2.imencode(".jpg", overlay(image, result)[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if uncertainty:
+        # The standard deviation across samples, stretched: 0.5 (the most two maps in [0, 1] can
+        # disagree by, as a spread) is white.
+        write_png(job.output(".uncertainty.png"), np.round(np.clip(result.uncertainty * 2, 0, 1) * 255).astype(np.uint8))
+        written["uncertainty"] = str(job.output(".uncertainty.png"))
+    shown = overlay(image, result)
+    ok, buf = cv2.imencode(".jpg", shown[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
     atomic_write(job.output(".overlay.jpg"), lambda p: p.write_bytes(buf.tobytes()))
     written["overlay"] = str(job.output(".overlay.jpg"))
+    if thumbs_of is not None:
+        written.update(write_thumbnails(thumbs_of, job.out_stem, image, shown))
     return written
 
 
-def report_line(done: Done, localizer: Localizer, outputs: str) -> dict:
+def report_line(done: Done, localizer: Localizer, outputs: str, thumbs_of: Path | None = None) -> dict:
     """Write one finished input's outputs -> its report line (with `error` where anything failed)."""
     cfg = localizer.config
     cal = localizer.calibration
@@ -52,7 +66,7 @@ def report_line(done: Done, localizer: Localizer, outputs: str) -> dict:
     error = done.error
     if done.result is not None:
         try:
-            line["outputs"] = write_outputs(done.job, done.image, done.result, outputs)
+            line["outputs"] = write_outputs(done.job, done.image, done.result, outputs, cfg.samples > 1, thumbs_of)
             line.update(done.result.summary())
         except (OSError, cv2.error) as e:
             if is_disk_full(e):  # not this image's fault: the run stops, and the next one redoes it

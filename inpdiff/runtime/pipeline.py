@@ -24,7 +24,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..data.io import MAX_PIXELS, ImageError, read_image
+from ..io import MAX_PIXELS, ImageError, read_image
 from .decoding import Decode, IsolatedDecoder
 from .inputs import Job
 from .localizer import Localizer, Plan, Result
@@ -65,9 +65,12 @@ class _Pending:
 
 
 def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
-                 write: Callable[[Done], None], stop: threading.Event | None = None) -> None:
-    """Localize every job; `write` is called once per job, from one writer thread, in completion order."""
+                 write: Callable[[Done], None], stop: threading.Event | None = None,
+                 on_tiles: Callable[[int, int], None] | None = None) -> None:
+    """Localize every job; `write` is called once per job, from one writer thread, in completion order.
+    `on_tiles(planned, inferred)` hears of tiles as images are cut up and as batches finish (progress)."""
     stop = stop or threading.Event()
+    on_tiles = on_tiles or (lambda planned, inferred: None)
     decoded: queue.Queue = queue.Queue(cfg.prefetch)
     batches: queue.Queue = queue.Queue(2 * cfg.workers)
     finished: queue.Queue = queue.Queue(cfg.prefetch)
@@ -94,6 +97,7 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
                 error = None
             except Exception as e:
                 maps, error = [None] * len(chunk), f"inference failed: {type(e).__name__}: {e}"
+            on_tiles(0, len(chunk))
             for (p, i), m in zip(chunk, maps):
                 with p.lock:
                     p.maps[i], p.remaining = m, p.remaining - 1
@@ -117,7 +121,7 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
     feeder = threading.Thread(target=feed, name="feeder", daemon=True)
     feeder.start()
     try:
-        _tile(localizer, cfg, decoder, decoded, batches, finished, stop)
+        _tile(localizer, cfg, decoder, decoded, batches, finished, stop, on_tiles)
     except BaseException:  # Ctrl-C: stop every stage, keep what completed
         stop.set()
         raise
@@ -139,10 +143,11 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
 
 
 def _tile(localizer: Localizer, cfg: PipelineConfig, decoder: IsolatedDecoder, decoded: queue.Queue,
-          batches: queue.Queue, finished: queue.Queue, stop: threading.Event) -> None:
+          batches: queue.Queue, finished: queue.Queue, stop: threading.Event,
+          on_tiles: Callable[[int, int], None]) -> None:
     """The tiler (runs in the calling thread, so Ctrl-C reaches it): images -> batches of tiles.
-    Full batches while more images are waiting; otherwise what is held is split evenly among the
-    workers at once, so the last image, or a lone one, is not kept waiting for a batch to fill."""
+    Full batches while more images are waiting; otherwise what is held is sent at once, so the last
+    image, or a lone one, is not kept waiting for a batch to fill."""
     held: list[tuple[_Pending, int]] = []
     item = decoded.get()
     while item is not _END and not stop.is_set():
@@ -150,6 +155,7 @@ def _tile(localizer: Localizer, cfg: PipelineConfig, decoder: IsolatedDecoder, d
         try:
             pending = _Pending(job, localizer.plan(decoder.result(job.path, future)), started)
             held += [(pending, i) for i in range(len(pending.maps))]
+            on_tiles(len(pending.maps), 0)
         except Exception as e:
             finished.put(Done(job, error=error_message(job, e), elapsed_ms=_ms(started)))
         try:
@@ -157,9 +163,11 @@ def _tile(localizer: Localizer, cfg: PipelineConfig, decoder: IsolatedDecoder, d
         except queue.Empty:
             item = _WAITING
         if item is _WAITING or item is _END:
-            parts = min(cfg.workers, len(held))
-            for k in range(parts):
-                batches.put(held[k * len(held) // parts:(k + 1) * len(held) // parts])
+            # Spread what is held over the workers, in calls of at most a batch, so that a lone large
+            # image keeps every worker busy and its progress shows tile by tile.
+            size = max(1, min(cfg.batch, -(-len(held) // cfg.workers)))
+            for k in range(0, len(held), size):
+                batches.put(held[k:k + size])
             held = []
             item = item if item is _END else decoded.get()
         else:

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..data.io import MAX_PIXELS, read_image
+from ..io import MAX_PIXELS, read_image
 from .inputs import Job
 from .backends import BackendSpec
 from .localizer import Localizer, LocalizeConfig

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Callable, NoReturn
 
-from ..data.io import atomic_write
+from ..io import atomic_write
 
 SETTINGS_FILE = ".trt-localize.json"
 

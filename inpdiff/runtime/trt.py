@@ -1,209 +1,25 @@
-"""TensorRT: engine build (`inpdiff build`), the metadata beside each engine, and the backend
-`tensorrt`. All of the project's TensorRT code is here, and `tensorrt` is imported only when an
-engine is built or run, so everything else works without it.
+"""Backend `tensorrt`: the whole call on TensorRT engines (`inpdiff build` makes them; engines.py
+checks they fit). `tensorrt` is imported only when an engine runs, so everything else works without it.
 
-Build. Strongly typed networks: every tensor's type comes from the ONNX (FP32, FP16 from `inpdiff
-fp16`, INT8 Q/DQ from `inpdiff calibrate`), which is the one path that works on TensorRT 10.x
-(JetPack 6 ships 10.3; the flag is needed there) and on 11.x (which removed the FP16/INT8 builder
-flags and implicit calibration, and ignores the flag). One optimisation profile per engine covers
-batch 1 .. max_batch (optimised for opt_batch); the timing cache is saved beside the engines and
-reused by the next build. A third, tiny engine built from the network API adds each step's
-probability map to a running sum on the GPU, so that the whole call stays on the device.
-
-Metadata. Each `NAME.plan` has `NAME.json` beside it: TensorRT version, GPU name and compute
-capability, the ONNX file's sha256, precision, profiles, the plan's sha256. An engine runs only on
-the TensorRT and GPU it was built for, and only matches the ONNX it was built from; a mismatch is
-refused at load with the command that rebuilds (`--build-missing` rebuilds instead).
-
-Run. Static device buffers for the largest batch, one stream, one execution context per engine.
-The whole call (copy of the pinned host tiles and noise, the condition engine, 10 denoising steps
-with their sums, the copy back) is captured as one CUDA graph per batch size, after one warm-up
-enqueue; fresh noise for each call is written into the pinned host buffer that the captured copy
-reads, so replays stay stochastic and seeded runs reproducible. If capture fails, the same
-enqueues run without a graph, with a warning (as trtexec does).
+Static device buffers for the largest batch, one stream, one execution context per engine. The whole
+call (copy of the pinned host tiles and noise, the condition engine, 10 denoising steps with their
+sums, the copy back) is captured as one CUDA graph per batch size, after one warm-up enqueue; fresh
+noise for each call is written into the pinned host buffer that the captured copy reads, so replays
+stay stochastic and seeded runs reproducible. If capture fails, the same enqueues run without a
+graph, with a warning (as trtexec does). `close()` frees the graphs, buffers, contexts and engines.
 """
 from __future__ import annotations
 
-import json
 import threading
-import time
 import warnings
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..data.io import atomic_write, sha256
-from .model_dir import ModelError, load_manifest
-
-GRAPHS = ("condition", "denoise_step")
-ACCUMULATE = "accumulate"  # running sum of the per-step probability maps
-ENGINES = (*GRAPHS, ACCUMULATE)
-
-
-class EngineError(ModelError):
-    """No usable engine: TensorRT missing, engines missing or built for something else."""
-
-
-@dataclass
-class BuildConfig:
-    max_batch: int = 16             # largest tiles x samples per call the engines accept
-    opt_batch: int = 8              # the batch size the kernels are tuned for
-    workspace_mib: int = 2048       # builder scratch memory limit
-    optimization_level: int = 3     # TensorRT's builder optimisation level (0..5)
-
-
-@dataclass(frozen=True)
-class Target:
-    """What an engine is bound to."""
-    tensorrt: str
-    gpu: str
-    compute_capability: str
-
-
-def import_tensorrt():
-    try:
-        import tensorrt
-    except ImportError as e:
-        raise EngineError("TensorRT is not installed (the Python package `tensorrt` cannot be imported: "
-                          f"{e}). On a machine with an NVIDIA GPU: pip install 'inpdiff[trt]' (or JetPack's "
-                          "python3-libnvinfer on Jetson). Without it, trt-localize runs on ONNX Runtime "
-                          "(--backend onnxruntime)") from e
-    return tensorrt
-
-
-def current_target() -> Target:
-    trt = import_tensorrt()
-    from .cuda import device_count, device_properties
-
-    if device_count() == 0:
-        raise EngineError("no CUDA GPU is visible (or cuda-python is missing: pip install 'inpdiff[trt]'); "
-                          "TensorRT engines need one; use --backend onnxruntime")
-    gpu, cc = device_properties(0)
-    return Target(trt.__version__, gpu, cc)
-
-
-def profiles(manifest: dict, max_batch: int, opt_batch: int) -> dict[str, dict[str, list[list[int]]]]:
-    """Per engine, per dynamic input: [min, opt, max] shapes for batch 1 .. max_batch."""
-    if max_batch < 1:
-        raise ValueError(f"max batch must be at least 1, got {max_batch}")
-    opt = min(max(1, opt_batch), max_batch)
-    T = int(manifest["tile"])
-
-    def batched(*shape: int) -> list[list[int]]:
-        return [[b, *shape] for b in (1, opt, max_batch)]
-
-    conds = {name: batched(*shape) for name, shape in manifest["conditions"].items()}
-    return {"condition": {"image": batched(T, T, 3)},
-            "denoise_step": {"x_t": batched(1, T, T), "noise": batched(1, T, T), **conds},
-            ACCUMULATE: {"total": batched(1, T, T), "prob": batched(1, T, T)}}
-
-
-def engine_files(engines_dir: Path, name: str) -> tuple[Path, Path]:
-    return engines_dir / f"{name}.plan", engines_dir / f"{name}.json"
-
-
-def expected_metadata(manifest: dict, name: str, target: Target) -> dict:
-    """The fields an engine's metadata must have to be used with this model on this machine."""
-    onnx = f"{name}.onnx" if name in GRAPHS else None
-    return {"engine": name, "tensorrt": target.tensorrt, "gpu": target.gpu,
-            "compute_capability": target.compute_capability, "onnx": onnx,
-            "onnx_sha256": manifest["files"][onnx] if onnx else None,
-            "precision": manifest.get("precision", "fp32")}
-
-
-def engine_problems(model_dir: Path, engines_dir: Path, target: Target) -> list[str]:
-    """Why the engines in `engines_dir` cannot run `model_dir` here; empty when they can."""
-    manifest = load_manifest(model_dir, verify=False)
-    problems = []
-    for name in ENGINES:
-        plan, meta_path = engine_files(engines_dir, name)
-        if not plan.is_file() or not meta_path.is_file():
-            problems.append(f"{plan.name}: not built")
-            continue
-        try:
-            meta = json.loads(meta_path.read_text())
-        except ValueError as e:
-            problems.append(f"{meta_path.name}: unreadable ({e})")
-            continue
-        expected = expected_metadata(manifest, name, target)
-        what = {"tensorrt": "TensorRT", "gpu": "GPU", "compute_capability": "compute capability",
-                "onnx_sha256": "ONNX sha256", "precision": "precision"}
-        for key, label in what.items():
-            if meta.get(key) != expected[key]:
-                problems.append(f"{plan.name}: built for {label} {meta.get(key)}, this is {expected[key]}")
-        if meta.get("plan_sha256") != sha256(plan):
-            problems.append(f"{plan.name}: does not match its metadata's sha256 (changed or truncated)")
-    return problems
-
-
-def check_engines(model_dir: Path, engines_dir: Path, target: Target) -> dict[str, dict]:
-    problems = engine_problems(model_dir, engines_dir, target)
-    if problems:
-        raise EngineError(f"{engines_dir}: TensorRT engines cannot be used here: " + "; ".join(problems)
-                          + f". Rebuild them: inpdiff build {model_dir} --engines {engines_dir} "
-                          "(or run trt-localize with --build-missing)")
-    return {n: json.loads(engine_files(engines_dir, n)[1].read_text()) for n in ENGINES}
-
-
-def build(model_dir: str | Path, engines_dir: str | Path | None = None, cfg: BuildConfig | None = None,
-          log=print) -> dict[str, dict]:
-    """Build the three engines of `model_dir` into `engines_dir` (default MODEL_DIR/engines)."""
-    trt = import_tensorrt()
-    cfg = cfg or BuildConfig()
-    model_dir = Path(model_dir)
-    engines_dir = Path(engines_dir) if engines_dir else model_dir / "engines"
-    manifest = load_manifest(model_dir)
-    target = current_target()
-    shapes = profiles(manifest, cfg.max_batch, cfg.opt_batch)
-    engines_dir.mkdir(parents=True, exist_ok=True)
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    cache_path = engines_dir / "timing.cache"
-    timing_cache = None
-    metas = {}
-    for name in ENGINES:
-        t0 = time.perf_counter()
-        network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-        if name == ACCUMULATE:
-            _accumulate_network(trt, network, int(manifest["tile"]))
-        else:
-            parser = trt.OnnxParser(network, logger)
-            if not parser.parse_from_file(str(model_dir / f"{name}.onnx")):
-                errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-                raise EngineError(f"{model_dir / name}.onnx: TensorRT's ONNX parser failed: {errors}")
-        config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, cfg.workspace_mib << 20)
-        config.builder_optimization_level = cfg.optimization_level
-        if timing_cache is None:
-            timing_cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
-        config.set_timing_cache(timing_cache, False)
-        profile = builder.create_optimization_profile()
-        for tensor, (lo, opt, hi) in shapes[name].items():
-            profile.set_shape(tensor, lo, opt, hi)
-        config.add_optimization_profile(profile)
-        plan = builder.build_serialized_network(network, config)
-        if plan is None:
-            raise EngineError(f"{name}: TensorRT could not build the engine (see its log above)")
-        path, meta_path = engine_files(engines_dir, name)
-        atomic_write(path, lambda p, data=plan: p.write_bytes(bytes(data)))
-        meta = {**expected_metadata(manifest, name, target), "plan_sha256": sha256(path),
-                "profiles": shapes[name], "build": asdict(cfg), "model": str(model_dir),
-                "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        atomic_write(meta_path, lambda p, text=json.dumps(meta, indent=1): p.write_text(text))
-        metas[name] = meta
-        log(f"{path}: built in {time.perf_counter() - t0:.1f}s")
-    serialized = timing_cache.serialize()
-    atomic_write(cache_path, lambda p: p.write_bytes(bytes(serialized)))
-    return metas
-
-
-def _accumulate_network(trt, network, tile: int) -> None:
-    total = network.add_input("total", trt.float32, (-1, 1, tile, tile))
-    prob = network.add_input("prob", trt.float32, (-1, 1, tile, tile))
-    out = network.add_elementwise(total, prob, trt.ElementWiseOperation.SUM).get_output(0)
-    out.name = "total_next"
-    network.mark_output(out)
+from .engines import (ACCUMULATE, ENGINES, EngineError, check_engines, current_target, engine_files,
+                      engine_problems, import_tensorrt)
+from .model_dir import load_manifest
+from .trt_build import build
 
 
 class _Buffers:
@@ -264,6 +80,20 @@ class TensorRTBackend:
         self._buffers: _Buffers | None = None
         self._graphs: dict[int, object] = {}  # batch size -> Graph, or None where capture failed
         self._lock = threading.Lock()  # one call at a time: the buffers are shared
+
+    def close(self) -> None:
+        """Free the graphs, buffers and stream, then the contexts before their engines (TensorRT's order)."""
+        with self._lock:
+            for graph in self._graphs.values():
+                if graph is not None:
+                    graph.free()
+            self._graphs.clear()
+            if self._buffers is not None:
+                self._buffers.free()
+                self._buffers = None
+            self.stream.free()
+            self.contexts.clear()
+            self.engines.clear()
 
     def sample(self, tiles: np.ndarray, samples: int, noise: np.ndarray, rows: list[int]) -> np.ndarray:
         # The condition engine runs once per (tile, sample), so both engines share one batch size and

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..config import Config
 from ..data.datasets import Sample, discover_all, evenly
 from ..data.fills import family
-from ..data.io import atomic_write
+from ..io import atomic_write
 
 COLUMNS = ("pixel_auc", "f1", "iou", "image_auc")
 

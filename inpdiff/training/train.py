@@ -20,12 +20,12 @@ from ..config import Config
 from ..data.augment import augment
 from ..data.datasets import Sample, curriculum_epochs, discover_all, evenly, load_pair, without_families
 from ..data.fills import family
-from ..data.io import atomic_write
+from ..io import atomic_write
 from ..data.masks import edge_target
 from ..model import InpDiffusion, save_model
 from .evaluate import evaluate
 from .losses import total_loss
-from .metrics import collapsed, summarize
+from ..metrics import collapsed, summarize
 
 
 class TrainSet(Dataset):

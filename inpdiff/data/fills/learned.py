@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_write, list_images, read_image
+from ...io import atomic_write, list_images, read_image
 from ..masks import random_mask
 
 HOLE_WEIGHT = 6.0

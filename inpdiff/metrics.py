@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..scoring import marked_share
+from .scoring import marked_share
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -37,7 +37,8 @@ def pixel_metrics(prob: np.ndarray, gt: np.ndarray, threshold: float = 0.5) -> d
 
 
 def summarize(records: list[dict]) -> dict:
-    """Means over tampered images of pixel AUC/F1/IoU, image-level AUC, and a per-method breakdown."""
+    """Means over tampered images of pixel AUC/F1/IoU, image-level AUC, and per-method and per-family
+    breakdowns (a record without a "family" is its method's own family)."""
     def means(rs: list[dict]) -> dict:
         out = {"images": len(rs)}
         for k in ("pixel_auc", "f1", "iou", "marked", "true_share"):
@@ -54,9 +55,7 @@ def summarize(records: list[dict]) -> dict:
     summary["pristine_marked"] = float(np.mean(marked)) if marked else float("nan")
     scores = [r["score"] for r in records]
     summary["image_auc"] = roc_auc(np.array(scores), np.array([not r["pristine"] for r in records]))
-    from ..data.fills import family
-
-    for key, name_of in (("per_method", lambda r: r["method"]), ("per_family", lambda r: family(r["method"]))):
+    for key, name_of in (("per_method", lambda r: r["method"]), ("per_family", lambda r: r.get("family", r["method"]))):
         summary[key] = {}
         for name in sorted({name_of(r) for r in tampered}):
             rs = [r for r in tampered if name_of(r) == name]

@@ -1,6 +1,7 @@
 """Backend `torch`: the PyTorch checkpoint that an export keeps beside its ONNX (model.safetensors +
 config.json), run by the same graph modules the export writes. For checking the engines on a GPU,
-and for users with torch but no TensorRT. Not part of the lean install: imported only when chosen.
+and for users with torch but no TensorRT. It lives beside the model, not in the runtime: the runtime
+finds it by name through the `inpdiff.backends` entry point (setup.py) and never imports model code.
 
 Variants: `torch` (eager fp32; on the CPU where there is no CUDA GPU), `torch-fp16` (autocast fp16,
 which keeps normalisation statistics, sigmoid and the sampler's arithmetic in fp32), and `-graph`
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .model_dir import ModelError, load_manifest
+from .. import sampling
+from ..runtime.model_dir import ModelError, load_manifest
 
 
 class TorchBackend:
@@ -24,8 +26,8 @@ class TorchBackend:
                  device: str | None = None):
         import torch
 
-        from ..model import load_model
-        from ..model.graphs import ConditionGraph, StepGraph
+        from . import load_model
+        from .graphs import ConditionGraph, StepGraph
 
         model_dir = Path(model_dir)
         manifest = load_manifest(model_dir, verify=False)
@@ -47,6 +49,13 @@ class TorchBackend:
         self._graphs: dict[tuple, object] = {}
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        with self._lock:
+            self._graphs.clear()
+            self.cond = self.step_graph = None
+            if self.device.type == "cuda":
+                self.torch.cuda.empty_cache()
+
     def _autocast(self):
         if not self.fp16:
             return contextlib.nullcontext()
@@ -54,14 +63,18 @@ class TorchBackend:
         return self.torch.autocast("cuda", dtype=self.torch.float16, cache_enabled=False)
 
     def _loop(self, tiles, samples: int, noise, rows):
-        """Conditions once, then every step; mean of the steps' probability maps. All on the device."""
-        conds = [c.repeat_interleave(samples, dim=0) for c in self.cond(tiles)]
-        x, total = noise[0], self.torch.zeros_like(noise[0])
-        for i in range(rows.shape[0]):
-            x, prob, _ = self.step_graph(x, rows[i:i + 1], noise[i + 1], *conds)
-            x = x.float()
-            total += prob.float()
-        return total / rows.shape[0]
+        """The one sampling loop (inpdiff.sampling), all on the device; rows is a device tensor, so
+        that a captured graph reads each step's row from memory."""
+        def condition(t):
+            return dict(zip(sampling.CONDITIONS, self.cond(t)))
+
+        def step(x, row, fresh, conds):
+            x_next, prob, edge = self.step_graph(x, row, fresh, *conds.values())
+            return x_next.float(), prob.float(), edge
+
+        return sampling.sample_loop(condition, step, tiles, samples, noise,
+                                    [rows[i:i + 1] for i in range(rows.shape[0])],
+                                    lambda c, n: c.repeat_interleave(n, dim=0))
 
     def sample(self, tiles: np.ndarray, samples: int, noise: np.ndarray, rows: list[int]) -> np.ndarray:
         torch = self.torch
@@ -102,3 +115,8 @@ class TorchBackend:
             warnings.warn(f"CUDA graph capture failed ({e}); running eagerly", stacklevel=3)
             return None
         return graph, static, out
+
+
+def make(name: str, model_dir: Path, threads: int = 0) -> TorchBackend:
+    """The `inpdiff.backends` entry point: torch, torch-fp16, torch-graph or torch-fp16-graph."""
+    return TorchBackend(model_dir, fp16="fp16" in name, graph=name.endswith("graph"), threads=threads)
