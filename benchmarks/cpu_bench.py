@@ -46,10 +46,10 @@ def best_of(fn, repeat: int) -> float:
 
 
 def _steps(model: Path) -> str:
-    from inpdiff.runtime.model_dir import load_manifest
+    from inpdiff.runtime.model_dir import ModelDir
 
-    m = load_manifest(model, verify=False)
-    return f"{m['steps']} steps" if m.get("diffusion", True) else "single pass"
+    m = ModelDir.load(model, verify=False)
+    return f"{m.steps} steps" if m.diffusion else "single pass"
 
 
 def main() -> None:

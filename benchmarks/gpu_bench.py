@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from inpdiff import steps as step_rows
-from inpdiff.runtime.model_dir import load_manifest
+from inpdiff import sampling
+from inpdiff.runtime.model_dir import ModelDir
 
 ROOT = Path(__file__).resolve().parents[1]
 # Dense peak TFLOPS (fp16 tensor cores, fp32 CUDA cores) from NVIDIA's data sheets, by device name.
@@ -34,10 +34,10 @@ def flops_per_tile(model_dir: Path, steps: int) -> float:
     from inpdiff.model import load_model
     from inpdiff.model.graphs import ConditionGraph, StepGraph
 
-    manifest = load_manifest(model_dir, verify=False)
-    T = int(manifest["tile"])
+    folder = ModelDir.load(model_dir, verify=False)
+    T = folder.tile
     model = load_model(model_dir).eval()
-    cond, step = ConditionGraph(model), StepGraph(model, int(manifest["max_steps"]))
+    cond, step = ConditionGraph(model), StepGraph(model, folder.max_steps)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         conds = cond(torch.zeros(1, T, T, 3, dtype=torch.uint8))
         x = torch.zeros(1, 1, T, T)
@@ -49,12 +49,12 @@ def flops_per_tile(model_dir: Path, steps: int) -> float:
     return cond_flops + steps * (c - cond_flops)
 
 
-def time_calls(backend, batch: int, manifest: dict, steps: int, repeat: int) -> float:
+def time_calls(backend, batch: int, folder: ModelDir, steps: int, repeat: int) -> float:
     """Seconds per call, best of `repeat` after two warm-up calls (the first captures a graph)."""
-    T = int(manifest["tile"])
+    T = folder.tile
     rng = np.random.default_rng(0)
     tiles = rng.integers(0, 256, (batch, T, T, 3), dtype=np.uint8)
-    rows = [step_rows.row(manifest.get("mode", "ddim"), steps, i, int(manifest["max_steps"])) for i in range(steps)]
+    rows = sampling.step_rows(folder.mode, steps, folder.max_steps)
     best = float("inf")
     for k in range(repeat + 2):
         noise = rng.standard_normal((steps + 1, batch, 1, T, T), dtype=np.float32)
@@ -81,7 +81,7 @@ def main() -> None:
     from inpdiff.model.torch_backend import TorchBackend
 
     model = Path(a.model)
-    manifest = load_manifest(model, verify=False)
+    folder = ModelDir.load(model, verify=False)
     batches = [int(b) for b in a.batches.split(",")]
     cuda = torch.cuda.is_available()
     gpu = torch.cuda.get_device_name(0) if cuda else "none (CPU only: the eager fp32 row, to check the script)"
@@ -94,11 +94,11 @@ def main() -> None:
             from inpdiff.runtime.trt import TensorRTBackend
 
             trt_model = Path(a.trt_model)
-            variants[f"TensorRT {load_manifest(trt_model)['precision']} + CUDA graph"] = lambda: TensorRTBackend(
+            variants[f"TensorRT {ModelDir.load(trt_model).precision} + CUDA graph"] = lambda: TensorRTBackend(
                 trt_model, Path(a.engines) if a.engines else None)
     flops = flops_per_tile(model, a.steps)
     peaks = a.peak_tflops or next((v for k, v in PEAKS.items() if k in gpu), None)
-    print(f"GPU: {gpu}; torch {torch.__version__}; model {model.name}, {manifest['tile']}x{manifest['tile']} tiles, "
+    print(f"GPU: {gpu}; torch {torch.__version__}; model {model.name}, {folder.tile}x{folder.tile} tiles, "
           f"{a.steps} steps, {flops / 1e9:.2f} GFLOP per tile\n")
     head = ["path", f"batch {batches[0]} ms"] + [f"batch {b} tiles/s" for b in batches[1:]] + ["peak GPU MiB"]
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
@@ -109,7 +109,7 @@ def main() -> None:
             torch.cuda.reset_peak_memory_stats()
             free_before = torch.cuda.mem_get_info()[0]
         backend = make()
-        secs = [time_calls(backend, b, manifest, a.steps, a.repeat) for b in batches]
+        secs = [time_calls(backend, b, folder, a.steps, a.repeat) for b in batches]
         # torch's allocator sees torch's memory; TensorRT allocates outside it, so take the device's.
         mem = "-"
         if cuda:

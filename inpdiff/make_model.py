@@ -13,11 +13,11 @@ stay for those who want them.
 from __future__ import annotations
 
 import importlib.util
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from .io import sha256
+from .runtime.model_dir import ModelDir
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -32,9 +32,8 @@ class MakeConfig:
     engines: bool = True         # build TensorRT engines where TensorRT and a GPU are present
 
 
-def _manifest(folder: Path) -> dict | None:
-    path = folder / "manifest.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+def _model(folder: Path) -> ModelDir | None:
+    return ModelDir.load(folder, verify=False) if (folder / "manifest.json").is_file() else None
 
 
 def make_model(source: str | Path, cfg: MakeConfig, log=print) -> Path:
@@ -43,13 +42,14 @@ def make_model(source: str | Path, cfg: MakeConfig, log=print) -> Path:
         raise ValueError(f"unknown precision {cfg.precision!r}; choose from {', '.join(PRECISIONS)}")
     fp32 = Path(source)
     checkpoint = fp32 / "model.safetensors"
-    manifest = _manifest(fp32)
-    if checkpoint.is_file() and (manifest is None or manifest.get("checkpoint_sha256") != sha256(checkpoint)):
+    model = _model(fp32)
+    if checkpoint.is_file() and (model is None or model.manifest.get("checkpoint_sha256") != sha256(checkpoint)):
         from .export.onnx_export import export
 
         log(f"export: {fp32} (the checkpoint has no export, or another one)")
-        manifest = export(fp32, fp32)
-    elif manifest is None:
+        export(fp32, fp32)
+        model = _model(fp32)
+    elif model is None:
         raise ValueError(f"{fp32}: neither a checkpoint (model.safetensors) nor a model folder (manifest.json)")
     else:
         log(f"export: {fp32} is up to date")
@@ -57,9 +57,9 @@ def make_model(source: str | Path, cfg: MakeConfig, log=print) -> Path:
     target = fp32
     if cfg.precision != "fp32":
         target = Path(cfg.out or f"{fp32}-{cfg.precision}")
-        derived = _manifest(target)
+        derived = _model(target)
         section = "quantization" if cfg.precision == "int8" else "fp16"
-        if derived is None or derived.get(section, {}).get("source", {}).get("files") != manifest["files"]:
+        if derived is None or derived.manifest.get(section, {}).get("source", {}).get("files") != model.files:
             if not cfg.images:
                 raise ValueError(f"{target}: {cfg.precision} needs photos to calibrate on: give --images DIR")
             log(f"{cfg.precision}: {fp32} -> {target}")
@@ -75,8 +75,8 @@ def make_model(source: str | Path, cfg: MakeConfig, log=print) -> Path:
         else:
             log(f"{cfg.precision}: {target} is up to date")
 
-    current = _manifest(target)
-    if current.get("score", {}).get("model_files") != current["files"]:
+    current = _model(target)
+    if (current.score or {}).get("model_files") != current.files:
         if not cfg.data:
             raise ValueError(f"{target}: no calibrated score for its current graphs: give --data VALIDATION_DIR")
         from .calibration.score import calibrate_score

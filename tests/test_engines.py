@@ -15,7 +15,7 @@ from conftest import ROOT, make_photo
 from inpdiff.io import sha256
 from inpdiff.runtime.cuda import device_count
 from inpdiff.runtime.localizer import Localizer, LocalizeConfig
-from inpdiff.runtime.model_dir import load_manifest
+from inpdiff.runtime.model_dir import ModelDir
 from inpdiff.runtime.engines import (ENGINES, EngineError, Target, check_engines, engine_files, engine_problems,
                                  expected_metadata, profiles)
 
@@ -31,7 +31,7 @@ def model_dir(tiny_export):
 
 def fake_engines(model_dir, engines_dir, target: Target) -> None:
     """Engine files as `inpdiff build` lays them out (the plans' bytes are stand-ins)."""
-    manifest = load_manifest(model_dir)
+    manifest = ModelDir.load(model_dir)
     engines_dir.mkdir(parents=True, exist_ok=True)
     for name in ENGINES:
         plan, meta = engine_files(engines_dir, name)
@@ -41,12 +41,12 @@ def fake_engines(model_dir, engines_dir, target: Target) -> None:
 
 
 def test_profiles_cover_batch_one_to_max(model_dir):
-    manifest = load_manifest(model_dir)
+    manifest = ModelDir.load(model_dir)
     p = profiles(manifest, 16, 8)
-    T = manifest["tile"]
+    T = manifest.tile
     assert p["condition"] == {"image": [[1, T, T, 3], [8, T, T, 3], [16, T, T, 3]]}
-    assert set(p["denoise_step"]) == {"x_t", "noise", *manifest["conditions"]}  # row is static: (1,)
-    for name, shape in manifest["conditions"].items():
+    assert set(p["denoise_step"]) == {"x_t", "noise", *manifest.conditions}  # row is static: (1,)
+    for name, shape in manifest.conditions.items():
         assert p["denoise_step"][name] == [[b, *shape] for b in (1, 8, 16)]
     assert p["accumulate"]["total"][2] == [16, 1, T, T]
     assert profiles(manifest, 4, 8)["condition"]["image"][1][0] == 4  # opt never above max
@@ -75,7 +75,7 @@ def test_engines_are_refused_on_another_gpu_tensorrt_or_onnx(model_dir, tmp_path
     manifest["files"]["denoise_step.onnx"] = "0" * 64
     (changed / "manifest.json").write_text(json.dumps(manifest))
     assert engine_problems(changed, engines, HERE) == [f"denoise_step.plan: built for ONNX sha256 "
-                                                       f"{load_manifest(model_dir)['files']['denoise_step.onnx']}, "
+                                                       f"{ModelDir.load(model_dir).files['denoise_step.onnx']}, "
                                                        f"this is {'0' * 64}"]
 
     # A truncated plan, a missing engine, unreadable metadata.

@@ -13,7 +13,7 @@ from PIL import Image
 
 from inpdiff.export.checks import onnx_probability
 from inpdiff.runtime.localizer import Localizer, LocalizeConfig, blend_window, tile_origins
-from inpdiff.runtime.model_dir import ModelError, load_manifest
+from inpdiff.runtime.model_dir import ModelDir, ModelError
 
 from conftest import make_photo
 
@@ -96,7 +96,7 @@ def test_changed_model_files_are_refused(model_dir, tmp_path, damage):
     message = {"append": "does not match the manifest's sha256", "truncate": "does not match the manifest's sha256",
                "delete": "missing", "manifest": "no manifest.json"}[damage]
     with pytest.raises(ModelError, match=message):
-        load_manifest(bad)
+        ModelDir.load(bad)
     r = trt_localize(ROOT / "examples" / "images" / "astronaut_pristine.png", "--model", bad, "-o", tmp_path / "o")
     assert r.returncode == 2 and message in r.stderr
 

@@ -20,9 +20,10 @@ import numpy as np
 
 from ..data.datasets import discover, evenly, load_pair
 from ..io import ImageError, atomic_write
-from ..runtime.localizer import Localizer, LocalizeConfig
-from ..scoring import STATISTICS, fit, marked_share
 from ..metrics import roc_auc
+from ..runtime.localizer import Localizer, LocalizeConfig
+from ..runtime.model_dir import ModelDir
+from ..scoring import STATISTICS, fit, marked_share
 
 JPEG_QUALITIES = (90, 75)
 # Candidate mask thresholds: the pixel threshold is the lowest that keeps the mean marked area of
@@ -116,12 +117,10 @@ def calibrate_score(model_dir: str | Path, data: str | Path, limit: int = 0, max
     report = {"statistic": best, "calibration": cal.to_dict(), "pixels": pixels, "max_false_alarms": max_false_alarms,
               "held_out": held_out, "all": _evaluate(cal, records), "images": len(records),
               "photos": len({r["photo"] for r in records}), "data": str(data), "jpeg_qualities": list(JPEG_QUALITIES)}
-    manifest_path = model_dir / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
+    manifest = dict(ModelDir.load(model_dir).manifest)
     manifest["score"] = {**cal.to_dict(), "mask_threshold": level, "fitted_on": str(data), "held_out": held_out[best],
                          "model_files": manifest["files"]}  # the graphs it was fitted for
-    text = json.dumps(manifest, indent=2)
-    atomic_write(manifest_path, lambda p: p.write_text(text))
+    ModelDir.write(model_dir, manifest)
     atomic_write(model_dir / "score_report.json", lambda p: p.write_text(json.dumps(report, indent=1)))
     return report
 

@@ -9,7 +9,6 @@ so a runtime only moves tensors between the two.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +17,10 @@ import torch
 from torch import nn
 
 from .. import __version__, sampling, steps
-from ..io import atomic_write, sha256
+from ..io import sha256
 from ..model import load_model
 from ..model.graphs import ConditionGraph, StepGraph
+from ..runtime.model_dir import ModelDir
 from .checks import parity, trt_lint
 
 OPSET = 17
@@ -118,6 +118,4 @@ def export(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig = Expo
             trt_lint(out / name)
         manifest["parity"] = parity(model, out, cfg.max_steps, check_images, cfg.tolerance,
                                     cfg.sample_tolerance)
-    text = json.dumps(manifest, indent=2)
-    atomic_write(out / "manifest.json", lambda p: p.write_text(text))
-    return json.loads(text)
+    return ModelDir.write(out, manifest).manifest

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import sampling
-from ..runtime.model_dir import ModelError, load_manifest
+from ..runtime.model_dir import ModelDir, ModelError
 
 
 class TorchBackend:
@@ -30,7 +30,7 @@ class TorchBackend:
         from .graphs import ConditionGraph, StepGraph
 
         model_dir = Path(model_dir)
-        manifest = load_manifest(model_dir, verify=False)
+        folder = ModelDir.load(model_dir, verify=False)
         if not (model_dir / "model.safetensors").is_file():
             raise ModelError(f"{model_dir}: no PyTorch checkpoint (model.safetensors + config.json) for the torch "
                              "backend; use the FP32 model folder it was exported from")
@@ -40,11 +40,11 @@ class TorchBackend:
         if threads and self.device.type == "cpu":
             torch.set_num_threads(threads)
         model = load_model(model_dir, self.device).eval()
-        model.cfg.tile = int(manifest["tile"])
+        model.cfg.tile = folder.tile
         self.torch, self.fp16, self.graph = torch, fp16, graph
         self.cond = ConditionGraph(model).eval()
         # The step graph's sampler tables are made on the CPU: they follow the model to its device.
-        self.step_graph = StepGraph(model, int(manifest["max_steps"])).to(self.device).eval()
+        self.step_graph = StepGraph(model, folder.max_steps).to(self.device).eval()
         self.name = "torch-" + "-".join([self.device.type, "fp16" if fp16 else "fp32"] + (["graph"] if graph else []))
         self._graphs: dict[tuple, object] = {}
         self._lock = threading.Lock()

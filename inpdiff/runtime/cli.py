@@ -26,7 +26,7 @@ from ..io import MAX_PIXELS
 from .backends import BACKENDS, BackendSpec, uses_gpu
 from .inputs import iter_jobs
 from .localizer import Localizer, LocalizeConfig
-from .model_dir import ModelError
+from .model_dir import ModelDir, ModelError, default_model_dir
 from .out_folder import OutFolder
 from .gallery import Gallery
 from .outputs import OUTPUTS, report_line
@@ -168,12 +168,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg = LocalizeConfig(steps=a.steps, samples=a.samples, seed=a.seed, threshold=a.threshold,
                              max_side=a.max_side, batch=max(1, a.batch or (8 if gpu else 2)))
         localizer = None if a.ray else Localizer(a.model, backend, cfg, max(1, cores // workers))
-        manifest = (localizer.manifest if localizer else _manifest(a.model))
+        model = localizer.model if localizer else _model(a.model)
         # Effective settings (a default given explicitly is the same setting), so a resume compares like with like.
-        settings = {"model": manifest["files"], "steps": localizer.steps if localizer else a.steps,
+        settings = {"model": model.files, "steps": localizer.steps if localizer else a.steps,
                     "samples": a.samples, "seed": a.seed,
                     "mask_threshold": localizer.mask_threshold if localizer else a.threshold,
-                    "max_side": a.max_side, "outputs": a.outputs, "score": manifest.get("score")}
+                    "max_side": a.max_side, "outputs": a.outputs, "score": model.score}
         folder = OutFolder(out)
         report = Report(out, settings, a.restart, a.retry_failed, on_line=folder.learn)
         folder.load_claims(report.is_done)
@@ -273,10 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     return 3 if a.fail_on_detect and detected else 0
 
 
-def _manifest(model: str | None) -> dict:
-    from .model_dir import default_model_dir, load_manifest
-
-    return load_manifest(Path(model) if model else default_model_dir())
+def _model(model: str | None) -> ModelDir:
+    return ModelDir.load(Path(model) if model else default_model_dir())
 
 
 def _interrupt(signum, frame) -> None:

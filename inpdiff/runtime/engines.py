@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..io import sha256
 from ..sampling import GRAPHS
-from .model_dir import ModelError, load_manifest
+from .model_dir import ModelDir, ModelError
 
 ACCUMULATE = "accumulate"  # running sum of the per-step probability maps
 ENGINES = (*GRAPHS, ACCUMULATE)
@@ -54,17 +54,17 @@ def current_target() -> Target:
     return Target(trt.__version__, gpu, cc)
 
 
-def profiles(manifest: dict, max_batch: int, opt_batch: int) -> dict[str, dict[str, list[list[int]]]]:
+def profiles(model: ModelDir, max_batch: int, opt_batch: int) -> dict[str, dict[str, list[list[int]]]]:
     """Per engine, per dynamic input: [min, opt, max] shapes for batch 1 .. max_batch."""
     if max_batch < 1:
         raise ValueError(f"max batch must be at least 1, got {max_batch}")
     opt = min(max(1, opt_batch), max_batch)
-    T = int(manifest["tile"])
+    T = model.tile
 
     def batched(*shape: int) -> list[list[int]]:
         return [[b, *shape] for b in (1, opt, max_batch)]
 
-    conds = {name: batched(*shape) for name, shape in manifest["conditions"].items()}
+    conds = {name: batched(*shape) for name, shape in model.conditions.items()}
     return {"condition": {"image": batched(T, T, 3)},
             "denoise_step": {"x_t": batched(1, T, T), "noise": batched(1, T, T), **conds},
             ACCUMULATE: {"total": batched(1, T, T), "prob": batched(1, T, T)}}
@@ -74,18 +74,18 @@ def engine_files(engines_dir: Path, name: str) -> tuple[Path, Path]:
     return engines_dir / f"{name}.plan", engines_dir / f"{name}.json"
 
 
-def expected_metadata(manifest: dict, name: str, target: Target) -> dict:
+def expected_metadata(model: ModelDir, name: str, target: Target) -> dict:
     """The fields an engine's metadata must have to be used with this model on this machine."""
     onnx = f"{name}.onnx" if name in GRAPHS else None
     return {"engine": name, "tensorrt": target.tensorrt, "gpu": target.gpu,
             "compute_capability": target.compute_capability, "onnx": onnx,
-            "onnx_sha256": manifest["files"][onnx] if onnx else None,
-            "precision": manifest.get("precision", "fp32")}
+            "onnx_sha256": model.files[onnx] if onnx else None,
+            "precision": model.precision}
 
 
 def engine_problems(model_dir: Path, engines_dir: Path, target: Target) -> list[str]:
     """Why the engines in `engines_dir` cannot run `model_dir` here; empty when they can."""
-    manifest = load_manifest(model_dir, verify=False)
+    model = ModelDir.load(model_dir, verify=False)
     problems = []
     for name in ENGINES:
         plan, meta_path = engine_files(engines_dir, name)
@@ -97,7 +97,7 @@ def engine_problems(model_dir: Path, engines_dir: Path, target: Target) -> list[
         except ValueError as e:
             problems.append(f"{meta_path.name}: unreadable ({e})")
             continue
-        expected = expected_metadata(manifest, name, target)
+        expected = expected_metadata(model, name, target)
         what = {"tensorrt": "TensorRT", "gpu": "GPU", "compute_capability": "compute capability",
                 "onnx_sha256": "ONNX sha256", "precision": "precision"}
         for key, label in what.items():

@@ -23,7 +23,7 @@ from .. import steps as step_rows
 from ..io import read_image
 from ..scoring import ScoreCalibration, image_score
 from .backends import Backend, BackendSpec, FusedBackend, make_backend
-from .model_dir import ModelError, default_model_dir, load_manifest
+from .model_dir import ModelDir, ModelError, default_model_dir
 
 
 @dataclass
@@ -108,13 +108,12 @@ class Localizer:
                  backend: str | BackendSpec | Backend | FusedBackend = "auto",
                  config: LocalizeConfig | None = None, threads: int = 0, require_score: bool = True):
         self.model_dir = Path(model_dir) if model_dir else default_model_dir()
-        self.manifest = load_manifest(self.model_dir)
+        self.model = ModelDir.load(self.model_dir)
+        self.manifest = self.model.manifest
         self.config = config or LocalizeConfig()
-        self.tile = int(self.manifest["tile"])
-        self.diffusion = bool(self.manifest.get("diffusion", True))
-        self.steps = 1 if not self.diffusion else (self.config.steps or int(self.manifest["steps"]))
-        self.mode = self.manifest.get("mode", "ddim")
-        self.max_steps = int(self.manifest["max_steps"])
+        self.tile, self.diffusion, self.mode = self.model.tile, self.model.diffusion, self.model.mode
+        self.steps = 1 if not self.diffusion else (self.config.steps or self.model.steps)
+        self.max_steps = self.model.max_steps
         step_rows.row(self.mode, self.steps, 0, self.max_steps)  # validates --steps
         if self.config.samples < 1:
             raise ValueError(f"samples must be at least 1, got {self.config.samples}")
@@ -122,15 +121,14 @@ class Localizer:
         if not 0 <= self.overlap < self.tile // 2:
             raise ValueError(f"overlap must be in [0, {self.tile // 2}), got {self.overlap}")
         self.window = blend_window(self.tile, self.overlap)
-        precision = self.manifest.get("precision", "fp32")
-        if require_score and precision != "fp32" and "score" not in self.manifest:
+        if require_score and self.model.precision != "fp32" and self.model.score is None:
             # Its graphs differ from the FP32 model's, so the FP32 score calibration does not carry over,
             # and the uncalibrated "any region" rule would decide differently from the model it came from.
-            raise ModelError(f"{self.model_dir}: a {precision} model without its own calibrated image score; "
-                             f"run `inpdiff calibrate-score {self.model_dir} --data VALIDATION_DIR` first")
-        self.calibration = ScoreCalibration.from_dict(self.manifest["score"]) if "score" in self.manifest else None
+            raise ModelError(f"{self.model_dir}: a {self.model.precision} model without its own calibrated image "
+                             f"score; run `inpdiff calibrate-score {self.model_dir} --data VALIDATION_DIR` first")
+        self.calibration = ScoreCalibration.from_dict(self.model.score) if self.model.score else None
         self.mask_threshold = (self.config.threshold if self.config.threshold is not None
-                               else float(self.manifest.get("score", {}).get("mask_threshold", 0.5)))
+                               else self.model.mask_threshold)
         self.backend = (make_backend(backend, self.model_dir, threads) if isinstance(backend, (str, BackendSpec))
                         else backend)
         graph_tile = getattr(self.backend, "tile", None)

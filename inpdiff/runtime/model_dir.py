@@ -1,10 +1,16 @@
-"""An exported model folder: find it, read its manifest, verify its files against their hashes."""
+"""An exported model folder: find it, read its manifest, verify its files against their hashes.
+
+`ModelDir` owns manifest.json: it is loaded and verified once, its fields typed, and passed down;
+the export, the INT8 and FP16 conversions and the score calibration all write it through
+`ModelDir.write`. The whole manifest stays available (`.manifest`) for provenance and reports.
+"""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import sha256
+from ..io import atomic_write, sha256
 
 DEFAULT_MODEL = "edge-c"
 
@@ -26,7 +32,8 @@ def default_model_dir() -> Path:
 REQUIRED = {"files": dict, "tile": int, "steps": int, "max_steps": int}
 
 
-def load_manifest(model_dir: str | Path, verify: bool = True) -> dict:
+def _read(model_dir: str | Path, verify: bool) -> dict:
+    """The manifest as a dict, its required fields checked, its files verified (ModelDir.load's reader)."""
     model_dir = Path(model_dir)
     path = model_dir / "manifest.json"
     if not model_dir.is_dir():
@@ -53,3 +60,39 @@ def load_manifest(model_dir: str | Path, verify: bool = True) -> dict:
                 raise ModelError(f"{f}: does not match the manifest's sha256 (changed or truncated); "
                                  f"re-export the model with `inpdiff export`")
     return manifest
+
+
+@dataclass(frozen=True)
+class ModelDir:
+    path: Path
+    manifest: dict                      # the whole manifest, as written
+    tile: int                           # the graphs' spatial size
+    steps: int                          # the sampler's default number of steps
+    max_steps: int                      # the step tables cover 1..max_steps
+    files: dict[str, str]               # graph file -> sha256
+    mode: str                           # ddim | ddpm
+    diffusion: bool                     # False: the single-pass model (one step from an empty mask)
+    precision: str                      # fp32 | fp16 | int8
+    conditions: dict[str, list[int]]    # condition tensor -> its shape without the batch
+    score: dict | None                  # the calibrated image score and pixel threshold, if any
+
+    @classmethod
+    def load(cls, path: str | Path, verify: bool = True) -> "ModelDir":
+        m = _read(path, verify)
+        return cls(Path(path), m, m["tile"], m["steps"], m["max_steps"], m["files"], m.get("mode", "ddim"),
+                   bool(m.get("diffusion", True)), m.get("precision", "fp32"), m.get("conditions", {}),
+                   m.get("score"))
+
+    @property
+    def mask_threshold(self) -> float:
+        return float((self.score or {}).get("mask_threshold", 0.5))
+
+    def onnx(self, graph: str) -> Path:
+        return self.path / f"{graph}.onnx"
+
+    @staticmethod
+    def write(path: str | Path, manifest: dict) -> "ModelDir":
+        """Write `manifest` as PATH/manifest.json, atomically, and load the folder back (verified)."""
+        text = json.dumps(manifest, indent=2)
+        atomic_write(Path(path) / "manifest.json", lambda p: p.write_text(text))
+        return ModelDir.load(path)

@@ -18,17 +18,17 @@ import numpy as np
 
 from .engines import (ACCUMULATE, ENGINES, EngineError, check_engines, current_target, engine_files,
                       engine_problems, import_tensorrt)
-from .model_dir import load_manifest
+from .model_dir import ModelDir
 from .trt_build import build
 
 
 class _Buffers:
     """Device and pinned host memory for calls of up to `max_batch` tiles and `steps` steps."""
 
-    def __init__(self, manifest: dict, max_batch: int, steps: int, rows: list[int], stream):
+    def __init__(self, model: ModelDir, max_batch: int, steps: int, rows: list[int], stream):
         from .cuda import DeviceBuffer, HostBuffer
 
-        T, B = int(manifest["tile"]), max_batch
+        T, B = model.tile, max_batch
         self.map_bytes = T * T * 4                 # one (1, T, T) float32 map
         self.host_image = HostBuffer((B, T, T, 3), np.uint8)
         self.host_noise = HostBuffer((steps + 1, B, 1, T, T), np.float32)
@@ -38,7 +38,7 @@ class _Buffers:
         self.image = DeviceBuffer(self.host_image.nbytes)
         self.noise = DeviceBuffer(self.host_noise.nbytes)
         self.rows = DeviceBuffer(self.host_rows.nbytes)
-        self.conds = {n: DeviceBuffer(B * int(np.prod(s)) * 4) for n, s in manifest["conditions"].items()}
+        self.conds = {n: DeviceBuffer(B * int(np.prod(s)) * 4) for n, s in model.conditions.items()}
         self.x = [DeviceBuffer(B * self.map_bytes) for _ in range(2)]      # ping-pong x_t
         self.total = [DeviceBuffer(B * self.map_bytes) for _ in range(2)]  # ping-pong sums
         self.prob, self.edge = DeviceBuffer(B * self.map_bytes), DeviceBuffer(B * self.map_bytes)
@@ -60,7 +60,7 @@ class TensorRTBackend:
         from .cuda import Stream
 
         self.model_dir = Path(model_dir)
-        self.manifest = load_manifest(self.model_dir, verify=False)
+        self.model = ModelDir.load(self.model_dir, verify=False)
         engines_dir = engines_dir or self.model_dir / "engines"
         target = current_target()
         if build_missing and engine_problems(self.model_dir, engines_dir, target):
@@ -76,7 +76,7 @@ class TensorRTBackend:
                               f"inpdiff build {self.model_dir} --engines {engines_dir}")
         self.contexts = {n: e.create_execution_context() for n, e in self.engines.items()}
         self.stream = Stream()
-        self.name = f"tensorrt-{self.manifest.get('precision', 'fp32')}"
+        self.name = f"tensorrt-{self.model.precision}"
         self._buffers: _Buffers | None = None
         self._graphs: dict[int, object] = {}  # batch size -> Graph, or None where capture failed
         self._lock = threading.Lock()  # one call at a time: the buffers are shared
@@ -110,7 +110,7 @@ class TensorRTBackend:
         if buf is None or buf.steps != len(rows) or buf.row_values != list(rows):
             if buf is not None:
                 buf.free()
-            buf = self._buffers = _Buffers(self.manifest, self.max_batch, len(rows), rows, self.stream)
+            buf = self._buffers = _Buffers(self.model, self.max_batch, len(rows), rows, self.stream)
             self._graphs.clear()
         buf.host_image.array[:b] = tiles
         buf.host_noise.array[:, :b] = noise
@@ -140,7 +140,7 @@ class TensorRTBackend:
     def _enqueue(self, b: int) -> None:
         """Everything one call does, on the stream: what is captured, or run as is without a graph."""
         buf, s = self._buffers, self.stream
-        T, B = int(self.manifest["tile"]), buf.max_batch
+        T, B = self.model.tile, buf.max_batch
         maps = b * buf.map_bytes
         s.htod(buf.image.ptr, buf.host_image.ptr, b * T * T * 3)
         for i in range(buf.steps + 1):  # noise is (steps + 1, B, ...): the first b of each step
@@ -149,7 +149,7 @@ class TensorRTBackend:
         self._execute("condition", {"image": buf.image.ptr, **{n: d.ptr for n, d in buf.conds.items()}},
                       {"image": (b, T, T, 3)})
         s.zero(buf.total[0].ptr, maps)
-        cond_shapes = {n: (b, *shape) for n, shape in self.manifest["conditions"].items()}
+        cond_shapes = {n: (b, *shape) for n, shape in self.model.conditions.items()}
         for i in range(buf.steps):
             x_in = buf.noise.ptr if i == 0 else buf.x[(i - 1) % 2].ptr
             self._execute("denoise_step",

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..io import atomic_write, sha256
 from .engines import (ACCUMULATE, ENGINES, EngineError, current_target, engine_files, expected_metadata,
                       import_tensorrt, profiles)
-from .model_dir import load_manifest
+from .model_dir import ModelDir
 
 
 @dataclass
@@ -41,16 +41,16 @@ def build(model_dir: str | Path, engines_dir: str | Path | None = None, cfg: Bui
     cfg = cfg or BuildConfig()
     model_dir = Path(model_dir)
     engines_dir = Path(engines_dir) if engines_dir else model_dir / "engines"
-    manifest = load_manifest(model_dir)
+    model = ModelDir.load(model_dir)
     target = current_target()
-    shapes = profiles(manifest, cfg.max_batch, cfg.opt_batch)
+    shapes = profiles(model, cfg.max_batch, cfg.opt_batch)
     engines_dir.mkdir(parents=True, exist_ok=True)
     cache, fresh_cache = engines_dir / "timing.cache", engines_dir / ".timing.cache.tmp"
     metas = {}
     for name in ENGINES:
         t0 = time.perf_counter()
         if name == ACCUMULATE:
-            network = _accumulate_network(trt, int(manifest["tile"]))
+            network = _accumulate_network(trt, model.tile)
         else:
             network = NetworkFromOnnxPath(str(model_dir / f"{name}.onnx"), strongly_typed=True)
         profile = Profile()
@@ -66,7 +66,7 @@ def build(model_dir: str | Path, engines_dir: str | Path | None = None, cfg: Bui
         fresh_cache.replace(cache)  # a half-written cache is never left for the next build to read
         path, meta_path = engine_files(engines_dir, name)
         atomic_write(path, lambda p, data=plan: p.write_bytes(bytes(data)))
-        meta = {**expected_metadata(manifest, name, target), "plan_sha256": sha256(path),
+        meta = {**expected_metadata(model, name, target), "plan_sha256": sha256(path),
                 "profiles": shapes[name], "build": asdict(cfg), "model": str(model_dir),
                 "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         atomic_write(meta_path, lambda p, text=json.dumps(meta, indent=1): p.write_text(text))
