@@ -171,7 +171,9 @@ def _build(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .runtime.cli import HelpFormatter
+    from .calibration.qdq import CalibrateConfig
+    from .runtime.cli import HelpFormatter, add_settings
+    from .runtime.trt_build import BuildConfig
 
     p = argparse.ArgumentParser(prog="inpdiff", description="InpDiffusion: make data, train, evaluate, export, calibrate, build engines.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -271,12 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--out", required=True, help="the INT8 model folder to write, e.g. models/NAME-int8")
     c.add_argument("--images", help="calibration images (a folder, walked); not needed when OUT holds the cache")
     c.add_argument("--count", type=int, default=256, help="calibration images to use, at most")
-    c.add_argument("--tiles-per-image", type=int, default=2, help="tiles drawn from each image")
+    add_settings(c, CalibrateConfig, {"tiles_per_image": "tiles drawn from each image"})
     c.add_argument("--method", default="entropy", choices=("entropy", "minmax", "percentile"), help="range calibration")
-    c.add_argument("--percentile", type=float, default=99.999, help="with --method percentile")
+    add_settings(c, CalibrateConfig, {"percentile": "with --method percentile"})
     c.add_argument("--exclude", nargs="*", default=[], metavar="NODE", help="nodes to keep in float")
-    c.add_argument("--exclude-sensitive", type=int, default=3, metavar="K",
-                   help="also keep in float the K layers that cost most when quantized alone (0: none)")
+    add_settings(c, CalibrateConfig, {"exclude_sensitive": "also keep in float this many layers, those that cost "
+                                                            "most when quantized alone (0: none)"})
     c.add_argument("--report", metavar="DATA", help="then compare FP32, plain INT8 and this INT8 on a dataset")
     c.add_argument("--limit", type=int, default=0, help="evaluate an evenly spread subset of DATA of this size")
     c.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
@@ -313,9 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data", metavar="DIR", help="with --precision: a validation set for the score calibration")
     b.add_argument("-o", "--out", metavar="DIR", help="with --precision int8/fp16: the folder (default MODEL-PRECISION)")
     b.add_argument("--engines", metavar="DIR", help="where the engines go (default: MODEL/engines)")
-    b.add_argument("--max-batch", type=int, default=16, help="largest tiles x samples per call")
-    b.add_argument("--opt-batch", type=int, default=8, help="the batch the kernels are tuned for")
-    b.add_argument("--workspace-mib", type=int, default=2048, help="builder scratch memory")
+    add_settings(b, BuildConfig, {"max_batch": "largest tiles x samples per call",
+                                  "opt_batch": "the batch the kernels are tuned for",
+                                  "workspace_mib": "builder scratch memory"})
     b.add_argument("--opt-level", type=int, default=3, choices=range(6), help="builder optimisation level")
     b.add_argument("--compare", metavar="IMAGES", help="then compare ONNX Runtime with the engines on the graphs' "
                    "recorded inputs from these photos (Polygraphy's comparator); exit 1 if they differ")

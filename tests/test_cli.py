@@ -82,7 +82,7 @@ def test_help_shows_every_option_with_its_default():
         for action in parser._actions:
             if action.option_strings and action.help != argparse.SUPPRESS:
                 assert action.help, (parser.prog, action.option_strings)  # every option says what it does
-                if action.default not in (None, False, argparse.SUPPRESS):
+                if not (action.default is None or action.default is False or action.default == argparse.SUPPRESS):
                     assert "".join(f"(default: {action.default})".split()) in text, (parser.prog, action.option_strings)
 
 

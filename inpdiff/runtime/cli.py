@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..io import MAX_PIXELS
 from .backends import BACKENDS, BackendSpec, uses_gpu
 from .inputs import iter_jobs
 from .localizer import Localizer, LocalizeConfig
@@ -39,7 +38,17 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     without one (None, or an off switch) says in its help what happens then."""
 
     def _get_help_string(self, action):
-        return action.help if action.default in (None, False) else super()._get_help_string(action)
+        quiet = action.default is None or action.default is False
+        return action.help if quiet else super()._get_help_string(action)
+
+
+def add_settings(p: argparse.ArgumentParser, cls, helps: dict[str, str]) -> None:
+    """Options for fields of a settings dataclass, named as the fields, with the dataclass's defaults
+    and types (so each default is written once, where the setting is declared)."""
+    defaults = cls()
+    for name, text in helps.items():
+        kind = next(t for t in (int, float, str) if t.__name__ in str(cls.__dataclass_fields__[name].type))
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name), help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,14 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engines", metavar="DIR", help="TensorRT engine folder (default: MODEL/engines)")
     p.add_argument("--build-missing", action="store_true",
                    help="TensorRT: build engines that are missing or were built for another GPU, TensorRT or ONNX")
-    p.add_argument("--steps", type=int, help="denoising steps (default: the model's, 10)")
-    p.add_argument("--samples", type=int, default=1, help="ensemble size; above 1, NAME.uncertainty.png shows the "
-                   "per-pixel spread across samples: where the model is unsure")
-    p.add_argument("--seed", type=int, default=0, help="same seed, same output")
-    p.add_argument("--threshold", type=float,
-                   help="probability for the binary mask (default: the model's calibrated mask threshold, else 0.5)")
-    p.add_argument("--max-side", type=int, help="downscale images whose longer side exceeds this first")
-    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="refuse larger images")
+    add_settings(p, LocalizeConfig, {
+        "steps": "denoising steps (default: the model's, 10)",
+        "samples": "ensemble size; above 1, NAME.uncertainty.png shows the per-pixel spread across samples: "
+                   "where the model is unsure",
+        "seed": "same seed, same output",
+        "threshold": "probability for the binary mask (default: the model's calibrated mask threshold, else 0.5)",
+        "max_side": "downscale images whose longer side exceeds this first"})
+    add_settings(p, PipelineConfig, {"max_pixels": "refuse larger images"})
     p.add_argument("--no-html", action="store_true", help="no OUT/index.html gallery and no OUT/thumbs/")
     p.add_argument("--outputs", default="all", choices=OUTPUTS,
                    help="all: maps and overlay of every image; report: only the report, and the "
@@ -72,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 2 on the CPU, where smaller calls run faster and in less memory; 8 on a GPU)")
     p.add_argument("--workers", type=int, default=0,
                    help="inference calls in flight (default: one per CPU core, 1 on a GPU)")
-    p.add_argument("--decoders", type=int, default=2, help="processes decoding images (a crash fails one file)")
+    add_settings(p, PipelineConfig, {"decoders": "processes decoding images (a crash fails one file)"})
     p.add_argument("--threads", type=int, default=0, help="CPU threads in all (default: all cores)")
     p.add_argument("--restart", action="store_true", help="discard OUT's report and start over")
     p.add_argument("--retry-failed", action="store_true", help="when resuming, try the failed inputs again")
