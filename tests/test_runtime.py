@@ -186,6 +186,15 @@ def test_runtime_runs_end_to_end_without_torch(model_dir):
     assert r.stdout.strip() == "(70, 80)"
 
 
+def test_every_shipped_model_folder_loads_and_decides_with_a_calibrated_score():
+    folders = sorted(p.parent for p in (ROOT / "models").glob("*/manifest.json"))
+    assert len(folders) >= 4
+    for folder in folders:
+        loc = Localizer(folder, "onnxruntime")
+        assert loc.calibration is not None, f"{folder}: no calibrated image score"
+        assert "mask_threshold" in loc.manifest["score"], f"{folder}: no calibrated pixel threshold"
+
+
 def test_a_localizer_closes_its_backend(tmp_path):
     with Localizer(ROOT / "models" / "edge-c", "onnxruntime", LocalizeConfig()) as loc:
         result = loc.localize(make_photo(64, 80, 1))
