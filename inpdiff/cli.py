@@ -103,7 +103,7 @@ def _calibrate(a: argparse.Namespace) -> int:
 
     cfg = CalibrateConfig(images=a.count, tiles_per_image=a.tiles_per_image, method=a.method,
                           percentile=a.percentile, exclude=tuple(a.exclude), exclude_sensitive=a.exclude_sensitive,
-                          threads=a.threads)
+                          target=a.target, threads=a.threads)
     manifest = calibrate(a.model, a.out, a.images, cfg)
     q = manifest["quantization"]
     c = q["calibration"]
@@ -276,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings(c, CalibrateConfig, {"tiles_per_image": "tiles drawn from each image"})
     c.add_argument("--method", default="entropy", choices=("entropy", "minmax", "percentile"), help="range calibration")
     add_settings(c, CalibrateConfig, {"percentile": "with --method percentile"})
+    c.add_argument("--target", choices=("tensorrt", "cpu"), default=CalibrateConfig.target,
+                   help="tensorrt: symmetric int8, for TensorRT engines; cpu: uint8 activations, for ONNX Runtime's "
+                        "VNNI and ARM dot-product kernels (TensorRT refuses it)")
     c.add_argument("--exclude", nargs="*", default=[], metavar="NODE", help="nodes to keep in float")
     add_settings(c, CalibrateConfig, {"exclude_sensitive": "also keep in float this many layers, those that cost "
                                                             "most when quantized alone (0: none)"})
@@ -308,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = add("build", help="from a checkpoint to engines in one go (with --precision), or TensorRT engines "
                        "of a model folder (precision from its ONNX)")
     b.add_argument("model", help="a checkpoint folder, or a model folder (from export, fp16 or calibrate)")
-    b.add_argument("--precision", choices=("fp32", "fp16", "int8"),
+    b.add_argument("--precision", choices=("fp32", "fp16", "int8", "int8-cpu"),
                    help="export, INT8 calibration or FP16 conversion, score calibration and engines, each only "
                         "where not up to date")
     b.add_argument("--images", metavar="DIR", help="with --precision int8/fp16: photos to calibrate on")

@@ -3,8 +3,8 @@
 
 It runs, in order, what is not already up to date (judged by hashes, not dates):
 1. the ONNX export, when SOURCE is a checkpoint whose export is missing or was made from other weights;
-2. the INT8 calibration (`--images`) or the FP16 conversion, into SOURCE-int8 / SOURCE-fp16, when that
-   folder is missing or was made from another FP32 export;
+2. the INT8 calibration (`--images`; `int8` in TensorRT's form, `int8-cpu` in ONNX Runtime's) or the
+   FP16 conversion, into SOURCE-PRECISION, when that folder is missing or was made from another FP32 export;
 3. the score calibration (`--data`, a validation set), when the model has none for its current graphs;
 4. the TensorRT engines, where TensorRT and a GPU are present and the engines do not fit.
 The step commands (`export`, `calibrate`, `fp16`, `calibrate-score`, and `build` of a model folder)
@@ -19,7 +19,7 @@ from pathlib import Path
 from .io import sha256
 from .runtime.model_dir import ModelDir
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")  # int8: TensorRT's form; int8-cpu: ONNX Runtime's VNNI form
 
 
 @dataclass
@@ -58,16 +58,17 @@ def make_model(source: str | Path, cfg: MakeConfig, log=print) -> Path:
     if cfg.precision != "fp32":
         target = Path(cfg.out or f"{fp32}-{cfg.precision}")
         derived = _model(target)
-        section = "quantization" if cfg.precision == "int8" else "fp16"
+        section = "fp16" if cfg.precision == "fp16" else "quantization"
         if derived is None or derived.manifest.get(section, {}).get("source", {}).get("files") != model.files:
             if not cfg.images:
                 raise ValueError(f"{target}: {cfg.precision} needs photos to calibrate on: give --images DIR")
             log(f"{cfg.precision}: {fp32} -> {target}")
-            if cfg.precision == "int8":
+            if cfg.precision.startswith("int8"):
                 from .calibration.qdq import CalibrateConfig
                 from .calibration.quantize import calibrate
 
-                calibrate(fp32, target, cfg.images, CalibrateConfig(min_images=cfg.min_images))
+                form = "cpu" if cfg.precision == "int8-cpu" else "tensorrt"
+                calibrate(fp32, target, cfg.images, CalibrateConfig(min_images=cfg.min_images, target=form))
             else:
                 from .calibration.fp16 import Fp16Config, convert
 
@@ -86,7 +87,9 @@ def make_model(source: str | Path, cfg: MakeConfig, log=print) -> Path:
     else:
         log(f"score: {target} is up to date")
 
-    if cfg.engines and importlib.util.find_spec("tensorrt") is not None:
+    if cfg.precision == "int8-cpu":
+        log("engines: none (the CPU form is for ONNX Runtime)")
+    elif cfg.engines and importlib.util.find_spec("tensorrt") is not None:
         from .runtime.cuda import device_count
 
         if device_count() > 0:

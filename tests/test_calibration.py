@@ -175,3 +175,38 @@ def test_the_front_door_makes_each_step_once_and_skips_what_is_up_to_date(tiny_e
     make_model(source, cfg, log=said.append)
     assert all("up to date" in s for s in said[:3]), said
     assert stamps == {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+
+
+def test_the_cpu_form_has_uint8_activations_and_falls_back_to_fp32_without_int8_dot_products(
+        tiny_export, calib_images, tiny_dataset, tmp_path, monkeypatch):
+    import dataclasses
+    import warnings
+
+    from inpdiff.runtime import localizer as loc_module
+    from inpdiff.runtime.engines import EngineError
+    from inpdiff.runtime.trt_build import build
+
+    fp32 = tmp_path / "tiny"
+    shutil.copytree(tiny_export[0] / "onnx", fp32)
+    out = tmp_path / "tiny-int8-cpu"
+    manifest = calibrate(fp32, out, calib_images, dataclasses.replace(CFG, target="cpu"))
+    assert manifest["quantization"]["target"] == "cpu"
+    step = onnx.load(str(out / "denoise_step.onnx"))
+    inits = {t.name: numpy_helper.to_array(t) for t in step.graph.initializer}
+    activations = [n for n in step.graph.node if n.op_type == "QuantizeLinear"]
+    assert activations and all(inits[n.input[2]].dtype == np.uint8 for n in activations)  # with zero points
+    with pytest.raises(EngineError, match="TensorRT cannot build"):
+        build(out)
+    calibrate_score(out, tiny_dataset)
+    image = make_photo(96, 128, 9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        here = Localizer(out, "onnxruntime").model_dir
+    assert (here == out) == loc_module.cpu_int8_dot_product()[0]  # the model itself where the CPU can run it
+    monkeypatch.setattr(loc_module, "cpu_int8_dot_product", lambda: (False, "a CPU without VNNI"))
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        fallback = Localizer(out, "onnxruntime")
+    assert fallback.model_dir == fp32 and "running the FP32 model" in str(said[0].message)
+    reference = Localizer(fp32, "onnxruntime").localize(image)
+    assert np.array_equal(fallback.localize(image).prob, reference.prob)

@@ -12,6 +12,10 @@ from pathlib import Path
 from .collect import CalibrationError
 
 METHODS = ("entropy", "minmax", "percentile")
+# tensorrt: int8 activations and weights, symmetric (zero point 0), as TensorRT's strongly typed
+# builder needs. cpu: uint8 activations with zero points and int8 per-channel weights, the form ONNX
+# Runtime's x86 VNNI and ARM dot-product kernels are fast at (TensorRT refuses it).
+TARGETS = ("tensorrt", "cpu")
 
 
 @dataclass
@@ -26,6 +30,7 @@ class CalibrateConfig:
     exclude: tuple[str, ...] = ()  # node names kept in float, besides the heads
     exclude_sensitive: int = 3     # and the layers the sensitivity measurement ranks worst (0: none)
     sensitivity_images: int = 4    # images whose sampling inputs the sensitivity is measured on
+    target: str = "tensorrt"       # tensorrt | cpu (see TARGETS)
     seed: int = 0
     threads: int = 0
 
@@ -83,9 +88,10 @@ def quantize_graph(fp32: Path, target: Path, ranges: Path, cfg: CalibrateConfig,
     the module docstring); `exclude` stays float; `only`, when given, is all that is quantized."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
+    cpu = cfg.target == "cpu"
     quantize_static(str(fp32), str(target), None, quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=list(cfg.op_types), per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    activation_type=QuantType.QUInt8 if cpu else QuantType.QInt8, weight_type=QuantType.QInt8,
                     nodes_to_quantize=only, nodes_to_exclude=list(exclude),
                     calibrate_method=calibration_method(cfg.method), calibration_cache_path=str(ranges),
-                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
+                    extra_options={"ActivationSymmetric": not cpu, "WeightSymmetric": True, "QuantizeBias": False})

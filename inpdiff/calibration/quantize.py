@@ -31,7 +31,7 @@ from ..runtime.localizer import Localizer, LocalizeConfig
 from ..sampling import GRAPHS
 from .collect import CalibrationError, Collected, chunks, find_images
 from .derived import fp32_manifest, write_derived_manifest
-from .qdq import CalibrateConfig, calibration_method, head_nodes, quantizable, quantize_graph, quiet_ort
+from .qdq import TARGETS, CalibrateConfig, calibration_method, head_nodes, quantizable, quantize_graph, quiet_ort
 from .sensitivity import layer_sensitivity
 
 class _Feeds:
@@ -53,7 +53,7 @@ def collect_ranges(model_dir: Path, images_dir: Path, cache: dict[str, Path], cf
         raise CalibrationError(f"{images_dir}: {len(paths)} image(s); calibration needs at least {cfg.min_images}")
     localizer = Localizer(model_dir, "onnxruntime", LocalizeConfig(seed=cfg.seed), cfg.threads)
     collected = Collected()
-    extra = {"symmetric": True}
+    extra = {"symmetric": cfg.target == "tensorrt"}  # the CPU form's uint8 activations take min..max ranges
     if cfg.method == "percentile":
         extra["percentile"] = cfg.percentile
     with tempfile.TemporaryDirectory(prefix="inpdiff-calib-") as tmp:
@@ -90,7 +90,9 @@ def calibrate(model_dir: str | Path, out_dir: str | Path, images_dir: str | Path
     cache = {g: cache_dir / f"{g}.{cfg.method}.json" for g in GRAPHS}
     info_path = cache_dir / f"info.{cfg.method}.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else None
-    key = {"model_files": manifest["files"], "method": cfg.method, "op_types": list(cfg.op_types),
+    if cfg.target not in TARGETS:
+        raise CalibrationError(f"unknown target {cfg.target!r}; choose from {', '.join(TARGETS)}")
+    key = {"model_files": manifest["files"], "method": cfg.method, "target": cfg.target, "op_types": list(cfg.op_types),
            "percentile": cfg.percentile if cfg.method == "percentile" else None}
     if not (info and info.get("key") == key and all(p.is_file() for p in cache.values())):
         if images_dir is None:
@@ -119,7 +121,9 @@ def calibrate(model_dir: str | Path, out_dir: str | Path, images_dir: str | Path
         files[target.name] = sha256(target)
     quantized = {**manifest, "files": files, "precision": "int8",
                  "quantization": {"quantizer": "onnxruntime.quantization.quantize_static (QDQ)",
-                                  "method": cfg.method, "activations": "int8 symmetric per-tensor",
+                                  "method": cfg.method, "target": cfg.target,
+                                  "activations": ("uint8 asymmetric per-tensor" if cfg.target == "cpu"
+                                                  else "int8 symmetric per-tensor"),
                                   "weights": "int8 symmetric per-channel", "bias": "float",
                                   "op_types": list(cfg.op_types), "kept_float": kept_float,
                                   "excluded": list(cfg.exclude), "sensitive": sensitive,

@@ -117,6 +117,23 @@ def uses_gpu(name: str) -> bool:
     return "CUDAExecutionProvider" in _import_onnxruntime().get_available_providers()
 
 
+def cpu_int8_dot_product() -> tuple[bool, str]:
+    """Whether this CPU has the int8 dot-product instructions ONNX Runtime's uint8 x int8 kernels need
+    to be fast and exact (x86: AVX-512 VNNI or AVX-VNNI; ARM: the dot-product extension), and what it has."""
+    import platform
+
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False, f"an unknown {platform.machine()} CPU (no /proc/cpuinfo)"
+    flags = set(" ".join(line.split(":", 1)[1] for line in info.splitlines()
+                         if line.startswith(("flags", "Features"))).split())
+    found = sorted(flags & {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})
+    if found:
+        return True, "a CPU with " + ", ".join(found)
+    return False, f"a {platform.machine()} CPU without VNNI or the dot-product extension"
+
+
 def _plugin(name: str):
     """A backend registered under the `inpdiff.backends` entry point (the torch one lives beside the
     model, which the runtime never imports)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from .. import sampling
 from .. import steps as step_rows
 from ..io import read_image
 from ..scoring import ScoreCalibration, image_score
-from .backends import Backend, BackendSpec, FusedBackend, make_backend
+from .backends import Backend, BackendSpec, FusedBackend, cpu_int8_dot_product, make_backend
 from .model_dir import ModelDir, ModelError, default_model_dir
 
 
@@ -109,6 +110,8 @@ class Localizer:
                  config: LocalizeConfig | None = None, threads: int = 0, require_score: bool = True):
         self.model_dir = Path(model_dir) if model_dir else default_model_dir()
         self.model = ModelDir.load(self.model_dir)
+        if self.model.manifest.get("quantization", {}).get("target") == "cpu":
+            self._fp32_where_int8_is_slow()
         self.manifest = self.model.manifest
         self.config = config or LocalizeConfig()
         self.tile, self.diffusion, self.mode = self.model.tile, self.model.diffusion, self.model.mode
@@ -135,6 +138,21 @@ class Localizer:
         if isinstance(graph_tile, int) and graph_tile != self.tile:
             raise ModelError(f"{self.model_dir / 'manifest.json'}: field 'tile' is {self.tile}, but condition.onnx "
                              f"takes {graph_tile}x{graph_tile} tiles (the manifest was edited; re-export the model)")
+
+    def _fp32_where_int8_is_slow(self) -> None:
+        """A CPU INT8 model on a CPU without int8 dot products (where ONNX Runtime's uint8 kernels are
+        slow, and may saturate): run the FP32 model it was made from instead, and say why."""
+        ok, what = cpu_int8_dot_product()
+        if ok:
+            return
+        given = Path(self.model.manifest["quantization"]["source"]["model_dir"])
+        source = next((p for p in (given, self.model_dir.parent / given.name) if (p / "manifest.json").is_file()), None)
+        if source is None:
+            raise ModelError(f"{self.model_dir}: a CPU INT8 model, but this is {what}, and its FP32 model "
+                             f"({given}) is not there; use the FP32 model folder")
+        warnings.warn(f"{self.model_dir} is a CPU INT8 model, but this is {what}: running the FP32 model "
+                      f"{source} instead", stacklevel=3)
+        self.model_dir, self.model = source, ModelDir.load(source)
 
     def close(self) -> None:
         """Free the backend (its sessions or engines, streams and buffers)."""

@@ -34,14 +34,17 @@ class BuildConfig:
 def build(model_dir: str | Path, engines_dir: str | Path | None = None, cfg: BuildConfig | None = None,
           log=print) -> dict[str, dict]:
     """Build the three engines of `model_dir` into `engines_dir` (default MODEL_DIR/engines)."""
+    model_dir = Path(model_dir)
+    model = ModelDir.load(model_dir)
+    if model.manifest.get("quantization", {}).get("target") == "cpu":
+        raise EngineError(f"{model_dir}: a CPU INT8 model (uint8 activations with zero points), which TensorRT "
+                          "cannot build; build from the TensorRT INT8 folder (inpdiff calibrate --target tensorrt)")
     trt = import_tensorrt()
     from polygraphy.backend.trt import CreateConfig, NetworkFromOnnxPath, Profile, engine_bytes_from_network
     from polygraphy.exception import PolygraphyException
 
     cfg = cfg or BuildConfig()
-    model_dir = Path(model_dir)
     engines_dir = Path(engines_dir) if engines_dir else model_dir / "engines"
-    model = ModelDir.load(model_dir)
     target = current_target()
     shapes = profiles(model, cfg.max_batch, cfg.opt_batch)
     engines_dir.mkdir(parents=True, exist_ok=True)
