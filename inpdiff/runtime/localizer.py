@@ -77,12 +77,12 @@ def blend_window(tile: int, overlap: int) -> np.ndarray:
 
 def find_regions(mask: np.ndarray, prob: np.ndarray, min_area: int) -> list[Region]:
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    sums = np.bincount(labels.ravel(), weights=prob.ravel(), minlength=n)
     regions = []
     for i in range(1, n):
         x, y, w, h, area = (int(v) for v in stats[i])
-        if area >= min_area:
-            regions.append(Region((x, y, w, h), area, round(float(sums[i] / area), 4)))
+        if area >= min_area:  # the mean over the region's own pixels, inside its box (no image-sized temporaries)
+            inside = labels[y:y + h, x:x + w] == i
+            regions.append(Region((x, y, w, h), area, round(float(prob[y:y + h, x:x + w][inside].mean()), 4)))
     return sorted(regions, key=lambda r: -r.area)
 
 
@@ -219,12 +219,15 @@ class Localizer:
         for (y, x), m in zip(plan.origins, maps):
             acc[:, y:y + T, x:x + T] += m * self.window
             weight[y:y + T, x:x + T] += self.window
-        per_sample = (acc / weight)[:, :plan.size[0], :plan.size[1]]
+        acc /= weight  # in place: a large image's maps are held once
+        del weight
+        per_sample = acc[:, :plan.size[0], :plan.size[1]]
         h, w = plan.image.shape[:2]
         if per_sample.shape[1:] != (h, w):
             per_sample = np.stack([cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) for p in per_sample])
-        prob = per_sample.mean(axis=0)
-        uncertainty = per_sample.std(axis=0) if S > 1 else np.zeros_like(prob)
+        prob = per_sample.mean(axis=0) if S > 1 else np.ascontiguousarray(per_sample[0])
+        # One sample has no spread: a read-only zero view, not an image-sized array.
+        uncertainty = per_sample.std(axis=0) if S > 1 else np.broadcast_to(np.float32(0), prob.shape)
         mask = prob >= self.mask_threshold
         regions = find_regions(mask, prob, self.config.min_region)
         if self.calibration:

@@ -18,10 +18,9 @@ OUTPUTS = ("all", "report")
 
 def overlay(image: np.ndarray, result: Result) -> np.ndarray:
     """The image with detected regions tinted red and outlined, for a person to look at."""
-    out = image.astype(np.float32)
+    out = image.copy()
     m = result.mask
-    out[m] = out[m] * 0.55 + np.array([255, 0, 0], np.float32) * 0.45
-    out = out.astype(np.uint8)
+    out[m] = (out[m] * 0.55 + np.array([255, 0, 0], np.float32) * 0.45).astype(np.uint8)  # floats for the mask only
     contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(out, contours, -1, (255, 255, 0), max(1, round(max(m.shape) / 400)))
     return out
