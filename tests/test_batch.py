@@ -261,6 +261,8 @@ def test_ray_gives_the_single_process_results(model_dir, tmp_path):
     for p in paths:
         a = cv2.imread(str(local / f"{p.stem}.prob.png"), cv2.IMREAD_UNCHANGED)
         assert np.array_equal(a, cv2.imread(str(on_ray / f"{p.stem}.prob.png"), cv2.IMREAD_UNCHANGED))
+        assert (on_ray / "thumbs" / f"{p.stem}.jpg").is_file()  # the Ray workers make the gallery's thumbnails too
+    assert "index-data.js" in {f.name for f in on_ray.iterdir()}
 
     from inpdiff.runtime.ray_localize import Localize
 

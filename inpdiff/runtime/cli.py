@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         if a.ray:
             from .ray_localize import run_on_ray
 
-            run_on_ray(a.ray, jobs, a.model, backend, cfg, a.outputs, a.max_pixels, lambda line: write(lambda: line))
+            run_on_ray(a.ray, jobs, a.model, backend, cfg, a.outputs, a.max_pixels, lambda line: write(lambda: line),
+                       thumbs_of=thumbs_of)
         else:
             pipe = PipelineConfig(batch=cfg.batch, workers=workers, decoders=max(1, a.decoders),
                                   max_pixels=a.max_pixels)

@@ -56,9 +56,10 @@ class LocalizeFiles:
     """The worker of `trt-localize --ray`: (path, out_stem) pairs -> their report lines, outputs written."""
 
     def __init__(self, model_dir: str | None, backend: str | BackendSpec, config: LocalizeConfig, outputs: str,
-                 max_pixels: int = MAX_PIXELS, threads: int = 1):
+                 max_pixels: int = MAX_PIXELS, threads: int = 1, thumbs_of: str | None = None):
         self.localizer = Localizer(model_dir, backend, config, threads)
         self.outputs, self.max_pixels = outputs, max_pixels
+        self.thumbs_of = Path(thumbs_of) if thumbs_of else None
 
     def __call__(self, jobs: list[tuple[str, str]]) -> list[dict]:
         lines = []
@@ -70,7 +71,7 @@ class LocalizeFiles:
             except Exception as e:
                 done = Done(job, error=error_message(job, e))
             done.elapsed_ms = round((time.perf_counter() - t) * 1000, 1)
-            lines.append(report_line(done, self.localizer, self.outputs))
+            lines.append(report_line(done, self.localizer, self.outputs, self.thumbs_of))
         return lines
 
 
@@ -87,7 +88,7 @@ def _chunks(jobs: Iterable[Job], size: int) -> Iterator[list[tuple[str, str]]]:
 
 def run_on_ray(address: str, jobs: Iterable[Job], model_dir: str | None, backend: str | BackendSpec,
                config: LocalizeConfig, outputs: str, max_pixels: int, write: Callable[[dict], None],
-               files_per_task: int = 4, actors: int = 0) -> None:
+               files_per_task: int = 4, actors: int = 0, thumbs_of: Path | None = None) -> None:
     """Run every job on the Ray cluster at `address` ('local' starts one on this machine); `write`
     gets each report line on the driver. A crashed actor fails its task's files and is replaced."""
     try:
@@ -101,7 +102,8 @@ def run_on_ray(address: str, jobs: Iterable[Job], model_dir: str | None, backend
         gpus = int(resources.get("GPU", 0))
         n = actors or gpus or max(1, int(resources.get("CPU", 1)))
         worker = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1)(LocalizeFiles)
-        args = (model_dir and str(Path(model_dir).resolve()), backend, config, outputs, max_pixels)
+        args = (model_dir and str(Path(model_dir).resolve()), backend, config, outputs, max_pixels, 1,
+                thumbs_of and str(Path(thumbs_of).resolve()))
         idle = [worker.remote(*args) for _ in range(n)]
         in_flight: dict = {}  # task -> (actor, chunk)
         chunks = _chunks(jobs, files_per_task)
