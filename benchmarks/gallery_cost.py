@@ -8,21 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from cpu_bench import best_of
+
 from inpdiff.runtime.gallery import Gallery, write_thumbnails
-
-
-def best_of(fn, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def main() -> None:
@@ -38,7 +30,7 @@ def main() -> None:
         for size in a.sizes.split(","):
             w, h = map(int, size.split("x"))
             photo = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-            secs = best_of(lambda: write_thumbnails(out, out / "img", photo, photo))
+            secs = best_of(lambda: write_thumbnails(out, out / "img", photo, photo), 3)
             print(f"| {w}x{h} | {secs * 1000:.1f} |")
         print("\n| report lines | index-data.js rebuild s | size MB |\n|---|---|---|")
         for n in map(int, a.lines.split(",")):
