@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from inpdiff.export.checks import onnx_probability
+from inpdiff.noise import tile_noise
 from inpdiff.runtime.localizer import Localizer, LocalizeConfig, blend_window, tile_origins
 from inpdiff.runtime.model_dir import ModelDir, ModelError
 
@@ -44,7 +45,7 @@ def test_one_tile_image_equals_the_plain_two_graph_loop(model_dir):
     # The localizer's loop, noise and blending reduce to the plain ONNX loop on a tile-sized image.
     image = make_photo(64, 64, 5)
     result = Localizer(model_dir, config=LocalizeConfig(steps=4, seed=7)).localize(image)
-    noise = np.random.default_rng([7, 0, 0]).standard_normal((5, 1, 1, 64, 64), dtype=np.float32)
+    noise = tile_noise(7, 0, 0, steps=4, samples=1, tile=64)  # the one noise definition (inpdiff.noise)
     ref = onnx_probability(model_dir, image[None], noise, 4, "ddim", 12)[0, 0]
     assert np.abs(result.prob - ref).max() < 1e-6
 

@@ -22,6 +22,7 @@ import numpy as np
 from .. import sampling
 from .. import steps as step_rows
 from ..io import read_image
+from ..noise import tile_noise
 from ..scoring import ScoreCalibration, image_score
 from .backends import Backend, BackendSpec, FusedBackend, cpu_int8_dot_product, make_backend
 from .model_dir import ModelDir, ModelError, default_model_dir
@@ -196,11 +197,11 @@ class Localizer:
 
     def infer(self, tiles: np.ndarray, origins: list[tuple[int, int]]) -> np.ndarray:
         """(N, T, T, 3) uint8 tiles at `origins` -> per-sample probability maps (N, S, T, T), the mean
-        over the sampling steps. Noise is keyed to (seed, tile position), so a tile's map does not
-        depend on which tiles, or which images' tiles, share its batch."""
+        over the sampling steps. Noise is Philox keyed to (seed, step, tile position) (inpdiff.noise), so
+        a tile's map does not depend on which tiles, or which images' tiles, share its batch, and any
+        runtime that implements the same generator draws the same numbers."""
         S, T = self.config.samples, self.tile
-        noise = np.concatenate([np.random.default_rng([self.config.seed, y, x]).standard_normal(
-            (self.steps + 1, S, 1, T, T), dtype=np.float32) for y, x in origins], axis=1)
+        noise = np.concatenate([tile_noise(self.config.seed, y, x, self.steps, S, T) for y, x in origins], axis=1)
         if not self.diffusion:
             noise[0] = 0.0  # the single-pass baseline starts from an empty mask
         rows = sampling.step_rows(self.mode, self.steps, self.max_steps)
