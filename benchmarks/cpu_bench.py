@@ -4,6 +4,9 @@
    the engine differs (PyTorch runs the very modules that were exported).
 2. `trt-localize` on the example from process start to written outputs: wall time and peak RSS.
 3. Cost per megapixel as images grow (0.25, 1, 4, 12 MP).
+4. The pipeline against pure graph compute on a 2048x2048 photo: the same tiles run on single-threaded
+   sessions, one per core, with nothing else (the floor the pipeline can reach), against `trt-localize`
+   from start to output; and the achieved GFLOP/s against this CPU's FP32 peak (formula printed).
 
 Run from the repository root: python benchmarks/cpu_bench.py [--model models/edge-c] [--repeat 3]
 Needs the `train` extra for the PyTorch column.
@@ -50,6 +53,79 @@ def _steps(model: Path) -> str:
 
     m = ModelDir.load(model, verify=False)
     return f"{m.steps} steps" if m.diffusion else "single pass"
+
+
+def fp32_peak() -> tuple[float, str]:
+    """GFLOP/s at FP32: cores x GHz x SIMD lanes x 2 (a fused multiply-add) x FMA units (2 assumed)."""
+    info = Path("/proc/cpuinfo").read_text()
+    mhz = max(float(line.split(":")[1]) for line in info.splitlines() if line.startswith("cpu MHz"))
+    flags = next(line for line in info.splitlines() if line.startswith("flags")).split()
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+    cores = os.cpu_count() or 1
+    peak = cores * mhz / 1000 * lanes * 2 * 2
+    return peak, f"{cores} cores x {mhz / 1000:.2f} GHz x {lanes} fp32 lanes x 2 (FMA) x 2 FMA units = {peak:.0f} GFLOP/s"
+
+
+def pipeline_vs_compute(model: Path, image: np.ndarray) -> None:
+    import onnxruntime as ort
+
+    from inpdiff.noise import tile_noise
+    from inpdiff.sampling import step_feed
+
+    big = cv2.resize(image, (2048, 2048), interpolation=cv2.INTER_CUBIC)
+    loc = Localizer(model, "onnxruntime", LocalizeConfig())
+    plan = loc.plan(big)
+    n, cores = len(plan.origins), os.cpu_count() or 1
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    cond, step = (ort.InferenceSession(str(model / f"{g}.onnx"), opts) for g in ("condition", "denoise_step"))
+    names = [o.name for o in cond.get_outputs()]
+    tiles = np.stack([plan.tile(i, loc.tile) for i in range(2)])
+    noise = np.concatenate([tile_noise(0, 0, i, loc.steps, 1, loc.tile) for i in range(2)], axis=1)
+
+    def two_tiles() -> None:  # what one worker does for two tiles: conditions, then every step
+        conds = dict(zip(names, cond.run(None, {"image": tiles})))
+        x = noise[0]
+        for i in range(loc.steps):
+            x = step.run(None, step_feed(x, i, noise[i + 1], conds))[0]
+
+    per_tile = best_of(two_tiles, 3) / 2
+    compute = n * per_tile / cores
+    path = Path(tempfile.mkdtemp()) / "big.png"
+    cv2.imwrite(str(path), big[:, :, ::-1])
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "inpdiff.runtime.cli", str(path), "-o", str(path.parent / "out"),
+                        "--quiet", "--no-html", "--model", str(model)], capture_output=True, text=True, cwd=ROOT)
+    end_to_end = time.perf_counter() - t
+    assert r.returncode == 0, r.stderr
+    flops = per_tile_flops(model, loc.steps)
+    peak, formula = fp32_peak()
+    print(f"\n2048x2048 photo, {n} tiles, {cores} cores: pure compute {per_tile * 1000:.0f} ms a tile on one thread, "
+          f"{compute:.2f} s on {cores} single-threaded workers; trt-localize start to output {end_to_end:.2f} s "
+          f"({end_to_end / compute:.2f}x the pure compute)")
+    if flops:
+        print(f"{flops / 1e9:.2f} GFLOP a tile: {flops / per_tile / 1e9:.0f} GFLOP/s on one core in pure compute, "
+              f"{n * flops / end_to_end / 1e9:.0f} GFLOP/s end to end; FP32 peak {formula}")
+
+
+def per_tile_flops(model: Path, steps: int) -> float | None:
+    """FLOPs of one tile's call (torch's counter on the checkpoint beside the export), or None without torch."""
+    try:
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from inpdiff.model import load_model
+        from inpdiff.model.graphs import ConditionGraph, StepGraph
+    except ImportError:
+        return None
+    m = load_model(model).eval()
+    T = m.cfg.tile
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        conds = ConditionGraph(m)(torch.zeros(1, T, T, 3, dtype=torch.uint8))
+    cond_flops = counter.get_total_flops()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        StepGraph(m, 32)(torch.zeros(1, 1, T, T), torch.tensor([0]), torch.zeros(1, 1, T, T), *conds)
+    return cond_flops + steps * counter.get_total_flops()
 
 
 def main() -> None:
@@ -103,6 +179,7 @@ def main() -> None:
         r = ort_loc.localize(big)
         s = time.perf_counter() - t
         print(f"| {mp:g} | {w}x{h} | {r.timings['tiles']} | {s:.2f} | {s / (w * h / 1e6):.2f} |")
+    pipeline_vs_compute(model, image)
 
 
 if __name__ == "__main__":
