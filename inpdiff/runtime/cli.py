@@ -103,7 +103,8 @@ class Progress:
         self.enabled, self.terminal, self.every = enabled, terminal, every
         self.total, self.n, self.start = None, 0, time.perf_counter()
         self.planned = self.inferred = 0
-        self._shown, self._lock = 0.0, threading.Lock()
+        # Off a terminal the first line waits `every` seconds: a short run prints only its summary.
+        self._shown, self._lock = (0.0 if terminal else self.start), threading.Lock()
         if enabled and count:
             threading.Thread(target=lambda: setattr(self, "total", count()), daemon=True).start()
 
