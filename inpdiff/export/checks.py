@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import sampling, steps
+from .. import sampling
 
 # Operators onnx-tensorrt supports (docs/operators.md, TensorRT 8.5 and later: JetPack 6's 10.3 included)
 # among those a convolutional exporter can produce. Anything else fails the lint.
@@ -117,15 +117,21 @@ def parity(model, model_dir: Path, max_steps: int, images: list[np.ndarray] | No
     cond_sess, step_sess = _sessions(Path(model_dir))
     onnx_conds = _run_conditions(cond_sess, batch)
     graph = StepGraph(model, max_steps).eval()
-    step_err, x = 0.0, torch.from_numpy(noise[0])
+    errors = []
+
+    def both(x, row, fresh, conds):
+        """PyTorch's step, with ONNX Runtime's on the very same inputs compared: the trajectory is PyTorch's."""
+        x = torch.as_tensor(x)
+        x_next, prob, edge = graph(x, torch.tensor([row]), torch.from_numpy(fresh), *conds.values())
+        _, onnx_prob, _ = step_sess.run(None, sampling.step_feed(x.numpy(), row, fresh, onnx_conds))
+        errors.append(float(np.abs(2 * onnx_prob - 2 * prob.numpy()).max()))
+        return x_next, prob, edge
+
     with torch.no_grad():
-        torch_conds = ConditionGraph(model).eval()(torch.from_numpy(batch))
-        for i in range(n_steps):
-            row = torch.tensor([steps.row(mode, n_steps, i, max_steps)])
-            x_next, prob, _ = graph(x, row, torch.from_numpy(noise[i + 1]), *torch_conds)
-            _, onnx_prob, _ = step_sess.run(None, sampling.step_feed(x.numpy(), int(row), noise[i + 1], onnx_conds))
-            step_err = max(step_err, float(np.abs(2 * onnx_prob - 2 * prob.numpy()).max()))
-            x = x_next
+        sampling.sample_loop(lambda t: dict(zip(sampling.CONDITIONS, ConditionGraph(model).eval()(t))), both,
+                             torch.from_numpy(batch), 1, noise, sampling.step_rows(mode, n_steps, max_steps),
+                             lambda c, n: c)
+    step_err = max(errors)
     ours = _chain(step_sess, onnx_conds, noise, n_steps, mode, max_steps)
     chain_err = float(np.abs(2 * ours - 2 * reference_probability(model, batch, noise, n_steps)).max())
     result = {"tiles": len(tiles), "real_tiles": len(tiles) - 2, "steps": n_steps,
