@@ -20,7 +20,6 @@ import cv2
 import numpy as np
 
 from .. import sampling
-from .. import steps as step_rows
 from ..io import read_image
 from ..noise import tile_noise
 from ..scoring import ScoreCalibration, image_score
@@ -118,7 +117,7 @@ class Localizer:
         self.tile, self.diffusion, self.mode = self.model.tile, self.model.diffusion, self.model.mode
         self.steps = 1 if not self.diffusion else (self.config.steps or self.model.steps)
         self.max_steps = self.model.max_steps
-        step_rows.row(self.mode, self.steps, 0, self.max_steps)  # validates --steps
+        self.rows = sampling.step_rows(self.mode, self.steps, self.max_steps)  # also validates --steps
         if self.config.samples < 1:
             raise ValueError(f"samples must be at least 1, got {self.config.samples}")
         self.overlap = self.tile // 8 if self.config.overlap is None else self.config.overlap
@@ -201,13 +200,13 @@ class Localizer:
         a tile's map does not depend on which tiles, or which images' tiles, share its batch, and any
         runtime that implements the same generator draws the same numbers."""
         S, T = self.config.samples, self.tile
-        noise = np.concatenate([tile_noise(self.config.seed, y, x, self.steps, S, T) for y, x in origins], axis=1)
-        if not self.diffusion:
-            noise[0] = 0.0  # the single-pass baseline starts from an empty mask
-        rows = sampling.step_rows(self.mode, self.steps, self.max_steps)
+        if self.diffusion:
+            noise = np.concatenate([tile_noise(self.config.seed, y, x, self.steps, S, T) for y, x in origins], axis=1)
+        else:  # the single-pass model starts from an empty mask, and its probability map takes no noise
+            noise = np.zeros((self.steps + 1, len(origins) * S, 1, T, T), np.float32)
         if hasattr(self.backend, "sample"):  # the backend runs the whole loop (one CUDA graph)
-            return self.backend.sample(tiles, S, noise, rows).reshape(len(origins), S, T, T)
-        mean = sampling.sample_loop(self.backend.condition, self.backend.step, tiles, S, noise, rows,
+            return self.backend.sample(tiles, S, noise, self.rows).reshape(len(origins), S, T, T)
+        mean = sampling.sample_loop(self.backend.condition, self.backend.step, tiles, S, noise, self.rows,
                                     lambda c, n: np.repeat(c, n, axis=0))
         return mean.reshape(len(origins), S, T, T)
 
