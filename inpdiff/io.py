@@ -119,6 +119,14 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
     atomic_write(path, lambda p: p.write_bytes(buf.tobytes()))
 
 
+def write_jpeg(path: str | Path, rgb: np.ndarray, quality: int) -> None:
+    """uint8 HxWx3 RGB -> JPEG at `quality`, atomically."""
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise IOError(f"{path}: JPEG encoding failed")
+    atomic_write(path, lambda p: p.write_bytes(buf.tobytes()))
+
+
 def list_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
 

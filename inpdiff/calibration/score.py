@@ -15,9 +15,9 @@ import re
 import zlib
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from ..data.augment import jpeg
 from ..data.datasets import discover, evenly, load_pair
 from ..io import ImageError, atomic_write
 from ..metrics import roc_auc
@@ -37,11 +37,6 @@ def photo_of(name: str) -> str:
     return m.group(1) if m else name
 
 
-def jpeg_copy(image: np.ndarray, quality: int) -> np.ndarray:
-    ok, buf = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
-
-
 def collect(model_dir: Path, data: str | Path, limit: int = 0, qualities=JPEG_QUALITIES, threads: int = 0
             ) -> list[dict]:
     """One record per image: photo, kind (inpainted / pristine / pristine-jpegQ), each raw statistic."""
@@ -54,7 +49,7 @@ def collect(model_dir: Path, data: str | Path, limit: int = 0, qualities=JPEG_QU
             continue
         variants = [("pristine" if s.pristine else "inpainted", image)]
         if s.pristine:
-            variants += [(f"pristine-jpeg{q}", jpeg_copy(image, q)) for q in qualities]
+            variants += [(f"pristine-jpeg{q}", jpeg(image, q)) for q in qualities]
         for kind, img in variants:
             prob = loc.localize(img).prob
             records.append({"photo": photo_of(s.image.stem), "kind": kind, "method": s.method,

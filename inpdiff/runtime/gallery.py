@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..io import atomic_write
+from ..io import atomic_write, write_jpeg
 from .inputs import THUMBS_MARK  # in OUT/thumbs: the folder is ours, and input walks skip it
 
 THUMB_SIDE, VIEW_SIDE = 240, 1280
@@ -31,12 +31,10 @@ PAGE_MARK = '<meta name="generator" content="inpdiff">'  # in OUT/index.html: th
 COLUMNS = ("path", "stem", "score", "inpainted", "regions", "error", "ms", "uncertainty")
 
 
-def _jpeg(path: Path, rgb: np.ndarray, side: int, quality: int) -> None:
+def _shrunk(rgb: np.ndarray, side: int) -> np.ndarray:
     h, w = rgb.shape[:2]
     s = min(1.0, side / max(h, w))
-    small = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", small[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-    atomic_write(path, lambda p: p.write_bytes(buf.tobytes()))
+    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
 def write_thumbnails(out: Path, stem: Path, photo: np.ndarray, overlay: np.ndarray) -> dict[str, str]:
@@ -44,8 +42,8 @@ def write_thumbnails(out: Path, stem: Path, photo: np.ndarray, overlay: np.ndarr
     rel = os.path.relpath(os.path.abspath(stem), os.path.abspath(out))
     card, view = out / "thumbs" / f"{rel}.jpg", out / "thumbs" / f"{rel}.view.jpg"
     card.parent.mkdir(parents=True, exist_ok=True)
-    _jpeg(card, overlay, THUMB_SIDE, 80)
-    _jpeg(view, photo, VIEW_SIDE, 85)
+    write_jpeg(card, _shrunk(overlay, THUMB_SIDE), 80)
+    write_jpeg(view, _shrunk(photo, VIEW_SIDE), 85)
     return {"thumb": str(card), "view": str(view)}
 
 

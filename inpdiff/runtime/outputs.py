@@ -6,7 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..io import atomic_write, write_png
+from ..io import write_jpeg, write_png
 from .gallery import write_thumbnails
 from .inputs import Job
 from .localizer import Localizer, Result
@@ -47,8 +47,7 @@ def write_outputs(job: Job, image: np.ndarray, result: Result, outputs: str = "a
         write_png(job.output(".uncertainty.png"), np.round(np.clip(result.uncertainty * 2, 0, 1) * 255).astype(np.uint8))
         written["uncertainty"] = str(job.output(".uncertainty.png"))
     shown = overlay(image, result)
-    ok, buf = cv2.imencode(".jpg", shown[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
-    atomic_write(job.output(".overlay.jpg"), lambda p: p.write_bytes(buf.tobytes()))
+    write_jpeg(job.output(".overlay.jpg"), shown, 90)
     written["overlay"] = str(job.output(".overlay.jpg"))
     if thumbs_of is not None:
         written.update(write_thumbnails(thumbs_of, job.out_stem, image, shown))

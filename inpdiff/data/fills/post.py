@@ -16,6 +16,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..augment import jpeg
+
 BLENDS = ("none", "poisson", "feather")
 POSTS = ("none", "jpeg", "resize", "resize2")
 
@@ -92,8 +94,7 @@ def edit(image: np.ndarray, hole: np.ndarray, fill, blend: str, post: str, rng: 
     out = np.where(mask[:, :, None], out, image)  # nothing outside the edited region has changed
     if post == "jpeg":
         quality = jpeg_quality or int(rng.integers(70, 96))
-        ok, buf = cv2.imencode(".jpg", out[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+        out = jpeg(out, quality)
     elif post in ("resize", "resize2"):
         s = rng.uniform(0.5, 0.9)
         size = (max(1, round(out.shape[1] * s)), max(1, round(out.shape[0] * s)))
