@@ -23,9 +23,7 @@ def _synth(a: argparse.Namespace) -> int:
 def _train_inpainter(a: argparse.Namespace) -> int:
     from .data.fills.learned import InpainterConfig, train_inpainter
 
-    cfg = InpainterConfig(arch=a.arch, width=a.width, blocks=a.blocks, adversarial=a.adversarial, crop=a.crop,
-                          batch=a.batch, steps=a.steps, seconds=a.seconds, max_frac=a.max_frac, lr=a.lr,
-                          seed=a.seed, threads=a.threads)
+    cfg = InpainterConfig(**{k: v for k, v in vars(a).items() if k in InpainterConfig.__dataclass_fields__})
     meta = train_inpainter(a.photos, a.out, cfg, log=(lambda s: None) if a.quiet else print)
     print(f"inpainter in {a.out}: {a.arch} width {a.width}, final loss {meta['final_loss']:.4f}, "
           f"{meta['steps_run']} steps, {meta['seconds']:.0f}s on {meta['device']}")
@@ -172,6 +170,8 @@ def _build(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .calibration.qdq import CalibrateConfig
+    from .data.fills import FAMILIES
+    from .data.fills.learned import InpainterConfig
     from .runtime.cli import HelpFormatter, add_settings
     from .runtime.trt_build import BuildConfig
 
@@ -184,9 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("out", help="output folder (images/, masks/, samples.jsonl); existing samples are kept")
     s.add_argument("--per-image", type=int, default=6, help="masks per photo")
     s.add_argument("--methods", default="classical",
-                   help="comma-separated fill methods or families: classical (telea,ns,biharmonic), "
-                        "patch (patchmatch), learned (unet-w16,unet-w24,unet-gan,ffc-gan), latent (taef2,taef2-paste), "
-                        "and the third-party tools gmic, pypatchmatch, criminisi; default classical")
+                   help="comma-separated fill methods or families: " + ", ".join(
+                       f"{f} ({','.join(m)})" if m != (f,) else f for f, m in FAMILIES.items()))
     s.add_argument("--blends", default="none", help="blends drawn from per sample: none,poisson,feather")
     s.add_argument("--posts", default="none",
                    help="global post-processes drawn from per sample: none,jpeg,resize,resize2 "
@@ -211,23 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(fn=_train)
 
     i = add("train-inpainter", help="train a CNN inpainter, used by synth as a learned fill method")
-    from .data.fills.learned import InpainterConfig
-
-    d = InpainterConfig()
     i.add_argument("photos", help="folder of training photos (several: comma-separated)")
     i.add_argument("-o", "--out", required=True, help="checkpoint folder, e.g. models/inpainters/unet-w16")
-    i.add_argument("--arch", choices=("gated-unet", "ffc"), default=d.arch, help="network design")
-    i.add_argument("--width", type=int, default=d.width, help="channels of the first level")
-    i.add_argument("--blocks", type=int, default=d.blocks, help="ffc: residual Fourier blocks")
+    i.add_argument("--arch", choices=("gated-unet", "ffc"), default=InpainterConfig.arch, help="network design")
     i.add_argument("--adversarial", action="store_true", help="add a PatchGAN hinge loss and feature matching")
-    i.add_argument("--crop", type=int, default=d.crop, help="training crop size")
-    i.add_argument("--batch", type=int, default=d.batch, help="crops per step")
-    i.add_argument("--steps", type=int, default=d.steps, help="training steps (unless --seconds)")
-    i.add_argument("--seconds", type=float, default=d.seconds, help="train for this wall time instead of --steps")
-    i.add_argument("--max-frac", type=float, default=d.max_frac, help="largest hole, as a share of the crop")
-    i.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
-    i.add_argument("--seed", type=int, default=d.seed, help="seed of crops, masks and weights")
-    i.add_argument("--threads", type=int, default=d.threads, help="CPU threads")
+    add_settings(i, InpainterConfig, {
+        "width": "channels of the first level", "blocks": "ffc: residual Fourier blocks",
+        "crop": "training crop size", "batch": "crops per step", "steps": "training steps (unless --seconds)",
+        "seconds": "train for this wall time instead of --steps", "max_frac": "largest hole, as a share of the crop",
+        "lr": "peak learning rate", "seed": "seed of crops, masks and weights", "threads": "CPU threads"})
     i.add_argument("--quiet", action="store_true", help="no progress lines")
     i.set_defaults(fn=_train_inpainter)
 

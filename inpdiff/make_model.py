@@ -59,7 +59,10 @@ def make_model(source: str | Path, cfg: MakeConfig, log=print) -> Path:
         target = Path(cfg.out or f"{fp32}-{cfg.precision}")
         derived = _model(target)
         section = "fp16" if cfg.precision == "fp16" else "quantization"
-        if derived is None or derived.manifest.get(section, {}).get("source", {}).get("files") != model.files:
+        form = "cpu" if cfg.precision == "int8-cpu" else "tensorrt"
+        made = (derived.manifest.get(section, {}) if derived else {})
+        if made.get("source", {}).get("files") != model.files or (section == "quantization" and
+                                                                    made.get("target", "tensorrt") != form):
             if not cfg.images:
                 raise ValueError(f"{target}: {cfg.precision} needs photos to calibrate on: give --images DIR")
             log(f"{cfg.precision}: {fp32} -> {target}")
@@ -67,7 +70,6 @@ def make_model(source: str | Path, cfg: MakeConfig, log=print) -> Path:
                 from .calibration.qdq import CalibrateConfig
                 from .calibration.quantize import calibrate
 
-                form = "cpu" if cfg.precision == "int8-cpu" else "tensorrt"
                 calibrate(fp32, target, cfg.images, CalibrateConfig(min_images=cfg.min_images, target=form))
             else:
                 from .calibration.fp16 import Fp16Config, convert

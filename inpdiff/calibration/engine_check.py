@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..runtime.engines import engine_files
 from ..runtime.localizer import Localizer, LocalizeConfig
-from ..sampling import GRAPHS
+from ..sampling import GRAPHS, onnx_file
 from .collect import CalibrationError, Collected, chunks, find_images
 
 
@@ -29,7 +29,7 @@ def compare_engines(model_dir: str | Path, engines_dir: str | Path, images_dir: 
     feeds = {"condition": recorder.condition_feeds, "denoise_step": recorder.step_feeds}
     agreed = {}
     for g in GRAPHS:
-        onnx_runner = OnnxrtRunner(SessionFromOnnx(str(model_dir / f"{g}.onnx"), providers=["CPUExecutionProvider"]))
+        onnx_runner = OnnxrtRunner(SessionFromOnnx(str(model_dir / onnx_file(g)), providers=["CPUExecutionProvider"]))
         trt_runner = TrtRunner(EngineFromBytes(engine_files(engines_dir, g)[0].read_bytes()))
         results = Comparator.run([onnx_runner, trt_runner], data_loader=feeds[g])
         agreed[g] = bool(Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(atol=atol, rtol=rtol)))

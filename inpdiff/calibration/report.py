@@ -6,6 +6,7 @@ max and mean abs difference of the probability maps, and the speed of both, side
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import shutil
 import tempfile
@@ -32,9 +33,9 @@ def compare(models: dict[str, Path], samples: list[Sample], threads: int = 0) ->
     for name, folder in models.items():
         predict, loc = runtime_predict(folder, threads, require_score=False)
         diff = {"max": 0.0, "sum": 0.0, "over": 0, "pixels": 0}
-        seen = iter(range(len(samples)))
+        seen = itertools.count()
 
-        def compared(image: np.ndarray, predict=predict, diff=diff, seen=seen, name=name):
+        def compared(image: np.ndarray):  # called within this iteration, so it sees this model's names
             prob, score = predict(image)
             i = next(seen)  # the samples come in the same order for every model
             if name == ref:

@@ -3,8 +3,8 @@
 For each input NAME.ext, under OUT (sub-folders mirrored for a directory input; see inputs.py):
 NAME.prob.png (round(255 p), the input's size), NAME.mask.png (0/255), NAME.overlay.jpg (with
 --samples N > 1 also NAME.uncertainty.png), and one line in OUT/report.jsonl naming them;
-OUT/summary.csv at the end, and OUT/index.html, a gallery of the whole report (gallery.py). A name another file holds is never
-reused (out_folder.py). Inputs stream through a pipeline (pipeline.py) and the run resumes where it
+OUT/summary.csv at the end, and OUT/index.html, a gallery of the whole report (gallery.py). A name
+another file holds is never reused (out_folder.py). Inputs stream through a pipeline (pipeline.py) and the run resumes where it
 stopped (report.py). Exit status: 0 all processed, 1 some inputs failed, 2 bad usage, a bad model or
 OUT in use by another run, 3 with --fail-on-detect when anything was detected, 4 no space left on
 OUT (free some and run the same command again), 130 interrupted (run the same command again to resume).
@@ -26,8 +26,8 @@ from .backends import BACKENDS, BackendSpec, uses_gpu
 from .inputs import iter_jobs
 from .localizer import Localizer, LocalizeConfig
 from .model_dir import ModelDir, ModelError, default_model_dir
-from .out_folder import OutFolder
 from .gallery import Gallery
+from .out_folder import OutFolder
 from .outputs import OUTPUTS, report_line
 from .pipeline import PipelineConfig, run_pipeline
 from .report import Report, is_disk_full

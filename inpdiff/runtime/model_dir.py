@@ -87,9 +87,6 @@ class ModelDir:
     def mask_threshold(self) -> float:
         return float((self.score or {}).get("mask_threshold", 0.5))
 
-    def onnx(self, graph: str) -> Path:
-        return self.path / f"{graph}.onnx"
-
     @staticmethod
     def write(path: str | Path, manifest: dict) -> "ModelDir":
         """Write `manifest` as PATH/manifest.json, atomically, and load the folder back (verified)."""

@@ -216,7 +216,7 @@ def train_inpainter(photos_dir: str | Path, out_dir: str | Path, cfg: InpainterC
     step, loss = 0, torch.zeros(())
     while True:
         progress = (time.perf_counter() - t0) / cfg.seconds if cfg.seconds > 0 else step / cfg.steps
-        if progress >= 1 or (cfg.seconds <= 0 and step >= cfg.steps):
+        if progress >= 1:
             break
         for o in (opt, opt_d):
             for g in (o.param_groups if o else ()):
