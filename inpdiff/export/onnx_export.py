@@ -33,7 +33,9 @@ class ExportConfig:
     opset: int = OPSET
     simplify: bool = True
     check: bool = True         # ONNX Runtime parity with PyTorch + TensorRT lint
-    tolerance: float = 1e-4        # max abs error on x0 of one step, both backends given the same inputs
+    # Max abs error on x0 of one step, both backends given the same inputs. Not tighter: on a uniform-noise
+    # tile PyTorch drifts 8e-5 from itself between its oneDNN and reference CPU kernels (real tiles: 1e-5).
+    tolerance: float = 2e-4
     sample_tolerance: float = 1e-3  # the same over a whole sample, each backend on its own chain
 
 
