@@ -7,6 +7,8 @@
 4. The pipeline against pure graph compute on a 2048x2048 photo: the same tiles run on single-threaded
    sessions, one per core, with nothing else (the floor the pipeline can reach), against `trt-localize`
    from start to output; and the achieved GFLOP/s against this CPU's FP32 peak (formula printed).
+5. The C++ runtime (`trt-localize-cpp`, where built: cpp/test.sh) beside `trt-localize` on the same
+   photos, start to output: seconds per megapixel and peak RSS (GNU time's %M, the command's own).
 
 Run from the repository root: python benchmarks/cpu_bench.py [--model models/edge-c] [--repeat 3]
 Needs the `train` extra for the PyTorch column.
@@ -134,9 +136,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per row (the best is kept)")
     ap.add_argument("--skip-torch", action="store_true", help="leave out the PyTorch rows")
     ap.add_argument("--sizes", default="0.25,1,4,12", help="megapixels for the scaling table")
+    ap.add_argument("--cpp", default=str(ROOT / "build" / "cpp" / "trt-localize-cpp"),
+                    help="the C++ command, for the C++ against Python table (skipped where it is not built)")
+    ap.add_argument("--only-cpp", action="store_true", help="only the C++ against Python table")
     a = ap.parse_args()
     model = Path(a.model)
     image = read_image(EXAMPLE)
+    if a.only_cpp:
+        return cpp_vs_python(model, image, Path(a.cpp), a.sizes, a.repeat)
     cpu = platform.processor() or platform.machine()
     print(f"machine: {os.cpu_count()} cores ({cpu}), image {EXAMPLE.name} {image.shape[1]}x{image.shape[0]}, "
           f"model {model.name}, {_steps(model)}, 1 sample\n")
@@ -180,6 +187,33 @@ def main() -> None:
         s = time.perf_counter() - t
         print(f"| {mp:g} | {w}x{h} | {r.timings['tiles']} | {s:.2f} | {s / (w * h / 1e6):.2f} |")
     pipeline_vs_compute(model, image)
+    cpp_vs_python(model, image, Path(a.cpp), a.sizes, a.repeat)
+
+
+def cpp_vs_python(model: Path, image: np.ndarray, cpp: Path, sizes: str, repeat: int) -> None:
+    """Both commands from process start to written outputs on the same photos (best of `repeat`)."""
+    if not cpp.is_file():
+        print(f"\n(C++ runtime not built at {cpp}: cpp/test.sh builds it; its table is skipped)")
+        return
+    work = Path(tempfile.mkdtemp())
+    print(f"\n| photo | megapixels | command | seconds | seconds per MP | peak RSS |\n|---|---|---|---|---|---|")
+    for mp in (float(s) for s in sizes.split(",")):
+        side = (mp * 1e6 * 4 / 3) ** 0.5
+        w, h = round(side), round(side * 3 / 4)
+        photo = work / f"photo_{mp:g}mp.png"
+        cv2.imwrite(str(photo), cv2.resize(image, (w, h), interpolation=cv2.INTER_CUBIC)[:, :, ::-1])
+        for name, command in (("trt-localize (Python)", [sys.executable, "-m", "inpdiff.runtime.cli", "--no-html"]),
+                              ("trt-localize-cpp (C++)", [str(cpp)])):
+            best, rss = float("inf"), 0.0
+            for _ in range(repeat):
+                t = time.perf_counter()
+                r = subprocess.run(["/usr/bin/time", "-f", "%M", *command, str(photo), "-o", str(work / "out"),
+                                    "--quiet", "--restart", "--model", str(model)],
+                                   capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                best = min(best, time.perf_counter() - t)
+                assert r.returncode == 0, r.stderr
+                rss = max(rss, int(r.stderr.strip().splitlines()[-1]) / 1024)
+            print(f"| {w}x{h} | {w * h / 1e6:.2f} | {name} | {best:.2f} | {best / (w * h / 1e6):.2f} | {rss:.0f} MB |")
 
 
 if __name__ == "__main__":

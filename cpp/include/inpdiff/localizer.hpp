@@ -1,0 +1,73 @@
+// The localizer: tiling, blending, the noise and the decision, as inpdiff/runtime/localizer.py does them.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "inpdiff/backend.hpp"
+#include "inpdiff/model_dir.hpp"
+
+namespace inpdiff {
+
+struct LocalizeConfig {
+  int steps = 0;                     // 0: the model's default (10)
+  int samples = 1;                   // ensemble size; uncertainty = std across samples
+  uint64_t seed = 0;
+  std::optional<double> threshold;   // mask threshold; empty: the model's calibrated one
+  int max_side = 0;                  // downscale images whose longer side exceeds this (0: never)
+  int batch = 2;                     // tiles per backend call
+  int workers = 1;                   // backend calls in flight (a backend that allows it: ONNX Runtime)
+  int overlap = -1;                  // minimum overlap of neighbouring tiles (-1: an eighth of a tile)
+  int min_region = 16;               // connected regions smaller than this (pixels) are not reported
+};
+
+struct Region {
+  int x = 0, y = 0, width = 0, height = 0;
+  long area = 0;
+  double mean_prob = 0.0;
+};
+
+struct Result {
+  cv::Mat prob;         // CV_32F in [0, 1], the input's size
+  cv::Mat uncertainty;  // CV_32F, std across samples (empty for one sample)
+  cv::Mat mask;         // CV_8U, 1 where prob >= the mask threshold
+  double score = 0.0;   // image-level, calibrated where the model carries a calibration
+  bool inpainted = false;
+  std::vector<Region> regions;
+  int tiles = 0;
+};
+
+class Localizer {
+ public:
+  // Refuses an INT8 or FP16 model without its own score calibration, as the Python runtime does.
+  Localizer(ModelDir model, std::unique_ptr<Backend> backend, LocalizeConfig config = {});
+  Result localize(const cv::Mat& rgb);  // CV_8UC3 RGB
+
+  const ModelDir& model() const { return model_; }
+  const LocalizeConfig& config() const { return config_; }
+  const Backend& backend() const { return *backend_; }
+  int steps() const { return static_cast<int>(rows_.size()); }
+  double mask_threshold() const { return mask_threshold_; }
+
+ private:
+  ModelDir model_;
+  std::unique_ptr<Backend> backend_;
+  LocalizeConfig config_;
+  std::vector<long> rows_;
+  int overlap_;
+  double mask_threshold_;
+  std::vector<float> window_;
+};
+
+// Start offsets of tiles covering [0, length) with at least `overlap` pixels shared.
+std::vector<int> tile_origins(int length, int tile, int overlap);
+// The mean of the top 1% of a probability map (inpdiff/scoring.py image_score).
+double image_score(const cv::Mat& prob);
+
+}  // namespace inpdiff

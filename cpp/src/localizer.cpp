@@ -1,0 +1,251 @@
+#include "inpdiff/localizer.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <numeric>
+#include <thread>
+
+#include <opencv2/imgproc.hpp>
+
+#include "inpdiff/noise.hpp"
+
+namespace inpdiff {
+
+std::vector<float> GraphBackend::sample(const uint8_t* tiles, int n, int samples, const std::vector<float>& noise,
+                                        const std::vector<long>& rows) {
+  const size_t b = static_cast<size_t>(n) * samples, plane = static_cast<size_t>(tile()) * tile(), maps = b * plane;
+  std::vector<Tensor> conds = condition(tiles, n);
+  if (samples > 1) {  // each tile's conditions repeated for its samples (np.repeat along the batch)
+    for (Tensor& c : conds) {
+      size_t per = c.data.size() / n;
+      std::vector<float> rep(per * b);
+      for (int t = 0; t < n; ++t)
+        for (int s = 0; s < samples; ++s)
+          std::copy_n(c.data.begin() + t * per, per, rep.begin() + (static_cast<size_t>(t) * samples + s) * per);
+      c.data.swap(rep);
+      c.shape[0] = static_cast<int64_t>(b);
+    }
+  }
+  std::vector<float> x(noise.begin(), noise.begin() + maps), next(maps), prob(maps), total(maps, 0.0f);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    step(x.data(), rows[i], noise.data() + (i + 1) * maps, conds, static_cast<int>(b), next.data(), prob.data());
+    for (size_t k = 0; k < maps; ++k) total[k] += prob[k];
+    x.swap(next);
+  }
+  for (float& v : total) v /= static_cast<float>(rows.size());
+  return total;
+}
+
+std::vector<int> tile_origins(int length, int tile, int overlap) {
+  if (length <= tile) return {0};
+  int n = static_cast<int>(std::ceil(static_cast<double>(length - overlap) / (tile - overlap)));
+  std::vector<int> out(n);
+  double step = n > 1 ? static_cast<double>(length - tile) / (n - 1) : 0.0;  // np.linspace
+  for (int i = 0; i < n; ++i) out[i] = static_cast<int>(std::nearbyint(i == n - 1 && n > 1 ? length - tile : i * step));
+  return out;
+}
+
+static std::vector<float> blend_window(int tile, int overlap) {
+  std::vector<float> ramp(tile), w(static_cast<size_t>(tile) * tile);
+  for (int i = 0; i < tile; ++i) {
+    double r = (std::min(i, tile - 1 - i) + 1.0) / (overlap + 1);
+    ramp[i] = static_cast<float>(std::clamp(r, 1.0 / (overlap + 1), 1.0));
+  }
+  for (int y = 0; y < tile; ++y)
+    for (int x = 0; x < tile; ++x) w[static_cast<size_t>(y) * tile + x] = ramp[y] * ramp[x];
+  return w;
+}
+
+double image_score(const cv::Mat& prob) {
+  std::vector<float> flat(prob.begin<float>(), prob.end<float>());
+  size_t k = std::max<size_t>(1, static_cast<size_t>(std::nearbyint(0.01 * static_cast<double>(flat.size()))));
+  std::nth_element(flat.begin(), flat.end() - k, flat.end());
+  return std::accumulate(flat.end() - k, flat.end(), 0.0) / k;
+}
+
+static double calibrated(const ScoreCalibration& cal, const cv::Mat& prob) {
+  double raw = cal.statistic == "top1" ? image_score(prob)
+                                       : static_cast<double>(cv::countNonZero(prob >= 0.5f)) / prob.total();
+  double p = std::clamp(raw, 1e-4, 1 - 1e-4);
+  double z = std::clamp(cal.a * std::log(p / (1 - p)) + cal.b, -500.0, 500.0);
+  return 1.0 / (1.0 + std::exp(-z));
+}
+
+Localizer::Localizer(ModelDir model, std::unique_ptr<Backend> backend, LocalizeConfig config)
+    : model_(std::move(model)), backend_(std::move(backend)), config_(config) {
+  int steps = !model_.diffusion ? 1 : (config_.steps ? config_.steps : model_.steps);
+  for (int i = 0; i < steps; ++i) rows_.push_back(step_row(model_.mode, steps, i, model_.max_steps));
+  if (config_.samples < 1) throw std::invalid_argument("samples must be at least 1, got " + std::to_string(config_.samples));
+  int tile = model_.tile;
+  overlap_ = config_.overlap < 0 ? tile / 8 : config_.overlap;
+  if (overlap_ >= tile / 2)
+    throw std::invalid_argument("overlap must be in [0, " + std::to_string(tile / 2) + "), got " + std::to_string(overlap_));
+  window_ = blend_window(tile, overlap_);
+  if (model_.precision != "fp32" && !model_.score)
+    throw ModelError(model_.path.string() + ": a " + model_.precision +
+                     " model without its own calibrated image score; run `inpdiff calibrate-score " +
+                     model_.path.string() + " --data VALIDATION_DIR` first");
+  mask_threshold_ = config_.threshold ? *config_.threshold : model_.mask_threshold;
+  if (backend_->tile() != tile)
+    throw ModelError((model_.path / "manifest.json").string() + ": field 'tile' is " + std::to_string(tile) +
+                     ", but condition.onnx takes " + std::to_string(backend_->tile()) + "x" +
+                     std::to_string(backend_->tile()) + " tiles (the manifest was edited; re-export the model)");
+}
+
+Result Localizer::localize(const cv::Mat& rgb) {
+  if (rgb.type() != CV_8UC3) throw std::invalid_argument("expected an (H, W, 3) uint8 RGB image");
+  const int T = model_.tile, S = config_.samples, h = rgb.rows, w = rgb.cols;
+  cv::Mat work = rgb;
+  if (config_.max_side && std::max(h, w) > config_.max_side) {
+    double s = static_cast<double>(config_.max_side) / std::max(h, w);
+    cv::resize(rgb, work, cv::Size(std::max(1, static_cast<int>(std::nearbyint(w * s))),
+                                   std::max(1, static_cast<int>(std::nearbyint(h * s)))), 0, 0, cv::INTER_AREA);
+  }
+  const cv::Size size = work.size();
+  int ph = std::max(0, T - size.height), pw = std::max(0, T - size.width);
+  if (ph || pw) {  // smaller than a tile: mirror-pad (replicate for 1-pixel sides, which cannot mirror)
+    int border = std::min(size.height, size.width) > 1 ? cv::BORDER_REFLECT_101 : cv::BORDER_REPLICATE;
+    cv::copyMakeBorder(work, work, 0, ph, 0, pw, border);
+  }
+  const int H = work.rows, W = work.cols;
+  std::vector<std::pair<int, int>> origins;
+  for (int y : tile_origins(H, T, overlap_))
+    for (int x : tile_origins(W, T, overlap_)) origins.emplace_back(y, x);
+
+  const size_t plane = static_cast<size_t>(T) * T;
+  std::vector<cv::Mat> acc(S);
+  for (cv::Mat& a : acc) a = cv::Mat::zeros(H, W, CV_32F);
+  cv::Mat weight = cv::Mat::zeros(H, W, CV_32F);
+  const size_t batch = std::max(1, config_.batch), batches = (origins.size() + batch - 1) / batch;
+  const int n_steps = steps();
+  auto infer = [&](size_t first, int n) {  // tiles [first, first + n) -> their maps (n * S, T, T)
+    std::vector<uint8_t> tiles(n * plane * 3);
+    for (int t = 0; t < n; ++t) {
+      auto [y, x] = origins[first + t];
+      for (int r = 0; r < T; ++r) std::copy_n(work.ptr<uint8_t>(y + r) + 3 * x, 3 * T, tiles.data() + (t * plane + r * T) * 3);
+    }
+    // noise (steps + 1, n * S, 1, T, T): Philox keyed to each tile's origin, so batching does not change it
+    std::vector<float> noise;
+    if (model_.diffusion) {
+      std::vector<std::vector<float>> per_tile(n);
+      for (int t = 0; t < n; ++t)
+        for (int s = 0; s <= n_steps; ++s)
+          normals(config_.seed, s, origins[first + t].first, origins[first + t].second, S * plane, per_tile[t]);
+      noise.reserve((n_steps + 1) * n * S * plane);
+      for (int s = 0; s <= n_steps; ++s)
+        for (int t = 0; t < n; ++t)
+          noise.insert(noise.end(), per_tile[t].begin() + s * S * plane, per_tile[t].begin() + (s + 1) * S * plane);
+    } else {  // the single-pass model starts from an empty mask, and its probability map takes no noise
+      noise.assign((n_steps + 1) * n * S * plane, 0.0f);
+    }
+    return backend_->sample(tiles.data(), n, S, noise, rows_);
+  };
+  auto blend = [&](size_t first, int n, const std::vector<float>& maps) {
+    for (int t = 0; t < n; ++t) {
+      auto [y, x] = origins[first + t];
+      for (int s = 0; s < S; ++s) {
+        const float* m = maps.data() + (static_cast<size_t>(t) * S + s) * plane;
+        for (int r = 0; r < T; ++r) {
+          float* a = acc[s].ptr<float>(y + r) + x;
+          for (int c = 0; c < T; ++c) a[c] += m[r * T + c] * window_[r * T + c];
+        }
+      }
+      for (int r = 0; r < T; ++r) {
+        float* wt = weight.ptr<float>(y + r) + x;
+        for (int c = 0; c < T; ++c) wt[c] += window_[r * T + c];
+      }
+    }
+  };
+  // Workers run the batches (one backend call each); this thread blends them in plan order as they
+  // arrive, so the sums, hence the maps, do not depend on the number of workers.
+  std::vector<std::vector<float>> finished(batches);
+  std::vector<char> ready(batches, 0);
+  std::mutex mu;
+  std::condition_variable arrived;
+  std::atomic<size_t> next{0};
+  std::exception_ptr failure;
+  auto worker = [&] {
+    for (size_t k; (k = next++) < batches;) {
+      std::vector<float> maps;
+      std::exception_ptr error;
+      try {
+        maps = infer(k * batch, static_cast<int>(std::min(batch, origins.size() - k * batch)));
+      } catch (...) {
+        error = std::current_exception();
+        next = batches;  // no new batches: the call fails
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      if (error && !failure) failure = error;
+      finished[k] = std::move(maps);
+      ready[k] = 1;
+      arrived.notify_all();
+    }
+  };
+  const size_t workers = backend_->concurrent() ? std::min<size_t>(std::max(1, config_.workers), batches) : 1;
+  std::vector<std::thread> pool;
+  for (size_t i = 0; i < workers; ++i) pool.emplace_back(worker);
+  for (size_t k = 0; k < batches; ++k) {
+    std::vector<float> maps;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      arrived.wait(lock, [&] { return ready[k] || failure; });
+      if (failure) break;
+      maps = std::move(finished[k]);
+    }
+    blend(k * batch, static_cast<int>(std::min(batch, origins.size() - k * batch)), maps);
+  }
+  for (std::thread& t : pool) t.join();
+  if (failure) std::rethrow_exception(failure);
+  Result res;
+  std::vector<cv::Mat> per_sample(S);
+  for (int s = 0; s < S; ++s) {
+    cv::Mat p = acc[s] / weight;
+    p = p(cv::Rect(0, 0, size.width, size.height));
+    if (p.size() != rgb.size()) cv::resize(p, p, rgb.size(), 0, 0, cv::INTER_LINEAR);
+    per_sample[s] = p.clone();
+  }
+  if (S == 1) {
+    res.prob = per_sample[0];
+  } else {
+    cv::Mat sum = cv::Mat::zeros(rgb.size(), CV_32F), sq = cv::Mat::zeros(rgb.size(), CV_32F);
+    for (const cv::Mat& p : per_sample) sum += p;
+    res.prob = sum / static_cast<float>(S);
+    for (const cv::Mat& p : per_sample) {
+      cv::Mat d = p - res.prob;
+      sq += d.mul(d);
+    }
+    cv::sqrt(sq / static_cast<float>(S), res.uncertainty);
+  }
+  // prob >= threshold in float32, as NumPy compares a float32 array with a Python float
+  res.mask = res.prob >= static_cast<float>(mask_threshold_);
+  res.mask /= 255;
+  cv::Mat labels, stats, centroids;
+  int count = cv::connectedComponentsWithStats(res.mask, labels, stats, centroids, 8, CV_32S);
+  for (int i = 1; i < count; ++i) {
+    Region g{stats.at<int>(i, cv::CC_STAT_LEFT), stats.at<int>(i, cv::CC_STAT_TOP), stats.at<int>(i, cv::CC_STAT_WIDTH),
+             stats.at<int>(i, cv::CC_STAT_HEIGHT), stats.at<int>(i, cv::CC_STAT_AREA), 0.0};
+    if (g.area < config_.min_region) continue;
+    double sum = 0.0;
+    for (int r = g.y; r < g.y + g.height; ++r)
+      for (int c = g.x; c < g.x + g.width; ++c)
+        if (labels.at<int>(r, c) == i) sum += res.prob.at<float>(r, c);
+    g.mean_prob = std::round(sum / g.area * 1e4) / 1e4;
+    res.regions.push_back(g);
+  }
+  std::stable_sort(res.regions.begin(), res.regions.end(), [](const Region& a, const Region& b) { return a.area > b.area; });
+  if (model_.score) {
+    res.score = calibrated(*model_.score, res.prob);
+    res.inpainted = res.score >= model_.score->threshold;
+  } else {
+    res.score = image_score(res.prob);
+    res.inpainted = !res.regions.empty();
+  }
+  res.tiles = static_cast<int>(origins.size());
+  return res;
+}
+
+}  // namespace inpdiff

@@ -1,0 +1,441 @@
+// trt-localize-cpp PATH... [-o OUT] [--model DIR]: the C++ twin of `trt-localize` (inpdiff/runtime/cli.py).
+//
+// Same output contract: under OUT, per input NAME.prob.png (round(255 p)), NAME.mask.png (0/255),
+// NAME.overlay.jpg (NAME.uncertainty.png with --samples N > 1), and one line per input in
+// OUT/report.jsonl with the same fields. Same folder rules: OUT/.trt-localize.lock held for the run,
+// OUT/.trt-localize.json (settings: a resume with other settings is refused), the claims journal, and
+// output names that never land on a file this tool did not write. A run resumes where it stopped,
+// from the report and the journal, whichever runtime (Python or C++) wrote them. Not here: the HTML
+// gallery, summary.csv, --list, Ray, and decoding in separate processes.
+// Exit status: 0 all processed, 1 some inputs failed, 2 bad usage, a bad model or OUT in use, 3 with
+// --fail-on-detect when anything was detected, 4 no space left on OUT, 130 interrupted.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "inpdiff/image_io.hpp"
+#include "inpdiff/localizer.hpp"
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+using namespace inpdiff;
+
+namespace {
+
+const char* const kSuffixes[] = {".prob.png", ".mask.png", ".uncertainty.png", ".overlay.jpg"};
+const char* const kExts[] = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"};
+const char* const kUsage =
+    "usage: trt-localize-cpp PATH... [-o OUT] [--model DIR] [--backend auto|onnxruntime|tensorrt] [--engines DIR]\n"
+    "       [--steps N] [--samples N] [--seed N] [--threshold P] [--max-side PX] [--max-pixels N]\n"
+    "       [--batch N] [--workers N] [--threads N] [--outputs all|report] [--restart] [--fail-on-detect]\n"
+    "       [--quiet] [--json]\n";
+
+std::atomic<bool> g_stop{false};  // set by SIGINT/SIGTERM; a signal handler can reach nothing else
+extern "C" void on_signal(int) { g_stop = true; }
+
+struct Options {
+  std::vector<std::string> paths;
+  fs::path out = "localized", model, engines;
+  std::string backend = "auto", outputs = "all";
+  LocalizeConfig cfg;
+  long max_pixels = kMaxPixels;
+  int threads = 0;
+  bool restart = false, fail_on_detect = false, quiet = false, json_lines = false;
+};
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+long number(const std::string& flag, const std::string& text, long least) {
+  size_t used = 0;
+  long v = 0;
+  try {
+    v = std::stol(text, &used);
+  } catch (const std::exception&) {
+  }
+  if (used != text.size() || text.empty()) throw UsageError(flag + ": not an integer: '" + text + "'");
+  if (v < least) throw UsageError(flag + " must be at least " + std::to_string(least) + ", got " + text);
+  return v;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  o.cfg.workers = 0;  // one per core, below
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw UsageError(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "-h" || a == "--help") { std::cout << kUsage; std::exit(0); }
+    else if (a == "-o" || a == "--out") o.out = value();
+    else if (a == "--model") o.model = value();
+    else if (a == "--backend") o.backend = value();
+    else if (a == "--engines") o.engines = value();
+    else if (a == "--steps") o.cfg.steps = static_cast<int>(number(a, value(), 1));
+    else if (a == "--samples") o.cfg.samples = static_cast<int>(number(a, value(), 1));
+    else if (a == "--seed") o.cfg.seed = static_cast<uint64_t>(number(a, value(), 0));
+    else if (a == "--max-side") o.cfg.max_side = static_cast<int>(number(a, value(), 1));
+    else if (a == "--max-pixels") o.max_pixels = number(a, value(), 1);
+    else if (a == "--batch") o.cfg.batch = static_cast<int>(number(a, value(), 1));
+    else if (a == "--workers") o.cfg.workers = static_cast<int>(number(a, value(), 0));
+    else if (a == "--threads") o.threads = static_cast<int>(number(a, value(), 0));
+    else if (a == "--outputs") o.outputs = value();
+    else if (a == "--threshold") {
+      std::string t = value();
+      char* end = nullptr;
+      double v = std::strtod(t.c_str(), &end);
+      if (t.empty() || *end || !(v >= 0 && v <= 1)) throw UsageError("--threshold must be within [0, 1], got " + t);
+      o.cfg.threshold = v;
+    }
+    else if (a == "--restart") o.restart = true;
+    else if (a == "--fail-on-detect") o.fail_on_detect = true;
+    else if (a == "--quiet") o.quiet = true;
+    else if (a == "--json") o.json_lines = true;
+    else if (a.size() > 1 && a[0] == '-') throw UsageError("unknown option " + a);
+    else o.paths.push_back(a);
+  }
+  if (o.paths.empty()) throw UsageError("give image files or folders");
+  if (o.outputs != "all" && o.outputs != "report") throw UsageError("--outputs must be all or report");
+  return o;
+}
+
+bool is_image(const fs::path& p) {
+  std::string ext = p.extension().string();
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* e : kExts)
+    if (ext == e) return true;
+  return false;
+}
+
+struct Job {
+  fs::path path;  // absolute, links not resolved (as os.path.abspath)
+  fs::path stem;  // OUT/sub/NAME: outputs are stem + ".prob.png" etc.
+};
+
+fs::path abs_path(const fs::path& p) { return fs::absolute(p).lexically_normal(); }
+
+// Image files below `root`, sorted, a folder's files before its sub-folders (os.walk's order); output
+// folders (OUT, or any holding another run's settings or thumbnails) are skipped.
+void walk(const fs::path& root, const fs::path& dir, const fs::path& out, std::vector<Job>& jobs) {
+  std::vector<fs::path> files, dirs;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) (e.is_directory(ec) ? dirs : files).push_back(e.path());
+  std::sort(files.begin(), files.end());
+  std::sort(dirs.begin(), dirs.end());
+  for (const fs::path& f : files)
+    if (is_image(f)) jobs.push_back({abs_path(f), out / fs::relative(f, root).parent_path() / f.stem()});
+  for (const fs::path& d : dirs)
+    if (abs_path(d) != abs_path(out) && !fs::exists(d / ".trt-localize.json") && !fs::exists(d / ".inpdiff-thumbs"))
+      walk(root, d, out, jobs);
+}
+
+std::vector<Job> list_jobs(const Options& o) {
+  std::vector<Job> jobs;
+  for (const std::string& arg : o.paths) {
+    fs::path p(arg);
+    if (fs::is_directory(p)) walk(p, p, o.out, jobs);
+    else jobs.push_back({abs_path(p), o.out / p.stem()});  // a missing file stays a job: it is reported
+  }
+  return jobs;
+}
+
+std::string stem_of(const std::string& output) {
+  for (const char* s : kSuffixes) {
+    std::string suffix(s);
+    if (output.size() > suffix.size() && output.compare(output.size() - suffix.size(), suffix.size(), suffix) == 0)
+      return output.substr(0, output.size() - suffix.size());
+  }
+  return "";
+}
+
+// OUT: the lock, the report, the settings file and the claims journal, in the Python runtime's formats.
+class OutFolder {
+ public:
+  OutFolder(const fs::path& out, const json& settings, bool restart) : out_(out) {
+    if (fs::exists(out) && !fs::is_directory(out))
+      throw std::runtime_error(out.string() + ": is a file, not a folder (-o names the output folder)");
+    fs::create_directories(out);
+    lock_ = ::open((out / ".trt-localize.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (lock_ < 0 || ::flock(lock_, LOCK_EX | LOCK_NB) != 0) {
+      char pid[32] = {0};
+      if (lock_ >= 0 && ::pread(lock_, pid, sizeof pid - 1, 0) <= 0) pid[0] = 0;
+      throw std::runtime_error(out.string() + ": another trt-localize (PID " + (pid[0] ? pid : "unknown") +
+                               ") is writing to this folder; wait for it to finish or choose another --out");
+    }
+    std::string me = std::to_string(::getpid());
+    if (::ftruncate(lock_, 0) != 0 || ::pwrite(lock_, me.data(), me.size(), 0) < 0) { /* the PID is a courtesy */ }
+    fs::path report = out / "report.jsonl", saved = out / ".trt-localize.json";
+    if (restart) fs::remove(report);
+    if (fs::exists(report) && fs::exists(saved)) check_settings(saved, settings);
+    std::string text = settings.dump(1);
+    atomic_write(saved, std::vector<unsigned char>(text.begin(), text.end()));
+    load(report);
+    report_.open(report, std::ios::app);
+    journal_.open(out / ".trt-localize.claims", std::ios::app);
+  }
+  ~OutFolder() { if (lock_ >= 0) ::close(lock_); }
+
+  bool done(const fs::path& p) const { return done_.count(p.string()) > 0; }
+  bool is_output(const fs::path& p) const {
+    std::string stem = stem_of(p.string());
+    return !stem.empty() && stems_.count(abs_path(stem).string());
+  }
+  int resumed() const { return static_cast<int>(done_.size()); }
+
+  // The job with a stem of its own (the one it had before a kill, if any), journaled before use.
+  Job claim(Job job) {
+    auto again = resumed_stems_.find(job.path.string());
+    if (again != resumed_stems_.end()) {
+      job.stem = again->second;
+    } else {
+      fs::path named = job.stem;
+      named += job.path.extension();
+      for (int n = 0;; ++n) {
+        fs::path c = n == 0 ? job.stem : n == 1 ? named : fs::path(named.string() + "_" + std::to_string(n - 1));
+        if (free(c)) { job.stem = c; break; }
+      }
+      journal_ << json{{"path", job.path.string()}, {"stem", fs::relative(job.stem, out_).string()}}.dump() << "\n";
+      journal_.flush();
+    }
+    stems_.insert(abs_path(job.stem).string());
+    return job;
+  }
+
+  void add(const json& line) {
+    report_ << line.dump() << "\n";
+    report_.flush();
+    if (!report_) throw fs::filesystem_error("writing the report failed", out_ / "report.jsonl",
+                                             std::error_code(errno, std::generic_category()));
+    done_.insert(line["path"].get<std::string>());
+  }
+
+ private:
+  void check_settings(const fs::path& saved, const json& now) {
+    json before;
+    try {
+      std::ifstream in(saved);
+      before = json::parse(in);
+    } catch (const json::exception& e) {
+      throw std::runtime_error(saved.string() + ": unreadable settings file (" + e.what() + "); restore it, or add --restart");
+    }
+    std::string changed;
+    for (const auto& [key, value] : now.items())
+      if (!before.contains(key) || before[key] != value) changed += (changed.empty() ? "" : ", ") + key;
+    if (!changed.empty())
+      throw std::runtime_error(out_.string() + " holds results made with other settings (" + changed +
+                               "); run with the same settings to resume, choose another --out, or add --restart");
+  }
+
+  void load(const fs::path& report) {
+    drop_torn_tail(report);
+    std::ifstream in(report);
+    for (std::string raw; std::getline(in, raw);) {  // an unparsable line: that input is redone
+      json line = json::parse(raw, nullptr, false);
+      if (line.is_discarded() || !line.is_object() || !line.contains("path")) continue;
+      done_.insert(line["path"].get<std::string>());
+      const json& outputs = line.contains("outputs") && line["outputs"].is_object() ? line["outputs"] : json::object();
+      for (const auto& output : outputs)
+        if (std::string stem = output.is_string() ? stem_of(output.get<std::string>()) : ""; !stem.empty())
+          stems_.insert(abs_path(stem).string());
+    }
+    std::ifstream claims(out_ / ".trt-localize.claims");
+    for (std::string raw; std::getline(claims, raw);) {
+      json c = json::parse(raw, nullptr, false);
+      if (c.is_discarded() || !c.contains("path") || !c.contains("stem")) continue;
+      fs::path stem = out_ / c["stem"].get<std::string>();
+      stems_.insert(abs_path(stem).string());
+      if (!done_.count(c["path"].get<std::string>())) resumed_stems_[c["path"].get<std::string>()] = stem;
+    }
+  }
+
+  // A kill may leave half a line at the end: cut it off, so that the next line starts on its own.
+  static void drop_torn_tail(const fs::path& report) {
+    std::error_code ec;
+    auto size = fs::file_size(report, ec);
+    if (ec || size == 0) return;
+    std::ifstream in(report, std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (text.back() != '\n') fs::resize_file(report, text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
+  }
+
+  bool free(const fs::path& stem) const {
+    if (stems_.count(abs_path(stem).string())) return false;
+    for (const char* s : kSuffixes) {
+      std::error_code ec;
+      if (fs::exists(fs::symlink_status(stem.string() + s, ec))) return false;
+    }
+    return true;
+  }
+
+  fs::path out_;
+  int lock_ = -1;
+  std::ofstream report_, journal_;
+  std::unordered_set<std::string> done_, stems_;
+  std::unordered_map<std::string, fs::path> resumed_stems_;
+};
+
+// The image with detected regions tinted red and outlined (outputs.py overlay).
+cv::Mat overlay(const cv::Mat& rgb, const Result& r) {
+  cv::Mat out = rgb.clone();
+  for (int y = 0; y < out.rows; ++y)
+    for (int x = 0; x < out.cols; ++x)
+      if (r.mask.at<uint8_t>(y, x)) {
+        cv::Vec3b& p = out.at<cv::Vec3b>(y, x);
+        for (int c = 0; c < 3; ++c) p[c] = static_cast<uint8_t>(p[c] * 0.55 + (c == 0 ? 255 : 0) * 0.45);
+      }
+  std::vector<std::vector<cv::Point>> contours;
+  cv::findContours(r.mask, contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
+  int thickness = std::max(1, static_cast<int>(std::nearbyint(std::max(r.mask.rows, r.mask.cols) / 400.0)));
+  cv::drawContours(out, contours, -1, cv::Scalar(255, 255, 0), thickness);
+  return out;
+}
+
+json write_outputs(const Job& job, const cv::Mat& rgb, const Result& r, const std::string& outputs) {
+  json written = json::object();
+  auto path = [&](const char* suffix) { return fs::path(job.stem.string() + suffix); };
+  if (outputs == "report" && !r.inpainted) return written;
+  cv::Mat prob8;
+  r.prob.convertTo(prob8, CV_8U, 255.0);  // saturate_cast rounds half to even, as np.round
+  write_png(path(".prob.png"), prob8);
+  written["prob"] = path(".prob.png").string();
+  if (outputs == "report") return written;
+  write_png(path(".mask.png"), r.mask * 255);
+  written["mask"] = path(".mask.png").string();
+  if (!r.uncertainty.empty()) {
+    cv::Mat u;
+    cv::Mat(cv::min(r.uncertainty * 2, 1.0)).convertTo(u, CV_8U, 255.0);
+    write_png(path(".uncertainty.png"), u);
+    written["uncertainty"] = path(".uncertainty.png").string();
+  }
+  write_jpeg(path(".overlay.jpg"), overlay(rgb, r), 90);
+  written["overlay"] = path(".overlay.jpg").string();
+  return written;
+}
+
+bool disk_full(const std::exception& e) {
+  auto* fe = dynamic_cast<const fs::filesystem_error*>(&e);
+  return fe && (fe->code().value() == ENOSPC || fe->code().value() == EDQUOT);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  try {
+    o = parse(argc, argv);
+  } catch (const UsageError& e) {
+    std::cerr << kUsage << "trt-localize-cpp: error: " << e.what() << "\n";
+    return 2;
+  }
+  std::vector<Job> jobs = list_jobs(o);
+  if (jobs.empty()) {
+    std::cerr << "trt-localize-cpp: no images found\n";
+    return 2;
+  }
+  std::unique_ptr<Localizer> loc;
+  std::unique_ptr<OutFolder> folder;
+  try {
+    ModelDir model = ModelDir::load(o.model.empty() ? default_model_dir() : o.model);
+    // As the Python runtime on a CPU: one single-threaded call per core beats one call on every core.
+    const int cores = o.threads ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    if (o.cfg.workers == 0) o.cfg.workers = cores;
+    auto backend = make_backend(o.backend, model, std::max(1, cores / o.cfg.workers), o.engines.string());
+    loc = std::make_unique<Localizer>(std::move(model), std::move(backend), o.cfg);
+    const ModelDir& m = loc->model();
+    json settings = {{"model", m.files}, {"steps", loc->steps()}, {"samples", o.cfg.samples}, {"seed", o.cfg.seed},
+                     {"mask_threshold", loc->mask_threshold()},
+                     {"max_side", o.cfg.max_side ? json(o.cfg.max_side) : json(nullptr)}, {"outputs", o.outputs},
+                     {"score", m.manifest.contains("score") ? json(m.manifest["score"]) : json(nullptr)}};
+    folder = std::make_unique<OutFolder>(o.out, settings, o.restart);
+  } catch (const std::exception& e) {
+    std::cerr << "trt-localize-cpp: " << e.what() << "\n";
+    return 2;
+  }
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  const auto start = std::chrono::steady_clock::now();
+  int done = 0, failed = 0, detected = 0, status = 0;
+  std::set<std::string> seen;
+  for (Job job : jobs) {
+    if (g_stop) { status = 130; break; }
+    if (folder->done(job.path) || folder->is_output(job.path) || !seen.insert(job.path.string()).second) continue;
+    const auto t0 = std::chrono::steady_clock::now();
+    json line = {{"path", job.path.string()}, {"mask_threshold", loc->mask_threshold()},
+                 {"score_threshold", loc->model().score ? json(loc->model().score->threshold) : json(nullptr)},
+                 {"steps", loc->steps()}, {"samples", o.cfg.samples}, {"backend", loc->backend().name()}};
+    std::string error;
+    try {
+      job = folder->claim(job);
+      cv::Mat rgb = read_image(job.path, o.max_pixels);
+      Result r = loc->localize(rgb);
+      line["outputs"] = write_outputs(job, rgb, r, o.outputs);
+      line["score"] = std::round(r.score * 1e4) / 1e4;
+      line["inpainted"] = r.inpainted;
+      line["regions"] = json::array();
+      for (const Region& g : r.regions)
+        line["regions"].push_back({{"bbox", {g.x, g.y, g.width, g.height}}, {"area", g.area}, {"mean_prob", g.mean_prob}});
+    } catch (const ImageError& e) {
+      error = e.what();
+    } catch (const std::exception& e) {
+      if (disk_full(e)) { status = 4; break; }  // not this image's fault: the next run redoes it
+      error = job.path.string() + ": " + e.what();
+    }
+    if (!error.empty()) {
+      line.erase("outputs");
+      line.update({{"score", nullptr}, {"inpainted", nullptr}, {"regions", json::array()}, {"error", error}});
+    }
+    line["elapsed_ms"] = std::round(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() * 10) / 10;
+    try {
+      folder->add(line);
+    } catch (const std::exception& e) {
+      status = disk_full(e) ? 4 : 1;
+      std::cerr << "trt-localize-cpp: " << e.what() << "\n";
+      break;
+    }
+    ++done;
+    failed += !error.empty();
+    detected += line["inpainted"] == true;
+    if (o.json_lines) std::cout << line.dump() << std::endl;
+    else if (!error.empty()) std::cerr << "ERROR " << error << std::endl;
+    else if (!o.quiet)
+      std::printf("%s: %s, score %.3f, %.0f ms\n", job.path.c_str(),
+                  line["inpainted"] == true ? ("INPAINTED (" + std::to_string(line["regions"].size()) + " region(s))").c_str() : "clean",
+                  line["score"].get<double>(), line["elapsed_ms"].get<double>());
+  }
+  std::fflush(stdout);
+  folder.reset();
+  loc.reset();
+  if (status == 4) {
+    std::cerr << "trt-localize-cpp: no space left on " << o.out.string() << "/: stopped after " << done
+              << " image(s); free some space and run the same command again\n";
+    return 4;
+  }
+  if (status) {
+    std::cerr << "trt-localize-cpp: stopped after " << done << " image(s) this run; run the same command again to resume\n";
+    return status;
+  }
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::fprintf(o.json_lines ? stderr : stdout, "%d image(s) in %.1fs: %d with inpainted regions, %d failed; outputs in %s/\n",
+               done, secs, detected, failed, o.out.c_str());
+  if (failed) return 1;
+  return o.fail_on_detect && detected ? 3 : 0;
+}

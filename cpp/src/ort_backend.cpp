@@ -1,0 +1,73 @@
+// Backend `onnxruntime`: the two graphs on ONNX Runtime's CPU provider; the library's loop drives them.
+#include "inpdiff/ort_backend.hpp"
+
+#include <thread>
+
+#include <onnxruntime_cxx_api.h>
+
+namespace inpdiff {
+
+namespace {
+const char* const kConditions[] = {"cond0", "cond1", "cond2", "cond3"};
+const char* const kStepInputs[] = {"x_t", "row", "noise", "cond0", "cond1", "cond2", "cond3"};
+const char* const kStepOutputs[] = {"x_next", "prob"};
+const char* const kImage[] = {"image"};
+}  // namespace
+
+struct OrtBackend::Impl {
+  Ort::Env env{ORT_LOGGING_LEVEL_ERROR, "inpdiff"};
+  Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  Ort::Session cond{nullptr}, step{nullptr};
+  int tile = 0;
+};
+
+OrtBackend::OrtBackend(const ModelDir& model, int threads) : impl_(std::make_unique<Impl>()) {
+  impl_->env.DisableTelemetryEvents();  // the runtime writes nothing outside OUT
+  Ort::SessionOptions opts;
+  opts.SetIntraOpNumThreads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  opts.SetLogSeverityLevel(3);
+  impl_->cond = Ort::Session(impl_->env, (model.path / "condition.onnx").c_str(), opts);
+  impl_->step = Ort::Session(impl_->env, (model.path / "denoise_step.onnx").c_str(), opts);
+  impl_->tile = static_cast<int>(impl_->cond.GetInputTypeInfo(0).GetTensorTypeAndShapeInfo().GetShape().at(1));
+}
+
+OrtBackend::~OrtBackend() = default;
+
+std::string OrtBackend::name() const { return "onnxruntime-cpu"; }
+
+int OrtBackend::tile() const { return impl_->tile; }
+
+std::vector<Tensor> OrtBackend::condition(const uint8_t* tiles, int n) {
+  const int64_t T = impl_->tile;
+  const int64_t shape[] = {n, T, T, 3};
+  Ort::Value image = Ort::Value::CreateTensor<uint8_t>(impl_->cpu, const_cast<uint8_t*>(tiles),
+                                                       static_cast<size_t>(n * T * T * 3), shape, 4);
+  auto outs = impl_->cond.Run(Ort::RunOptions{nullptr}, kImage, &image, 1, kConditions, 4);
+  std::vector<Tensor> conds(4);
+  for (size_t i = 0; i < 4; ++i) {
+    auto info = outs[i].GetTensorTypeAndShapeInfo();
+    const float* data = outs[i].GetTensorData<float>();
+    conds[i].shape = info.GetShape();
+    conds[i].data.assign(data, data + info.GetElementCount());
+  }
+  return conds;
+}
+
+void OrtBackend::step(const float* x_t, long row, const float* noise, std::vector<Tensor>& conds, int b,
+                      float* x_next, float* prob) {
+  const int64_t T = impl_->tile, map_shape[] = {b, 1, T, T}, row_shape[] = {1};
+  const size_t maps = static_cast<size_t>(b) * T * T;
+  int64_t row_value = row;
+  std::vector<Ort::Value> in;
+  in.push_back(Ort::Value::CreateTensor<float>(impl_->cpu, const_cast<float*>(x_t), maps, map_shape, 4));
+  in.push_back(Ort::Value::CreateTensor<int64_t>(impl_->cpu, &row_value, 1, row_shape, 1));
+  in.push_back(Ort::Value::CreateTensor<float>(impl_->cpu, const_cast<float*>(noise), maps, map_shape, 4));
+  for (Tensor& c : conds)
+    in.push_back(Ort::Value::CreateTensor<float>(impl_->cpu, c.data.data(), c.data.size(), c.shape.data(), c.shape.size()));
+  // The outputs go straight into the caller's buffers.
+  Ort::Value out[] = {Ort::Value::CreateTensor<float>(impl_->cpu, x_next, maps, map_shape, 4),
+                      Ort::Value::CreateTensor<float>(impl_->cpu, prob, maps, map_shape, 4)};
+  impl_->step.Run(Ort::RunOptions{nullptr}, kStepInputs, in.data(), in.size(), kStepOutputs, out, 2);
+}
+
+}  // namespace inpdiff

@@ -1,0 +1,57 @@
+// The C++ runtime's library, driven from the parity tests (test_cpp_runtime.py):
+//   cpp_probe noise SEED STEP Y X COUNT OUT.f32            the generator's first COUNT normals
+//   cpp_probe localize MODEL IMAGE OUT.f32 [SAMPLES SEED STEPS]
+//                                                          the probability map (float32, H x W) to OUT.f32;
+//                                                          score, verdict and regions as JSON on stdout
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "inpdiff/image_io.hpp"
+#include "inpdiff/localizer.hpp"
+#include "inpdiff/noise.hpp"
+
+using namespace inpdiff;
+
+static void write_floats(const std::string& path, const float* data, size_t n) {
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(n * sizeof(float)));
+}
+
+int main(int argc, char** argv) {
+  std::string what = argc > 1 ? argv[1] : "";
+  try {
+    if (what == "noise" && argc == 8) {
+      std::vector<float> z;
+      normals(std::stoull(argv[2]), std::stoul(argv[3]), std::stoul(argv[4]), std::stoul(argv[5]), std::stoul(argv[6]), z);
+      write_floats(argv[7], z.data(), z.size());
+      return 0;
+    }
+    if (what == "localize" && (argc == 5 || argc == 8)) {
+      LocalizeConfig cfg;
+      if (argc == 8) {
+        cfg.samples = std::stoi(argv[5]);
+        cfg.seed = std::stoull(argv[6]);
+        cfg.steps = std::stoi(argv[7]);
+      }
+      ModelDir model = ModelDir::load(argv[2]);
+      auto backend = make_backend("onnxruntime", model, 0);
+      Localizer loc(std::move(model), std::move(backend), cfg);
+      Result r = loc.localize(read_image(argv[3]));
+      write_floats(argv[4], r.prob.ptr<float>(), r.prob.total());
+      nlohmann::json out = {{"height", r.prob.rows}, {"width", r.prob.cols}, {"score", r.score},
+                            {"inpainted", r.inpainted}, {"tiles", r.tiles}, {"regions", nlohmann::json::array()}};
+      for (const Region& g : r.regions)
+        out["regions"].push_back({{"bbox", {g.x, g.y, g.width, g.height}}, {"area", g.area}, {"mean_prob", g.mean_prob}});
+      std::cout << out.dump() << std::endl;
+      return 0;
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "cpp_probe: " << e.what() << "\n";
+    return 1;
+  }
+  std::cerr << "usage: cpp_probe noise SEED STEP Y X COUNT OUT | localize MODEL IMAGE OUT [SAMPLES SEED STEPS]\n";
+  return 2;
+}

@@ -1,0 +1,187 @@
+"""The C++ runtime against the Python one (run by CTest, which names the binaries; see CMakeLists.txt).
+
+Both on ONNX Runtime: probability maps within 1e-4 and the same score and verdict on the shipped
+example and on images that exercise the JPEG decoder, padding, odd sizes, downscaling and the
+diffusion model's noise and ensemble; the noise generator bit for bit; the command's files, report
+lines, per-file errors, resume, refusals and signals.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from inpdiff.noise import normals
+from inpdiff.runtime.localizer import Localizer, LocalizeConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "images"
+EDGE_C, EDGE_S = ROOT / "models" / "edge-c", ROOT / "models" / "edge-s"
+PROBE, CLI = os.environ.get("INPDIFF_CPP_PROBE"), os.environ.get("INPDIFF_CPP_CLI")
+pytestmark = pytest.mark.skipif(not (PROBE and CLI), reason="the C++ runtime is not built: run through CTest "
+                                "(cmake -S . -B build/cpp && cmake --build build/cpp && ctest --test-dir build/cpp)")
+TOLERANCE = 1e-4
+
+
+def run(*args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=600, **kw)
+
+
+def cpp_localize(model: Path, image: Path, tmp: Path, samples=1, seed=0, steps=0) -> tuple[np.ndarray, dict]:
+    out = tmp / f"{image.stem}.f32"
+    extra = [samples, seed, steps] if (samples, seed, steps) != (1, 0, 0) else []
+    p = run(PROBE, "localize", model, image, out, *extra)
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    return np.fromfile(out, np.float32).reshape(info["height"], info["width"]), info
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> list[Path]:
+    """The example's images, and variants that take other paths through both runtimes."""
+    d = tmp_path_factory.mktemp("photos")
+    img = cv2.imread(str(EXAMPLES / "astronaut_00_telea.png"))
+    cv2.imwrite(str(d / "telea_q85.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 85])  # the JPEG decoder
+    cv2.imwrite(str(d / "odd_300x517.png"), img[50:350, :517])                  # uneven tiling
+    cv2.imwrite(str(d / "small_120x200.png"), img[100:220, 100:300])            # mirror-padded to a tile
+    cv2.imwrite(str(d / "grey16.png"), (cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257 + 3))
+    return sorted(EXAMPLES.glob("*.png")) + sorted(d.iterdir())
+
+
+def test_noise_is_the_same_generator():
+    for seed, step, y, x, count in [(0, 0, 0, 0, 10), (7, 3, 224, 480, 1001), (2**40 + 5, 10, 0, 32, 4099)]:
+        out = Path(os.environ.get("TMPDIR", "/tmp")) / f"noise-{os.getpid()}.f32"
+        p = run(PROBE, "noise", seed, step, y, x, count, out)
+        assert p.returncode == 0, p.stderr
+        ours = np.fromfile(out, np.float32)
+        out.unlink()
+        want = normals(seed, step, y, x, count)
+        # cos, sin and log in double from two libms, then rounded to float32: equal but for a rare last bit
+        assert ours.shape == want.shape and np.abs(ours - want).max() <= 1e-6
+        assert (ours == want).mean() > 0.999
+
+
+def test_maps_scores_and_verdicts_match_python(photos, tmp_path):
+    with Localizer(EDGE_C, "onnxruntime") as py:
+        for image in photos:
+            ref = py.localize(image)
+            prob, info = cpp_localize(EDGE_C, image, tmp_path)
+            assert prob.shape == ref.prob.shape, image.name
+            assert np.abs(prob - ref.prob).max() <= TOLERANCE, image.name
+            assert abs(info["score"] - ref.score) <= 1e-5 and info["inpainted"] == ref.inpainted, image.name
+            assert [r["bbox"] for r in info["regions"]] == [list(r.bbox) for r in ref.regions], image.name
+
+
+def test_diffusion_noise_and_ensembles_match_python(tmp_path):
+    """edge-s: ten steps, Philox noise per tile and step, two samples with their spread."""
+    image = tmp_path / "crop.png"
+    cv2.imwrite(str(image), cv2.imread(str(EXAMPLES / "astronaut_00_ns.png"))[:300, :280])
+    cfg = LocalizeConfig(samples=2, seed=11, steps=4)
+    with Localizer(EDGE_S, "onnxruntime", cfg) as py:
+        ref = py.localize(image)
+    prob, info = cpp_localize(EDGE_S, image, tmp_path, samples=2, seed=11, steps=4)
+    assert np.abs(prob - ref.prob).max() <= TOLERANCE
+    assert abs(info["score"] - ref.score) <= 1e-5 and info["inpainted"] == ref.inpainted
+
+
+def _lines(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
+
+
+def test_command_writes_what_python_writes(tmp_path):
+    """Same files, same report fields and values; corrupt, empty, oversized and missing inputs get the
+    Python runtime's messages, one line each, and cost the others nothing (exit 1)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("astronaut_00_telea.png", "astronaut_pristine.png"):
+        (src / name).write_bytes((EXAMPLES / name).read_bytes())
+    (src / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(3000))
+    (src / "empty.png").write_bytes(b"")
+    cv2.imwrite(str(src / "huge.png"), np.zeros((500, 600, 3), np.uint8))
+    args = [src, tmp_path / "missing.png", "--max-pixels", "270000"]  # the examples are 512x512
+    cpp = run(CLI, *args, "-o", tmp_path / "cpp")
+    py = run(sys.executable, "-m", "inpdiff.runtime.cli", *args, "-o", tmp_path / "py", "--no-html")
+    assert (cpp.returncode, py.returncode) == (1, 1), cpp.stderr + py.stderr
+    ours = _lines(tmp_path / "cpp")
+    theirs = {line["path"]: line for line in _lines(tmp_path / "py")}  # Python's pipeline finishes out of order
+    assert sorted(line["path"] for line in ours) == sorted(theirs)
+    for a in ours:
+        b = theirs[a["path"]]
+        assert set(a) == set(b) and a.get("error") == b.get("error"), a["path"]
+        for key in ("score", "inpainted", "regions", "mask_threshold", "score_threshold", "steps", "samples"):
+            assert a[key] == b[key], (a["path"], key)
+        for kind, path in a.get("outputs", {}).items():
+            other = cv2.imread(b["outputs"][kind])
+            assert np.array_equal(cv2.imread(path), other), path
+    assert sum("error" in line for line in ours) == 4  # corrupt, empty, huge, missing
+    assert "huge.png: 600x500 is over the 270000 pixel limit" in json.dumps(ours)
+
+
+def test_never_overwrites_resumes_and_refuses(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    users = out / "astronaut_pristine.prob.png"
+    users.write_bytes(b"an analyst's file")
+    image = EXAMPLES / "astronaut_pristine.png"
+    first = run(CLI, image, "-o", out)
+    assert first.returncode == 0, first.stderr
+    assert users.read_bytes() == b"an analyst's file"  # the outputs took the stem NAME.png instead
+    assert (out / "astronaut_pristine.png.prob.png").is_file()
+    again = run(CLI, image, "-o", out)  # resumed: nothing to do, nothing rewritten
+    assert again.returncode == 0 and "0 image(s)" in again.stdout and len(_lines(out)) == 1
+    python_resume = run(sys.executable, "-m", "inpdiff.runtime.cli", image, "-o", out, "--no-html")
+    assert python_resume.returncode == 0 and "0 image(s)" in python_resume.stdout  # one format for both
+    other = run(CLI, image, "-o", out, "--threshold", "0.3")
+    assert other.returncode == 2 and "other settings" in other.stderr
+
+
+def test_bad_model_and_busy_folder_exit_2(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    for f in EDGE_C.iterdir():
+        if f.is_file():
+            (model / f.name).write_bytes(f.read_bytes())
+    with open(model / "condition.onnx", "ab") as f:
+        f.write(b"\0")
+    p = run(CLI, EXAMPLES / "astronaut_pristine.png", "-o", tmp_path / "o1", "--model", model)
+    assert p.returncode == 2 and "condition.onnx: does not match the manifest's sha256" in p.stderr
+
+    import fcntl
+
+    (tmp_path / "o2").mkdir()
+    with open(tmp_path / "o2" / ".trt-localize.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running Python trt-localize holds it
+        p = run(CLI, EXAMPLES / "astronaut_pristine.png", "-o", tmp_path / "o2")
+    assert p.returncode == 2 and "another trt-localize" in p.stderr
+
+
+def test_sigterm_stops_cleanly_and_the_next_run_finishes(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    img = cv2.imread(str(EXAMPLES / "astronaut_00_ns.png"))
+    for i in range(12):
+        cv2.imwrite(str(src / f"p{i:02d}.png"), np.roll(img, 7 * i, axis=1))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([CLI, str(src), "-o", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((out / "report.jsonl").exists() and (out / "report.jsonl").stat().st_size):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and b"run the same command again" in err
+    stopped_at = len(_lines(out))
+    assert 1 <= stopped_at < 12
+    assert not list(out.glob(".*.tmp*")) and not list(out.glob(".*png.*"))  # no half-written file left
+    p = run(CLI, src, "-o", out, "--quiet")
+    assert p.returncode == 0
+    lines = _lines(out)
+    assert len(lines) == 12 and len({line["path"] for line in lines}) == 12
+    assert all((out / f"p{i:02d}.prob.png").is_file() for i in range(12))
