@@ -117,9 +117,15 @@ ModelDir ModelDir::load(const fs::path& dir, bool verify) {
 }
 
 fs::path default_model_dir() {
-  for (const char* candidate : {INPDIFF_INSTALLED_MODELS, INPDIFF_SOURCE_MODELS}) {
-    fs::path p = fs::path(candidate) / "edge-c";
-    if (*candidate && fs::is_regular_file(p / "manifest.json")) return p;
+  // Installed beside the running program (wherever the installed tree was copied), at the configured
+  // prefix, or in the source tree this was built from.
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  std::vector<fs::path> candidates = {INPDIFF_INSTALLED_MODELS, INPDIFF_SOURCE_MODELS};
+  if (!ec) candidates.insert(candidates.begin(), exe.parent_path().parent_path() / "share" / "inpdiff" / "models");
+  for (const fs::path& dir : candidates) {
+    fs::path p = dir / "edge-c";
+    if (!dir.empty() && fs::is_regular_file(p / "manifest.json")) return p;
   }
   throw ModelError("the shipped model edge-c is not installed; name one with --model DIR");
 }

@@ -163,6 +163,26 @@ def test_bad_model_and_busy_folder_exit_2(tmp_path):
     assert p.returncode == 2 and "another trt-localize" in p.stderr
 
 
+def test_installed_tree_runs_where_it_is_copied(tmp_path):
+    """`cmake --install`: the command, the library, headers and the shipped model; the tree still runs
+    (its model and ONNX Runtime found beside it) after being moved."""
+    build = os.environ.get("INPDIFF_CPP_BUILD")
+    if not build:
+        pytest.skip("INPDIFF_CPP_BUILD not set (CTest sets it)")
+    p = run("cmake", "--install", build, "--prefix", tmp_path / "prefix")
+    assert p.returncode == 0, p.stderr
+    (tmp_path / "prefix").rename(tmp_path / "moved")
+    root = tmp_path / "moved"
+    assert (root / "include" / "inpdiff" / "localizer.hpp").is_file()
+    assert (root / "share" / "inpdiff" / "models" / "edge-c" / "manifest.json").is_file()
+    assert not (root / "share" / "inpdiff" / "models" / "edge-c" / "model.safetensors").exists()
+    p = run(root / "bin" / "trt-localize-cpp", EXAMPLES / "astronaut_00_telea.png", "-o", tmp_path / "out", cwd="/")
+    assert p.returncode == 0, p.stderr
+    line = _lines(tmp_path / "out")[0]
+    with Localizer(EDGE_C, "onnxruntime") as py:
+        assert line["score"] == round(py.localize(EXAMPLES / "astronaut_00_telea.png").score, 4)
+
+
 def test_sigterm_stops_cleanly_and_the_next_run_finishes(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
