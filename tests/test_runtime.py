@@ -13,7 +13,7 @@ from PIL import Image
 
 from inpdiff.export.checks import onnx_probability
 from inpdiff.noise import tile_noise
-from inpdiff.runtime.localizer import Localizer, LocalizeConfig, blend_window, tile_origins
+from inpdiff.runtime.localizer import Localizer, LocalizeConfig, axis_weight, blend_ramp, tile_origins
 from inpdiff.runtime.model_dir import ModelDir, ModelError
 
 from conftest import make_photo
@@ -37,8 +37,19 @@ def test_tiles_cover_the_image_with_the_overlap():
         starts = tile_origins(length, 64, 16)
         assert starts[0] == 0 and starts[-1] + 64 == max(length, 64)
         assert all(b - a <= 64 - 16 for a, b in zip(starts, starts[1:]))
-    w = blend_window(64, 16)
-    assert w.min() > 0 and w[32, 32] == 1.0 and w[0, 0] < w[8, 8]
+    r = blend_ramp(64, 16)
+    assert r.min() > 0 and r[32] == 1.0 and r[0] < r[8]
+
+
+def test_summed_tile_windows_are_the_outer_product_of_the_axis_weights():
+    # What lets the assembly divide by two vectors instead of an image-sized weight map.
+    ramp, (h, w) = blend_ramp(64, 16), (150, 233)
+    ys, xs = tile_origins(h, 64, 16), tile_origins(w, 64, 16)
+    summed = np.zeros((h, w), np.float32)
+    for y in ys:
+        for x in xs:
+            summed[y:y + 64, x:x + 64] += np.outer(ramp, ramp)
+    assert np.allclose(summed, np.outer(axis_weight(h, ys, ramp), axis_weight(w, xs, ramp)), rtol=1e-6)
 
 
 def test_one_tile_image_equals_the_plain_two_graph_loop(model_dir):

@@ -7,6 +7,7 @@
 #include <exception>
 #include <mutex>
 #include <numeric>
+#include <set>
 #include <thread>
 
 #include <opencv2/imgproc.hpp>
@@ -49,15 +50,13 @@ std::vector<int> tile_origins(int length, int tile, int overlap) {
   return out;
 }
 
-static std::vector<float> blend_window(int tile, int overlap) {
-  std::vector<float> ramp(tile), w(static_cast<size_t>(tile) * tile);
+static std::vector<float> blend_ramp(int tile, int overlap) {
+  std::vector<float> ramp(tile);
   for (int i = 0; i < tile; ++i) {
     double r = (std::min(i, tile - 1 - i) + 1.0) / (overlap + 1);
     ramp[i] = static_cast<float>(std::clamp(r, 1.0 / (overlap + 1), 1.0));
   }
-  for (int y = 0; y < tile; ++y)
-    for (int x = 0; x < tile; ++x) w[static_cast<size_t>(y) * tile + x] = ramp[y] * ramp[x];
-  return w;
+  return ramp;
 }
 
 double image_score(const cv::Mat& prob) {
@@ -84,7 +83,10 @@ Localizer::Localizer(ModelDir model, std::unique_ptr<Backend> backend, LocalizeC
   overlap_ = config_.overlap < 0 ? tile / 8 : config_.overlap;
   if (overlap_ >= tile / 2)
     throw std::invalid_argument("overlap must be in [0, " + std::to_string(tile / 2) + "), got " + std::to_string(overlap_));
-  window_ = blend_window(tile, overlap_);
+  ramp_ = blend_ramp(tile, overlap_);
+  window_.resize(static_cast<size_t>(tile) * tile);
+  for (int y = 0; y < tile; ++y)
+    for (int x = 0; x < tile; ++x) window_[static_cast<size_t>(y) * tile + x] = ramp_[y] * ramp_[x];
   if (model_.precision != "fp32" && !model_.score)
     throw ModelError(model_.path.string() + ": a " + model_.precision +
                      " model without its own calibrated image score; run `inpdiff calibrate-score " +
@@ -119,7 +121,6 @@ Result Localizer::localize(const cv::Mat& rgb) {
   const size_t plane = static_cast<size_t>(T) * T;
   std::vector<cv::Mat> acc(S);
   for (cv::Mat& a : acc) a = cv::Mat::zeros(H, W, CV_32F);
-  cv::Mat weight = cv::Mat::zeros(H, W, CV_32F);
   const size_t batch = std::max(1, config_.batch), batches = (origins.size() + batch - 1) / batch;
   const int n_steps = steps();
   auto infer = [&](size_t first, int n) {  // tiles [first, first + n) -> their maps (n * S, T, T)
@@ -153,10 +154,6 @@ Result Localizer::localize(const cv::Mat& rgb) {
           float* a = acc[s].ptr<float>(y + r) + x;
           for (int c = 0; c < T; ++c) a[c] += m[r * T + c] * window_[r * T + c];
         }
-      }
-      for (int r = 0; r < T; ++r) {
-        float* wt = weight.ptr<float>(y + r) + x;
-        for (int c = 0; c < T; ++c) wt[c] += window_[r * T + c];
       }
     }
   };
@@ -202,11 +199,24 @@ Result Localizer::localize(const cv::Mat& rgb) {
   if (failure) std::rethrow_exception(failure);
   Result res;
   std::vector<cv::Mat> per_sample(S);
+  // The tiles form a grid, so their summed windows are outer(wy, wx) (as Python: two divisions).
+  auto axis_weight = [&](int length, bool rows) {
+    std::set<int> starts;
+    for (auto [y, x] : origins) starts.insert(rows ? y : x);
+    std::vector<float> w(length, 0.0f);
+    for (int o : starts)
+      for (int i = 0; i < T; ++i) w[o + i] += ramp_[i];
+    return w;
+  };
+  const std::vector<float> wy = axis_weight(H, true), wx = axis_weight(W, false);
   for (int s = 0; s < S; ++s) {
-    cv::Mat p = acc[s] / weight;
-    p = p(cv::Rect(0, 0, size.width, size.height));
+    for (int r = 0; r < H; ++r) {
+      float* a = acc[s].ptr<float>(r);
+      for (int c = 0; c < W; ++c) a[c] = a[c] / wy[r] / wx[c];
+    }
+    cv::Mat p = acc[s](cv::Rect(0, 0, size.width, size.height));
     if (p.size() != rgb.size()) cv::resize(p, p, rgb.size(), 0, 0, cv::INTER_LINEAR);
-    per_sample[s] = p.clone();
+    per_sample[s] = p.isContinuous() ? p : p.clone();  // a view of acc where nothing was cropped
   }
   if (S == 1) {
     res.prob = per_sample[0];

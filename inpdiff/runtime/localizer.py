@@ -69,10 +69,17 @@ def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
     return [int(round(v)) for v in np.linspace(0, length - tile, n)]
 
 
-def blend_window(tile: int, overlap: int) -> np.ndarray:
+def blend_ramp(tile: int, overlap: int) -> np.ndarray:
     ramp = np.minimum(np.arange(tile), np.arange(tile)[::-1]) + 1.0
-    ramp = np.clip(ramp / (overlap + 1), 1.0 / (overlap + 1), 1.0).astype(np.float32)
-    return np.outer(ramp, ramp)
+    return np.clip(ramp / (overlap + 1), 1.0 / (overlap + 1), 1.0).astype(np.float32)
+
+
+def axis_weight(length: int, origins: list[int], ramp: np.ndarray) -> np.ndarray:
+    """The ramps of the tiles starting at `origins`, summed along one axis."""
+    w = np.zeros(length, np.float32)
+    for o in origins:
+        w[o:o + len(ramp)] += ramp
+    return w
 
 
 def find_regions(mask: np.ndarray, prob: np.ndarray, min_area: int) -> list[Region]:
@@ -123,7 +130,8 @@ class Localizer:
         self.overlap = self.tile // 8 if self.config.overlap is None else self.config.overlap
         if not 0 <= self.overlap < self.tile // 2:
             raise ValueError(f"overlap must be in [0, {self.tile // 2}), got {self.overlap}")
-        self.window = blend_window(self.tile, self.overlap)
+        self.ramp = blend_ramp(self.tile, self.overlap)
+        self.window = np.outer(self.ramp, self.ramp)
         if require_score and self.model.precision != "fp32" and self.model.score is None:
             # Its graphs differ from the FP32 model's, so the FP32 score calibration does not carry over,
             # and the uncalibrated "any region" rule would decide differently from the model it came from.
@@ -215,12 +223,12 @@ class Localizer:
         T, S = self.tile, self.config.samples
         H, W = plan.work.shape[:2]
         acc = np.zeros((S, H, W), np.float32)
-        weight = np.zeros((H, W), np.float32)
         for (y, x), m in zip(plan.origins, maps):
             acc[:, y:y + T, x:x + T] += m * self.window
-            weight[y:y + T, x:x + T] += self.window
-        acc /= weight  # in place: a large image's maps are held once
-        del weight
+        # The tiles form a grid, so their summed windows are outer(wy, wx): no image-sized weight map.
+        # In place, so that a large image's maps are held once.
+        acc /= axis_weight(H, sorted({y for y, _ in plan.origins}), self.ramp)[:, None]
+        acc /= axis_weight(W, sorted({x for _, x in plan.origins}), self.ramp)
         per_sample = acc[:, :plan.size[0], :plan.size[1]]
         h, w = plan.image.shape[:2]
         if per_sample.shape[1:] != (h, w):
@@ -238,4 +246,4 @@ class Localizer:
         return Result(prob, uncertainty, mask, score, regions, inpainted, {"tiles": len(plan.origins)})
 
 
-__all__ = ["Localizer", "LocalizeConfig", "Plan", "Region", "Result", "ModelError", "tile_origins", "blend_window"]
+__all__ = ["Localizer", "LocalizeConfig", "Plan", "Region", "Result", "ModelError", "tile_origins", "blend_ramp", "axis_weight"]

@@ -62,7 +62,7 @@ class Localizer {
   std::vector<long> rows_;
   int overlap_;
   double mask_threshold_;
-  std::vector<float> window_;
+  std::vector<float> ramp_, window_;  // the blend ramp, and its outer product
 };
 
 // Start offsets of tiles covering [0, length) with at least `overlap` pixels shared.
