@@ -57,8 +57,12 @@ def _eval(a: argparse.Namespace) -> int:
     perturbations = list(PERTURBATIONS) if a.robustness else ["clean"]
     if (Path(a.checkpoint) / "manifest.json").is_file():
         # An exported model folder: the shipped runtime (tiled, calibrated score and pixel threshold).
-        predict, loc = runtime_predict(a.checkpoint, a.threads)
-        threshold, what = loc.mask_threshold, f"runtime, ONNX Runtime, {loc.manifest.get('precision', 'fp32')}"
+        from .runtime.localizer import LocalizeConfig
+
+        config = LocalizeConfig(steps=a.steps, samples=a.samples or 1, seed=a.seed)
+        predict, loc = runtime_predict(a.checkpoint, a.threads, config=config)
+        threshold, what = loc.mask_threshold, (f"runtime, ONNX Runtime, {loc.manifest.get('precision', 'fp32')}, "
+                                               f"{loc.steps} step(s), {config.samples} sample(s)")
         make = lambda: predict  # noqa: E731
     else:
         import torch

@@ -71,11 +71,12 @@ def score_samples(predict: Predict, samples: list[Sample], perturbation: str = "
     return {"summary": summary, "images": records, "errors": errors}
 
 
-def runtime_predict(model_dir: str | Path, threads: int = 0, require_score: bool = True):
-    """(predict, localizer): the shipped runtime on ONNX Runtime, as `trt-localize` runs it."""
+def runtime_predict(model_dir: str | Path, threads: int = 0, require_score: bool = True, config=None):
+    """(predict, localizer): the shipped runtime on ONNX Runtime, as `trt-localize` runs it
+    (`config`: its LocalizeConfig, steps, samples and seed; default the model's own)."""
     from .runtime.localizer import Localizer, LocalizeConfig
 
-    loc = Localizer(model_dir, "onnxruntime", LocalizeConfig(), threads, require_score=require_score)
+    loc = Localizer(model_dir, "onnxruntime", config or LocalizeConfig(), threads, require_score=require_score)
 
     def predict(image: np.ndarray) -> tuple[np.ndarray, float]:
         result = loc.localize(image)

@@ -54,6 +54,14 @@ def test_runtime_imports_without_torch():
     assert r.stdout.strip() == "edge-s"
 
 
+def test_eval_of_a_model_folder_runs_the_steps_and_samples_asked_for(tiny_export, tiny_dataset):
+    # They were once ignored for exported folders, silently scoring the model's defaults.
+    r = run("-m", "inpdiff.cli", "eval", str(tiny_export[0] / "onnx"), str(tiny_dataset), "--steps", "3",
+            "--samples", "2", "--limit", "2", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "3 step(s), 2 sample(s)" in r.stdout
+
+
 @pytest.mark.skipif(not (SHIPPED / "manifest.json").is_file(), reason="no shipped model under models/edge-c")
 def test_readme_main_command_localizes_the_example(tmp_path):
     # trt-localize with the shipped model (no --model), scored against the example's ground truth.
