@@ -44,6 +44,7 @@ class DiffusionConfig:
     sampling_steps: int = 10
     eta: float = 0.0   # 0 = DDIM (deterministic), 1 = DDPM posterior (stochastic)
     samples: int = 1   # ensemble size; uncertainty = std across samples
+    signal_scale: float = 1.0  # < 1 shifts the schedule towards noise (the mask signal scaled, SNR x scale^2)
 
 
 @dataclass

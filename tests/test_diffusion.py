@@ -13,6 +13,14 @@ def test_cosine_schedule_runs_from_signal_to_noise():
         Schedule(1000, "quadratic")
 
 
+def test_signal_scale_shifts_every_steps_snr_by_its_square():
+    snr = lambda ab: ab / (1 - ab)  # noqa: E731
+    base, shifted = Schedule(1000).alphas_cumprod, Schedule(1000, signal_scale=0.5).alphas_cumprod
+    assert torch.allclose(snr(shifted[:-1]), 0.25 * snr(base[:-1]), rtol=1e-9)
+    with pytest.raises(ValueError, match="signal_scale must be positive"):
+        Schedule(1000, signal_scale=0.0)
+
+
 def test_sampling_times_span_the_schedule():
     times = Schedule(1000).sampling_times(10)
     assert times[0] == 999 and times[-1] == 0 and len(times) == 10

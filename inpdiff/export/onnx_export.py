@@ -106,7 +106,7 @@ def export(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig = Expo
         "max_steps": cfg.max_steps,
         "diffusion": mcfg.model.diffusion,
         "schedule": {"kind": mcfg.diffusion.schedule, "timesteps": mcfg.diffusion.timesteps,
-                     "rows": "inpdiff.steps.row(mode, steps, i, max_steps)"},
+                     "signal_scale": mcfg.diffusion.signal_scale, "rows": "inpdiff.steps.row(mode, steps, i, max_steps)"},
         "input": {"name": sampling.IMAGE, "dtype": "uint8", "layout": "NHWC", "colour": "RGB", "range": [0, 255]},
         "conditions": {n: list(c.shape[1:]) for n, c in zip(cond_names, conds)},
         "files": files,

@@ -31,12 +31,18 @@ def linear_alphas_cumprod(timesteps: int) -> torch.Tensor:
 
 
 class Schedule:
-    def __init__(self, timesteps: int = 1000, kind: str = "cosine"):
+    def __init__(self, timesteps: int = 1000, kind: str = "cosine", signal_scale: float = 1.0):
         makers = {"cosine": cosine_alphas_cumprod, "linear": linear_alphas_cumprod}
         if kind not in makers:
             raise ValueError(f"unknown noise schedule {kind!r}; choose one of {sorted(makers)}")
+        if not signal_scale > 0:
+            raise ValueError(f"signal_scale must be positive, got {signal_scale}")
         self.timesteps = timesteps
-        self.alphas_cumprod = makers[kind](timesteps)  # float64, index = timestep
+        ab = makers[kind](timesteps)
+        # A mask signal scaled by s has every step's SNR times s^2 (Chen 2023, "On the importance of
+        # noise scheduling"): with x_t renormalised to unit variance that is this variance-preserving
+        # schedule on the unscaled signal, so training, the sampler's tables and the export stay as they are.
+        self.alphas_cumprod = ab * signal_scale ** 2 / (ab * signal_scale ** 2 + 1 - ab)  # float64, index = timestep
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Noise a clean signal to timestep t (one per batch item)."""

@@ -24,7 +24,7 @@ class InpDiffusion(nn.Module):
         self.cfg = cfg
         self.acn = ACN(cfg.model)
         self.dn = DN(cfg.model)
-        self.schedule = Schedule(cfg.diffusion.timesteps, cfg.diffusion.schedule)
+        self.schedule = Schedule(cfg.diffusion.timesteps, cfg.diffusion.schedule, cfg.diffusion.signal_scale)
 
     def conditions(self, rgb01: torch.Tensor) -> list[torch.Tensor]:
         """Once per image: the DN-ready conditions at strides 4, 8, 16, 32."""
