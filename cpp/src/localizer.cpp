@@ -98,65 +98,65 @@ Localizer::Localizer(ModelDir model, std::unique_ptr<Backend> backend, LocalizeC
                      std::to_string(backend_->tile()) + " tiles (the manifest was edited; re-export the model)");
 }
 
-Result Localizer::localize(const cv::Mat& rgb) {
+struct Localizer::Plan {
+  cv::Mat work;                               // downscaled (max_side) and padded to at least a tile
+  cv::Size size;                              // of `work` before padding
+  std::vector<std::pair<int, int>> origins;   // (y, x) of every tile in `work`
+};
+
+Localizer::Plan Localizer::plan(const cv::Mat& rgb) const {
   if (rgb.type() != CV_8UC3) throw std::invalid_argument("expected an (H, W, 3) uint8 RGB image");
-  const int T = model_.tile, S = config_.samples, h = rgb.rows, w = rgb.cols;
-  cv::Mat work = rgb;
+  const int T = model_.tile, h = rgb.rows, w = rgb.cols;
+  Plan p;
+  p.work = rgb;
   if (config_.max_side && std::max(h, w) > config_.max_side) {
     double s = static_cast<double>(config_.max_side) / std::max(h, w);
-    cv::resize(rgb, work, cv::Size(std::max(1, static_cast<int>(std::nearbyint(w * s))),
-                                   std::max(1, static_cast<int>(std::nearbyint(h * s)))), 0, 0, cv::INTER_AREA);
+    cv::resize(rgb, p.work, cv::Size(std::max(1, static_cast<int>(std::nearbyint(w * s))),
+                                     std::max(1, static_cast<int>(std::nearbyint(h * s)))), 0, 0, cv::INTER_AREA);
   }
-  const cv::Size size = work.size();
-  int ph = std::max(0, T - size.height), pw = std::max(0, T - size.width);
+  p.size = p.work.size();
+  int ph = std::max(0, T - p.size.height), pw = std::max(0, T - p.size.width);
   if (ph || pw) {  // smaller than a tile: mirror-pad (replicate for 1-pixel sides, which cannot mirror)
-    int border = std::min(size.height, size.width) > 1 ? cv::BORDER_REFLECT_101 : cv::BORDER_REPLICATE;
-    cv::copyMakeBorder(work, work, 0, ph, 0, pw, border);
+    int border = std::min(p.size.height, p.size.width) > 1 ? cv::BORDER_REFLECT_101 : cv::BORDER_REPLICATE;
+    cv::copyMakeBorder(p.work, p.work, 0, ph, 0, pw, border);
   }
-  const int H = work.rows, W = work.cols;
-  std::vector<std::pair<int, int>> origins;
-  for (int y : tile_origins(H, T, overlap_))
-    for (int x : tile_origins(W, T, overlap_)) origins.emplace_back(y, x);
+  for (int y : tile_origins(p.work.rows, T, overlap_))
+    for (int x : tile_origins(p.work.cols, T, overlap_)) p.origins.emplace_back(y, x);
+  return p;
+}
 
+std::vector<float> Localizer::infer(const Plan& p, size_t first, int n) const {
+  const int T = model_.tile, S = config_.samples, n_steps = steps();
   const size_t plane = static_cast<size_t>(T) * T;
+  std::vector<uint8_t> tiles(n * plane * 3);
+  for (int t = 0; t < n; ++t) {
+    auto [y, x] = p.origins[first + t];
+    for (int r = 0; r < T; ++r) std::copy_n(p.work.ptr<uint8_t>(y + r) + 3 * x, 3 * T, tiles.data() + (t * plane + r * T) * 3);
+  }
+  // noise (steps + 1, n * S, 1, T, T): Philox keyed to each tile's origin, so batching does not change it
+  std::vector<float> noise;
+  if (model_.diffusion) {
+    std::vector<std::vector<float>> per_tile(n);
+    for (int t = 0; t < n; ++t)
+      for (int s = 0; s <= n_steps; ++s)
+        normals(config_.seed, s, p.origins[first + t].first, p.origins[first + t].second, S * plane, per_tile[t]);
+    noise.reserve((n_steps + 1) * n * S * plane);
+    for (int s = 0; s <= n_steps; ++s)
+      for (int t = 0; t < n; ++t)
+        noise.insert(noise.end(), per_tile[t].begin() + s * S * plane, per_tile[t].begin() + (s + 1) * S * plane);
+  } else {  // the single-pass model starts from an empty mask, and its probability map takes no noise
+    noise.assign((n_steps + 1) * n * S * plane, 0.0f);
+  }
+  return backend_->sample(tiles.data(), n, S, noise, rows_);
+}
+
+std::vector<cv::Mat> Localizer::blend(const Plan& p) const {
+  const int T = model_.tile, S = config_.samples, H = p.work.rows, W = p.work.cols;
+  const size_t plane = static_cast<size_t>(T) * T, count = p.origins.size();
+  const size_t batch = std::max(1, config_.batch), batches = (count + batch - 1) / batch;
+  auto size_of = [&](size_t k) { return static_cast<int>(std::min(batch, count - k * batch)); };
   std::vector<cv::Mat> acc(S);
   for (cv::Mat& a : acc) a = cv::Mat::zeros(H, W, CV_32F);
-  const size_t batch = std::max(1, config_.batch), batches = (origins.size() + batch - 1) / batch;
-  const int n_steps = steps();
-  auto infer = [&](size_t first, int n) {  // tiles [first, first + n) -> their maps (n * S, T, T)
-    std::vector<uint8_t> tiles(n * plane * 3);
-    for (int t = 0; t < n; ++t) {
-      auto [y, x] = origins[first + t];
-      for (int r = 0; r < T; ++r) std::copy_n(work.ptr<uint8_t>(y + r) + 3 * x, 3 * T, tiles.data() + (t * plane + r * T) * 3);
-    }
-    // noise (steps + 1, n * S, 1, T, T): Philox keyed to each tile's origin, so batching does not change it
-    std::vector<float> noise;
-    if (model_.diffusion) {
-      std::vector<std::vector<float>> per_tile(n);
-      for (int t = 0; t < n; ++t)
-        for (int s = 0; s <= n_steps; ++s)
-          normals(config_.seed, s, origins[first + t].first, origins[first + t].second, S * plane, per_tile[t]);
-      noise.reserve((n_steps + 1) * n * S * plane);
-      for (int s = 0; s <= n_steps; ++s)
-        for (int t = 0; t < n; ++t)
-          noise.insert(noise.end(), per_tile[t].begin() + s * S * plane, per_tile[t].begin() + (s + 1) * S * plane);
-    } else {  // the single-pass model starts from an empty mask, and its probability map takes no noise
-      noise.assign((n_steps + 1) * n * S * plane, 0.0f);
-    }
-    return backend_->sample(tiles.data(), n, S, noise, rows_);
-  };
-  auto blend = [&](size_t first, int n, const std::vector<float>& maps) {
-    for (int t = 0; t < n; ++t) {
-      auto [y, x] = origins[first + t];
-      for (int s = 0; s < S; ++s) {
-        const float* m = maps.data() + (static_cast<size_t>(t) * S + s) * plane;
-        for (int r = 0; r < T; ++r) {
-          float* a = acc[s].ptr<float>(y + r) + x;
-          for (int c = 0; c < T; ++c) a[c] += m[r * T + c] * window_[r * T + c];
-        }
-      }
-    }
-  };
   // Workers run the batches (one backend call each); this thread blends them in plan order as they
   // arrive, so the sums, hence the maps, do not depend on the number of workers.
   std::vector<std::vector<float>> finished(batches);
@@ -170,7 +170,7 @@ Result Localizer::localize(const cv::Mat& rgb) {
       std::vector<float> maps;
       std::exception_ptr error;
       try {
-        maps = infer(k * batch, static_cast<int>(std::min(batch, origins.size() - k * batch)));
+        maps = infer(p, k * batch, size_of(k));
       } catch (...) {
         error = std::current_exception();
         next = batches;  // no new batches: the call fails
@@ -193,39 +193,56 @@ Result Localizer::localize(const cv::Mat& rgb) {
       if (failure) break;
       maps = std::move(finished[k]);
     }
-    blend(k * batch, static_cast<int>(std::min(batch, origins.size() - k * batch)), maps);
+    for (int t = 0; t < size_of(k); ++t) {
+      auto [y, x] = p.origins[k * batch + t];
+      for (int s = 0; s < S; ++s) {
+        const float* m = maps.data() + (static_cast<size_t>(t) * S + s) * plane;
+        for (int r = 0; r < T; ++r) {
+          float* a = acc[s].ptr<float>(y + r) + x;
+          for (int c = 0; c < T; ++c) a[c] += m[r * T + c] * window_[r * T + c];
+        }
+      }
+    }
   }
   for (std::thread& t : pool) t.join();
   if (failure) std::rethrow_exception(failure);
-  Result res;
-  std::vector<cv::Mat> per_sample(S);
   // The tiles form a grid, so their summed windows are outer(wy, wx) (as Python: two divisions).
   auto axis_weight = [&](int length, bool rows) {
     std::set<int> starts;
-    for (auto [y, x] : origins) starts.insert(rows ? y : x);
+    for (auto [y, x] : p.origins) starts.insert(rows ? y : x);
     std::vector<float> w(length, 0.0f);
     for (int o : starts)
       for (int i = 0; i < T; ++i) w[o + i] += ramp_[i];
     return w;
   };
   const std::vector<float> wy = axis_weight(H, true), wx = axis_weight(W, false);
-  for (int s = 0; s < S; ++s) {
+  for (cv::Mat& a : acc)
     for (int r = 0; r < H; ++r) {
-      float* a = acc[s].ptr<float>(r);
-      for (int c = 0; c < W; ++c) a[c] = a[c] / wy[r] / wx[c];
+      float* row = a.ptr<float>(r);
+      for (int c = 0; c < W; ++c) row[c] = row[c] / wy[r] / wx[c];
     }
-    cv::Mat p = acc[s](cv::Rect(0, 0, size.width, size.height));
-    if (p.size() != rgb.size()) cv::resize(p, p, rgb.size(), 0, 0, cv::INTER_LINEAR);
-    per_sample[s] = p.isContinuous() ? p : p.clone();  // a view of acc where nothing was cropped
+  return acc;
+}
+
+Result Localizer::localize(const cv::Mat& rgb) {
+  const Plan p = plan(rgb);
+  std::vector<cv::Mat> acc = blend(p);
+  const int S = config_.samples;
+  Result res;
+  std::vector<cv::Mat> per_sample(S);
+  for (int s = 0; s < S; ++s) {
+    cv::Mat m = acc[s](cv::Rect(0, 0, p.size.width, p.size.height));
+    if (m.size() != rgb.size()) cv::resize(m, m, rgb.size(), 0, 0, cv::INTER_LINEAR);
+    per_sample[s] = m.isContinuous() ? m : m.clone();  // a view of acc where nothing was cropped
   }
   if (S == 1) {
     res.prob = per_sample[0];
   } else {
     cv::Mat sum = cv::Mat::zeros(rgb.size(), CV_32F), sq = cv::Mat::zeros(rgb.size(), CV_32F);
-    for (const cv::Mat& p : per_sample) sum += p;
+    for (const cv::Mat& m : per_sample) sum += m;
     res.prob = sum / static_cast<float>(S);
-    for (const cv::Mat& p : per_sample) {
-      cv::Mat d = p - res.prob;
+    for (const cv::Mat& m : per_sample) {
+      cv::Mat d = m - res.prob;
       sq += d.mul(d);
     }
     cv::sqrt(sq / static_cast<float>(S), res.uncertainty);
@@ -254,7 +271,7 @@ Result Localizer::localize(const cv::Mat& rgb) {
     res.score = image_score(res.prob);
     res.inpainted = !res.regions.empty();
   }
-  res.tiles = static_cast<int>(origins.size());
+  res.tiles = static_cast<int>(p.origins.size());
   return res;
 }
 

@@ -199,7 +199,6 @@ class OutFolder {
     std::string stem = stem_of(p.string());
     return !stem.empty() && stems_.count(abs_path(stem).string());
   }
-  int resumed() const { return static_cast<int>(done_.size()); }
 
   // The job with a stem of its own (the one it had before a kill, if any), journaled before use.
   Job claim(Job job) {

@@ -56,6 +56,11 @@ class Localizer {
   double mask_threshold() const { return mask_threshold_; }
 
  private:
+  struct Plan;  // the image cut into tiles
+  Plan plan(const cv::Mat& rgb) const;
+  std::vector<float> infer(const Plan& p, size_t first, int n) const;  // tiles [first, first + n) -> maps
+  std::vector<cv::Mat> blend(const Plan& p) const;  // every tile inferred and blended: per-sample maps
+
   ModelDir model_;
   std::unique_ptr<Backend> backend_;
   LocalizeConfig config_;
