@@ -60,10 +60,41 @@ static std::vector<float> blend_ramp(int tile, int overlap) {
 }
 
 double image_score(const cv::Mat& prob) {
-  std::vector<float> flat(prob.begin<float>(), prob.end<float>());
-  size_t k = std::max<size_t>(1, static_cast<size_t>(std::nearbyint(0.01 * static_cast<double>(flat.size()))));
-  std::nth_element(flat.begin(), flat.end() - k, flat.end());
-  return std::accumulate(flat.end() - k, flat.end(), 0.0) / k;
+  // The top 1% found without copying the map: a histogram finds the bin holding the k-th largest
+  // value, and only the values from that bin up are gathered and selected exactly.
+  const size_t n = prob.total(), k = std::max<size_t>(1, static_cast<size_t>(std::nearbyint(0.01 * static_cast<double>(n))));
+  constexpr int kBins = 1 << 16;
+  auto bin = [](float v) { return std::clamp(static_cast<int>(v * kBins), 0, kBins - 1); };
+  std::vector<size_t> hist(kBins, 0);
+  for (auto it = prob.begin<float>(); it != prob.end<float>(); ++it) ++hist[bin(*it)];
+  int lowest = kBins - 1;
+  for (size_t above = hist[lowest]; above < k; above += hist[--lowest]) {}
+  std::vector<float> top;
+  for (auto it = prob.begin<float>(); it != prob.end<float>(); ++it)
+    if (bin(*it) >= lowest) top.push_back(*it);
+  std::nth_element(top.begin(), top.end() - k, top.end());
+  return std::accumulate(top.end() - k, top.end(), 0.0) / k;
+}
+
+// Connected regions of the mask (8-connected) of at least `min_area` pixels, largest first, each
+// with its mean probability over its own pixels (localizer.py find_regions).
+static std::vector<Region> find_regions(const cv::Mat& mask, const cv::Mat& prob, int min_area) {
+  cv::Mat labels, stats, centroids;
+  int count = cv::connectedComponentsWithStats(mask, labels, stats, centroids, 8, CV_32S);
+  std::vector<Region> regions;
+  for (int i = 1; i < count; ++i) {
+    Region g{stats.at<int>(i, cv::CC_STAT_LEFT), stats.at<int>(i, cv::CC_STAT_TOP), stats.at<int>(i, cv::CC_STAT_WIDTH),
+             stats.at<int>(i, cv::CC_STAT_HEIGHT), stats.at<int>(i, cv::CC_STAT_AREA), 0.0};
+    if (g.area < min_area) continue;
+    double sum = 0.0;
+    for (int r = g.y; r < g.y + g.height; ++r)
+      for (int c = g.x; c < g.x + g.width; ++c)
+        if (labels.at<int>(r, c) == i) sum += prob.at<float>(r, c);
+    g.mean_prob = std::round(sum / g.area * 1e4) / 1e4;
+    regions.push_back(g);
+  }
+  std::stable_sort(regions.begin(), regions.end(), [](const Region& a, const Region& b) { return a.area > b.area; });
+  return regions;
 }
 
 static double calibrated(const ScoreCalibration& cal, const cv::Mat& prob) {
@@ -250,20 +281,7 @@ Result Localizer::localize(const cv::Mat& rgb) {
   // prob >= threshold in float32, as NumPy compares a float32 array with a Python float
   res.mask = res.prob >= static_cast<float>(mask_threshold_);
   res.mask /= 255;
-  cv::Mat labels, stats, centroids;
-  int count = cv::connectedComponentsWithStats(res.mask, labels, stats, centroids, 8, CV_32S);
-  for (int i = 1; i < count; ++i) {
-    Region g{stats.at<int>(i, cv::CC_STAT_LEFT), stats.at<int>(i, cv::CC_STAT_TOP), stats.at<int>(i, cv::CC_STAT_WIDTH),
-             stats.at<int>(i, cv::CC_STAT_HEIGHT), stats.at<int>(i, cv::CC_STAT_AREA), 0.0};
-    if (g.area < config_.min_region) continue;
-    double sum = 0.0;
-    for (int r = g.y; r < g.y + g.height; ++r)
-      for (int c = g.x; c < g.x + g.width; ++c)
-        if (labels.at<int>(r, c) == i) sum += res.prob.at<float>(r, c);
-    g.mean_prob = std::round(sum / g.area * 1e4) / 1e4;
-    res.regions.push_back(g);
-  }
-  std::stable_sort(res.regions.begin(), res.regions.end(), [](const Region& a, const Region& b) { return a.area > b.area; });
+  res.regions = find_regions(res.mask, res.prob, config_.min_region);
   if (model_.score) {
     res.score = calibrated(*model_.score, res.prob);
     res.inpainted = res.score >= model_.score->threshold;

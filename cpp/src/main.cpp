@@ -292,9 +292,9 @@ class OutFolder {
   std::unordered_map<std::string, fs::path> resumed_stems_;
 };
 
-// The image with detected regions tinted red and outlined (outputs.py overlay).
-cv::Mat overlay(const cv::Mat& rgb, const Result& r) {
-  cv::Mat out = rgb.clone();
+// The image with detected regions tinted red and outlined (outputs.py overlay), drawn on `out` itself:
+// the photo is not needed afterwards, and a copy of a 48 MP one is 144 MB.
+void draw_overlay(cv::Mat& out, const Result& r) {
   for (int y = 0; y < out.rows; ++y)
     for (int x = 0; x < out.cols; ++x)
       if (r.mask.at<uint8_t>(y, x)) {
@@ -305,10 +305,10 @@ cv::Mat overlay(const cv::Mat& rgb, const Result& r) {
   cv::findContours(r.mask, contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
   int thickness = std::max(1, static_cast<int>(std::nearbyint(std::max(r.mask.rows, r.mask.cols) / 400.0)));
   cv::drawContours(out, contours, -1, cv::Scalar(255, 255, 0), thickness);
-  return out;
 }
 
-json write_outputs(const Job& job, const cv::Mat& rgb, const Result& r, const std::string& outputs) {
+// The maps and overlay of one image, each written atomically -> {kind: path}; draws on `rgb`.
+json write_outputs(const Job& job, cv::Mat& rgb, const Result& r, const std::string& outputs) {
   json written = json::object();
   auto path = [&](const char* suffix) { return fs::path(job.stem.string() + suffix); };
   if (outputs == "report" && !r.inpainted) return written;
@@ -325,7 +325,8 @@ json write_outputs(const Job& job, const cv::Mat& rgb, const Result& r, const st
     write_png(path(".uncertainty.png"), u);
     written["uncertainty"] = path(".uncertainty.png").string();
   }
-  write_jpeg(path(".overlay.jpg"), overlay(rgb, r), 90);
+  draw_overlay(rgb, r);
+  write_jpeg(path(".overlay.jpg"), rgb, 90);
   written["overlay"] = path(".overlay.jpg").string();
   return written;
 }
