@@ -20,10 +20,17 @@ EPS = 1e-4
 
 def image_score(prob: np.ndarray, top: float = 0.01) -> float:
     """The mean of the top 1% of the probability map: less saturated than the max, and a region of
-    about 1% of the image is enough to raise it."""
+    about 1% of the image is enough to raise it. The top values are selected among candidates above
+    a bound taken from a subsample (the whole map is partitioned only if the bound was too high), so a
+    large map is not copied whole."""
     flat = np.asarray(prob, dtype=np.float32).ravel()
     k = max(1, int(round(top * flat.size)))
-    return float(np.partition(flat, flat.size - k)[-k:].mean())
+    sample = flat[::97]  # its top 2% bound the map's top 1% from below, almost always
+    j = max(0, sample.size - 1 - 2 * k // 97)
+    candidates = flat[flat >= np.partition(sample, j)[j]]
+    if candidates.size < k:
+        candidates = flat
+    return float(np.partition(candidates, candidates.size - k)[-k:].mean())
 
 
 def marked_share(prob: np.ndarray, level: float = 0.5) -> float:

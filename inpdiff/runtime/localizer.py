@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -218,8 +219,8 @@ class Localizer:
                                     lambda c, n: np.repeat(c, n, axis=0))
         return mean.reshape(len(origins), S, T, T)
 
-    def assemble(self, plan: Plan, maps: np.ndarray) -> Result:
-        """Blend the tiles' maps (in plan order) into a Result at the input's size."""
+    def assemble(self, plan: Plan, maps: Iterable[np.ndarray]) -> Result:
+        """Blend the tiles' maps, (S, T, T) each in plan order, into a Result at the input's size."""
         T, S = self.tile, self.config.samples
         H, W = plan.work.shape[:2]
         acc = np.zeros((S, H, W), np.float32)

@@ -16,11 +16,27 @@ from .report import is_disk_full, reraise
 OUTPUTS = ("all", "report")
 
 
+# Whole-image float temporaries of a 48 MP photo run to hundreds of MB: the per-pixel arithmetic
+# below goes a band of rows at a time.
+BAND = 256
+
+
+def to_uint8(prob: np.ndarray) -> np.ndarray:
+    """round(255 p) as uint8."""
+    out = np.empty(prob.shape, np.uint8)
+    for i in range(0, prob.shape[0], BAND):
+        out[i:i + BAND] = np.round(prob[i:i + BAND] * 255)
+    return out
+
+
 def overlay(image: np.ndarray, result: Result) -> np.ndarray:
     """The image with detected regions tinted red and outlined, for a person to look at."""
     out = image.copy()
     m = result.mask
-    out[m] = (out[m] * 0.55 + np.array([255, 0, 0], np.float32) * 0.45).astype(np.uint8)  # floats for the mask only
+    red = np.array([255, 0, 0], np.float32) * 0.45
+    for i in range(0, m.shape[0], BAND):
+        band, mb = out[i:i + BAND], m[i:i + BAND]
+        band[mb] = (band[mb] * 0.55 + red).astype(np.uint8)  # floats for the masked pixels only
     contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(out, contours, -1, (255, 255, 0), max(1, round(max(m.shape) / 400)))
     return out
@@ -35,7 +51,7 @@ def write_outputs(job: Job, image: np.ndarray, result: Result, outputs: str = "a
     written: dict[str, str] = {}
     if outputs == "report" and not result.inpainted:
         return written
-    write_png(job.output(".prob.png"), np.round(result.prob * 255).astype(np.uint8))
+    write_png(job.output(".prob.png"), to_uint8(result.prob))
     written["prob"] = str(job.output(".prob.png"))
     if outputs == "report":
         return written
