@@ -125,6 +125,16 @@ def test_command_writes_what_python_writes(tmp_path):
     assert "huge.png: 600x500 is over the 270000 pixel limit" in json.dumps(ours)
 
 
+def test_outputs_do_not_depend_on_workers_or_batch(tmp_path):
+    # Tiles are blended in plan order whichever worker finished them first.
+    image = EXAMPLES / "astronaut_00_ns.png"
+    for name, extra in (("one", ["--workers", "1", "--batch", "4"]), ("two", ["--workers", "2", "--batch", "1"])):
+        p = run(CLI, image, "-o", tmp_path / name, "--quiet", *extra)
+        assert p.returncode == 0, p.stderr
+    assert (tmp_path / "one" / "astronaut_00_ns.prob.png").read_bytes() == (tmp_path / "two" / "astronaut_00_ns.prob.png").read_bytes()
+    assert _lines(tmp_path / "one")[0]["regions"] == _lines(tmp_path / "two")[0]["regions"]
+
+
 def test_never_overwrites_resumes_and_refuses(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
