@@ -173,7 +173,7 @@ def _build(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .calibration.qdq import CalibrateConfig
+    from .calibration.qdq import TARGETS, CalibrateConfig
     from .data.fills import FAMILIES
     from .data.fills.learned import InpainterConfig
     from .runtime.cli import HelpFormatter, add_settings
@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings(c, CalibrateConfig, {"tiles_per_image": "tiles drawn from each image"})
     c.add_argument("--method", default="entropy", choices=("entropy", "minmax", "percentile"), help="range calibration")
     add_settings(c, CalibrateConfig, {"percentile": "with --method percentile"})
-    c.add_argument("--target", choices=("tensorrt", "cpu"), default=CalibrateConfig.target,
+    c.add_argument("--target", choices=TARGETS, default=CalibrateConfig.target,
                    help="tensorrt: symmetric int8, for TensorRT engines; cpu: uint8 activations, for ONNX Runtime's "
                         "VNNI and ARM dot-product kernels (TensorRT refuses it)")
     c.add_argument("--exclude", nargs="*", default=[], metavar="NODE", help="nodes to keep in float")

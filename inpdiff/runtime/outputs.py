@@ -60,7 +60,7 @@ def write_outputs(job: Job, image: np.ndarray, result: Result, outputs: str = "a
     if uncertainty:
         # The standard deviation across samples, stretched: 0.5 (the most two maps in [0, 1] can
         # disagree by, as a spread) is white.
-        write_png(job.output(".uncertainty.png"), np.round(np.clip(result.uncertainty * 2, 0, 1) * 255).astype(np.uint8))
+        write_png(job.output(".uncertainty.png"), to_uint8(np.clip(result.uncertainty * 2, 0, 1)))
         written["uncertainty"] = str(job.output(".uncertainty.png"))
     shown = overlay(image, result)
     write_jpeg(job.output(".overlay.jpg"), shown, 90)
