@@ -2,6 +2,8 @@
 of `inpdiff synth` (grain at the photo's noise level, the photo's own JPEG quality), and the errors a
 missing tool gives."""
 import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -25,9 +27,12 @@ for module, name in (("patchmatch.patch_match", "pypatchmatch"), ("exemplar_base
         have[name] = True
     except ImportError:
         have[name] = False
+have["shiftmap"] = have["fsr"] = subprocess.run(
+    [tools.DEBIAN_PYTHON, "-c", "import cv2; cv2.xphoto"], capture_output=True).returncode == 0 \
+    if shutil.which(tools.DEBIAN_PYTHON) else False
 
 
-@pytest.mark.parametrize("method", ["gmic", "pypatchmatch", "criminisi", "taef2", "taef2-paste"])
+@pytest.mark.parametrize("method", ["gmic", "pypatchmatch", "criminisi", "shiftmap", "fsr", "taef2", "taef2-paste"])
 def test_mask_is_the_changed_region_and_runs_are_seeded(method):
     if method.startswith("taef2") and not have_taef2:
         pytest.skip("TAEF2 weights not found")
@@ -44,7 +49,7 @@ def test_mask_is_the_changed_region_and_runs_are_seeded(method):
 
 
 def test_each_tool_is_its_own_family():
-    for name in ("gmic", "pypatchmatch", "criminisi"):
+    for name in ("gmic", "pypatchmatch", "criminisi", "shiftmap", "fsr"):
         assert FAMILIES[name] == (name,) and family(name) == name
     assert family("taef2-paste") == "latent"
 
@@ -56,6 +61,11 @@ def test_a_missing_tool_names_its_package(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "exemplar_based_inpainting.inpainter", None)
     with pytest.raises(tools.ToolMissing, match="exemplar-based-inpainting"):
         tools.criminisi(make_photo(32, 32, 1), np.ones((32, 32), np.uint8), np.random.default_rng(0))
+    # No Debian Python at all, and a Python whose OpenCV lacks the contrib modules (the pip wheel's).
+    for python in ("/nonexistent/python3", sys.executable):
+        monkeypatch.setattr(tools, "DEBIAN_PYTHON", python)
+        with pytest.raises(tools.ToolMissing, match="apt-get install python3-opencv"):
+            tools.shiftmap(make_photo(32, 32, 1), np.ones((32, 32), np.uint8), np.random.default_rng(0))
 
 
 def test_missing_autoencoder_weights_are_a_clear_error(tmp_path):

@@ -6,8 +6,8 @@ family, one module a family. Blending and post-processing (post.py) wrap any of 
 - learned: CNN inpainters the project trains itself (models/inpainters/): two L1 U-Nets (unet-w16,
   unet-w24) and two adversarial ones with sharp texture (unet-gan, ffc-gan: LaMa's Fourier design);
 - latent: a real latent-diffusion autoencoder's decoder renders the hole (taef2, taef2-paste);
-- gmic, pypatchmatch, criminisi: real third-party tools, one family each (tools.py), so that each
-  can be held out of training in turn.
+- gmic, pypatchmatch, criminisi, shiftmap, fsr: real third-party tools, one family each (tools.py),
+  so that each can be held out of training in turn.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from .classical import biharmonic, opencv
 from .latent import taef2, taef2_paste
 from .learned import LearnedFill
 from .patchmatch import patchmatch
-from .tools import criminisi, gmic, pypatchmatch
+from .tools import criminisi, fsr, gmic, pypatchmatch, shiftmap
 
 Fill = Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
 
@@ -33,6 +33,8 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "gmic": ("gmic",),
     "pypatchmatch": ("pypatchmatch",),
     "criminisi": ("criminisi",),
+    "shiftmap": ("shiftmap",),
+    "fsr": ("fsr",),
 }
 
 
@@ -56,6 +58,8 @@ FILLS: dict[str, Fill] = {
     "gmic": gmic,
     "pypatchmatch": pypatchmatch,
     "criminisi": criminisi,
+    "shiftmap": shiftmap,
+    "fsr": fsr,
 }
 
 

@@ -5,7 +5,11 @@
 | `gmic`         | G'MIC's patch-based `inpaint` (GIMP's engine)     | CeCILL   | Debian package `gmic`        |
 | `pypatchmatch` | PyPatchMatch (the PatchMatch of popular inpainting apps) | MIT | PyPI `pypatchmatch`          |
 | `criminisi`    | Criminisi et al. exemplar-based inpainting        | LGPL-3.0 | PyPI `exemplar-based-inpainting` |
+| `shiftmap`     | OpenCV contrib's shift-map inpainting (`xphoto`)  | Apache-2.0 | Debian package `python3-opencv` |
+| `fsr`          | OpenCV contrib's frequency-selective reconstruction (`xphoto`, fast) | Apache-2.0 | Debian package `python3-opencv` |
 
+The two OpenCV contrib methods run in Debian's own Python (`/usr/bin/python3`), whose OpenCV has
+the contrib modules: the pip wheel the project uses has none, and the contrib wheel would replace it.
 Each tool only produces training and test data (run in a subprocess or imported on demand); none is
 part of the runtime. A missing tool is a `ToolMissing` error naming the package that provides it.
 """
@@ -64,3 +68,52 @@ def criminisi(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> 
     # "closest" breaks ties deterministically, so a seeded run is repeatable.
     tool = Inpainter(patch_size=int(rng.choice([7, 9, 11])), show_progress_bar=False, patch_preference="closest")
     return tool.inpaint(image[:, :, ::-1].copy(), mask.astype(np.uint8) * 255)[:, :, ::-1].copy()
+
+
+# Run by Debian's Python: image and mask in, the fill out. xphoto marks the hole with 0, and shift-map
+# expects CIELab colour (OpenCV's documentation), as a user following it would pass.
+XPHOTO = """
+import sys, cv2, numpy as np
+src, hole, out, method = sys.argv[1:]
+image, mask = cv2.imread(src, cv2.IMREAD_COLOR), cv2.imread(hole, cv2.IMREAD_GRAYSCALE)
+valid = np.where(mask > 0, 0, 255).astype(np.uint8)
+filled = np.zeros_like(image)
+if method == "shiftmap":
+    cv2.xphoto.inpaint(cv2.cvtColor(image, cv2.COLOR_BGR2Lab), valid, filled, cv2.xphoto.INPAINT_SHIFTMAP)
+    filled = cv2.cvtColor(filled, cv2.COLOR_Lab2BGR)
+else:
+    cv2.xphoto.inpaint(image, valid, filled, cv2.xphoto.INPAINT_FSR_FAST)
+cv2.imwrite(out, filled)
+"""
+DEBIAN_PYTHON = "/usr/bin/python3"
+
+
+def _xphoto(method: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    missing = ToolMissing(f"fill method {method!r} needs OpenCV's contrib modules in Debian's Python: "
+                          "apt-get install python3-opencv")
+    if not Path(DEBIAN_PYTHON).is_file():
+        raise missing
+    with tempfile.TemporaryDirectory(prefix=f"inpdiff-{method}-") as tmp:
+        src, hole, out = (str(Path(tmp) / n) for n in ("image.png", "mask.png", "out.png"))
+        cv2.imwrite(src, image[:, :, ::-1])
+        cv2.imwrite(hole, mask.astype(np.uint8) * 255)
+        done = subprocess.run([DEBIAN_PYTHON, "-c", XPHOTO, src, hole, out, method], capture_output=True, text=True,
+                              timeout=600)
+        if "No module named 'cv2'" in done.stderr or "has no attribute 'xphoto'" in done.stderr:
+            raise missing
+        filled = cv2.imread(out, cv2.IMREAD_COLOR)
+        if done.returncode or filled is None:
+            raise RuntimeError(f"{method} failed ({done.returncode}): {done.stderr.strip()[-300:]}")
+    return filled[:, :, ::-1].copy()
+
+
+def shiftmap(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Shift-map inpainting (He and Sun's statistics of patch offsets): whole regions copied at the
+    photo's dominant offsets, an exemplar method of another kind than PatchMatch's. Deterministic."""
+    return _xphoto("shiftmap", image, mask)
+
+
+def fsr(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Frequency-selective reconstruction (Seiler et al.): the hole extrapolated block by block from a
+    sparse Fourier model of its surroundings. Deterministic."""
+    return _xphoto("fsr", image, mask)
