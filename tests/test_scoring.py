@@ -74,3 +74,21 @@ def test_mask_threshold_keeps_pristine_marked_area_within_the_bound(tiny_export,
     records = [{"kind": "pristine", "tail": list(np.linspace(0.2, 0.0, len(MASK_LEVELS)))}]
     level = mask_threshold(records, 0.01)
     assert marked_area(records, level) <= 0.01 and marked_area(records, level - 0.005) > 0.01
+
+
+
+def test_the_held_out_marked_area_is_measured_over_many_splits():
+    from inpdiff.calibration.score import MASK_LEVELS, cross_validated_area, marked_area, mask_threshold
+
+    def photo(name: str, scale: float) -> dict:  # marked share falling with the level, scaled per photo
+        return {"photo": name, "kind": "pristine", "tail": list(scale * np.linspace(0.1, 0.0, len(MASK_LEVELS)))}
+
+    alike = [photo(f"p{i}", 1.0) for i in range(20)]  # every photo the same: unseen ones are marked alike
+    cv = cross_validated_area(alike, 0.01, splits=5)
+    assert cv["splits"] == 5 and cv["pristine_marked_range"][0] == cv["pristine_marked_range"][1]
+    assert cv["pristine_marked_mean"] == pytest.approx(marked_area(alike, mask_threshold(alike, 0.01)))
+    # A few photos with large false areas (as real ones have): halves scatter widely around the bound.
+    rng = np.random.default_rng(3)
+    mixed = [photo(f"p{i}", float(s)) for i, s in enumerate(rng.lognormal(0.0, 1.5, 40))]
+    low, high = cross_validated_area(mixed, 0.01)["pristine_marked_range"]
+    assert low < 0.01 < high
