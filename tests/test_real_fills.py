@@ -27,9 +27,8 @@ for module, name in (("patchmatch.patch_match", "pypatchmatch"), ("exemplar_base
         have[name] = True
     except ImportError:
         have[name] = False
-have["shiftmap"] = have["fsr"] = subprocess.run(
-    [tools.DEBIAN_PYTHON, "-c", "import cv2; cv2.xphoto"], capture_output=True).returncode == 0 \
-    if shutil.which(tools.DEBIAN_PYTHON) else False
+have["shiftmap"] = have["fsr"] = shutil.which(tools.DEBIAN_PYTHON) is not None and subprocess.run(
+    [tools.DEBIAN_PYTHON, "-c", "import cv2; cv2.xphoto"], capture_output=True).returncode == 0
 
 
 @pytest.mark.parametrize("method", ["gmic", "pypatchmatch", "criminisi", "shiftmap", "fsr", "taef2", "taef2-paste"])
@@ -58,7 +57,7 @@ def test_a_missing_tool_names_its_package(monkeypatch):
     monkeypatch.setattr(tools.shutil, "which", lambda exe: None)
     with pytest.raises(tools.ToolMissing, match="apt-get install gmic"):
         tools.gmic(make_photo(32, 32, 1), np.ones((32, 32), np.uint8), np.random.default_rng(0))
-    monkeypatch.setitem(__import__("sys").modules, "exemplar_based_inpainting.inpainter", None)
+    monkeypatch.setitem(sys.modules, "exemplar_based_inpainting.inpainter", None)
     with pytest.raises(tools.ToolMissing, match="exemplar-based-inpainting"):
         tools.criminisi(make_photo(32, 32, 1), np.ones((32, 32), np.uint8), np.random.default_rng(0))
     # No Debian Python at all, and a Python whose OpenCV lacks the contrib modules (the pip wheel's).
