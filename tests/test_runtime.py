@@ -212,3 +212,18 @@ def test_a_localizer_closes_its_backend(tmp_path):
         result = loc.localize(make_photo(64, 80, 1))
     assert result.prob.shape == (64, 80)
     assert loc.backend._cond is None and loc.backend._step is None  # the sessions are released
+
+
+def test_the_runtime_writes_nothing_outside_its_output_folder(tmp_path):
+    """ONNX Runtime 1.32 leaves a device id and an SQLite telemetry file under ~/.cache unless told
+    not to before it starts; a forensic tool must not."""
+    home = tmp_path / "home"
+    home.mkdir()
+    # Without the variables: this test process may have set them itself, by running the Python runtime.
+    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "ORT_TELEMETRY_DISABLED")}
+    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), PYTHONPATH=str(ROOT))
+    photo = ROOT / "examples" / "images" / "astronaut_pristine.png"
+    r = subprocess.run([sys.executable, "-m", "inpdiff.runtime.cli", str(photo), "-o", str(tmp_path / "out"), "--quiet",
+                        "--no-html"], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert [p.relative_to(home) for p in home.rglob("*")] == []

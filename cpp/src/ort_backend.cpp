@@ -1,6 +1,7 @@
 // Backend `onnxruntime`: the two graphs on ONNX Runtime's CPU provider; the library's loop drives them.
 #include "inpdiff/ort_backend.hpp"
 
+#include <cstdlib>
 #include <thread>
 
 #include <onnxruntime_cxx_api.h>
@@ -14,7 +15,15 @@ const char* const kStepOutputs[] = {"x_next", "prob"};
 const char* const kImage[] = {"image"};
 }  // namespace
 
+// ONNX Runtime 1.32 writes a device id and an SQLite telemetry file under ~/.cache unless this is
+// set before its environment starts; DisableTelemetryEvents() alone does not stop it. The runtime
+// writes nothing outside OUT; a user's own setting is kept. (The Python runtime does the same.)
+static bool telemetry_off() {
+  return ::setenv("ORT_DISABLE_TELEMETRY", "1", 0) == 0 && ::setenv("ORT_TELEMETRY_DISABLED", "1", 0) == 0;
+}
+
 struct OrtBackend::Impl {
+  bool quiet = telemetry_off();  // first member: set before `env` is made
   Ort::Env env{ORT_LOGGING_LEVEL_ERROR, "inpdiff"};
   Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
   Ort::Session cond{nullptr}, step{nullptr};
@@ -22,7 +31,7 @@ struct OrtBackend::Impl {
 };
 
 OrtBackend::OrtBackend(const ModelDir& model, int threads) : impl_(std::make_unique<Impl>()) {
-  impl_->env.DisableTelemetryEvents();  // the runtime writes nothing outside OUT
+  impl_->env.DisableTelemetryEvents();
   Ort::SessionOptions opts;
   opts.SetIntraOpNumThreads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   opts.SetLogSeverityLevel(3);

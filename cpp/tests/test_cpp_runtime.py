@@ -216,3 +216,16 @@ def test_sigterm_stops_cleanly_and_the_next_run_finishes(tmp_path):
     lines = _lines(out)
     assert len(lines) == n and len({line["path"] for line in lines}) == n
     assert all((out / f"p{i:02d}.prob.png").is_file() for i in range(n))
+
+
+def test_writes_nothing_outside_its_output_folder(tmp_path):
+    """ONNX Runtime 1.32 leaves a device id and an SQLite telemetry file under ~/.cache unless told
+    not to before its environment starts (DisableTelemetryEvents() alone does not stop it)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    # Without the variables: this test process may have set them itself, by running the Python runtime.
+    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "ORT_TELEMETRY_DISABLED")}
+    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
+    p = run(CLI, EXAMPLES / "astronaut_pristine.png", "-o", tmp_path / "out", "--quiet", "--model", EDGE_C, env=env)
+    assert p.returncode == 0, p.stderr
+    assert [q.relative_to(home) for q in home.rglob("*")] == []
