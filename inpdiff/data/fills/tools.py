@@ -18,6 +18,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -28,22 +29,29 @@ class ToolMissing(RuntimeError):
     """A third-party inpainting tool is not installed."""
 
 
+def _run_on_files(name: str, command: Callable[[str, str, str], list[str]], image: np.ndarray,
+                  mask: np.ndarray) -> np.ndarray:
+    """Run a tool that reads an image file and a mask file (255 in the hole) and writes the fill to a
+    third; command(image, mask, out) is its argument list."""
+    with tempfile.TemporaryDirectory(prefix=f"inpdiff-{name}-") as tmp:
+        src, hole, out = (str(Path(tmp) / n) for n in ("image.png", "mask.png", "out.png"))
+        cv2.imwrite(src, image[:, :, ::-1])
+        cv2.imwrite(hole, mask.astype(np.uint8) * 255)
+        done = subprocess.run(command(src, hole, out), capture_output=True, text=True, timeout=600)
+        filled = cv2.imread(out, cv2.IMREAD_COLOR)
+        if done.returncode or filled is None:
+            raise RuntimeError(f"{name} failed ({done.returncode}): {done.stderr.strip()[-300:]}")
+    return filled[:, :, ::-1].copy()
+
+
 def gmic(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """G'MIC 2.9's patch-based inpainting: `inpaint[0] [1],PATCH_SIZE` (a size of 0 is a smooth fill)."""
     exe = shutil.which("gmic")
     if exe is None:
         raise ToolMissing("fill method 'gmic' needs the G'MIC command line: apt-get install gmic")
     patch = int(rng.integers(5, 12))
-    with tempfile.TemporaryDirectory(prefix="inpdiff-gmic-") as tmp:
-        src, hole, out = (str(Path(tmp) / n) for n in ("image.png", "mask.png", "out.png"))
-        cv2.imwrite(src, image[:, :, ::-1])
-        cv2.imwrite(hole, mask.astype(np.uint8) * 255)
-        cmd = [exe, "-v", "-1", src, hole, "inpaint[0]", f"[1],{patch}", "remove[1]", "output", out]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        filled = cv2.imread(out, cv2.IMREAD_COLOR)
-        if done.returncode or filled is None:
-            raise RuntimeError(f"gmic failed ({done.returncode}): {done.stderr.strip()[-300:]}")
-    return filled[:, :, ::-1].copy()
+    return _run_on_files("gmic", lambda src, hole, out: [exe, "-v", "-1", src, hole, "inpaint[0]", f"[1],{patch}",
+                                                        "remove[1]", "output", out], image, mask)
 
 
 def pypatchmatch(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -93,18 +101,13 @@ def _xphoto(method: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
                           "apt-get install python3-opencv")
     if not Path(DEBIAN_PYTHON).is_file():
         raise missing
-    with tempfile.TemporaryDirectory(prefix=f"inpdiff-{method}-") as tmp:
-        src, hole, out = (str(Path(tmp) / n) for n in ("image.png", "mask.png", "out.png"))
-        cv2.imwrite(src, image[:, :, ::-1])
-        cv2.imwrite(hole, mask.astype(np.uint8) * 255)
-        done = subprocess.run([DEBIAN_PYTHON, "-c", XPHOTO, src, hole, out, method], capture_output=True, text=True,
-                              timeout=600)
-        if "No module named 'cv2'" in done.stderr or "has no attribute 'xphoto'" in done.stderr:
-            raise missing
-        filled = cv2.imread(out, cv2.IMREAD_COLOR)
-        if done.returncode or filled is None:
-            raise RuntimeError(f"{method} failed ({done.returncode}): {done.stderr.strip()[-300:]}")
-    return filled[:, :, ::-1].copy()
+    try:
+        return _run_on_files(method, lambda src, hole, out: [DEBIAN_PYTHON, "-c", XPHOTO, src, hole, out, method],
+                             image, mask)
+    except RuntimeError as e:  # the message ends with the script's last error line
+        if "No module named 'cv2'" in str(e) or "has no attribute 'xphoto'" in str(e):
+            raise missing from e
+        raise
 
 
 def shiftmap(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
