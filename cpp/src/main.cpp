@@ -378,6 +378,8 @@ int main(int argc, char** argv) {
                      {"max_side", o.cfg.max_side ? json(o.cfg.max_side) : json(nullptr)}, {"outputs", o.outputs},
                      {"score", m.manifest.contains("score") ? json(m.manifest["score"]) : json(nullptr)}};
     folder = std::make_unique<OutFolder>(o.out, settings, o.restart);
+    // A resumed run that has the first photo done drops its decode now rather than hold it to the end.
+    if (folder->done(jobs[0].path) || folder->is_output(jobs[0].path)) first = {};
   } catch (const std::exception& e) {
     std::cerr << "trt-localize-cpp: " << e.what() << "\n";
     return 2;

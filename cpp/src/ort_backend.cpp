@@ -23,7 +23,7 @@ static bool telemetry_off() {
 }
 
 struct OrtBackend::Impl {
-  bool quiet = telemetry_off();  // first member: set before `env` is made
+  bool no_telemetry = telemetry_off();  // first member: set before `env` is made
   Ort::Env env{ORT_LOGGING_LEVEL_ERROR, "inpdiff"};
   Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
   Ort::Session cond{nullptr}, step{nullptr};
