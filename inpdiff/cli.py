@@ -59,10 +59,11 @@ def _eval(a: argparse.Namespace) -> int:
         # An exported model folder: the shipped runtime (tiled, calibrated score and pixel threshold).
         from .runtime.localizer import LocalizeConfig
 
-        config = LocalizeConfig(steps=a.steps, samples=a.samples or 1, seed=a.seed)
+        config = LocalizeConfig(steps=a.steps, samples=a.samples or 1, seed=a.seed, copies=not a.no_copies)
         predict, loc = runtime_predict(a.checkpoint, a.threads, config=config)
         threshold, what = loc.mask_threshold, (f"runtime, ONNX Runtime, {loc.manifest.get('precision', 'fp32')}, "
-                                               f"{loc.steps} step(s), {config.samples} sample(s)")
+                                               f"{loc.steps} step(s), {config.samples} sample(s)"
+                                               + ("" if config.copies else ", without copy evidence"))
         make = lambda: predict  # noqa: E731
     else:
         import torch
@@ -236,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--samples", type=int, help="ensemble size (default: the config's)")
     e.add_argument("--limit", type=int, default=0, help="evaluate an evenly spread subset of this size")
     e.add_argument("--seed", type=int, default=0, help="sampling seed (a checkpoint's diffusion)")
+    e.add_argument("--no-copies", action="store_true", help="an exported model's map without the copy evidence")
     e.add_argument("--threads", type=int, default=0, help="torch CPU threads")
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
     e.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,9 +1,9 @@
 """The C++ runtime against the Python one (run by CTest, which names the binaries; see CMakeLists.txt).
 
 Both on ONNX Runtime: probability maps within 1e-4 and the same score and verdict on the shipped
-example and on images that exercise the JPEG decoder, padding, odd sizes, downscaling and the
-diffusion model's noise and ensemble; the noise generator bit for bit; the command's files, report
-lines, per-file errors, resume, refusals and signals.
+example and on images that exercise the JPEG decoder, padding, odd sizes, downscaling, the copy
+evidence and the diffusion model's noise and ensemble; the noise generator bit for bit; the command's
+files, report lines, per-file errors, resume, refusals and signals.
 """
 from __future__ import annotations
 
@@ -53,6 +53,9 @@ def photos(tmp_path_factory) -> list[Path]:
     cv2.imwrite(str(d / "odd_300x517.png"), img[50:350, :517])                  # uneven tiling
     cv2.imwrite(str(d / "small_120x200.png"), img[100:220, 100:300])            # mirror-padded to a tile
     cv2.imwrite(str(d / "grey16.png"), (cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257 + 3))
+    copied = img[:301, :509].copy()  # exact copies (the copy evidence), an odd size
+    copied[250:290, 400:443] = copied[20:60, 30:73]
+    cv2.imwrite(str(d / "copied_301x509.png"), copied)
     return sorted(EXAMPLES.glob("*.png")) + sorted(d.iterdir())
 
 
@@ -78,6 +81,8 @@ def test_maps_scores_and_verdicts_match_python(photos, tmp_path):
             assert np.abs(prob - ref.prob).max() <= TOLERANCE, image.name
             assert abs(info["score"] - ref.score) <= 1e-5 and info["inpainted"] == ref.inpainted, image.name
             assert [r["bbox"] for r in info["regions"]] == [list(r.bbox) for r in ref.regions], image.name
+            if image.name.startswith("copied"):  # the copy evidence is in the map both runtimes compared
+                assert ref.prob[255:285, 405:438].min() >= 0.81
 
 
 def test_diffusion_noise_and_ensembles_match_python(tmp_path):

@@ -7,6 +7,10 @@ linear ramp at their edges (the model sees zero padding there, so edge pixels ar
 An image smaller than a tile is mirror-padded to it. `max_side` downscales very large images first
 (trading the finest traces for speed); the maps are then resized back, so every output has the
 input's exact size.
+
+The probability map is the model's, raised to the copy evidence (inpdiff.copies) where that is higher:
+the network finds fills by their texture, the copy map finds exemplar fills by their repetition, which
+the network's tiles see poorly.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import numpy as np
 
 from .. import sampling
 from ..io import read_image
+from ..copies import copy_map
 from ..noise import tile_noise
 from ..scoring import ScoreCalibration, image_score
 from .backends import Backend, BackendSpec, FusedBackend, cpu_int8_dot_product, make_backend
@@ -38,6 +43,7 @@ class LocalizeConfig:
     batch: int = 8                # tiles per backend call
     overlap: int | None = None    # minimum overlap of neighbouring tiles (None: an eighth of a tile)
     min_region: int = 16          # connected regions smaller than this (pixels) are not reported
+    copies: bool = True           # fuse the copy evidence (inpdiff.copies) into the probability map
 
 
 @dataclass
@@ -237,6 +243,8 @@ class Localizer:
         prob = per_sample.mean(axis=0) if S > 1 else np.ascontiguousarray(per_sample[0])
         # One sample has no spread: a read-only zero view, not an image-sized array.
         uncertainty = per_sample.std(axis=0) if S > 1 else np.broadcast_to(np.float32(0), prob.shape)
+        if self.config.copies:  # of the input itself: downscaling (max_side) would break exact copies
+            np.maximum(prob, copy_map(plan.image), out=prob)
         mask = prob >= self.mask_threshold
         regions = find_regions(mask, prob, self.config.min_region)
         if self.calibration:

@@ -25,6 +25,7 @@ struct LocalizeConfig {
   int workers = 1;                   // backend calls in flight (a backend that allows it: ONNX Runtime)
   int overlap = -1;                  // minimum overlap of neighbouring tiles (-1: an eighth of a tile)
   int min_region = 16;               // connected regions smaller than this (pixels) are not reported
+  bool copies = true;                // fuse the copy evidence (copies.hpp) into the probability map
 };
 
 struct Region {

@@ -1,0 +1,87 @@
+"""Copy evidence (inpdiff.copies): exact copies inside a photo are found, real photos and their
+JPEG re-saves are not marked, a real exemplar tool's fill is found, and the localizer fuses the map."""
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from conftest import ROOT
+from sklearn.metrics import roc_auc_score
+
+from inpdiff.copies import CopySettings, block_hashes, copy_map
+from inpdiff.data.fills import tools
+from inpdiff.io import read_image
+from inpdiff.runtime.localizer import Localizer, LocalizeConfig
+
+PHOTO = ROOT / "examples" / "images" / "astronaut_pristine.png"
+
+
+def pasted(image: np.ndarray, src=(40, 300), dst=(300, 80), size=48) -> tuple[np.ndarray, np.ndarray]:
+    """The photo with a square of itself copied elsewhere, and the copy's mask."""
+    out, mask = image.copy(), np.zeros(image.shape[:2], bool)
+    out[dst[0]:dst[0] + size, dst[1]:dst[1] + size] = image[src[0]:src[0] + size, src[1]:src[1] + size]
+    mask[dst[0]:dst[0] + size, dst[1]:dst[1] + size] = True
+    return out, mask
+
+
+def test_equal_blocks_have_equal_hashes_and_others_differ():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    img[12:16, 20:24] = img[2:6, 3:7]
+    h = block_hashes(img, 4)
+    assert h.shape == (17, 27)
+    assert h[12, 20] == h[2, 3]
+    assert len(np.unique(h)) == h.size - 1  # every other block of random pixels is distinct
+
+
+def test_a_pasted_region_is_marked_and_the_real_photo_is_not():
+    photo = read_image(PHOTO)
+    assert copy_map(photo).max() == 0.0  # a real photo: no textured block occurs twice
+    edited, mask = pasted(photo)
+    m = copy_map(edited)
+    core = np.zeros_like(mask)
+    core[310:338, 90:118] = True
+    assert m[core].min() >= 0.81
+    # A region pasted whole marks its source as strongly (which of the two is the copy, pixels cannot
+    # say); nothing else is marked.
+    source = np.roll(core, (40 - 300, 300 - 80), axis=(0, 1))
+    assert m[source].min() >= 0.81
+    both = mask | np.roll(mask, (40 - 300, 300 - 80), axis=(0, 1))
+    assert m[cv2.dilate(both.astype(np.uint8), np.ones((61, 61), np.uint8)) == 0].max() == 0.0
+
+
+def test_a_jpeg_resave_breaks_exact_copies(tmp_path):
+    """The documented limit: the map finds copies saved losslessly, not after a JPEG re-save."""
+    edited, _ = pasted(read_image(PHOTO))
+    cv2.imwrite(str(tmp_path / "e.jpg"), edited[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert copy_map(read_image(tmp_path / "e.jpg")).max() < 0.81
+
+
+def test_flat_and_repetitive_areas_are_not_copies():
+    flat = np.full((64, 64, 3), 200, np.uint8)
+    stripes = np.tile((np.arange(64) % 8 * 30).astype(np.uint8)[None, :, None], (64, 1, 3))
+    for img in (flat, stripes, np.zeros((3, 3, 3), np.uint8)):
+        assert copy_map(img).max() == 0.0
+    assert copy_map(stripes, CopySettings(max_group=10**9)).max() > 0  # the cap is what stops them
+
+
+@pytest.mark.skipif(shutil.which("gmic") is None, reason="G'MIC is not installed (apt-get install gmic)")
+def test_a_real_exemplar_fill_is_found():
+    """G'MIC's patch-based inpainting (GIMP's engine) fills a hole with the photo's own patches."""
+    photo = read_image(PHOTO)
+    hole = np.zeros(photo.shape[:2], bool)
+    hole[220:280, 250:330] = True
+    filled = tools.gmic(photo, hole, np.random.default_rng(0))
+    changed = np.any(filled != photo, axis=2)
+    m = copy_map(filled)
+    assert roc_auc_score(changed.ravel(), m.ravel()) > 0.9 and (m[changed] >= 0.81).mean() > 0.3
+
+
+def test_the_localizer_raises_its_map_to_the_copy_evidence():
+    edited, mask = pasted(read_image(PHOTO))
+    with Localizer(ROOT / "models" / "edge-c", config=LocalizeConfig(copies=False)) as plain:
+        before = plain.localize(edited)
+    with Localizer(ROOT / "models" / "edge-c") as fused:
+        after = fused.localize(edited)
+    np.testing.assert_array_equal(after.prob, np.maximum(before.prob, copy_map(edited)))
+    assert after.mask[mask].mean() > before.mask[mask].mean() + 0.3
