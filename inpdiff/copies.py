@@ -9,13 +9,15 @@ informed it. It finds copies that were saved losslessly; a JPEG re-save or a res
 breaks the exact equality it relies on.
 
 Defined exactly, so that every runtime computes the same map (the C++ runtime does):
-- every b x b block of the RGB uint8 image, at top-left (y, x), is hashed with wrapping uint64
-  arithmetic: row[y, x] = sum over dx < b, c < 3 of p[y, x + dx, c] * K[dx * 3 + c], then
-  h[y, x] = sum over dy < b of row[y + dy, x] * K[3b + dy], with K[i] = splitmix64(i) | 1;
+- every 4x4 block of the RGB uint8 image (W pixels wide), at top-left (y, x), is hashed with wrapping
+  uint64 arithmetic: each of its rows is 12 bytes, read little-endian as a uint64 (bytes 0-7) and a
+  uint32 (bytes 8-11), row = u64 * K[0] + u32 * K[1]; the block's hash is sum over dy < 4 of
+  row(y + dy) * K[2 + dy], with K[i] = splitmix64(i) | 1;
 - a block counts if it is textured: max - min of R+G+B over the block >= `min_range`;
-- textured blocks with equal hashes form a group; a group of 2..`max_group` blocks whose positions
-  span at least `min_distance` pixels in y or x marks its blocks (larger groups are repetitive
-  patterns, not copies);
+- the sort key of a counted block is its hash with the low n bits replaced by its index y * (W - 3) + x,
+  n the bit length of the number of blocks; counted blocks whose keys agree above those n bits form a
+  group; a group of 2..`max_group` blocks whose positions span at least `min_distance` pixels in y or
+  x marks its blocks (larger groups are repetitive patterns, not copies);
 - a pixel is covered if a marked block contains it; the map is the coverage blurred with a Gaussian
   of `sigma` (OpenCV's kernel size for that sigma, reflected border), times `gain`, clipped to 1.
 """
@@ -29,9 +31,11 @@ import numpy as np
 _MASK64 = (1 << 64) - 1
 
 
+BLOCK = 4  # a block's row is 12 bytes: one uint64 and one uint32 load
+
+
 @dataclass(frozen=True)
 class CopySettings:
-    block: int = 4
     min_range: int = 24        # R+G+B range over the block: flat and clipped areas repeat naturally
     min_distance: int = 12     # copies closer than this are the block's own neighbourhood
     max_group: int = 8
@@ -46,41 +50,51 @@ def splitmix64(i: int) -> int:
     return z ^ (z >> 31)
 
 
-def block_hashes(image: np.ndarray, b: int) -> np.ndarray:
-    """(H - b + 1, W - b + 1) uint64: the hash of every b x b RGB block, by its top-left corner."""
-    K = np.array([splitmix64(i) | 1 for i in range(4 * b)], np.uint64)
-    p = image.astype(np.uint64)
-    h, w = image.shape[0] - b + 1, image.shape[1] - b + 1
-    row = np.zeros((image.shape[0], w), np.uint64)
-    for dx in range(b):
-        for c in range(3):
-            row += p[:, dx:dx + w, c] * K[dx * 3 + c]
-    out = np.zeros((h, w), np.uint64)
-    for dy in range(b):
-        out += row[dy:dy + h] * K[3 * b + dy]
+_K = np.array([splitmix64(i) | 1 for i in range(2 + BLOCK)], np.uint64)
+
+
+def block_hashes(image: np.ndarray) -> np.ndarray:
+    """(H - 3, W - 3) uint64: the hash of every 4x4 RGB block, by its top-left corner."""
+    H, W = image.shape[:2]
+    h, w = H - BLOCK + 1, W - BLOCK + 1
+    buf = np.ascontiguousarray(image).reshape(-1).astype("<u1", copy=False)
+    # Every row of every block, read in place: 12 bytes at byte 3x of image row y.
+    u64 = np.ndarray((H, w), "<u8", buf, 0, (3 * W, 3)).astype(np.uint64)
+    u32 = np.ndarray((H, w), "<u4", buf, 8, (3 * W, 3)).astype(np.uint64)
+    row = u64 * _K[0] + u32 * _K[1]
+    out = row[:h] * _K[2]
+    for dy in range(1, BLOCK):
+        out += row[dy:dy + h] * _K[2 + dy]
     return out
 
 
 def copy_map(image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarray:
     """RGB uint8 (H, W, 3) -> (H, W) float32 in [0, 1]: how densely the area is tiled with exact copies."""
     H, W = image.shape[:2]
-    b = s.block
+    b = BLOCK
     if H < b or W < b:
         return np.zeros((H, W), np.float32)
     h, w = H - b + 1, W - b + 1
-    total = image.sum(axis=2, dtype=np.uint16)
+    total = np.add(image[..., 0], image[..., 1], dtype=np.uint16) + image[..., 2]
     kernel, anchor = np.ones((b, b), np.uint8), (0, 0)  # anchored at the top-left: the block at (y, x)
     spread = (cv2.dilate(total, kernel, anchor=anchor) - cv2.erode(total, kernel, anchor=anchor))[:h, :w]
-    idx = np.flatnonzero(spread >= s.min_range)
-    hashes = block_hashes(image, b).ravel()[idx]
-    order = np.argsort(hashes, kind="stable")
-    idx, hashes = idx[order], hashes[order]
+    idx = np.flatnonzero(spread >= s.min_range).astype(np.uint64)
+    if len(idx) < 2:
+        return np.zeros((H, W), np.float32)
+    # One sort of plain uint64 keys (hash above, index below) is several times faster than an argsort.
+    bits = np.uint64(int(h * w).bit_length())
+    keys = np.sort((block_hashes(image).ravel()[idx] >> bits << bits) | idx)
+    hashes = keys >> bits
+    same = hashes[1:] == hashes[:-1]
+    shared = np.r_[same, False] | np.r_[False, same]  # most blocks are unique: keep the rest only
+    hashes, ys, xs = hashes[shared], *np.divmod((keys[shared] & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64), w)
+    if not len(hashes):
+        return np.zeros((H, W), np.float32)
     starts = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]])
     counts = np.diff(np.r_[starts, len(hashes)])
-    ys, xs = np.divmod(idx, w)
     span = np.maximum(np.maximum.reduceat(ys, starts) - np.minimum.reduceat(ys, starts),
-                      np.maximum.reduceat(xs, starts) - np.minimum.reduceat(xs, starts)) if len(idx) else counts
-    marked = np.repeat((counts >= 2) & (counts <= s.max_group) & (span >= s.min_distance), counts)
+                      np.maximum.reduceat(xs, starts) - np.minimum.reduceat(xs, starts))
+    marked = np.repeat((counts <= s.max_group) & (span >= s.min_distance), counts)
     cover = np.zeros((H, W), np.uint8)
     cover[ys[marked], xs[marked]] = 1
     cover = cv2.dilate(cover, kernel, anchor=(b - 1, b - 1), borderType=cv2.BORDER_CONSTANT, borderValue=0)

@@ -8,7 +8,6 @@
 namespace inpdiff {
 
 struct CopySettings {  // inpdiff/copies.py CopySettings: the defaults are written there
-  int block = 4;
   int min_range = 24;
   int min_distance = 12;
   int max_group = 8;
