@@ -68,35 +68,79 @@ def block_hashes(image: np.ndarray) -> np.ndarray:
     return out
 
 
+BAND = 512            # block rows hashed at a time
+PASS_BLOCKS = 1 << 24  # blocks per sorting pass: about 130 MB of keys at most, whatever the image's size
+
+
+def _keys(image: np.ndarray, s: CopySettings, part: int, parts: int, bits: np.uint64) -> np.ndarray:
+    """Sorted keys of the textured blocks whose hash falls in `part` of `parts` (equal hashes always
+    fall in the same part, so groups are whole), computed a band of rows at a time."""
+    H, W = image.shape[:2]
+    h, w = H - BLOCK + 1, W - BLOCK + 1
+    kernel, anchor = np.ones((BLOCK, BLOCK), np.uint8), (0, 0)  # anchored at the top-left: the block at (y, x)
+    top = np.uint64(64 - (parts.bit_length() - 1))
+    found = []
+    for y0 in range(0, h, BAND):
+        y1 = min(y0 + BAND, h)
+        rows = image[y0:y1 + BLOCK - 1]
+        total = np.add(rows[..., 0], rows[..., 1], dtype=np.uint16) + rows[..., 2]
+        spread = (cv2.dilate(total, kernel, anchor=anchor) - cv2.erode(total, kernel, anchor=anchor))[:y1 - y0, :w]
+        textured = spread >= s.min_range
+        hashes = block_hashes(rows)
+        if parts > 1:
+            textured &= (hashes >> top) == np.uint64(part)
+        at = np.flatnonzero(textured).astype(np.uint64)
+        found.append((hashes.ravel()[at] >> bits << bits) | (at + np.uint64(y0 * w)))
+    keys = np.concatenate(found)
+    keys.sort()  # one sort of plain uint64 keys (hash above, index below): several times faster than an argsort
+    return keys
+
+
+def copy_cover(image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarray:
+    """RGB uint8 (H, W, 3) -> (H, W) uint8, 1 where a pixel lies in a marked block."""
+    H, W = image.shape[:2]
+    cover = np.zeros((H, W), np.uint8)
+    if H < BLOCK or W < BLOCK:
+        return cover
+    h, w = H - BLOCK + 1, W - BLOCK + 1
+    bits = np.uint64(int(h * w).bit_length())
+    parts = 1 << max(0, (h * w - 1) // PASS_BLOCKS).bit_length()
+    for part in range(parts):
+        keys = _keys(image, s, part, parts, bits)
+        hashes = keys >> bits
+        same = hashes[1:] == hashes[:-1]
+        shared = np.r_[same, False] | np.r_[False, same]  # most blocks are unique: keep the rest only
+        if not shared.any():
+            continue
+        hashes, (ys, xs) = hashes[shared], np.divmod((keys[shared] & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64), w)
+        starts = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]])
+        counts = np.diff(np.r_[starts, len(hashes)])
+        span = np.maximum(np.maximum.reduceat(ys, starts) - np.minimum.reduceat(ys, starts),
+                          np.maximum.reduceat(xs, starts) - np.minimum.reduceat(xs, starts))
+        marked = np.repeat((counts <= s.max_group) & (span >= s.min_distance), counts)
+        cover[ys[marked], xs[marked]] = 1
+    return cv2.dilate(cover, np.ones((BLOCK, BLOCK), np.uint8), anchor=(BLOCK - 1, BLOCK - 1),
+                      borderType=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def raise_to_copies(prob: np.ndarray, image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarray:
+    """prob (H, W) float32, raised in place to the copy map of `image` where that is higher. The blur
+    runs a band at a time with a halo wider than its kernel, which gives the whole image's values."""
+    cover = copy_cover(image, s)
+    H = cover.shape[0]
+    if not cover.any():
+        return prob
+    halo = int(4 * s.sigma) + 2  # OpenCV's float kernel reaches 4 sigma
+    for y0 in range(0, H, BAND):
+        y1 = min(y0 + BAND, H)
+        a, b = max(0, y0 - halo), min(H, y1 + halo)
+        density = cv2.GaussianBlur(cover[a:b].astype(np.float32), (0, 0), s.sigma)[y0 - a:y1 - a]
+        density *= np.float32(s.gain)
+        np.minimum(density, np.float32(1.0), out=density)
+        np.maximum(prob[y0:y1], density, out=prob[y0:y1])
+    return prob
+
+
 def copy_map(image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarray:
     """RGB uint8 (H, W, 3) -> (H, W) float32 in [0, 1]: how densely the area is tiled with exact copies."""
-    H, W = image.shape[:2]
-    b = BLOCK
-    if H < b or W < b:
-        return np.zeros((H, W), np.float32)
-    h, w = H - b + 1, W - b + 1
-    total = np.add(image[..., 0], image[..., 1], dtype=np.uint16) + image[..., 2]
-    kernel, anchor = np.ones((b, b), np.uint8), (0, 0)  # anchored at the top-left: the block at (y, x)
-    spread = (cv2.dilate(total, kernel, anchor=anchor) - cv2.erode(total, kernel, anchor=anchor))[:h, :w]
-    idx = np.flatnonzero(spread >= s.min_range).astype(np.uint64)
-    if len(idx) < 2:
-        return np.zeros((H, W), np.float32)
-    # One sort of plain uint64 keys (hash above, index below) is several times faster than an argsort.
-    bits = np.uint64(int(h * w).bit_length())
-    keys = np.sort((block_hashes(image).ravel()[idx] >> bits << bits) | idx)
-    hashes = keys >> bits
-    same = hashes[1:] == hashes[:-1]
-    shared = np.r_[same, False] | np.r_[False, same]  # most blocks are unique: keep the rest only
-    hashes, ys, xs = hashes[shared], *np.divmod((keys[shared] & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64), w)
-    if not len(hashes):
-        return np.zeros((H, W), np.float32)
-    starts = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]])
-    counts = np.diff(np.r_[starts, len(hashes)])
-    span = np.maximum(np.maximum.reduceat(ys, starts) - np.minimum.reduceat(ys, starts),
-                      np.maximum.reduceat(xs, starts) - np.minimum.reduceat(xs, starts))
-    marked = np.repeat((counts <= s.max_group) & (span >= s.min_distance), counts)
-    cover = np.zeros((H, W), np.uint8)
-    cover[ys[marked], xs[marked]] = 1
-    cover = cv2.dilate(cover, kernel, anchor=(b - 1, b - 1), borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    density = cv2.GaussianBlur(cover.astype(np.float32), (0, 0), s.sigma)
-    return np.minimum(density * np.float32(s.gain), np.float32(1.0))
+    return raise_to_copies(np.zeros(image.shape[:2], np.float32), image, s)

@@ -8,7 +8,8 @@ import pytest
 from conftest import ROOT
 from sklearn.metrics import roc_auc_score
 
-from inpdiff.copies import CopySettings, block_hashes, copy_map
+from inpdiff import copies
+from inpdiff.copies import CopySettings, block_hashes, copy_cover, copy_map
 from inpdiff.data.fills import tools
 from inpdiff.io import read_image
 from inpdiff.runtime.localizer import Localizer, LocalizeConfig
@@ -55,6 +56,17 @@ def test_a_jpeg_resave_breaks_exact_copies(tmp_path):
     edited, _ = pasted(read_image(PHOTO))
     cv2.imwrite(str(tmp_path / "e.jpg"), edited[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert copy_map(read_image(tmp_path / "e.jpg")).max() < 0.81
+
+
+def test_bands_and_sorting_passes_do_not_change_the_map(monkeypatch):
+    """Memory is bounded by computing a band of rows and a share of the hashes at a time; the map
+    must be the one the whole image gives at once."""
+    edited, _ = pasted(cv2.resize(read_image(PHOTO), (900, 700), interpolation=cv2.INTER_CUBIC), (500, 700), (100, 60), 96)
+    whole = np.minimum(cv2.GaussianBlur(copy_cover(edited).astype(np.float32), (0, 0), 6.0) * np.float32(2), 1)
+    assert whole.max() == 1.0
+    monkeypatch.setattr(copies, "BAND", 97)
+    monkeypatch.setattr(copies, "PASS_BLOCKS", 50_000)  # 16 passes
+    np.testing.assert_array_equal(copy_map(edited), whole)
 
 
 def test_flat_and_repetitive_areas_are_not_copies():

@@ -30,64 +30,96 @@ uint64_t load32(const uint8_t* p) { return uint64_t{p[0]} | uint64_t{p[1]} << 8 
 
 }  // namespace
 
-cv::Mat copy_map(const cv::Mat& rgb, const CopySettings& s) {
-  const int H = rgb.rows, W = rgb.cols, b = kBlock;
-  if (H < b || W < b) return cv::Mat::zeros(H, W, CV_32F);
-  const int h = H - b + 1, w = W - b + 1;
-  const cv::Mat img = rgb.isContinuous() ? rgb : rgb.clone();
-  // Texture: the range of R+G+B over each block (anchored at its top-left).
-  cv::Mat total(H, W, CV_16U);
-  for (int y = 0; y < H; ++y) {
-    const uint8_t* p = img.ptr<uint8_t>(y);
-    uint16_t* t = total.ptr<uint16_t>(y);
-    for (int x = 0; x < W; ++x) t[x] = static_cast<uint16_t>(p[3 * x] + p[3 * x + 1] + p[3 * x + 2]);
-  }
-  const cv::Mat kernel = cv::Mat::ones(b, b, CV_8U);
-  cv::Mat hi, lo;
-  cv::dilate(total, hi, kernel, cv::Point(0, 0));
-  cv::erode(total, lo, kernel, cv::Point(0, 0));
-  uint64_t K[2 + kBlock];
-  for (int i = 0; i < 2 + kBlock; ++i) K[i] = splitmix64(static_cast<uint64_t>(i)) | 1ull;
-  std::vector<uint64_t> row(static_cast<size_t>(H) * w);
-  for (int y = 0; y < H; ++y) {
-    const uint8_t* p = img.ptr<uint8_t>(y);
-    uint64_t* r = row.data() + static_cast<size_t>(y) * w;
-    for (int x = 0; x < w; ++x) r[x] = load64(p + 3 * x) * K[0] + load32(p + 3 * x + 8) * K[1];
-  }
-  // Sort keys: the hash above, the block's index below (its bit length), as in Python.
-  const uint64_t n = static_cast<uint64_t>(h) * w;
+namespace {
+
+constexpr int kBand = 512;                   // block rows hashed at a time
+constexpr uint64_t kPassBlocks = 1ull << 24;  // blocks per sorting pass (about 130 MB of keys at most)
+
+int bit_length(uint64_t n) {
   int bits = 0;
   while (bits < 64 && (n >> bits)) ++bits;
-  const uint64_t low = (uint64_t{1} << bits) - 1;
-  std::vector<uint64_t> keys;
-  for (int y = 0; y < h; ++y) {
-    const uint16_t *top = hi.ptr<uint16_t>(y), *bottom = lo.ptr<uint16_t>(y);
-    for (int x = 0; x < w; ++x) {
-      if (top[x] - bottom[x] < s.min_range) continue;
-      uint64_t v = 0;
-      for (int dy = 0; dy < b; ++dy) v += row[static_cast<size_t>(y + dy) * w + x] * K[2 + dy];
-      keys.push_back(((v >> bits) << bits) | (static_cast<uint64_t>(y) * w + x));
+  return bits;
+}
+
+// Sorted keys of the textured blocks whose hash falls in `part` of `parts`, a band of rows at a time.
+std::vector<uint64_t> part_keys(const cv::Mat& img, const CopySettings& s, uint64_t part, int part_bits, int bits) {
+  const int H = img.rows, W = img.cols, b = kBlock, h = H - b + 1, w = W - b + 1;
+  uint64_t K[2 + kBlock];
+  for (int i = 0; i < 2 + kBlock; ++i) K[i] = splitmix64(static_cast<uint64_t>(i)) | 1ull;
+  const cv::Mat kernel = cv::Mat::ones(b, b, CV_8U);
+  std::vector<uint64_t> keys, row;
+  cv::Mat total, hi, lo;
+  for (int y0 = 0; y0 < h; y0 += kBand) {
+    const int y1 = std::min(y0 + kBand, h), n = y1 - y0 + b - 1;  // image rows y0 .. y1 + 2
+    total.create(n, W, CV_16U);
+    row.resize(static_cast<size_t>(n) * w);
+    for (int r = 0; r < n; ++r) {
+      const uint8_t* p = img.ptr<uint8_t>(y0 + r);
+      uint16_t* t = total.ptr<uint16_t>(r);
+      for (int x = 0; x < W; ++x) t[x] = static_cast<uint16_t>(p[3 * x] + p[3 * x + 1] + p[3 * x + 2]);
+      uint64_t* q = row.data() + static_cast<size_t>(r) * w;
+      for (int x = 0; x < w; ++x) q[x] = load64(p + 3 * x) * K[0] + load32(p + 3 * x + 8) * K[1];
+    }
+    cv::dilate(total, hi, kernel, cv::Point(0, 0));  // anchored at the top-left: the block at (y, x)
+    cv::erode(total, lo, kernel, cv::Point(0, 0));
+    for (int r = 0; r < y1 - y0; ++r) {
+      const uint16_t *top = hi.ptr<uint16_t>(r), *bottom = lo.ptr<uint16_t>(r);
+      for (int x = 0; x < w; ++x) {
+        if (top[x] - bottom[x] < s.min_range) continue;
+        uint64_t v = 0;
+        for (int dy = 0; dy < b; ++dy) v += row[static_cast<size_t>(r + dy) * w + x] * K[2 + dy];
+        if (part_bits && (v >> (64 - part_bits)) != part) continue;
+        keys.push_back(((v >> bits) << bits) | (static_cast<uint64_t>(y0 + r) * w + x));
+      }
     }
   }
   std::sort(keys.begin(), keys.end());
+  return keys;
+}
+
+}  // namespace
+
+cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s) {
+  const int H = rgb.rows, W = rgb.cols, b = kBlock;
   cv::Mat cover = cv::Mat::zeros(H, W, CV_8U);
-  for (size_t i = 0, j; i < keys.size(); i = j) {
-    int ymin = h, ymax = -1, xmin = w, xmax = -1;
-    for (j = i; j < keys.size() && (keys[j] >> bits) == (keys[i] >> bits); ++j) {
-      const int y = static_cast<int>((keys[j] & low) / w), x = static_cast<int>((keys[j] & low) % w);
-      ymin = std::min(ymin, y), ymax = std::max(ymax, y), xmin = std::min(xmin, x), xmax = std::max(xmax, x);
+  if (H < b || W < b) return cover;
+  const cv::Mat img = rgb.isContinuous() ? rgb : rgb.clone();
+  const int h = H - b + 1, w = W - b + 1;
+  const uint64_t n = static_cast<uint64_t>(h) * w;
+  const int bits = bit_length(n), part_bits = bit_length((n - 1) / kPassBlocks);
+  const uint64_t low = (uint64_t{1} << bits) - 1;
+  for (uint64_t part = 0; part < (uint64_t{1} << part_bits); ++part) {
+    const std::vector<uint64_t> keys = part_keys(img, s, part, part_bits, bits);
+    for (size_t i = 0, j; i < keys.size(); i = j) {
+      int ymin = h, ymax = -1, xmin = w, xmax = -1;
+      for (j = i; j < keys.size() && (keys[j] >> bits) == (keys[i] >> bits); ++j) {
+        const int y = static_cast<int>((keys[j] & low) / w), x = static_cast<int>((keys[j] & low) % w);
+        ymin = std::min(ymin, y), ymax = std::max(ymax, y), xmin = std::min(xmin, x), xmax = std::max(xmax, x);
+      }
+      const size_t count = j - i;
+      if (count < 2 || count > static_cast<size_t>(s.max_group) || std::max(ymax - ymin, xmax - xmin) < s.min_distance)
+        continue;
+      for (size_t k = i; k < j; ++k)
+        cover.at<uint8_t>(static_cast<int>((keys[k] & low) / w), static_cast<int>((keys[k] & low) % w)) = 1;
     }
-    const size_t count = j - i;
-    if (count < 2 || count > static_cast<size_t>(s.max_group) || std::max(ymax - ymin, xmax - xmin) < s.min_distance)
-      continue;
-    for (size_t k = i; k < j; ++k) cover.at<uint8_t>(static_cast<int>((keys[k] & low) / w), static_cast<int>((keys[k] & low) % w)) = 1;
   }
-  cv::dilate(cover, cover, kernel, cv::Point(b - 1, b - 1), 1, cv::BORDER_CONSTANT, cv::Scalar(0));
-  cv::Mat density;
-  cover.convertTo(density, CV_32F);
-  cv::GaussianBlur(density, density, cv::Size(0, 0), s.sigma);
-  density *= s.gain;
-  return cv::min(density, 1.0f);
+  cv::dilate(cover, cover, cv::Mat::ones(b, b, CV_8U), cv::Point(b - 1, b - 1), 1, cv::BORDER_CONSTANT, cv::Scalar(0));
+  return cover;
+}
+
+void raise_to_copies(cv::Mat& prob, const cv::Mat& rgb, const CopySettings& s) {
+  const cv::Mat cover = copy_cover(rgb, s);
+  if (!cv::countNonZero(cover)) return;
+  const int H = cover.rows, halo = static_cast<int>(4 * s.sigma) + 2;  // OpenCV's float kernel reaches 4 sigma
+  cv::Mat band, density;
+  for (int y0 = 0; y0 < H; y0 += kBand) {
+    const int y1 = std::min(y0 + kBand, H), a = std::max(0, y0 - halo), b = std::min(H, y1 + halo);
+    cover.rowRange(a, b).convertTo(band, CV_32F);
+    cv::GaussianBlur(band, density, cv::Size(0, 0), s.sigma);
+    density = cv::min(density.rowRange(y0 - a, y1 - a) * s.gain, 1.0f);
+    cv::Mat out = prob.rowRange(y0, y1);
+    cv::max(out, density, out);
+  }
 }
 
 }  // namespace inpdiff

@@ -279,7 +279,7 @@ Result Localizer::localize(const cv::Mat& rgb) {
     }
     cv::sqrt(sq / static_cast<float>(S), res.uncertainty);
   }
-  if (config_.copies) cv::max(res.prob, copy_map(rgb), res.prob);  // of the input itself, as in Python
+  if (config_.copies) raise_to_copies(res.prob, rgb);  // of the input itself, as in Python
   // prob >= threshold in float32, as NumPy compares a float32 array with a Python float
   res.mask = res.prob >= static_cast<float>(mask_threshold_);
   res.mask /= 255;

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import sampling
 from ..io import read_image
-from ..copies import copy_map
+from ..copies import raise_to_copies
 from ..noise import tile_noise
 from ..scoring import ScoreCalibration, image_score
 from .backends import Backend, BackendSpec, FusedBackend, cpu_int8_dot_product, make_backend
@@ -244,7 +244,7 @@ class Localizer:
         # One sample has no spread: a read-only zero view, not an image-sized array.
         uncertainty = per_sample.std(axis=0) if S > 1 else np.broadcast_to(np.float32(0), prob.shape)
         if self.config.copies:  # of the input itself: downscaling (max_side) would break exact copies
-            np.maximum(prob, copy_map(plan.image), out=prob)
+            raise_to_copies(prob, plan.image)
         mask = prob >= self.mask_threshold
         regions = find_regions(mask, prob, self.config.min_region)
         if self.calibration:

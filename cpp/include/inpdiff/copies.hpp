@@ -15,7 +15,10 @@ struct CopySettings {  // inpdiff/copies.py CopySettings: the defaults are writt
   float gain = 2.0f;
 };
 
-// RGB CV_8UC3 -> CV_32F in [0, 1] of the same size: how densely each area is tiled with exact copies.
-cv::Mat copy_map(const cv::Mat& rgb, const CopySettings& s = {});
+// RGB CV_8UC3 -> CV_8U of the same size, 1 where a pixel lies in a marked block.
+cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s = {});
+
+// prob (CV_32F, the image's size) raised in place to the copy map of `rgb` where that is higher.
+void raise_to_copies(cv::Mat& prob, const cv::Mat& rgb, const CopySettings& s = {});
 
 }  // namespace inpdiff
