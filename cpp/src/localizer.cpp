@@ -5,6 +5,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <exception>
+#include <future>
 #include <mutex>
 #include <numeric>
 #include <set>
@@ -258,6 +259,9 @@ std::vector<cv::Mat> Localizer::blend(const Plan& p) const {
 
 Result Localizer::localize(const cv::Mat& rgb) {
   const Plan p = plan(rgb);
+  // The copy evidence needs only the image: found beside the inference, which leaves a core idle at times.
+  std::future<cv::Mat> cover;
+  if (config_.copies) cover = std::async(std::launch::async, [&rgb] { return copy_cover(rgb); });
   std::vector<cv::Mat> acc = blend(p);
   const int S = config_.samples;
   Result res;
@@ -279,7 +283,7 @@ Result Localizer::localize(const cv::Mat& rgb) {
     }
     cv::sqrt(sq / static_cast<float>(S), res.uncertainty);
   }
-  if (config_.copies) raise_to_copies(res.prob, rgb);  // of the input itself, as in Python
+  if (config_.copies) raise_to_copies(res.prob, cover.get());  // of the input itself, as in Python
   // prob >= threshold in float32, as NumPy compares a float32 array with a Python float
   res.mask = res.prob >= static_cast<float>(mask_threshold_);
   res.mask /= 255;

@@ -18,7 +18,8 @@ struct CopySettings {  // inpdiff/copies.py CopySettings: the defaults are writt
 // RGB CV_8UC3 -> CV_8U of the same size, 1 where a pixel lies in a marked block.
 cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s = {});
 
-// prob (CV_32F, the image's size) raised in place to the copy map of `rgb` where that is higher.
-void raise_to_copies(cv::Mat& prob, const cv::Mat& rgb, const CopySettings& s = {});
+// prob (CV_32F, the image's size) raised in place to the copy map of `cover` (copy_cover's) where
+// that is higher.
+void raise_to_copies(cv::Mat& prob, const cv::Mat& cover, const CopySettings& s = {});
 
 }  // namespace inpdiff
