@@ -68,8 +68,8 @@ def block_hashes(image: np.ndarray) -> np.ndarray:
     return out
 
 
-BAND = 512            # block rows hashed at a time
-PASS_BLOCKS = 1 << 24  # blocks per sorting pass: about 130 MB of keys at most, whatever the image's size
+BAND = 128             # block rows hashed at a time (small arrays: reused, not faulted in afresh)
+PASS_BLOCKS = 1 << 24   # blocks per sorting pass: about 130 MB of keys at most, whatever the image's size
 
 
 def _keys(image: np.ndarray, s: CopySettings, part: int, parts: int, bits: np.uint64) -> np.ndarray:

@@ -32,7 +32,7 @@ uint64_t load32(const uint8_t* p) { return uint64_t{p[0]} | uint64_t{p[1]} << 8 
 
 namespace {
 
-constexpr int kBand = 512;                   // block rows hashed at a time
+constexpr int kBand = 128;                   // block rows hashed at a time
 constexpr uint64_t kPassBlocks = 1ull << 24;  // blocks per sorting pass (about 130 MB of keys at most)
 
 int bit_length(uint64_t n) {
