@@ -45,7 +45,8 @@ def _lomo(a: argparse.Namespace) -> int:
     from .training.lomo import leave_one_out, markdown
 
     cfg = load_config(a.config).replace(a.set or [])
-    report = leave_one_out(cfg, a.families.split(","), a.out, a.data, a.limit, a.seed, progress=not a.quiet)
+    report = leave_one_out(cfg, a.families.split(","), a.out, a.data, a.limit, a.seed, progress=not a.quiet,
+                           copies=not a.no_copies)
     print(markdown(report))
     return 0
 
@@ -74,8 +75,8 @@ def _eval(a: argparse.Namespace) -> int:
         if a.threads:
             torch.set_num_threads(a.threads)
         model = load_model(a.checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
-        threshold, what = 0.5, "PyTorch checkpoint, whole images, raw score"
-        make = lambda: torch_predict(model, a.steps, a.samples, a.seed)  # noqa: E731
+        threshold, what = 0.5, "PyTorch checkpoint, whole images, raw score" + (", without copy evidence" if a.no_copies else "")
+        make = lambda: torch_predict(model, a.steps, a.samples, a.seed, copies=not a.no_copies)  # noqa: E731
     samples = evenly(discover(a.data), a.limit)
     report = run_eval(make, samples, a.out, perturbations, a.seed, threshold, progress=not a.quiet)
     print(json.dumps(report["summary"], indent=2) if a.json else
@@ -237,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--samples", type=int, help="ensemble size (default: the config's)")
     e.add_argument("--limit", type=int, default=0, help="evaluate an evenly spread subset of this size")
     e.add_argument("--seed", type=int, default=0, help="sampling seed (a checkpoint's diffusion)")
-    e.add_argument("--no-copies", action="store_true", help="an exported model's map without the copy evidence")
+    e.add_argument("--no-copies", action="store_true", help="the network's map alone, without the copy evidence")
     e.add_argument("--threads", type=int, default=0, help="torch CPU threads")
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -252,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     lo.add_argument("-o", "--out", required=True, help="protocol folder: one run per held-out family")
     lo.add_argument("--limit", type=int, default=0, help="test on an evenly spread subset of this size")
     lo.add_argument("--seed", type=int, default=0, help="training and sampling seed")
+    lo.add_argument("--no-copies", action="store_true", help="score the networks alone, without the copy evidence")
     lo.add_argument("--quiet", action="store_true", help="no progress bars")
     lo.set_defaults(fn=_lomo)
 

@@ -97,3 +97,16 @@ def test_the_localizer_raises_its_map_to_the_copy_evidence():
         after = fused.localize(edited)
     np.testing.assert_array_equal(after.prob, np.maximum(before.prob, copy_map(edited)))
     assert after.mask[mask].mean() > before.mask[mask].mean() + 0.3
+
+
+def test_the_pytorch_harness_adds_it_too_unless_told_not_to(tiny_export):
+    """`inpdiff eval CHECKPOINT` and `inpdiff lomo` score what users get; training's curves do not."""
+    from inpdiff.model import load_model
+    from inpdiff.training.evaluate import torch_predict
+
+    model = load_model(tiny_export[0] / "ckpt")
+    edited, _ = pasted(read_image(PHOTO))
+    alone, _ = torch_predict(model)(edited)
+    fused, _ = torch_predict(model, copies=True)(edited)
+    np.testing.assert_array_equal(fused, np.maximum(alone, copy_map(edited)))
+    assert (fused > alone).any()

@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 import torch
 
+from ..copies import raise_to_copies
 from ..data.datasets import Sample
 from ..evaluation import Predict, score_samples
 from ..model import InpDiffusion, sample, to_tensor
@@ -15,8 +16,9 @@ from ..scoring import image_score
 
 
 def torch_predict(model: InpDiffusion, steps: int | None = None, n_samples: int | None = None,
-                  seed: int = 0) -> Predict:
-    """Image i of a run gets the generator seed + i, so a run is repeatable."""
+                  seed: int = 0, copies: bool = False) -> Predict:
+    """Image i of a run gets the generator seed + i, so a run is repeatable. `copies`: raise the map
+    to the copy evidence, as the runtime does (off for training's validation: the network's own curves)."""
     model.eval()
     device = next(model.parameters()).device
     counter = itertools.count()
@@ -26,13 +28,16 @@ def torch_predict(model: InpDiffusion, steps: int | None = None, n_samples: int 
         gen = torch.Generator(device=device).manual_seed(seed + next(counter))
         pred = sample(model, to_tensor(image).to(device), steps=steps, samples=n_samples, generator=gen)
         prob = pred.prob[0, 0].float().cpu().numpy()
+        if copies:
+            raise_to_copies(prob, image)
         return prob, image_score(prob)
 
     return predict
 
 
 def evaluate(model: InpDiffusion, samples: list[Sample], perturbation: str = "clean", steps: int | None = None,
-             n_samples: int | None = None, seed: int = 0, threshold: float = 0.5, progress: bool = False) -> dict:
+             n_samples: int | None = None, seed: int = 0, threshold: float = 0.5, progress: bool = False,
+             copies: bool = False) -> dict:
     """Score every sample; returns {"summary": ..., "images": [...], "errors": [...]}."""
-    return score_samples(torch_predict(model, steps, n_samples, seed), samples, perturbation, seed, threshold,
+    return score_samples(torch_predict(model, steps, n_samples, seed, copies), samples, perturbation, seed, threshold,
                          progress)

@@ -5,7 +5,8 @@ pypatchmatch, criminisi, shiftmap, fsr): train with F left out of the training a
 (`data.exclude_families`), then test on F alone (and the pristine photos, for the image-level AUC).
 One more run trains on every family, the in-distribution reference, tested on each. Runs are folders
 OUT/without-F/ (OUT/all/ for the reference); a finished run is not trained again, so an interrupted
-protocol resumes. Seeds are fixed by the config (train.seed) and the evaluation seed.
+protocol resumes. Seeds are fixed by the config (train.seed) and the evaluation seed. Tests score what
+users get: the network's map raised to the copy evidence (inpdiff.copies), unless `copies` is off.
 
     inpdiff lomo --config edge-c --data cache/synth/val-all,cache/synth/val-criminisi -o runs/lomo
 """
@@ -28,7 +29,7 @@ def _test_set(samples: list[Sample], held: str) -> list[Sample]:
 
 
 def leave_one_out(cfg: Config, families: list[str], out_dir: str | Path, data: str | Path, limit: int = 0,
-                  seed: int = 0, progress: bool = True) -> dict:
+                  seed: int = 0, progress: bool = True, copies: bool = True) -> dict:
     """Train the len(families) + 1 models and test each; returns and saves OUT/lomo.{json,md}."""
     from ..model import load_model
     from .evaluate import evaluate
@@ -50,14 +51,15 @@ def leave_one_out(cfg: Config, families: list[str], out_dir: str | Path, data: s
             train(c, run, progress=progress)
         model = load_model(run / "best")
         if held:
-            result = evaluate(model, evenly(_test_set(samples, held), limit), seed=seed, progress=progress)
+            result = evaluate(model, evenly(_test_set(samples, held), limit), seed=seed, progress=progress,
+                              copies=copies)
             table[held] = {k: result["summary"][k] for k in COLUMNS}
         else:
             table["all"] = {f: {k: evaluate(model, evenly(_test_set(samples, f), limit), seed=seed,
-                                            progress=progress)["summary"][k] for k in COLUMNS}
+                                            progress=progress, copies=copies)["summary"][k] for k in COLUMNS}
                             for f in families}
     report = {"families": families, "held_out": {f: table[f] for f in families}, "in_distribution": table["all"],
-              "data": str(data), "limit": limit, "seed": seed, "config": cfg.to_dict()}
+              "data": str(data), "limit": limit, "seed": seed, "copies": copies, "config": cfg.to_dict()}
     atomic_write(out / "lomo.json", lambda p: p.write_text(json.dumps(report, indent=1)))
     atomic_write(out / "lomo.md", lambda p: p.write_text(markdown(report)))
     return report
