@@ -123,10 +123,10 @@ def copy_cover(image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarra
                       borderType=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def raise_to_copies(prob: np.ndarray, image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarray:
-    """prob (H, W) float32, raised in place to the copy map of `image` where that is higher. The blur
-    runs a band at a time with a halo wider than its kernel, which gives the whole image's values."""
-    cover = copy_cover(image, s)
+def raise_to_copies(prob: np.ndarray, cover: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarray:
+    """prob (H, W) float32, raised in place to the copy map of `cover` (copy_cover's) where that is
+    higher. The blur runs a band at a time with a halo wider than its kernel, which gives the whole
+    image's values."""
     H = cover.shape[0]
     if not cover.any():
         return prob
@@ -143,4 +143,4 @@ def raise_to_copies(prob: np.ndarray, image: np.ndarray, s: CopySettings = CopyS
 
 def copy_map(image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarray:
     """RGB uint8 (H, W, 3) -> (H, W) float32 in [0, 1]: how densely the area is tiled with exact copies."""
-    return raise_to_copies(np.zeros(image.shape[:2], np.float32), image, s)
+    return raise_to_copies(np.zeros(image.shape[:2], np.float32), copy_cover(image, s), s)

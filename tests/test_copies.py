@@ -97,6 +97,11 @@ def test_the_localizer_raises_its_map_to_the_copy_evidence():
         after = fused.localize(edited)
     np.testing.assert_array_equal(after.prob, np.maximum(before.prob, copy_map(edited)))
     assert after.mask[mask].mean() > before.mask[mask].mean() + 0.3
+    # The analyst sees why: the regions over the copy and its source say how much of them is copied.
+    assert all(r.copied is None for r in before.regions)
+    def copied_at(y, x):
+        return [r.copied for r in after.regions if r.bbox[0] <= x < r.bbox[0] + r.bbox[2] and r.bbox[1] <= y < r.bbox[1] + r.bbox[3]]
+    assert copied_at(324, 104)[0] > 0.5 and copied_at(64, 324)[0] > 0.5  # the copy and its source
 
 
 def test_the_pytorch_harness_adds_it_too_unless_told_not_to(tiny_export):

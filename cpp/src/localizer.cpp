@@ -79,20 +79,26 @@ double image_score(const cv::Mat& prob) {
 }
 
 // Connected regions of the mask (8-connected) of at least `min_area` pixels, largest first, each
-// with its mean probability over its own pixels (localizer.py find_regions).
-static std::vector<Region> find_regions(const cv::Mat& mask, const cv::Mat& prob, int min_area) {
+// with its mean probability over its own pixels and, given the copy cover, the share of them copied
+// (localizer.py find_regions).
+static std::vector<Region> find_regions(const cv::Mat& mask, const cv::Mat& prob, int min_area, const cv::Mat& cover) {
   cv::Mat labels, stats, centroids;
   int count = cv::connectedComponentsWithStats(mask, labels, stats, centroids, 8, CV_32S);
   std::vector<Region> regions;
   for (int i = 1; i < count; ++i) {
     Region g{stats.at<int>(i, cv::CC_STAT_LEFT), stats.at<int>(i, cv::CC_STAT_TOP), stats.at<int>(i, cv::CC_STAT_WIDTH),
-             stats.at<int>(i, cv::CC_STAT_HEIGHT), stats.at<int>(i, cv::CC_STAT_AREA), 0.0};
+             stats.at<int>(i, cv::CC_STAT_HEIGHT), stats.at<int>(i, cv::CC_STAT_AREA), 0.0, std::nullopt};
     if (g.area < min_area) continue;
     double sum = 0.0;
+    long copied = 0;
     for (int r = g.y; r < g.y + g.height; ++r)
       for (int c = g.x; c < g.x + g.width; ++c)
-        if (labels.at<int>(r, c) == i) sum += prob.at<float>(r, c);
+        if (labels.at<int>(r, c) == i) {
+          sum += prob.at<float>(r, c);
+          if (!cover.empty()) copied += cover.at<uint8_t>(r, c);
+        }
     g.mean_prob = std::round(sum / g.area * 1e4) / 1e4;
+    if (!cover.empty()) g.copied = std::round(static_cast<double>(copied) / g.area * 1e4) / 1e4;
     regions.push_back(g);
   }
   std::stable_sort(regions.begin(), regions.end(), [](const Region& a, const Region& b) { return a.area > b.area; });
@@ -283,11 +289,12 @@ Result Localizer::localize(const cv::Mat& rgb) {
     }
     cv::sqrt(sq / static_cast<float>(S), res.uncertainty);
   }
-  if (config_.copies) raise_to_copies(res.prob, cover.get());  // of the input itself, as in Python
+  cv::Mat copied;
+  if (config_.copies) raise_to_copies(res.prob, copied = cover.get());  // of the input itself, as in Python
   // prob >= threshold in float32, as NumPy compares a float32 array with a Python float
   res.mask = res.prob >= static_cast<float>(mask_threshold_);
   res.mask /= 255;
-  res.regions = find_regions(res.mask, res.prob, config_.min_region);
+  res.regions = find_regions(res.mask, res.prob, config_.min_region, copied);
   if (model_.score) {
     res.score = calibrated(*model_.score, res.prob);
     res.inpainted = res.score >= model_.score->threshold;

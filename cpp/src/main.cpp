@@ -408,7 +408,8 @@ int main(int argc, char** argv) {
       line["inpainted"] = r.inpainted;
       line["regions"] = json::array();
       for (const Region& g : r.regions)
-        line["regions"].push_back({{"bbox", {g.x, g.y, g.width, g.height}}, {"area", g.area}, {"mean_prob", g.mean_prob}});
+        line["regions"].push_back({{"bbox", {g.x, g.y, g.width, g.height}}, {"area", g.area}, {"mean_prob", g.mean_prob},
+                                       {"copied", g.copied ? json(*g.copied) : json(nullptr)}});
     } catch (const ImageError& e) {
       error = e.what();
     } catch (const std::exception& e) {

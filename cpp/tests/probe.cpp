@@ -44,7 +44,8 @@ int main(int argc, char** argv) {
       nlohmann::json out = {{"height", r.prob.rows}, {"width", r.prob.cols}, {"score", r.score},
                             {"inpainted", r.inpainted}, {"tiles", r.tiles}, {"regions", nlohmann::json::array()}};
       for (const Region& g : r.regions)
-        out["regions"].push_back({{"bbox", {g.x, g.y, g.width, g.height}}, {"area", g.area}, {"mean_prob", g.mean_prob}});
+        out["regions"].push_back({{"bbox", {g.x, g.y, g.width, g.height}}, {"area", g.area}, {"mean_prob", g.mean_prob},
+                                       {"copied", g.copied ? nlohmann::json(*g.copied) : nlohmann::json(nullptr)}});
       std::cout << out.dump() << std::endl;
       return 0;
     }

@@ -81,8 +81,9 @@ def test_maps_scores_and_verdicts_match_python(photos, tmp_path):
             assert np.abs(prob - ref.prob).max() <= TOLERANCE, image.name
             assert abs(info["score"] - ref.score) <= 1e-5 and info["inpainted"] == ref.inpainted, image.name
             assert [r["bbox"] for r in info["regions"]] == [list(r.bbox) for r in ref.regions], image.name
+            assert [r["copied"] for r in info["regions"]] == [r.copied for r in ref.regions], image.name
             if image.name.startswith("copied"):  # the copy evidence is in the map both runtimes compared
-                assert ref.prob[255:285, 405:438].min() >= 0.81
+                assert ref.prob[255:285, 405:438].min() >= 0.81 and max(r.copied for r in ref.regions) > 0.5
 
 
 def test_diffusion_noise_and_ensembles_match_python(tmp_path):

@@ -53,7 +53,7 @@ def _row(line: dict, out: Path) -> list:
     if "prob" in outputs:
         rel = os.path.relpath(os.path.abspath(outputs["prob"]), os.path.abspath(out))
         stem = None if rel.startswith("..") else Path(rel).as_posix()[: -len(".prob.png")]
-    regions = [[*g["bbox"], g["area"], round(g["mean_prob"], 3)] for g in line.get("regions") or []]
+    regions = [[*g["bbox"], g["area"], round(g["mean_prob"], 3), g.get("copied")] for g in line.get("regions") or []]
     return [line["path"], stem, line.get("score"), line.get("inpainted"), regions, line.get("error"),
             line.get("elapsed_ms"), "uncertainty" in outputs]
 

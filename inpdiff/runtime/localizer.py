@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import sampling
 from ..io import read_image
-from ..copies import raise_to_copies
+from ..copies import copy_cover, raise_to_copies
 from ..noise import tile_noise
 from ..scoring import ScoreCalibration, image_score
 from .backends import Backend, BackendSpec, FusedBackend, cpu_int8_dot_product, make_backend
@@ -51,6 +51,7 @@ class Region:
     bbox: tuple[int, int, int, int]  # x, y, width, height
     area: int
     mean_prob: float
+    copied: float | None = None  # share of its pixels that exactly repeat pixels elsewhere (None: not looked for)
 
 
 @dataclass
@@ -89,14 +90,15 @@ def axis_weight(length: int, origins: list[int], ramp: np.ndarray) -> np.ndarray
     return w
 
 
-def find_regions(mask: np.ndarray, prob: np.ndarray, min_area: int) -> list[Region]:
+def find_regions(mask: np.ndarray, prob: np.ndarray, min_area: int, cover: np.ndarray | None = None) -> list[Region]:
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     regions = []
     for i in range(1, n):
         x, y, w, h, area = (int(v) for v in stats[i])
-        if area >= min_area:  # the mean over the region's own pixels, inside its box (no image-sized temporaries)
+        if area >= min_area:  # means over the region's own pixels, inside its box (no image-sized temporaries)
             inside = labels[y:y + h, x:x + w] == i
-            regions.append(Region((x, y, w, h), area, round(float(prob[y:y + h, x:x + w][inside].mean()), 4)))
+            copied = None if cover is None else round(int(cover[y:y + h, x:x + w][inside].sum()) / area, 4)
+            regions.append(Region((x, y, w, h), area, round(float(prob[y:y + h, x:x + w][inside].mean()), 4), copied))
     return sorted(regions, key=lambda r: -r.area)
 
 
@@ -243,10 +245,12 @@ class Localizer:
         prob = per_sample.mean(axis=0) if S > 1 else np.ascontiguousarray(per_sample[0])
         # One sample has no spread: a read-only zero view, not an image-sized array.
         uncertainty = per_sample.std(axis=0) if S > 1 else np.broadcast_to(np.float32(0), prob.shape)
+        cover = None
         if self.config.copies:  # of the input itself: downscaling (max_side) would break exact copies
-            raise_to_copies(prob, plan.image)
+            cover = copy_cover(plan.image)
+            raise_to_copies(prob, cover)
         mask = prob >= self.mask_threshold
-        regions = find_regions(mask, prob, self.config.min_region)
+        regions = find_regions(mask, prob, self.config.min_region, cover)
         if self.calibration:
             score = self.calibration.score(prob)
             inpainted = score >= self.calibration.threshold

@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import torch
 
-from ..copies import raise_to_copies
+from ..copies import copy_cover, raise_to_copies
 from ..data.datasets import Sample
 from ..evaluation import Predict, score_samples
 from ..model import InpDiffusion, sample, to_tensor
@@ -29,7 +29,7 @@ def torch_predict(model: InpDiffusion, steps: int | None = None, n_samples: int 
         pred = sample(model, to_tensor(image).to(device), steps=steps, samples=n_samples, generator=gen)
         prob = pred.prob[0, 0].float().cpu().numpy()
         if copies:
-            raise_to_copies(prob, image)
+            raise_to_copies(prob, copy_cover(image))
         return prob, image_score(prob)
 
     return predict

@@ -32,6 +32,7 @@ struct Region {
   int x = 0, y = 0, width = 0, height = 0;
   long area = 0;
   double mean_prob = 0.0;
+  std::optional<double> copied;  // share of its pixels that exactly repeat pixels elsewhere (empty: not looked for)
 };
 
 struct Result {
