@@ -63,8 +63,7 @@ def _eval(a: argparse.Namespace) -> int:
         config = LocalizeConfig(steps=a.steps, samples=a.samples or 1, seed=a.seed, copies=not a.no_copies)
         predict, loc = runtime_predict(a.checkpoint, a.threads, config=config)
         threshold, what = loc.mask_threshold, (f"runtime, ONNX Runtime, {loc.manifest.get('precision', 'fp32')}, "
-                                               f"{loc.steps} step(s), {config.samples} sample(s)"
-                                               + ("" if config.copies else ", without copy evidence"))
+                                               f"{loc.steps} step(s), {config.samples} sample(s)")
         make = lambda: predict  # noqa: E731
     else:
         import torch
@@ -75,8 +74,9 @@ def _eval(a: argparse.Namespace) -> int:
         if a.threads:
             torch.set_num_threads(a.threads)
         model = load_model(a.checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
-        threshold, what = 0.5, "PyTorch checkpoint, whole images, raw score" + (", without copy evidence" if a.no_copies else "")
+        threshold, what = 0.5, "PyTorch checkpoint, whole images, raw score"
         make = lambda: torch_predict(model, a.steps, a.samples, a.seed, copies=not a.no_copies)  # noqa: E731
+    what += ", without the copy evidence" if a.no_copies else ", with the copy evidence"
     samples = evenly(discover(a.data), a.limit)
     report = run_eval(make, samples, a.out, perturbations, a.seed, threshold, progress=not a.quiet)
     print(json.dumps(report["summary"], indent=2) if a.json else

@@ -20,6 +20,8 @@ Defined exactly, so that every runtime computes the same map (the C++ runtime do
   x marks its blocks (larger groups are repetitive patterns, not copies);
 - a pixel is covered if a marked block contains it; the map is the coverage blurred with a Gaussian
   of `sigma` (OpenCV's kernel size for that sigma, reflected border), times `gain`, clipped to 1.
+Memory stays bounded by working a band of rows and a share of the hashes at a time; neither changes
+the map.
 """
 from __future__ import annotations
 
@@ -29,8 +31,6 @@ import cv2
 import numpy as np
 
 _MASK64 = (1 << 64) - 1
-
-
 BLOCK = 4  # a block's row is 12 bytes: one uint64 and one uint32 load
 
 
@@ -40,7 +40,7 @@ class CopySettings:
     min_distance: int = 12     # copies closer than this are the block's own neighbourhood
     max_group: int = 8
     sigma: float = 6.0         # the map is a density: a hole is tiled with copies, a source is not
-    gain: float = 2.0          # fitted on pristine photos only (README): their maps stay below 0.81
+    gain: float = 2.0          # chosen on pristine photos only: their maps stay below 0.81 (README)
 
 
 def splitmix64(i: int) -> int:

@@ -289,8 +289,11 @@ Result Localizer::localize(const cv::Mat& rgb) {
     }
     cv::sqrt(sq / static_cast<float>(S), res.uncertainty);
   }
-  cv::Mat copied;
-  if (config_.copies) raise_to_copies(res.prob, copied = cover.get());  // of the input itself, as in Python
+  cv::Mat copied;  // the copy cover, of the input itself as in Python, for the map and the regions
+  if (config_.copies) {
+    copied = cover.get();
+    raise_to_copies(res.prob, copied);
+  }
   // prob >= threshold in float32, as NumPy compares a float32 array with a Python float
   res.mask = res.prob >= static_cast<float>(mask_threshold_);
   res.mask /= 255;

@@ -25,8 +25,8 @@ import cv2
 import numpy as np
 
 from .. import sampling
-from ..io import read_image
 from ..copies import copy_cover, raise_to_copies
+from ..io import read_image
 from ..noise import tile_noise
 from ..scoring import ScoreCalibration, image_score
 from .backends import Backend, BackendSpec, FusedBackend, cpu_int8_dot_product, make_backend
