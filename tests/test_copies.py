@@ -69,12 +69,19 @@ def test_bands_and_sorting_passes_do_not_change_the_map(monkeypatch):
     np.testing.assert_array_equal(copy_map(edited), whole)
 
 
-def test_flat_and_repetitive_areas_are_not_copies():
+def test_flat_repetitive_and_drawn_areas_are_not_copies():
     flat = np.full((64, 64, 3), 200, np.uint8)
-    stripes = np.tile((np.arange(64) % 8 * 30).astype(np.uint8)[None, :, None], (64, 1, 3))
-    for img in (flat, stripes, np.zeros((3, 3, 3), np.uint8)):
+    pattern = np.tile(np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8), (8, 8, 1))
+    for img in (flat, pattern, np.zeros((3, 3, 3), np.uint8)):
         assert copy_map(img).max() == 0.0
-    assert copy_map(stripes, CopySettings(max_group=10**9)).max() > 0  # the cap is what stops them
+    assert copy_map(pattern, CopySettings(max_group=10**9)).max() > 0  # the cap is what stops a pattern
+    # A caption on a photo repeats its letters exactly; runs of one colour mark it as drawn.
+    captioned = read_image(PHOTO).copy()
+    for y in (60, 140, 300, 420, 480):
+        cv2.putText(captioned, "Happy birthday Anna! see you soon", (5, y), cv2.FONT_HERSHEY_SIMPLEX, 0.8,
+                    (255, 255, 255), 2, cv2.LINE_AA)
+    assert copy_map(captioned).max() < 0.81
+    assert copy_map(captioned, CopySettings(max_equal_pairs=25)).max() >= 0.81  # what the rule stops
 
 
 @pytest.mark.skipif(shutil.which("gmic") is None, reason="G'MIC is not installed (apt-get install gmic)")

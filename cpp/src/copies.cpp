@@ -68,24 +68,37 @@ std::vector<uint64_t> part_keys(const cv::Mat& img, const CopySettings& s, uint6
   for (int i = 0; i < 2 + kBlock; ++i) K[i] = splitmix64(static_cast<uint64_t>(i)) | 1ull;
   const cv::Mat kernel = cv::Mat::ones(b, b, CV_8U);
   std::vector<uint64_t> keys, row;
-  cv::Mat total, hi, lo;
+  cv::Mat total, hi, lo, across, down, across_sum, down_sum;
   for (int y0 = 0; y0 < h; y0 += kBand) {
     const int y1 = std::min(y0 + kBand, h), n = y1 - y0 + b - 1;  // image rows y0 .. y1 + 2
     total.create(n, W, CV_16U);
+    across.create(n, W - 1, CV_8U);
+    down.create(n - 1, W, CV_8U);
     row.resize(static_cast<size_t>(n) * w);
     for (int r = 0; r < n; ++r) {
       const uint8_t* p = img.ptr<uint8_t>(y0 + r);
       uint16_t* t = total.ptr<uint16_t>(r);
       for (int x = 0; x < W; ++x) t[x] = static_cast<uint16_t>(p[3 * x] + p[3 * x + 1] + p[3 * x + 2]);
+      // Side-by-side pixels exactly equal: runs of one colour, which drawn text and graphics have.
+      uint8_t* a = across.ptr<uint8_t>(r);
+      for (int x = 0; x + 1 < W; ++x) a[x] = std::equal(p + 3 * x, p + 3 * x + 3, p + 3 * x + 3);
+      if (r + 1 < n) {
+        const uint8_t* q = img.ptr<uint8_t>(y0 + r + 1);
+        uint8_t* d = down.ptr<uint8_t>(r);
+        for (int x = 0; x < W; ++x) d[x] = std::equal(p + 3 * x, p + 3 * x + 3, q + 3 * x);
+      }
       uint64_t* q = row.data() + static_cast<size_t>(r) * w;
       for (int x = 0; x < w; ++x) q[x] = load64(p + 3 * x) * K[0] + load32(p + 3 * x + 8) * K[1];
     }
     cv::dilate(total, hi, kernel, cv::Point(0, 0));  // anchored at the top-left: the block at (y, x)
     cv::erode(total, lo, kernel, cv::Point(0, 0));
+    cv::boxFilter(across, across_sum, CV_16U, cv::Size(3, b), cv::Point(0, 0), false, cv::BORDER_CONSTANT);
+    cv::boxFilter(down, down_sum, CV_16U, cv::Size(b, 3), cv::Point(0, 0), false, cv::BORDER_CONSTANT);
     for (int r = 0; r < y1 - y0; ++r) {
       const uint16_t *top = hi.ptr<uint16_t>(r), *bottom = lo.ptr<uint16_t>(r);
+      const uint16_t *ea = across_sum.ptr<uint16_t>(r), *ed = down_sum.ptr<uint16_t>(r);
       for (int x = 0; x < w; ++x) {
-        if (top[x] - bottom[x] < s.min_range) continue;
+        if (top[x] - bottom[x] < s.min_range || ea[x] + ed[x] >= s.max_equal_pairs) continue;
         uint64_t v = 0;
         for (int dy = 0; dy < b; ++dy) v += row[static_cast<size_t>(r + dy) * w + x] * K[2 + dy];
         if (part_bits && (v >> (64 - part_bits)) != part) continue;

@@ -55,6 +55,8 @@ def photos(tmp_path_factory) -> list[Path]:
     cv2.imwrite(str(d / "grey16.png"), (cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257 + 3))
     copied = img[:301, :509].copy()  # exact copies (the copy evidence), an odd size
     copied[250:290, 400:443] = copied[20:60, 30:73]
+    for y in (120, 200):  # a caption: drawn repeats, which the copy evidence must pass over alike
+        cv2.putText(copied, "see you soon, see you", (5, y), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
     cv2.imwrite(str(d / "copied_301x509.png"), copied)
     return sorted(EXAMPLES.glob("*.png")) + sorted(d.iterdir())
 

@@ -11,6 +11,7 @@ struct CopySettings {  // inpdiff/copies.py CopySettings: the defaults are writt
   int min_range = 24;
   int min_distance = 12;
   int max_group = 8;
+  int max_equal_pairs = 4;
   double sigma = 6.0;
   float gain = 2.0f;
 };
