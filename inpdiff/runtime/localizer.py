@@ -18,6 +18,7 @@ import math
 import time
 import warnings
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -109,6 +110,7 @@ class Plan:
     work: np.ndarray                  # downscaled (max_side) and padded to at least a tile
     size: tuple[int, int]             # (h, w) of `work` before padding
     origins: list[tuple[int, int]]    # (y, x) of every tile in `work`
+    cover: Future | None = None       # the copy cover of `image`, found beside the inference
 
     def tile(self, i: int, size: int) -> np.ndarray:
         y, x = self.origins[i]
@@ -149,6 +151,8 @@ class Localizer:
         self.calibration = ScoreCalibration.from_dict(self.model.score) if self.model.score else None
         self.mask_threshold = (self.config.threshold if self.config.threshold is not None
                                else self.model.mask_threshold)
+        # The copy evidence needs only the image: one thread finds it while the tiles run.
+        self._copies = ThreadPoolExecutor(1, thread_name_prefix="copies") if self.config.copies else None
         self.backend = (make_backend(backend, self.model_dir, threads) if isinstance(backend, (str, BackendSpec))
                         else backend)
         graph_tile = getattr(self.backend, "tile", None)
@@ -172,8 +176,10 @@ class Localizer:
         self.model_dir, self.model = source, ModelDir.load(source)
 
     def close(self) -> None:
-        """Free the backend (its sessions or engines, streams and buffers)."""
+        """Free the backend (its sessions or engines, streams and buffers) and the copy thread."""
         self.backend.close()
+        if self._copies:
+            self._copies.shutdown(cancel_futures=True)
 
     def __enter__(self) -> "Localizer":
         return self
@@ -209,7 +215,7 @@ class Localizer:
             work = cv2.copyMakeBorder(work, 0, ph, 0, pw, border)
         H, W = work.shape[:2]
         origins = [(y, x) for y in tile_origins(H, T, self.overlap) for x in tile_origins(W, T, self.overlap)]
-        return Plan(image, work, size, origins)
+        return Plan(image, work, size, origins, self._copies.submit(copy_cover, image) if self._copies else None)
 
     def infer(self, tiles: np.ndarray, origins: list[tuple[int, int]]) -> np.ndarray:
         """(N, T, T, 3) uint8 tiles at `origins` -> per-sample probability maps (N, S, T, T), the mean
@@ -246,8 +252,8 @@ class Localizer:
         # One sample has no spread: a read-only zero view, not an image-sized array.
         uncertainty = per_sample.std(axis=0) if S > 1 else np.broadcast_to(np.float32(0), prob.shape)
         cover = None
-        if self.config.copies:  # of the input itself: downscaling (max_side) would break exact copies
-            cover = copy_cover(plan.image)
+        if plan.cover:  # of the input itself: downscaling (max_side) would break exact copies
+            cover = plan.cover.result()
             raise_to_copies(prob, cover)
         mask = prob >= self.mask_threshold
         regions = find_regions(mask, prob, self.config.min_region, cover)
