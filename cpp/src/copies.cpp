@@ -11,7 +11,7 @@ namespace inpdiff {
 
 namespace {
 
-constexpr int kBlock = 4;  // a block's row is 12 bytes: one uint64 and one uint32 load
+constexpr int kBlock = 4;                     // a block's row is 12 bytes: one uint64 and one uint32 load
 
 uint64_t splitmix64(uint64_t i) {
   uint64_t z = i * 0x9E3779B97F4A7C15ull + 0x9E3779B97F4A7C15ull;
@@ -27,10 +27,6 @@ uint64_t load64(const uint8_t* p) {
   return v;
 }
 uint64_t load32(const uint8_t* p) { return uint64_t{p[0]} | uint64_t{p[1]} << 8 | uint64_t{p[2]} << 16 | uint64_t{p[3]} << 24; }
-
-}  // namespace
-
-namespace {
 
 constexpr int kBand = 128;                   // block rows hashed at a time
 constexpr uint64_t kPassBlocks = 1ull << 24;  // blocks per sorting pass (about 130 MB of keys at most)
@@ -134,7 +130,7 @@ cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s) {
         ymin = std::min(ymin, y), ymax = std::max(ymax, y), xmin = std::min(xmin, x), xmax = std::max(xmax, x);
       }
       const size_t count = j - i;
-      if (count < 2 || count > static_cast<size_t>(s.max_group) || std::max(ymax - ymin, xmax - xmin) < s.min_distance)
+      if (count > static_cast<size_t>(s.max_group) || std::max(ymax - ymin, xmax - xmin) < s.min_distance)
         continue;
       for (size_t k = i; k < j; ++k)
         cover.at<uint8_t>(static_cast<int>((keys[k] & low) / w), static_cast<int>((keys[k] & low) % w)) = 1;
