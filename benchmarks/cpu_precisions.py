@@ -2,8 +2,7 @@
 
 Per model folder: each graph's time for two tiles on one thread (the pipeline's unit of work), and
 `trt-localize` on a 2048x2048 photo from process start to written outputs, with its peak RSS (GNU
-time's %M); the FP32 folder also with `--no-copies`, the cost of the copy evidence. Run from the
-repository root:
+time's %M). Run from the repository root:
 python benchmarks/cpu_precisions.py [models/edge-c models/edge-c-int8 models/edge-c-int8-cpu ...]
 """
 from __future__ import annotations
@@ -52,12 +51,12 @@ def graph_ms(model: Path, tiles: np.ndarray) -> tuple[float, float]:
             best_ms(lambda: step.run(None, sampling.step_feed(x, row, x, conds))))
 
 
-def end_to_end(model: Path, photo: Path, out: Path, repeat: int = 2, extra: tuple[str, ...] = ()) -> tuple[list[float], float]:
+def end_to_end(model: Path, photo: Path, out: Path, repeat: int = 2) -> tuple[list[float], float]:
     runs, rss = [], 0.0
     for _ in range(repeat):
         t = time.perf_counter()
         r = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "inpdiff.runtime.cli", str(photo), "-o",
-                            str(out), "--quiet", "--restart", "--no-html", "--model", str(model), *extra],
+                            str(out), "--quiet", "--restart", "--no-html", "--model", str(model)],
                            capture_output=True, text=True, cwd=ROOT)
         runs.append(time.perf_counter() - t)
         assert r.returncode == 0, r.stderr
@@ -78,9 +77,6 @@ def main() -> None:
         cond, step = graph_ms(model, tiles)
         runs, rss = end_to_end(model, photo, work / "out")
         print(f"| {model.name} | {cond:.1f} ms | {step:.1f} ms | {', '.join(f'{r:.2f}' for r in runs)} s | {rss:.0f} MB |")
-        if ModelDir.load(model, verify=False).precision == "fp32":
-            runs, rss = end_to_end(model, photo, work / "out", extra=("--no-copies",))
-            print(f"| {model.name} `--no-copies` | | | {', '.join(f'{r:.2f}' for r in runs)} s | {rss:.0f} MB |")
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ class Plan:
     work: np.ndarray                  # downscaled (max_side) and padded to at least a tile
     size: tuple[int, int]             # (h, w) of `work` before padding
     origins: list[tuple[int, int]]    # (y, x) of every tile in `work`
-    cover: Future | None = None       # the copy cover of `image`, found beside the inference
+    cover: Future | None = None       # the copy cover of `image`, once start_copies has begun it
 
     def tile(self, i: int, size: int) -> np.ndarray:
         y, x = self.origins[i]
@@ -192,7 +192,7 @@ class Localizer:
         t0 = time.perf_counter()
         if not isinstance(image, np.ndarray):
             image = read_image(image)
-        plan = self.plan(image)
+        plan = self.start_copies(self.plan(image))
         n, b = len(plan.origins), self.config.batch
         maps = np.concatenate([self.infer(np.stack([plan.tile(j, self.tile) for j in range(i, min(i + b, n))]),
                                           plan.origins[i:i + b]) for i in range(0, n, b)])
@@ -215,7 +215,14 @@ class Localizer:
             work = cv2.copyMakeBorder(work, 0, ph, 0, pw, border)
         H, W = work.shape[:2]
         origins = [(y, x) for y in tile_origins(H, T, self.overlap) for x in tile_origins(W, T, self.overlap)]
-        return Plan(image, work, size, origins, self._copies.submit(copy_cover, image) if self._copies else None)
+        return Plan(image, work, size, origins)
+
+    def start_copies(self, plan: Plan) -> Plan:
+        """Begin the plan's copy search on its own thread, so that it runs beside the inference of its
+        tiles (for callers that will assemble it; those that only plan and infer pay nothing)."""
+        if self._copies and plan.cover is None:
+            plan.cover = self._copies.submit(copy_cover, plan.image)
+        return plan
 
     def infer(self, tiles: np.ndarray, origins: list[tuple[int, int]]) -> np.ndarray:
         """(N, T, T, 3) uint8 tiles at `origins` -> per-sample probability maps (N, S, T, T), the mean
@@ -252,8 +259,8 @@ class Localizer:
         # One sample has no spread: a read-only zero view, not an image-sized array.
         uncertainty = per_sample.std(axis=0) if S > 1 else np.broadcast_to(np.float32(0), prob.shape)
         cover = None
-        if plan.cover:  # of the input itself: downscaling (max_side) would break exact copies
-            cover = plan.cover.result()
+        if self.config.copies:  # of the input itself: downscaling (max_side) would break exact copies
+            cover = plan.cover.result() if plan.cover else copy_cover(plan.image)
             raise_to_copies(prob, cover)
         mask = prob >= self.mask_threshold
         regions = find_regions(mask, prob, self.config.min_region, cover)

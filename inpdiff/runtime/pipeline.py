@@ -153,7 +153,8 @@ def _tile(localizer: Localizer, cfg: PipelineConfig, decoder: IsolatedDecoder, d
     while item is not _END and not stop.is_set():
         job, started, future = item
         try:
-            pending = _Pending(job, localizer.plan(decoder.result(job.path, future)), started)
+            plan = localizer.start_copies(localizer.plan(decoder.result(job.path, future)))
+            pending = _Pending(job, plan, started)
             held += [(pending, i) for i in range(len(pending.maps))]
             on_tiles(len(pending.maps), 0)
         except Exception as e:
