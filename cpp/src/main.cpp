@@ -406,10 +406,7 @@ int main(int argc, char** argv) {
       line["outputs"] = write_outputs(job, rgb, r, o.outputs);
       line["score"] = std::round(r.score * 1e4) / 1e4;
       line["inpainted"] = r.inpainted;
-      line["regions"] = json::array();
-      for (const Region& g : r.regions)
-        line["regions"].push_back({{"bbox", {g.x, g.y, g.width, g.height}}, {"area", g.area}, {"mean_prob", g.mean_prob},
-                                       {"copied", g.copied ? json(*g.copied) : json(nullptr)}});
+      line["regions"] = r.regions;
     } catch (const ImageError& e) {
       error = e.what();
     } catch (const std::exception& e) {

@@ -42,10 +42,7 @@ int main(int argc, char** argv) {
       Result r = loc.localize(read_image(argv[3]));
       write_floats(argv[4], r.prob.ptr<float>(), r.prob.total());
       nlohmann::json out = {{"height", r.prob.rows}, {"width", r.prob.cols}, {"score", r.score},
-                            {"inpainted", r.inpainted}, {"tiles", r.tiles}, {"regions", nlohmann::json::array()}};
-      for (const Region& g : r.regions)
-        out["regions"].push_back({{"bbox", {g.x, g.y, g.width, g.height}}, {"area", g.area}, {"mean_prob", g.mean_prob},
-                                       {"copied", g.copied ? nlohmann::json(*g.copied) : nlohmann::json(nullptr)}});
+                            {"inpainted", r.inpainted}, {"tiles", r.tiles}, {"regions", r.regions}};
       std::cout << out.dump() << std::endl;
       return 0;
     }

@@ -34,6 +34,12 @@ struct Region {
   double mean_prob = 0.0;
   std::optional<double> copied;  // share of its pixels that exactly repeat pixels elsewhere (empty: not looked for)
 };
+// A region as report.jsonl writes it, for nlohmann::json and ordered_json alike: `j["regions"] = regions;`.
+template <class Json>
+void to_json(Json& j, const Region& g) {
+  j = {{"bbox", {g.x, g.y, g.width, g.height}}, {"area", g.area}, {"mean_prob", g.mean_prob},
+       {"copied", g.copied ? Json(*g.copied) : Json(nullptr)}};
+}
 
 struct Result {
   cv::Mat prob;         // CV_32F in [0, 1], the input's size
