@@ -29,12 +29,8 @@ from inpdiff.metrics import roc_auc
 from inpdiff.runtime.localizer import Localizer, LocalizeConfig
 
 
-def residual(gray: np.ndarray, k: int) -> np.ndarray:
-    return gray - cv2.blur(gray, (k, k)) if k else gray - cv2.GaussianBlur(gray, (0, 0), 1.0)
-
-
 def period8(gray: np.ndarray, win: int = 32) -> np.ndarray:
-    r = residual(gray, 3)
+    r = gray - cv2.blur(gray, (3, 3))
     h, w = r.shape
     power = np.zeros_like(r)
     for phase in (np.broadcast_to(2 * np.pi * np.arange(w) / 8, (h, w)), np.broadcast_to(2 * np.pi * np.arange(h)[:, None] / 8, (h, w))):
@@ -73,7 +69,7 @@ def latent_table(model: str, data: Path) -> None:
 
 
 def ncc_blocks(g: np.ndarray, block: int = 16, stride: int = 8) -> dict[tuple[int, int], tuple[float, float, int, int]]:
-    r = residual(g, 0)
+    r = g - cv2.GaussianBlur(g, (0, 0), 1.0)  # the noise and finest texture, which a copy carries along
     out = {}
     for y in range(0, r.shape[0] - block + 1, stride):
         for x in range(0, r.shape[1] - block + 1, stride):
