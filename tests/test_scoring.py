@@ -76,7 +76,6 @@ def test_mask_threshold_keeps_pristine_marked_area_within_the_bound(tiny_export,
     assert marked_area(records, level) <= 0.01 and marked_area(records, level - 0.005) > 0.01
 
 
-
 def test_the_held_out_marked_area_is_measured_over_many_splits():
     from inpdiff.calibration.score import MASK_LEVELS, cross_validated_area, marked_area, mask_threshold
 
