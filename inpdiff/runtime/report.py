@@ -12,6 +12,7 @@ refused, since the report would then mix two kinds of results.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import hashlib
@@ -87,7 +88,7 @@ class Report:
         atomic_write(saved, lambda p: p.write_text(json.dumps(settings, indent=1)))
         if self.path.exists():
             self._load(retry_failed)
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._file = open(self.path, "ab", buffering=0)  # unbuffered: a failed line leaves nothing to flush later
 
     def _load(self, retry_failed: bool) -> None:
         for _, line in self._kept_lines(retry_failed):
@@ -129,17 +130,22 @@ class Report:
         key = path_key(line["path"])
         if key in self.done:
             return False
+        data = memoryview((json.dumps(line) + "\n").encode())
+        start = self._file.seek(0, os.SEEK_END)
         try:
-            self._file.write(json.dumps(line) + "\n")
-            self._file.flush()
-        except OSError as e:  # a torn line is dropped by the next run, which redoes this input
+            while data:  # a write may take only part of the line (a disk filling up)
+                data = data[self._file.write(data):]
+        except OSError as e:
+            # Cut the part that got written, so the report holds whole lines only; should that fail too,
+            # the next run drops the torn line and redoes this input.
+            with contextlib.suppress(OSError):
+                self._file.truncate(start)
             reraise(e, self.out)
         self.done.add(key)
         return True
 
     def close(self) -> None:
         try:
-            self._file.flush()
             os.fsync(self._file.fileno())
         except OSError:
             pass  # a full disk: what did not reach the disk is redone by the next run
