@@ -79,6 +79,9 @@ class TrainConfig:
     seed: int = 0
     val_limit: int = 60          # images scored by the per-epoch validation (0 = all)
     threads: int = 0             # torch CPU threads (0 = torch's default)
+    loader_workers: int = 0      # DataLoader processes (> 0: every sample is decoded once, up front, then forked)
+    minutes: float = 0.0         # wall-clock budget (0 = none): the cosine decay follows the clock; epochs is a cap
+    val_every: int = 1           # validate (and maybe keep as best) every N epochs and after the last
     init_from: str = ""          # a checkpoint folder of the same architecture to start from (fine-tuning)
 
 
@@ -133,6 +136,11 @@ def _build(cls, d: dict[str, Any], where: str):
             kwargs[name] = _build(type(default), value, f"{where}.{name}")
         elif isinstance(default, tuple):
             kwargs[name] = tuple(value)
+        elif isinstance(default, float) and isinstance(value, (int, str)) and not isinstance(value, bool):
+            try:  # YAML reads 1e-6 (no dot) as a string
+                kwargs[name] = float(value)
+            except ValueError:
+                raise ValueError(f"{where}.{name}: {value!r} is not a number") from None
         else:
             kwargs[name] = value
     return cls(**kwargs)

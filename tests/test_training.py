@@ -65,6 +65,26 @@ def test_tiny_training_run_learns_and_resumes_exactly(tiny_cfg, tmp_path):
         assert torch.allclose(v, b.state_dict()[k], atol=1e-6), k
 
 
+def test_loader_workers_change_nothing_and_validation_can_skip_epochs(tiny_cfg, tmp_path):
+    """Forked loader workers (the GPU setting) give the very run of in-process loading."""
+    plain = train(tiny_cfg, tmp_path / "plain", progress=False)
+    cfg = tiny_cfg.replace(["train.loader_workers=2", "train.val_every=2"])
+    forked = train(cfg, tmp_path / "forked", progress=False)
+    assert [h["loss"] for h in forked["history"]] == pytest.approx([h["loss"] for h in plain["history"]], rel=1e-5)
+    # Validated at epoch 2 and at the last (3), not at 1.
+    assert ["pixel_auc" in h for h in forked["history"]] == [False, True, True]
+
+
+def test_a_time_budget_ends_the_run_with_the_learning_rate_decayed(tiny_cfg, tmp_path):
+    cfg = tiny_cfg.replace(["train.epochs=1000", "train.minutes=1e-6"])  # spent within the first epoch
+    assert cfg.train.minutes == 1e-6  # YAML alone would read "1e-6" as a string
+    run = train(cfg, tmp_path / "timed", progress=False)
+    assert len(run["history"]) == 1 and "pixel_auc" in run["history"][0]
+    state = json.loads((tmp_path / "timed" / "last" / "train_state.json").read_text())
+    assert state["elapsed"] > 6e-5 and state["param_groups"][0]["lr"] < 0.05 * cfg.train.lr
+    assert lr_at(50, 100, cfg, elapsed=0.0) == pytest.approx(cfg.train.lr)  # the clock, not the step, decays it
+
+
 def test_resume_without_a_checkpoint_is_a_clear_error(tiny_cfg, tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint to resume"):
         train(tiny_cfg, tmp_path / "none", progress=False, resume=True)

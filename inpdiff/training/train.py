@@ -36,6 +36,14 @@ class TrainSet(Dataset):
         self.epoch = 0
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
+    def preload(self, threads: int) -> None:
+        """Decode every sample now, so that forked loader workers share one copy instead of each
+        decoding its own and losing it with the epoch."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max(1, threads)) as pool:  # OpenCV's decoders release the GIL
+            self._cache = dict(enumerate(pool.map(load_pair, self.samples)))
+
     def __len__(self) -> int:
         return len(self.samples)
 
@@ -58,12 +66,15 @@ def epoch_order(families: list[str], joins: dict[str, int], epoch: int, seed: in
     return (order * (1 + len(families) // max(1, len(order))))[:len(families)]
 
 
-def lr_at(step: int, total: int, cfg: Config) -> float:
-    """Linear warm-up, then cosine decay to 1% of the peak."""
+def lr_at(step: int, total: int, cfg: Config, elapsed: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to 1% of the peak, over the steps or, with a time budget
+    (train.minutes), over the seconds trained."""
     t = cfg.train
     if step < t.warmup_steps:
         return t.lr * (step + 1) / t.warmup_steps
     progress = min(1.0, (step - t.warmup_steps) / max(1, total - t.warmup_steps))
+    if t.minutes:
+        progress = min(1.0, elapsed / (60 * t.minutes))
     return t.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -136,7 +147,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     out = Path(out_dir)
     model = InpDiffusion(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    start_epoch, best, history = 0, -2.0, []
+    start_epoch, best, history, elapsed = 0, -2.0, [], 0.0
     if resume:
         from safetensors.torch import load_file
 
@@ -146,15 +157,20 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         model.load_state_dict(load_file(str(last / "model.safetensors")))
         meta = _load_state(opt, last)
         start_epoch, best, history = meta["epoch"] + 1, meta["best"], meta["history"]
+        elapsed = meta.get("elapsed", 0.0)
     elif t.init_from:
         _init_weights(model, Path(t.init_from))
     net = model
     if world > 1:
+        if t.minutes:  # each rank's clock would set its own learning rate, and the replicas would drift apart
+            raise ValueError("train.minutes needs a single process; set train.epochs under torchrun")
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     data = TrainSet(without_families(discover_all(cfg.data.train_dir), cfg.data.exclude_families), cfg)
+    if t.loader_workers:
+        data.preload(os.cpu_count() or 1)
     # Validation keeps every family for the learning curves; the checkpoint is chosen without the
     # excluded ones, so that a held-out family never steers training.
     val = evenly(discover_all(cfg.data.val_dir), t.val_limit)
@@ -174,7 +190,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     for epoch in range(start_epoch, end):
         data.epoch = epoch
         order = epoch_order(families, joins, epoch, t.seed)[rank::world][: steps_per_epoch * t.batch_size]
-        loader = DataLoader(data, batch_size=t.batch_size, sampler=order, num_workers=0)
+        loader = DataLoader(data, batch_size=t.batch_size, sampler=order, num_workers=t.loader_workers,
+                            pin_memory=device.type == "cuda")
         gen = torch.Generator(device=device).manual_seed(t.seed * 1000 + epoch + 7919 * rank)
         net.train()
         sums, t0 = {}, time.perf_counter()
@@ -185,7 +202,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         for it, batch in enumerate(bar):
             step = epoch * steps_per_epoch + it
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, total, cfg)
+                g["lr"] = lr_at(step, total, cfg, elapsed + time.perf_counter() - t0)
             b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             mask = b["mask"]
             if cfg.model.diffusion:
@@ -211,13 +228,21 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         if rank != 0:
             continue
         train_stats = {k: v / steps_per_epoch for k, v in sums.items()}
+        seconds = time.perf_counter() - t0
+        elapsed += seconds
+        last_epoch = epoch + 1 == end or bool(t.minutes and elapsed >= 60 * t.minutes)
+        if not (last_epoch or (epoch + 1) % t.val_every == 0):
+            history.append({"epoch": epoch + 1, **train_stats, "seconds": round(seconds, 1)})
+            save_model(model, out / "last", {"epoch": epoch + 1})
+            _save_state(opt, out / "last", {"epoch": epoch, "best": best, "history": history, "elapsed": elapsed})
+            continue
         model.eval()
         records = evaluate(model, val, seed=t.seed)["images"] if val else []
         summary = summarize(records) if records else {}
         chosen = summarize([r for r in records if r["pristine"] or family(r["method"]) not in cfg.data.exclude_families]
                            ) if records else {}
         keys = ("pixel_auc", "f1", "iou", "image_auc", "marked", "true_share", "pristine_marked")
-        entry = {"epoch": epoch + 1, **train_stats, "seconds": round(time.perf_counter() - t0, 1),
+        entry = {"epoch": epoch + 1, **train_stats, "seconds": round(seconds, 1),
                  **{k: summary.get(k) for k in keys},
                  "per_family": {f: {k: round(m[k], 4) for k in ("pixel_auc", "f1", "marked")}
                                 for f, m in summary.get("per_family", {}).items()}}
@@ -235,7 +260,9 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
             best = score
             save_model(model, out / "best", {"epoch": epoch + 1, "val": summary, "collapsed": empty})
         save_model(model, out / "last", {"epoch": epoch + 1})
-        _save_state(opt, out / "last", {"epoch": epoch, "best": best, "history": history})
+        _save_state(opt, out / "last", {"epoch": epoch, "best": best, "history": history, "elapsed": elapsed})
+        if last_epoch:
+            break
     if world > 1:
         torch.distributed.barrier()  # rank 0 may still be validating and saving
         torch.distributed.destroy_process_group()
