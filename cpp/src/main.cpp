@@ -191,10 +191,17 @@ class OutFolder {
     std::string text = settings.dump(1);
     atomic_write(saved, std::vector<unsigned char>(text.begin(), text.end()));
     load(report);
-    report_.open(report, std::ios::app);
+    report_ = ::open(report.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+    if (report_ < 0) throw fs::filesystem_error("cannot open the report", report, std::error_code(errno, std::generic_category()));
     journal_.open(out / ".trt-localize.claims", std::ios::app);
   }
-  ~OutFolder() { if (lock_ >= 0) ::close(lock_); }
+  ~OutFolder() {
+    if (report_ >= 0) {
+      ::fsync(report_);
+      ::close(report_);
+    }
+    if (lock_ >= 0) ::close(lock_);
+  }
 
   bool done(const fs::path& p) const { return done_.count(p.string()) > 0; }
   bool is_output(const fs::path& p) const {
@@ -221,11 +228,21 @@ class OutFolder {
     return job;
   }
 
+  // Unbuffered, and a line the disk could not take is cut back off at once: a full disk leaves whole
+  // lines only, with no buffer left to flush half a line at exit (report.py's Report.add does the same).
   void add(const json& line) {
-    report_ << line.dump() << "\n";
-    report_.flush();
-    if (!report_) throw fs::filesystem_error("writing the report failed", out_ / "report.jsonl",
-                                             std::error_code(errno, std::generic_category()));
+    std::string text = line.dump() + "\n";
+    off_t start = ::lseek(report_, 0, SEEK_END);
+    for (size_t written = 0; written < text.size();) {
+      ssize_t n = ::write(report_, text.data() + written, text.size() - written);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        int err = n < 0 ? errno : ENOSPC;
+        if (start < 0 || ::ftruncate(report_, start) != 0) { /* the next run's drop_torn_tail cuts it */ }
+        throw fs::filesystem_error("writing the report failed", out_ / "report.jsonl", std::error_code(err, std::generic_category()));
+      }
+      written += static_cast<size_t>(n);
+    }
     done_.insert(line["path"].get<std::string>());
   }
 
@@ -288,8 +305,8 @@ class OutFolder {
   }
 
   fs::path out_;
-  int lock_ = -1;
-  std::ofstream report_, journal_;
+  int lock_ = -1, report_ = -1;
+  std::ofstream journal_;
   std::unordered_set<std::string> done_, stems_;
   std::unordered_map<std::string, fs::path> resumed_stems_;
 };

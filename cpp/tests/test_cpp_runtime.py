@@ -237,3 +237,31 @@ def test_writes_nothing_outside_its_output_folder(tmp_path):
     p = run(CLI, EXAMPLES / "astronaut_pristine.png", "-o", tmp_path / "out", "--quiet", "--model", EDGE_C, env=env)
     assert p.returncode == 0, p.stderr
     assert [q.relative_to(home) for q in home.rglob("*")] == []
+
+
+def test_a_full_disk_leaves_whole_lines_and_a_plain_resume_finishes(tmp_path):
+    """A real 2 MB tmpfs fills mid-run: exit 4, and report.jsonl holds whole lines only before any
+    repair by the next run (a line the disk could not take is cut back off at once)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if run("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", disk).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root): the full-disk test runs in CI as root")
+    try:
+        src = tmp_path / "in"
+        src.mkdir()
+        img = cv2.imread(str(EXAMPLES / "astronaut_00_ns.png"))
+        n = 30
+        for i in range(n):
+            cv2.imwrite(str(src / f"p{i:02d}.png"), np.roll(img, 11 * i, axis=0)[:300, :400])
+        out = disk / "out"
+        p = run(CLI, src, "-o", out, "--quiet")
+        assert p.returncode == 4 and "no space left on" in p.stderr, p.stderr
+        text = (out / "report.jsonl").read_text()
+        assert text.endswith("\n") and 0 < len(_lines(out)) < n
+        assert run("mount", "-o", "remount,size=64m", disk).returncode == 0
+        p = run(CLI, src, "-o", out, "--quiet")
+        assert p.returncode == 0, p.stderr
+        lines = _lines(out)
+        assert len(lines) == n and len({line["path"] for line in lines}) == n and "error" not in str(lines)
+    finally:
+        run("umount", "-l", disk)
