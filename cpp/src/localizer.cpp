@@ -67,13 +67,17 @@ double image_score(const cv::Mat& prob) {
   const size_t n = prob.total(), k = std::max<size_t>(1, static_cast<size_t>(std::nearbyint(0.01 * static_cast<double>(n))));
   constexpr int kBins = 1 << 16;
   auto bin = [](float v) { return std::clamp(static_cast<int>(v * kBins), 0, kBins - 1); };
+  // Row pointers, not cv::Mat iterators: those seek per element, and cost 0.1 s of one core at 4 MP.
+  auto each = [&prob](auto&& f) {
+    for (int r = 0; r < prob.rows; ++r)
+      for (const float *p = prob.ptr<float>(r), *end = p + prob.cols; p != end; ++p) f(*p);
+  };
   std::vector<size_t> hist(kBins, 0);
-  for (auto it = prob.begin<float>(); it != prob.end<float>(); ++it) ++hist[bin(*it)];
+  each([&](float v) { ++hist[bin(v)]; });
   int lowest = kBins - 1;
   for (size_t above = hist[lowest]; above < k; above += hist[--lowest]) {}
   std::vector<float> top;
-  for (auto it = prob.begin<float>(); it != prob.end<float>(); ++it)
-    if (bin(*it) >= lowest) top.push_back(*it);
+  each([&](float v) { if (bin(v) >= lowest) top.push_back(v); });
   std::nth_element(top.begin(), top.end() - k, top.end());
   return std::accumulate(top.end() - k, top.end(), 0.0) / k;
 }
