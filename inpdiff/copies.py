@@ -138,12 +138,12 @@ def raise_to_copies(prob: np.ndarray, cover: np.ndarray, s: CopySettings = CopyS
     higher. The blur runs a band at a time with a halo wider than its kernel, which gives the whole
     image's values."""
     H = cover.shape[0]
-    if not cover.any():
-        return prob
     halo = int(4 * s.sigma) + 2  # OpenCV's float kernel reaches 4 sigma
     for y0 in range(0, H, BAND):
         y1 = min(y0 + BAND, H)
         a, b = max(0, y0 - halo), min(H, y1 + halo)
+        if not cover[a:b].any():  # a blur of nothing is exactly nothing: most bands of most photos
+            continue
         density = cv2.GaussianBlur(cover[a:b].astype(np.float32), (0, 0), s.sigma)[y0 - a:y1 - a]
         density *= np.float32(s.gain)
         np.minimum(density, np.float32(1.0), out=density)

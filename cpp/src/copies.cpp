@@ -141,11 +141,11 @@ cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s) {
 }
 
 void raise_to_copies(cv::Mat& prob, const cv::Mat& cover, const CopySettings& s) {
-  if (!cv::countNonZero(cover)) return;
   const int H = cover.rows, halo = static_cast<int>(4 * s.sigma) + 2;  // OpenCV's float kernel reaches 4 sigma
   cv::Mat band, density;
   for (int y0 = 0; y0 < H; y0 += kBand) {
     const int y1 = std::min(y0 + kBand, H), a = std::max(0, y0 - halo), b = std::min(H, y1 + halo);
+    if (!cv::countNonZero(cover.rowRange(a, b))) continue;  // a blur of nothing is exactly nothing
     cover.rowRange(a, b).convertTo(band, CV_32F);
     cv::GaussianBlur(band, density, cv::Size(0, 0), s.sigma);
     density = cv::min(density.rowRange(y0 - a, y1 - a) * s.gain, 1.0f);
