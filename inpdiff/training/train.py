@@ -231,34 +231,30 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         seconds = time.perf_counter() - t0
         elapsed += seconds
         last_epoch = epoch + 1 == end or bool(t.minutes and elapsed >= 60 * t.minutes)
-        if not (last_epoch or (epoch + 1) % t.val_every == 0):
-            history.append({"epoch": epoch + 1, **train_stats, "seconds": round(seconds, 1)})
-            save_model(model, out / "last", {"epoch": epoch + 1})
-            _save_state(opt, out / "last", {"epoch": epoch, "best": best, "history": history, "elapsed": elapsed})
-            continue
-        model.eval()
-        records = evaluate(model, val, seed=t.seed)["images"] if val else []
-        summary = summarize(records) if records else {}
-        chosen = summarize([r for r in records if r["pristine"] or family(r["method"]) not in cfg.data.exclude_families]
-                           ) if records else {}
-        keys = ("pixel_auc", "f1", "iou", "image_auc", "marked", "true_share", "pristine_marked")
-        entry = {"epoch": epoch + 1, **train_stats, "seconds": round(seconds, 1),
-                 **{k: summary.get(k) for k in keys},
-                 "per_family": {f: {k: round(m[k], 4) for k in ("pixel_auc", "f1", "marked")}
-                                for f, m in summary.get("per_family", {}).items()}}
+        entry = {"epoch": epoch + 1, **train_stats, "seconds": round(seconds, 1)}
+        if last_epoch or (epoch + 1) % t.val_every == 0:
+            model.eval()
+            records = evaluate(model, val, seed=t.seed)["images"] if val else []
+            summary = summarize(records) if records else {}
+            chosen = summarize([r for r in records if r["pristine"] or family(r["method"]) not in cfg.data.exclude_families]
+                               ) if records else {}
+            keys = ("pixel_auc", "f1", "iou", "image_auc", "marked", "true_share", "pristine_marked")
+            entry.update({k: summary.get(k) for k in keys})
+            entry["per_family"] = {f: {k: round(m[k], 4) for k in ("pixel_auc", "f1", "marked")}
+                                   for f, m in summary.get("per_family", {}).items()}
+            print(json.dumps(entry), flush=True)
+            # nan (no edited image of the chosen families in the validation subset) counts as 0
+            score = float(np.nan_to_num(chosen.get("pixel_auc", 0.0)) + np.nan_to_num(chosen.get("f1", 0.0)))
+            empty = bool(chosen) and collapsed(chosen)
+            if empty:  # below any model that marks something: kept as best only if every epoch collapses
+                print(f"epoch {epoch + 1}: the model marks almost nothing on edited images "
+                      f"({chosen['marked']:.4f} of pixels against {chosen['true_share']:.4f}): a collapsed model",
+                      flush=True)
+                score = -1.0 + 1e-3 * score
+            if score > best:
+                best = score
+                save_model(model, out / "best", {"epoch": epoch + 1, "val": summary, "collapsed": empty})
         history.append(entry)
-        print(json.dumps(entry), flush=True)
-        # nan (no edited image of the chosen families in the validation subset) counts as 0
-        score = float(np.nan_to_num(chosen.get("pixel_auc", 0.0)) + np.nan_to_num(chosen.get("f1", 0.0)))
-        empty = bool(chosen) and collapsed(chosen)
-        if empty:  # below any model that marks something: kept as best only if every epoch collapses
-            print(f"epoch {epoch + 1}: the model marks almost nothing on edited images "
-                  f"({chosen['marked']:.4f} of pixels against {chosen['true_share']:.4f}): a collapsed model",
-                  flush=True)
-            score = -1.0 + 1e-3 * score
-        if score > best:
-            best = score
-            save_model(model, out / "best", {"epoch": epoch + 1, "val": summary, "collapsed": empty})
         save_model(model, out / "last", {"epoch": epoch + 1})
         _save_state(opt, out / "last", {"epoch": epoch, "best": best, "history": history, "elapsed": elapsed})
         if last_epoch:
