@@ -8,6 +8,7 @@
 #   DATA: photos in DATA/train (8 fills each), DATA/large (2 fills each), DATA/val, and DATA/taef2
 #   OUT:  synthesised data and the run (OUT/run/best is the checkpoint to export)
 # DATA as made for the lent H200 (the call carries at most 64 MiB, so BSDS300 train's PNGs stay home):
+#   echo /.gpu/ >> .git/info/exclude   # shared data never enters the repository
 #   mkdir -p .gpu/train .gpu/val && cp -r ../shared/models/taef2 .gpu/ && cp -r ../shared/data/photos/sun-hays80 .gpu/large
 #   ls ../shared/data/photos/bsds500-test/*.jpg | head -20 | xargs cp -t .gpu/val
 #   ls ../shared/data/photos/bsds500-test/*.jpg | tail -n +21 | xargs cp -t .gpu/train
