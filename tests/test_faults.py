@@ -209,6 +209,20 @@ def test_kill_9_leaves_no_process_behind(model_dir, tmp_path):
     assert_complete(out, inputs)
 
 
+def test_a_torn_claims_line_is_cut_off_before_new_claims_follow_it(model_dir, tmp_path):
+    """A kill or a full disk can leave half a line at the end of the claims journal; the next run's
+    first claim must start a line of its own, or a later resume could not read it."""
+    run = Runner(tmp_path, model_dir)
+    src, out = tmp_path / "photos", tmp_path / "out"
+    inputs = photos(src, ["a.png", "b.png"], size=(96, 96))
+    out.mkdir()
+    (out / ".trt-localize.claims").write_text('{"path": "/photos/gone.png", "stem": "go')
+    assert run.run(src, "-o", out).returncode == 0
+    claims = [json.loads(line) for line in (out / ".trt-localize.claims").read_text().splitlines()]
+    assert sorted(Path(c["path"]).name for c in claims) == ["a.png", "b.png"]
+    assert_complete(out, inputs)
+
+
 def test_two_runs_on_one_out_and_a_stale_lock(model_dir, tmp_path):
     run = Runner(tmp_path, model_dir)
     src, out = tmp_path / "photos", tmp_path / "out"

@@ -275,6 +275,7 @@ class OutFolder {
         if (std::string stem = output.is_string() ? stem_of(output.get<std::string>()) : ""; !stem.empty())
           stems_.insert(abs_path(stem).string());
     }
+    drop_torn_tail(out_ / ".trt-localize.claims");  // or this run's first claim would join the torn line
     std::ifstream claims(out_ / ".trt-localize.claims");
     for (std::string raw; std::getline(claims, raw);) {
       json c = json::parse(raw, nullptr, false);
@@ -286,13 +287,13 @@ class OutFolder {
   }
 
   // A kill may leave half a line at the end: cut it off, so that the next line starts on its own.
-  static void drop_torn_tail(const fs::path& report) {
+  static void drop_torn_tail(const fs::path& path) {
     std::error_code ec;
-    auto size = fs::file_size(report, ec);
+    auto size = fs::file_size(path, ec);
     if (ec || size == 0) return;
-    std::ifstream in(report, std::ios::binary);
+    std::ifstream in(path, std::ios::binary);
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (text.back() != '\n') fs::resize_file(report, text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
+    if (text.back() != '\n') fs::resize_file(path, text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
   }
 
   bool free(const fs::path& stem) const {

@@ -161,6 +161,16 @@ def test_never_overwrites_resumes_and_refuses(tmp_path):
     assert other.returncode == 2 and "other settings" in other.stderr
 
 
+def test_a_torn_claims_line_is_cut_off_before_new_claims_follow_it(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".trt-localize.claims").write_text('{"path": "/photos/gone.png", "stem": "go')
+    p = run(CLI, EXAMPLES / "astronaut_pristine.png", "-o", out, "--quiet")
+    assert p.returncode == 0, p.stderr
+    claims = [json.loads(line) for line in (out / ".trt-localize.claims").read_text().splitlines()]
+    assert [Path(c["path"]).name for c in claims] == ["astronaut_pristine.png"]
+
+
 def test_bad_model_and_busy_folder_exit_2(tmp_path):
     model = tmp_path / "model"
     model.mkdir()

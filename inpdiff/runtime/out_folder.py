@@ -72,8 +72,10 @@ class OutFolder:
         """Read the claims journal (after the report, so that finished inputs are not kept in memory)."""
         journal = self.out / CLAIMS_FILE
         if journal.exists():
+            whole = 0  # bytes up to the end of the last complete line
             with open(journal, "rb") as f:
                 for raw in f:
+                    whole += len(raw) if raw.endswith(b"\n") else 0
                     try:
                         c = json.loads(raw)
                         stem = self.out / c["stem"]  # journaled relative to OUT: any working folder
@@ -82,6 +84,8 @@ class OutFolder:
                             self.resumed[path_key(c["path"])] = stem
                     except (ValueError, TypeError, KeyError):
                         continue  # a line torn by a kill: its outputs were not written yet
+            if whole != journal.stat().st_size:  # cut the torn tail, or this run's first claim would join it
+                os.truncate(journal, whole)
         self._journal = open(journal, "a", encoding="utf-8")
 
     def learn(self, line: dict) -> None:
