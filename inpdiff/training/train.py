@@ -72,9 +72,10 @@ def lr_at(step: int, total: int, cfg: Config, elapsed: float = 0.0) -> float:
     t = cfg.train
     if step < t.warmup_steps:
         return t.lr * (step + 1) / t.warmup_steps
-    progress = min(1.0, (step - t.warmup_steps) / max(1, total - t.warmup_steps))
     if t.minutes:
         progress = min(1.0, elapsed / (60 * t.minutes))
+    else:
+        progress = min(1.0, (step - t.warmup_steps) / max(1, total - t.warmup_steps))
     return t.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
