@@ -4,20 +4,21 @@
 # G'MIC, PyPatchMatch or Criminisi, and nothing installs there: the fills are the project's own
 # (classical, own PatchMatch, the L1 U-Nets, TAEF2), as for edge-c v1, so every real tool stays held out.
 #
-# usage: bash benchmarks/gpu_train.sh DATA OUT [MINUTES]
+# usage: bash benchmarks/gpu_train.sh DATA OUT [MINUTES] [METHODS]
 #   DATA: photos in DATA/train (8 fills each), DATA/large (2 fills each), DATA/val, and DATA/taef2
 #   OUT:  synthesised data and the run (OUT/run/best is the checkpoint to export)
+#   METHODS: the fill methods (default: v1's own families; leave one out to hold it out)
 # DATA as made for the lent H200 (the call carries at most 64 MiB, so BSDS300 train's PNGs stay home):
 #   echo /.gpu/ >> .git/info/exclude   # shared data never enters the repository
 #   mkdir -p .gpu/train .gpu/val && cp -r ../shared/models/taef2 .gpu/ && cp -r ../shared/data/photos/sun-hays80 .gpu/large
 #   ls ../shared/data/photos/bsds500-test/*.jpg | head -20 | xargs cp -t .gpu/val
 #   ls ../shared/data/photos/bsds500-test/*.jpg | tail -n +21 | xargs cp -t .gpu/train
 set -euo pipefail
-data=$1 out=$2 minutes=${3:-5}
+data=$1 out=$2 minutes=${3:-5} methods=${4:-classical,patch,unet-w16,unet-w24,latent}
 export INPDIFF_TAEF2=$data/taef2 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 inpdiff() { python3 -m inpdiff.cli "$@"; }
 cores=$(nproc)
-fills="--methods classical,patch,unet-w16,unet-w24,latent --blends none,poisson,feather
+fills="--methods $methods --blends none,poisson,feather
        --posts none,jpeg,resize,resize2 --grain 0.5 --shadows 0.3 --quiet"
 
 start=$SECONDS
