@@ -43,12 +43,12 @@ def main() -> None:
     paths = [Path(p) for p in a.photos] or sorted((ROOT / "examples" / "images").glob("*.png"))
     images = [read_image(p) for p in paths]
     ref, ref_s = run(Localizer(a.model, "onnxruntime"), images, a.repeat)
-    paths_to_try = ["torch", "torch-graph", "torch-fp16-graph"] if torch.cuda.is_available() else ["torch"]
+    variants = ["torch", "torch-graph", "torch-fp16-graph"] if torch.cuda.is_available() else ["torch"]
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
     print(f"{Path(a.model).name} on {len(images)} photos ({device}; reference: ONNX Runtime on the CPU, "
           f"{ref_s * 1000:.0f} ms a photo)\n")
     print("| path | max abs dprob | mean abs dprob | max abs dscore | verdicts equal | ms per photo |\n|---|---|---|---|---|---|")
-    for name in paths_to_try:
+    for name in variants:
         out, secs = run(Localizer(a.model, name), images, a.repeat)
         d = [np.abs(o.prob - r.prob) for o, r in zip(out, ref)]
         print(f"| {name} | {max(x.max() for x in d):.2e} | {np.mean([x.mean() for x in d]):.2e} | "
