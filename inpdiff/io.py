@@ -116,15 +116,17 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(img))
     if not ok:
         raise IOError(f"{path}: PNG encoding failed")
-    atomic_write(path, lambda p: p.write_bytes(buf.tobytes()))
+    atomic_write(path, lambda p: p.write_bytes(buf))
 
 
-def write_jpeg(path: str | Path, rgb: np.ndarray, quality: int) -> None:
-    """uint8 HxWx3 RGB -> JPEG at `quality`, atomically."""
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+def write_jpeg(path: str | Path, image: np.ndarray, quality: int, bgr: bool = False) -> None:
+    """uint8 HxWx3 RGB (or BGR, OpenCV's order, which a large image then needs no copy for) -> JPEG
+    at `quality`, atomically."""
+    ok, buf = cv2.imencode(".jpg", image if bgr else np.ascontiguousarray(image[:, :, ::-1]),
+                           [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise IOError(f"{path}: JPEG encoding failed")
-    atomic_write(path, lambda p: p.write_bytes(buf.tobytes()))
+    atomic_write(path, lambda p: p.write_bytes(buf))
 
 
 def list_images(folder: str | Path) -> list[Path]:

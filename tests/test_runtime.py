@@ -13,7 +13,7 @@ from PIL import Image
 
 from inpdiff.export.checks import onnx_probability
 from inpdiff.noise import tile_noise
-from inpdiff.runtime.localizer import Localizer, LocalizeConfig, axis_weight, blend_ramp, tile_origins
+from inpdiff.runtime.localizer import Localizer, LocalizeConfig, axis_weight, blend_ramp, find_regions, tile_origins
 from inpdiff.runtime.model_dir import ModelDir, ModelError
 
 from conftest import make_photo
@@ -227,3 +227,16 @@ def test_the_runtime_writes_nothing_outside_its_output_folder(tmp_path):
                         "--no-html"], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert [p.relative_to(home) for p in home.rglob("*")] == []
+
+
+def test_regions_are_found_whatever_their_number():
+    # 16-bit labels hold up to 65,534 regions; a mask with more (isolated pixels) takes 32-bit labels.
+    rng = np.random.default_rng(0)
+    prob = rng.random((600, 700), dtype=np.float32)
+    many = np.zeros(prob.shape, bool)
+    many[::2, ::2] = True  # 105,000 single-pixel regions
+    assert len(find_regions(many, prob, 1)) == many.sum()
+    few = prob > 0.9
+    _, _, stats, _ = cv2.connectedComponentsWithStats(few.astype(np.uint8), connectivity=8)
+    expected = sorted((tuple(int(v) for v in s[:4]), int(s[4])) for s in stats[1:] if s[4] >= 3)
+    assert sorted((r.bbox, r.area) for r in find_regions(few, prob, 3)) == expected

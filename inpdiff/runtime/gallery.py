@@ -31,18 +31,19 @@ PAGE_MARK = '<meta name="generator" content="inpdiff">'  # in OUT/index.html: th
 COLUMNS = ("path", "stem", "score", "inpainted", "regions", "error", "ms", "uncertainty")
 
 
-def _shrunk(rgb: np.ndarray, side: int) -> np.ndarray:
-    h, w = rgb.shape[:2]
+def _shrunk(image: np.ndarray, side: int) -> np.ndarray:
+    h, w = image.shape[:2]
     s = min(1.0, side / max(h, w))
-    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
-def write_thumbnails(out: Path, stem: Path, photo: np.ndarray, overlay: np.ndarray) -> dict[str, str]:
-    """thumbs/STEM.jpg (the overlay, for the card) and thumbs/STEM.view.jpg (the photo, for the detail)."""
+def write_thumbnails(out: Path, stem: Path, photo: np.ndarray, overlay_bgr: np.ndarray) -> dict[str, str]:
+    """thumbs/STEM.jpg (the overlay, BGR, for the card) and thumbs/STEM.view.jpg (the RGB photo, for the
+    detail)."""
     rel = os.path.relpath(os.path.abspath(stem), os.path.abspath(out))
     card, view = out / "thumbs" / f"{rel}.jpg", out / "thumbs" / f"{rel}.view.jpg"
     card.parent.mkdir(parents=True, exist_ok=True)
-    write_jpeg(card, _shrunk(overlay, THUMB_SIDE), 80)
+    write_jpeg(card, _shrunk(overlay_bgr, THUMB_SIDE), 80, bgr=True)
     write_jpeg(view, _shrunk(photo, VIEW_SIDE), 85)
     return {"thumb": str(card), "view": str(view)}
 
