@@ -87,7 +87,13 @@ double image_score(const cv::Mat& prob) {
 // (localizer.py find_regions).
 static std::vector<Region> find_regions(const cv::Mat& mask, const cv::Mat& prob, int min_area, const cv::Mat& cover) {
   cv::Mat labels, stats, centroids;
-  int count = cv::connectedComponentsWithStats(mask, labels, stats, centroids, 8, CV_32S);
+  int count;
+  try {  // 16-bit labels, half the memory of a large photo's label map, unless there are too many regions
+    count = cv::connectedComponentsWithStats(mask, labels, stats, centroids, 8, CV_16U);
+  } catch (const cv::Exception&) {
+    count = cv::connectedComponentsWithStats(mask, labels, stats, centroids, 8, CV_32S);
+  }
+  const bool wide = labels.type() == CV_32S;
   std::vector<Region> regions;
   for (int i = 1; i < count; ++i) {
     Region g{stats.at<int>(i, cv::CC_STAT_LEFT), stats.at<int>(i, cv::CC_STAT_TOP), stats.at<int>(i, cv::CC_STAT_WIDTH),
@@ -97,7 +103,7 @@ static std::vector<Region> find_regions(const cv::Mat& mask, const cv::Mat& prob
     long copied = 0;
     for (int r = g.y; r < g.y + g.height; ++r)
       for (int c = g.x; c < g.x + g.width; ++c)
-        if (labels.at<int>(r, c) == i) {
+        if ((wide ? labels.at<int>(r, c) : labels.at<uint16_t>(r, c)) == i) {
           sum += prob.at<float>(r, c);
           if (!cover.empty()) copied += cover.at<uint8_t>(r, c);
         }
