@@ -14,7 +14,7 @@ import numpy as np
 
 from cpu_bench import best_of
 
-from inpdiff.runtime.gallery import Gallery, write_thumbnails
+from inpdiff.runtime.gallery import Gallery, write_card, write_view
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
         for size in a.sizes.split(","):
             w, h = map(int, size.split("x"))
             photo = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-            secs = best_of(lambda: write_thumbnails(out, out / "img", photo, photo), 3)
+            secs = best_of(lambda: (write_card(out, out / "img", photo), write_view(out, out / "img", photo)), 3)
             print(f"| {w}x{h} | {secs * 1000:.1f} |")
         print("\n| report lines | index-data.js rebuild s | size MB |\n|---|---|---|")
         for n in map(int, a.lines.split(",")):

@@ -37,15 +37,25 @@ def _shrunk(image: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
-def write_thumbnails(out: Path, stem: Path, photo: np.ndarray, overlay_bgr: np.ndarray) -> dict[str, str]:
-    """thumbs/STEM.jpg (the overlay, BGR, for the card) and thumbs/STEM.view.jpg (the RGB photo, for the
-    detail)."""
+def _thumb(out: Path, stem: Path, suffix: str) -> Path:
     rel = os.path.relpath(os.path.abspath(stem), os.path.abspath(out))
-    card, view = out / "thumbs" / f"{rel}.jpg", out / "thumbs" / f"{rel}.view.jpg"
-    card.parent.mkdir(parents=True, exist_ok=True)
-    write_jpeg(card, _shrunk(overlay_bgr, THUMB_SIDE), 80, bgr=True)
-    write_jpeg(view, _shrunk(photo, VIEW_SIDE), 85)
-    return {"thumb": str(card), "view": str(view)}
+    path = out / "thumbs" / f"{rel}{suffix}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_view(out: Path, stem: Path, photo: np.ndarray) -> str:
+    """thumbs/STEM.view.jpg: the RGB photo, for the detail view."""
+    path = _thumb(out, stem, ".view.jpg")
+    write_jpeg(path, _shrunk(photo, VIEW_SIDE), 85)
+    return str(path)
+
+
+def write_card(out: Path, stem: Path, overlay_bgr: np.ndarray) -> str:
+    """thumbs/STEM.jpg: the overlay (BGR), for the card."""
+    path = _thumb(out, stem, ".jpg")
+    write_jpeg(path, _shrunk(overlay_bgr, THUMB_SIDE), 80, bgr=True)
+    return str(path)
 
 
 def _row(line: dict, out: Path) -> list:

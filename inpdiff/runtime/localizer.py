@@ -246,11 +246,25 @@ class Localizer:
 
     def assemble(self, plan: Plan, maps: Iterable[np.ndarray]) -> Result:
         """Blend the tiles' maps, (S, T, T) each in plan order, into a Result at the input's size."""
-        T, S = self.tile, self.config.samples
+        acc = self.accumulator(plan)
+        for origin, m in zip(plan.origins, maps):
+            self.blend(acc, origin, m)
+        return self.finish(plan, acc)
+
+    def accumulator(self, plan: Plan) -> np.ndarray:
+        """(S, H, W) zeros at the plan's working size, for `blend`."""
+        return np.zeros((self.config.samples, *plan.work.shape[:2]), np.float32)
+
+    def blend(self, acc: np.ndarray, origin: tuple[int, int], m: np.ndarray) -> None:
+        """Add one tile's (S, T, T) map at `origin`. Callers blend in plan order: float sums in another
+        order would differ in the last bits from `localize`."""
+        (y, x), T = origin, self.tile
+        acc[:, y:y + T, x:x + T] += m * self.window
+
+    def finish(self, plan: Plan, acc: np.ndarray) -> Result:
+        """Every tile blended into `acc` (which this normalises in place) -> the Result at the input's size."""
         H, W = plan.work.shape[:2]
-        acc = np.zeros((S, H, W), np.float32)
-        for (y, x), m in zip(plan.origins, maps):
-            acc[:, y:y + T, x:x + T] += m * self.window
+        S = acc.shape[0]
         # The tiles form a grid, so their summed windows are outer(wy, wx): no image-sized weight map.
         # In place, so that a large image's maps are held once.
         acc /= axis_weight(H, sorted({y for y, _ in plan.origins}), self.ramp)[:, None]

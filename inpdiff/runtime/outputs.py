@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from ..io import write_jpeg, write_png
-from .gallery import write_thumbnails
+from .gallery import write_card, write_view
 from .inputs import Job
 from .localizer import Localizer, Result
 from .pipeline import Done
@@ -29,10 +29,11 @@ def to_uint8(prob: np.ndarray) -> np.ndarray:
     return out
 
 
-def overlay_bgr(image: np.ndarray, result: Result) -> np.ndarray:
-    """The RGB image with detected regions tinted red and outlined, for a person to look at; in BGR
-    order, the JPEG encoder's, so that a 100 MP photo's overlay is held once, not twice."""
-    out = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+def draw_overlay(image: np.ndarray, result: Result) -> np.ndarray:
+    """The RGB image turned, in place, into the overlay a person looks at: detected regions tinted red
+    and outlined, in BGR order, the JPEG encoder's. In place because the decoded photo is not needed
+    afterwards, and a copy of a 100 MP one is 300 MB (two, with the reordering)."""
+    out = cv2.cvtColor(image, cv2.COLOR_RGB2BGR, dst=image)
     m = result.mask
     red = np.array([0, 0, 255], np.float32) * 0.45
     for i in range(0, m.shape[0], BAND):
@@ -46,6 +47,7 @@ def overlay_bgr(image: np.ndarray, result: Result) -> np.ndarray:
 def write_outputs(job: Job, image: np.ndarray, result: Result, outputs: str = "all", uncertainty: bool = False,
                   thumbs_of: Path | None = None) -> dict[str, str]:
     """The maps and overlay of one image (each file atomically) -> {kind: path} of what was written.
+    The overlay is drawn on `image` itself: pass the decoded copy, which is not needed afterwards.
     outputs="report": only the probability map, and only for an image where something was detected.
     uncertainty: also NAME.uncertainty.png (the spread across samples); thumbs_of: the OUT whose
     gallery gets this image's thumbnails."""
@@ -63,11 +65,13 @@ def write_outputs(job: Job, image: np.ndarray, result: Result, outputs: str = "a
         # disagree by, as a spread) is white.
         write_png(job.output(".uncertainty.png"), to_uint8(np.clip(result.uncertainty * 2, 0, 1)))
         written["uncertainty"] = str(job.output(".uncertainty.png"))
-    shown = overlay_bgr(image, result)
+    # The photo's thumbnail first: the overlay is drawn on the photo.
+    view = write_view(thumbs_of, job.out_stem, image) if thumbs_of is not None else None
+    shown = draw_overlay(image, result)
     write_jpeg(job.output(".overlay.jpg"), shown, 90, bgr=True)
     written["overlay"] = str(job.output(".overlay.jpg"))
-    if thumbs_of is not None:
-        written.update(write_thumbnails(thumbs_of, job.out_stem, image, shown))
+    if view is not None:
+        written.update(thumb=write_card(thumbs_of, job.out_stem, shown), view=view)
     return written
 
 

@@ -20,7 +20,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -54,14 +54,30 @@ class Done:
 
 
 class _Pending:
-    """An image whose tiles are in flight; the last worker to finish a tile assembles it."""
+    """An image whose tiles are in flight. Each tile's map is blended into the image's accumulator as
+    soon as every tile before it in plan order is (so the sums do not depend on which worker finished
+    first), and freed: a 48 MP photo's maps, 250 MB, are never held together. The last worker to
+    finish a tile assembles the image."""
 
-    def __init__(self, job: Job, plan: Plan, started: float):
-        self.job, self.plan, self.started = job, plan, started
-        self.maps: list[np.ndarray | None] = [None] * len(plan.origins)
+    def __init__(self, job: Job, plan: Plan, started: float, acc: np.ndarray):
+        self.job, self.plan, self.started, self.acc = job, plan, started, acc
+        self.early: dict[int, np.ndarray] = {}  # maps that came before an earlier tile's
+        self.blended = 0
         self.remaining = len(plan.origins)
         self.error: str | None = None
         self.lock = threading.Lock()
+
+    def add(self, localizer: Localizer, i: int, m: np.ndarray | None, error: str | None) -> bool:
+        """Tile i's map (None where its batch failed) -> whether it was the image's last tile."""
+        with self.lock:
+            self.error = self.error or error
+            if not self.error:
+                self.early[i] = m
+                while self.blended in self.early:
+                    localizer.blend(self.acc, self.plan.origins[self.blended], self.early.pop(self.blended))
+                    self.blended += 1
+            self.remaining -= 1
+            return self.remaining == 0
 
 
 def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
@@ -99,11 +115,7 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
                 maps, error = [None] * len(chunk), f"inference failed: {type(e).__name__}: {e}"
             on_tiles(0, len(chunk))
             for (p, i), m in zip(chunk, maps):
-                with p.lock:
-                    p.maps[i], p.remaining = m, p.remaining - 1
-                    p.error = p.error or error
-                    complete = p.remaining == 0
-                if complete:
+                if p.add(localizer, i, m, error):
                     finished.put(_assemble(localizer, p))
 
     def writer() -> None:
@@ -154,9 +166,9 @@ def _tile(localizer: Localizer, cfg: PipelineConfig, decoder: IsolatedDecoder, d
         job, started, future = item
         try:
             plan = localizer.start_copies(localizer.plan(decoder.result(job.path, future)))
-            pending = _Pending(job, plan, started)
-            held += [(pending, i) for i in range(len(pending.maps))]
-            on_tiles(len(pending.maps), 0)
+            pending = _Pending(job, plan, started, localizer.accumulator(plan))
+            held += [(pending, i) for i in range(len(plan.origins))]
+            on_tiles(len(plan.origins), 0)
         except Exception as e:
             finished.put(Done(job, error=error_message(job, e), elapsed_ms=_ms(started)))
         try:
@@ -181,19 +193,11 @@ def _assemble(localizer: Localizer, p: _Pending) -> Done:
     if p.error:
         return Done(p.job, error=f"{p.job.path}: {p.error}", elapsed_ms=_ms(p.started))
     try:
-        maps, p.maps = p.maps, []
-        result = localizer.assemble(p.plan, _drain(maps))
+        acc, p.acc = p.acc, None
+        result = localizer.finish(p.plan, acc)
     except Exception as e:
         return Done(p.job, error=error_message(p.job, e), elapsed_ms=_ms(p.started))
     return Done(p.job, p.plan.image, result, elapsed_ms=_ms(p.started))
-
-
-def _drain(maps: list) -> Iterator[np.ndarray]:
-    """Each tile's map in turn, dropped from the list once handed over: a large image's tile maps
-    (a 48 MP photo's are 250 MB) are freed as they are blended, not held to the end."""
-    for i in range(len(maps)):
-        m, maps[i] = maps[i], None
-        yield m
 
 
 def error_message(job: Job, e: Exception) -> str:
