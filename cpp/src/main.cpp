@@ -287,13 +287,25 @@ class OutFolder {
   }
 
   // A kill may leave half a line at the end: cut it off, so that the next line starts on its own.
+  // Reads from the end only: the journals of a large run are long, and are read whole just after.
   static void drop_torn_tail(const fs::path& path) {
     std::error_code ec;
-    auto size = fs::file_size(path, ec);
+    const auto size = static_cast<std::streamoff>(fs::file_size(path, ec));
     if (ec || size == 0) return;
     std::ifstream in(path, std::ios::binary);
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (text.back() != '\n') fs::resize_file(path, text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
+    std::streamoff end = size;
+    std::string chunk;
+    do {  // back from the end, a chunk at a time, to the last newline
+      const std::streamoff start = std::max<std::streamoff>(0, end - 4096);
+      chunk.resize(static_cast<size_t>(end - start));
+      in.seekg(start).read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+      if (auto nl = chunk.rfind('\n'); nl != std::string::npos) {
+        if (start + static_cast<std::streamoff>(nl) + 1 != size) fs::resize_file(path, start + nl + 1);
+        return;
+      }
+      end = start;
+    } while (end > 0);
+    fs::resize_file(path, 0);  // no complete line at all
   }
 
   bool free(const fs::path& stem) const {
