@@ -21,8 +21,10 @@ Defined exactly, so that every runtime computes the same map (the C++ runtime do
   n the bit length of the number of blocks; counted blocks whose keys agree above those n bits form a
   group; a group of 2..`max_group` blocks whose positions span at least `min_distance` pixels in y or
   x marks its blocks (larger groups are repetitive patterns, not copies);
-- a pixel is covered if a marked block contains it; the map is the coverage blurred with a Gaussian
-  of `sigma` (OpenCV's kernel size for that sigma, reflected border), times `gain`, clipped to 1.
+- a pixel is covered if a marked block contains it, or if the near-copy evidence (inpdiff.near_copies,
+  which finds the copies a JPEG re-save or a blended fill leaves) covers it, unless `near` is None;
+  the map is the coverage blurred with a Gaussian of `sigma` (OpenCV's kernel size for that sigma,
+  reflected border), times `gain`, clipped to 1.
 Memory stays bounded by working a band of rows and a share of the hashes at a time; neither changes
 the map.
 """
@@ -32,6 +34,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from .near_copies import NearCopySettings, near_copy_cover
 
 _MASK64 = (1 << 64) - 1
 BLOCK = 4  # a block's row is 12 bytes: one uint64 and one uint32 load
@@ -45,6 +49,7 @@ class CopySettings:
     max_equal_pairs: int = 4   # a caption drawn on a photo repeats exactly; this stops it at a cost of 0.001-0.005 AUC
     sigma: float = 6.0         # the map is a density: a hole is tiled with copies, a source is not
     gain: float = 2.0          # chosen on pristine photos only: their maps stay below 0.81 (README)
+    near: NearCopySettings | None = NearCopySettings()  # None: exact copies only
 
 
 def splitmix64(i: int) -> int:
@@ -107,12 +112,13 @@ def _keys(image: np.ndarray, s: CopySettings, part: int, parts: int, bits: np.ui
 
 
 def copy_cover(image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarray:
-    """RGB uint8 (H, W, 3) -> (H, W) uint8, 1 where a pixel lies in a marked block."""
+    """RGB uint8 (H, W, 3) -> (H, W) uint8, 1 where a pixel lies in a marked block or a near copy."""
     H, W = image.shape[:2]
-    cover = np.zeros((H, W), np.uint8)
+    cover = np.zeros((H, W), np.uint8) if s.near is None else near_copy_cover(image, s.near)
     if H < BLOCK or W < BLOCK:
         return cover
     h, w = H - BLOCK + 1, W - BLOCK + 1
+    exact = np.zeros((H, W), np.uint8)
     bits = np.uint64(int(h * w).bit_length())
     parts = 1 << max(0, (h * w - 1) // PASS_BLOCKS).bit_length()
     for part in range(parts):
@@ -128,9 +134,10 @@ def copy_cover(image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarra
         span = np.maximum(np.maximum.reduceat(ys, starts) - np.minimum.reduceat(ys, starts),
                           np.maximum.reduceat(xs, starts) - np.minimum.reduceat(xs, starts))
         marked = np.repeat((counts <= s.max_group) & (span >= s.min_distance), counts)
-        cover[ys[marked], xs[marked]] = 1
-    return cv2.dilate(cover, np.ones((BLOCK, BLOCK), np.uint8), anchor=(BLOCK - 1, BLOCK - 1),
-                      borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        exact[ys[marked], xs[marked]] = 1
+    cover |= cv2.dilate(exact, np.ones((BLOCK, BLOCK), np.uint8), anchor=(BLOCK - 1, BLOCK - 1),
+                        borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return cover
 
 
 def raise_to_copies(prob: np.ndarray, cover: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarray:

@@ -1,7 +1,10 @@
 #include "inpdiff/copies.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <map>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -106,12 +109,162 @@ std::vector<uint64_t> part_keys(const cv::Mat& img, const CopySettings& s, uint6
   return keys;
 }
 
+// ---- Near copies (inpdiff/near_copies.py) ----
+
+constexpr int kNear = 8;                       // block side
+constexpr int kNearBand = 256;                 // block rows whose features are computed at a time
+constexpr int64_t kNearPassBlocks = 1 << 22;   // blocks gathered per pass
+constexpr int kFeatures = 9;
+const float kKernels[4][kNear] = {{4, 4, 4, 4, 4, 4, 4, 4},
+                                  {5, 4, 3, 1, -1, -3, -4, -5},
+                                  {5, 2, -2, -5, -5, -2, 2, 5},
+                                  {4, -1, -5, -3, 3, 5, 1, -4}};
+const int kPairs[kFeatures][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 0}, {1, 1}, {1, 2}, {2, 0}, {2, 1}, {3, 0}};  // (u, v)
+
+int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+
+struct NearBlock {
+  int64_t k0, k1, k2, f3, at;
+  int32_t f[kFeatures];
+  double sd;
+  bool operator<(const NearBlock& o) const {
+    return std::tie(k0, k1, k2, f3, at) < std::tie(o.k0, o.k1, o.k2, o.f3, o.at);
+  }
+};
+
+// The counted blocks with top rows y0 .. y1, in raster order, passed to `take`.
+template <class Take>
+void near_band(const cv::Mat& gray, int y0, int y1, const NearCopySettings& s, Take&& take) {
+  const int W = gray.cols, w = W - kNear + 1, h = y1 - y0;
+  const cv::Mat rows = gray.rowRange(y0, y1 + kNear - 1);
+  cv::Mat f[kFeatures], g, total, squares;
+  for (int i = 0; i < kFeatures; ++i) {
+    const cv::Mat kx(1, kNear, CV_32F, const_cast<float*>(kKernels[kPairs[i][0]]));
+    const cv::Mat ky(1, kNear, CV_32F, const_cast<float*>(kKernels[kPairs[i][1]]));
+    cv::sepFilter2D(rows, f[i], CV_32F, kx, ky, cv::Point(0, 0), 0, cv::BORDER_CONSTANT);
+  }
+  rows.convertTo(g, CV_64F);
+  cv::boxFilter(g, total, CV_64F, cv::Size(kNear, kNear), cv::Point(0, 0), false, cv::BORDER_CONSTANT);
+  cv::boxFilter(g.mul(g), squares, CV_64F, cv::Size(kNear, kNear), cv::Point(0, 0), false, cv::BORDER_CONSTANT);
+  const double min_var = static_cast<double>(kNear * kNear * s.min_std) * (kNear * kNear * s.min_std);
+  cv::Mat hi, lo;  // clipped light and drawn captions repeat
+  const cv::Mat kernel = cv::Mat::ones(kNear, kNear, CV_8U);
+  cv::dilate(rows, hi, kernel, cv::Point(0, 0));
+  cv::erode(rows, lo, kernel, cv::Point(0, 0));
+  NearBlock blk;
+  for (int r = 0; r < h; ++r) {
+    const double *t = total.ptr<double>(r), *sq = squares.ptr<double>(r);
+    for (int x = 0; x < w; ++x) {
+      const double var = kNear * kNear * sq[x] - t[x] * t[x];  // exact: integers far below 2^53
+      if (var < min_var || hi.ptr<uint8_t>(r)[x] > 255 - s.clip || lo.ptr<uint8_t>(r)[x] < s.clip) continue;
+      for (int i = 0; i < kFeatures; ++i) blk.f[i] = static_cast<int32_t>(f[i].ptr<float>(r)[x]);
+      blk.k0 = floor_div(blk.f[0], s.q), blk.k1 = floor_div(blk.f[1], s.q), blk.k2 = floor_div(blk.f[2], s.q);
+      blk.f3 = blk.f[3];
+      blk.at = static_cast<int64_t>(y0 + r) * w + x;
+      blk.sd = std::sqrt(var) / (kNear * kNear);
+      take(blk);
+    }
+  }
+}
+
+// Matches (p, offset code) among the blocks whose first key part is in [lo, hi).
+void near_matches(const cv::Mat& gray, const NearCopySettings& s, int64_t lo, int64_t hi, bool all,
+                  std::vector<std::pair<int64_t, int64_t>>& out) {
+  const int h = gray.rows - kNear + 1, w = gray.cols - kNear + 1;
+  std::vector<NearBlock> blocks;
+  for (int y0 = 0; y0 < h; y0 += kNearBand)
+    near_band(gray, y0, std::min(y0 + kNearBand, h), s, [&](const NearBlock& b) {
+      if (all || (b.k0 >= lo && b.k0 < hi)) blocks.push_back(b);
+    });
+  std::sort(blocks.begin(), blocks.end());
+  struct Match { int64_t p, q, d; };
+  std::vector<Match> found;
+  std::vector<int64_t> ends;  // both blocks of every alike pair
+  for (int j = 1; j <= s.window; ++j) {  // in the order Python collects them; the order does not matter
+    for (size_t i = 0; i + j < blocks.size(); ++i) {
+      const NearBlock &a = blocks[i], &b = blocks[i + j];
+      if (a.k0 != b.k0) continue;
+      double dist = 0;
+      for (int k = 0; k < kFeatures; ++k) {
+        const double d = static_cast<double>(a.f[k] - b.f[k]);
+        dist += d * d;
+      }
+      const double limit = s.abs_tol + s.rel_tol * std::min(a.sd, b.sd);
+      if (!(dist <= limit * limit)) continue;
+      ends.push_back(a.at), ends.push_back(b.at);  // near ones too: edges and patterns
+      int64_t dy = b.at / w - a.at / w, dx = b.at % w - a.at % w;
+      if (std::abs(dy) < s.min_distance && std::abs(dx) < s.min_distance) continue;
+      int64_t p = a.at, q = b.at;
+      if (q < p) std::swap(p, q), dy = -dy, dx = -dx;  // from the earlier block in raster order
+      found.push_back({p, q, dy * 2 * w + dx + w});
+    }
+  }
+  std::sort(ends.begin(), ends.end());
+  const auto count = [&](int64_t v) {
+    const auto r = std::equal_range(ends.begin(), ends.end(), v);
+    return r.second - r.first;
+  };
+  for (const Match& m : found)
+    if (count(m.p) <= s.max_matches && count(m.q) <= s.max_matches) out.emplace_back(m.p, m.d);
+}
+
 }  // namespace
+
+cv::Mat near_copy_cover(const cv::Mat& rgb, const NearCopySettings& s) {
+  const int H = rgb.rows, W = rgb.cols;
+  cv::Mat cover = cv::Mat::zeros(H, W, CV_8U);
+  if (H < kNear || W < kNear) return cover;
+  cv::Mat gray;
+  cv::cvtColor(rgb, gray, cv::COLOR_RGB2GRAY);
+  const int h = H - kNear + 1, w = W - kNear + 1;
+  const int64_t n = static_cast<int64_t>(h) * w;
+  std::vector<std::pair<int64_t, int64_t>> matches;  // (p, d)
+  if (n <= kNearPassBlocks) {
+    near_matches(gray, s, 0, 0, true, matches);
+  } else {  // passes of whole first key parts, of at most kNearPassBlocks blocks
+    std::map<int64_t, int64_t> parts;
+    for (int y0 = 0; y0 < h; y0 += kNearBand)
+      near_band(gray, y0, std::min(y0 + kNearBand, h), s, [&](const NearBlock& b) { ++parts[b.k0]; });
+    int64_t start = parts.empty() ? 0 : parts.begin()->first, used = 0;
+    for (const auto& [part, c] : parts) {
+      if (used && used + c > kNearPassBlocks) {
+        near_matches(gray, s, start, part, false, matches);
+        start = part, used = 0;
+      }
+      used += c;
+    }
+    if (!parts.empty()) near_matches(gray, s, start, parts.rbegin()->first + 1, false, matches);
+  }
+  // Keep a match if its neighbours moved by the same offset: a copied area, not one lookalike.
+  std::vector<int64_t> code;
+  code.reserve(matches.size());
+  for (const auto& [p, d] : matches) code.push_back(d * n + p);
+  std::sort(code.begin(), code.end());
+  code.erase(std::unique(code.begin(), code.end()), code.end());
+  for (const int64_t c : code) {
+    const int64_t d = c / n, p = c % n, py = p / w, px = p % w;
+    int support = 0;
+    for (int ey = -1; ey <= 1; ++ey)
+      for (int ex = -1; ex <= 1; ++ex) {
+        const int64_t ny = py + ey, nx = px + ex;
+        if ((ey == 0 && ex == 0) || ny < 0 || ny >= h || nx < 0 || nx >= w) continue;
+        support += std::binary_search(code.begin(), code.end(), d * n + ny * w + nx);
+      }
+    if (support < s.support) continue;
+    const int64_t dy = d / (2 * w), dx = d % (2 * w) - w;
+    cover.at<uint8_t>(static_cast<int>(py), static_cast<int>(px)) = 1;
+    cover.at<uint8_t>(static_cast<int>(py + dy), static_cast<int>(px + dx)) = 1;
+  }
+  cv::dilate(cover, cover, cv::Mat::ones(kNear, kNear, CV_8U), cv::Point(kNear - 1, kNear - 1), 1,
+             cv::BORDER_CONSTANT, cv::Scalar(0));
+  return cover;
+}
 
 cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s) {
   const int H = rgb.rows, W = rgb.cols, b = kBlock;
-  cv::Mat cover = cv::Mat::zeros(H, W, CV_8U);
+  cv::Mat cover = s.near ? near_copy_cover(rgb, s.near_settings) : cv::Mat::zeros(H, W, CV_8U);
   if (H < b || W < b) return cover;
+  cv::Mat exact = cv::Mat::zeros(H, W, CV_8U);
   const cv::Mat img = rgb.isContinuous() ? rgb : rgb.clone();
   const int h = H - b + 1, w = W - b + 1;
   const uint64_t n = static_cast<uint64_t>(h) * w;
@@ -133,10 +286,11 @@ cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s) {
       if (count > static_cast<size_t>(s.max_group) || std::max(ymax - ymin, xmax - xmin) < s.min_distance)
         continue;
       for (size_t k = i; k < j; ++k)
-        cover.at<uint8_t>(static_cast<int>((keys[k] & low) / w), static_cast<int>((keys[k] & low) % w)) = 1;
+        exact.at<uint8_t>(static_cast<int>((keys[k] & low) / w), static_cast<int>((keys[k] & low) % w)) = 1;
     }
   }
-  cv::dilate(cover, cover, cv::Mat::ones(b, b, CV_8U), cv::Point(b - 1, b - 1), 1, cv::BORDER_CONSTANT, cv::Scalar(0));
+  cv::dilate(exact, exact, cv::Mat::ones(b, b, CV_8U), cv::Point(b - 1, b - 1), 1, cv::BORDER_CONSTANT, cv::Scalar(0));
+  cover |= exact;
   return cover;
 }
 

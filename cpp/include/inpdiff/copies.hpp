@@ -1,11 +1,23 @@
-// Copy evidence: pixels that are exact copies of pixels elsewhere in the same photo, computed
-// exactly as inpdiff/copies.py defines it (the same hashes, groups, coverage and blur), so both
+// Copy evidence: pixels that are exact or near copies of pixels elsewhere in the same photo, computed
+// exactly as inpdiff/copies.py and inpdiff/near_copies.py define it (the same hashes, groups, coverage and blur), so both
 // runtimes fuse the same map.
 #pragma once
 
 #include <opencv2/core.hpp>
 
 namespace inpdiff {
+
+struct NearCopySettings {  // inpdiff/near_copies.py NearCopySettings: the defaults are written there
+  int min_std = 6;
+  int clip = 5;
+  int q = 660;
+  int window = 6;
+  double abs_tol = 220.0;
+  double rel_tol = 26.4;
+  int min_distance = 12;
+  int support = 3;
+  int max_matches = 2;
+};
 
 struct CopySettings {  // inpdiff/copies.py CopySettings: the defaults are written there
   int min_range = 24;
@@ -14,9 +26,14 @@ struct CopySettings {  // inpdiff/copies.py CopySettings: the defaults are writt
   int max_equal_pairs = 4;
   double sigma = 6.0;
   float gain = 2.0f;
+  bool near = true;  // also cover near copies (NearCopySettings), as inpdiff/near_copies.py defines them
+  NearCopySettings near_settings;
 };
 
-// RGB CV_8UC3 -> CV_8U of the same size, 1 where a pixel lies in a marked block.
+// RGB CV_8UC3 -> CV_8U of the same size, 1 where a pixel lies in a block of a kept near-copy match.
+cv::Mat near_copy_cover(const cv::Mat& rgb, const NearCopySettings& s = {});
+
+// RGB CV_8UC3 -> CV_8U of the same size, 1 where a pixel lies in a marked block or a near copy.
 cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s = {});
 
 // prob (CV_32F, the image's size) raised in place to the copy map of `cover` (copy_cover's) where

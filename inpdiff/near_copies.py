@@ -1,0 +1,166 @@
+"""Near-copy evidence: blocks that repeat elsewhere in the photo up to JPEG noise.
+
+The exact copy evidence (inpdiff.copies) finds exemplar fills saved losslessly; a JPEG re-save breaks
+the equality it relies on, and PatchMatch-style fills blend their copies slightly. This finds the same
+repetition by comparing smooth features of 8x8 blocks instead of their bytes: the classical
+copy-move detector (sort block features, compare neighbours in sort order), with a check that a
+copy's neighbours were copied by the same offset, which natural self-similarity rarely passes.
+
+Defined in integers, so that every runtime computes the same cover (the C++ runtime does):
+- gray is OpenCV's RGB -> gray of the uint8 image; every 8x8 block, by its top-left (y, x), gets nine
+  features F[i] = sum over the block of gray * KY[v](dy) * KX[u](dx) for the (u, v) in `PAIRS`, with
+  the small integer cosine-like kernels `KERNELS` (exact in float32: every partial sum is an integer
+  below 2^24), and var = 64 * sum(gray^2) - sum(gray)^2 over the block;
+- a block counts if var >= (64 * min_std)^2 and none of its gray pixels is below `clip` or above
+  255 - `clip` (OpenCV's erode and dilate of the 8x8 block); its key is (floor(F0 / q), floor(F1 / q), floor(F2 / q),
+  F3, y * (W - 7) + x), and counted blocks are taken in key order;
+- a block is compared with the next `window` blocks in that order that share its first key part; a
+  pair matches if sum((Fa - Fb)^2) <= (abs_tol + rel_tol * min(std_a, std_b))^2 in float64, with
+  std = sqrt(var) / 64, and its blocks are at least `min_distance` apart in y or x;
+- matches whose blocks match more than `max_matches` blocks each are dropped (repetitive patterns);
+- a match's offset d is from its block earlier in raster order to the later one; a match (p, d) is
+  kept if at least `support` of p's 8 neighbouring blocks also match with the same d;
+- the cover is 1 on every pixel of both blocks of every kept match.
+Blocks are gathered a share of first key parts at a time, which bounds memory and changes nothing,
+since blocks are only compared within one first key part.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+B = 8
+KERNELS = np.array([[4, 4, 4, 4, 4, 4, 4, 4],
+                    [5, 4, 3, 1, -1, -3, -4, -5],
+                    [5, 2, -2, -5, -5, -2, 2, 5],
+                    [4, -1, -5, -3, 3, 5, 1, -4]], np.float32)  # about 10x the first four DCT-II rows
+PAIRS = [(u, v) for u in range(4) for v in range(4) if 0 < u + v <= 3]  # (x, y) frequencies: the smooth ones survive JPEG
+BAND = 256                # block rows whose features are computed at a time
+PASS_BLOCKS = 1 << 22     # blocks gathered per pass: about 200 MB of features, keys and sort order at most
+
+
+@dataclass(frozen=True)
+class NearCopySettings:
+    min_std: int = 6           # gray levels: flat blocks match anything
+    clip: int = 5              # blocks with a pixel below this or above 255 - this: clipped light and drawn captions repeat
+    q: int = 660               # key quantisation, in feature units (about 110 per gray level of a DCT coefficient)
+    window: int = 6            # neighbours in key order compared with each block
+    abs_tol: float = 220.0     # feature distance allowed whatever the texture: JPEG's noise
+    rel_tol: float = 26.4      # and in proportion to the block's contrast
+    min_distance: int = 12
+    support: int = 3           # of 8 neighbouring blocks that moved by the same offset
+    max_matches: int = 2       # a block like more others is part of a repetitive pattern (windows, railings)
+
+
+def _band_features(gray: np.ndarray, y0: int, y1: int, s: NearCopySettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Blocks with top rows y0..y1: (features (n, 9) int32, std (n,) float64, index (n,) int64) of the
+    counted ones, in raster order."""
+    rows = gray[y0:y1 + B - 1]
+    w = gray.shape[1] - B + 1
+    h = y1 - y0
+    feats = np.empty((h * w, len(PAIRS)), np.int32)  # |F| <= 64 * 255 * 25
+    for i, (u, v) in enumerate(PAIRS):
+        f = cv2.sepFilter2D(rows, cv2.CV_32F, KERNELS[u], KERNELS[v], anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
+        feats[:, i] = f[:h, :w].ravel()
+    g = rows.astype(np.float64)
+    total = cv2.boxFilter(g, -1, (B, B), anchor=(0, 0), normalize=False, borderType=cv2.BORDER_CONSTANT)[:h, :w]
+    squares = cv2.boxFilter(g * g, -1, (B, B), anchor=(0, 0), normalize=False, borderType=cv2.BORDER_CONSTANT)[:h, :w]
+    var = (B * B * squares - total * total).ravel()  # exact: integers far below 2^53
+    kernel = np.ones((B, B), np.uint8)
+    clipped = ((cv2.dilate(rows, kernel, anchor=(0, 0)) > 255 - s.clip) | (cv2.erode(rows, kernel, anchor=(0, 0)) < s.clip))[:h, :w]
+    at = np.flatnonzero((var >= float((B * B * s.min_std) ** 2)) & ~clipped.ravel())
+    return feats[at], np.sqrt(var[at]) / (B * B), at + y0 * w
+
+
+def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings()) -> np.ndarray:
+    """RGB uint8 (H, W, 3) -> (H, W) uint8, 1 where a pixel lies in a block of a kept match."""
+    H, W = image.shape[:2]
+    cover = np.zeros((H, W), np.uint8)
+    if H < B or W < B:
+        return cover
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    h, w = H - B + 1, W - B + 1
+    bands = [(y0, min(y0 + BAND, h)) for y0 in range(0, h, BAND)]
+    passes: list[tuple[int, int] | None] = [None]
+    if h * w > PASS_BLOCKS:  # passes of whole first key parts, from their histogram, of at most PASS_BLOCKS blocks
+        parts, counts = np.unique(np.concatenate([_band_features(gray, a, b, s)[0][:, 0] // s.q for a, b in bands]),
+                                  return_counts=True)
+        passes, start, n = [], int(parts[0]), 0
+        for part, c in zip(parts.tolist(), counts.tolist()):
+            if n and n + c > PASS_BLOCKS:
+                passes.append((start, part))
+                start, n = part, 0
+            n += c
+        passes.append((start, int(parts[-1]) + 1))
+    matches = [_matches(gray, bands, s, span, w) for span in passes]
+    p = np.concatenate([m[0] for m in matches])
+    d = np.concatenate([m[1] for m in matches])
+    if not len(p):
+        return cover
+    # Keep a match if its neighbours moved by the same offset: a copied area, not one lookalike.
+    code = np.unique(d.astype(np.int64) * (h * w) + p)  # sorted: offset first, then position
+    d, p = np.divmod(code, h * w)
+    py, px = np.divmod(p, w)
+    support = np.zeros(len(p), np.int32)
+    for ey in (-1, 0, 1):
+        for ex in (-1, 0, 1):
+            ny, nx = py + ey, px + ex
+            if ey == ex == 0:
+                continue
+            inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+            want = d * (h * w) + np.where(inside, ny * w + nx, 0)
+            at = np.minimum(np.searchsorted(code, want), len(code) - 1)
+            support += inside & (code[at] == want)
+    kept = support >= s.support
+    py, px, d = py[kept], px[kept], d[kept]
+    dy, dx = np.divmod(d, 2 * w)
+    dx -= w
+    cover[py, px] = 1
+    cover[py + dy, px + dx] = 1
+    return cv2.dilate(cover, np.ones((B, B), np.uint8), anchor=(B - 1, B - 1), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def _matches(gray: np.ndarray, bands: list[tuple[int, int]], s: NearCopySettings, span: tuple[int, int] | None,
+             w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(p, d) of the matches among blocks whose first key part is in `span` (None: all): p the earlier
+    block's index, d its offset coded as dy * 2w + (dx + w)."""
+    got = []
+    for a, b in bands:
+        f, sd, at = _band_features(gray, a, b, s)
+        if span is not None:
+            keep = (np.floor_divide(f[:, 0], s.q) >= span[0]) & (np.floor_divide(f[:, 0], s.q) < span[1])
+            f, sd, at = f[keep], sd[keep], at[keep]
+        got.append((f, sd, at))
+    f = np.concatenate([g[0] for g in got])
+    sd = np.concatenate([g[1] for g in got])
+    at = np.concatenate([g[2] for g in got])
+    k = np.floor_divide(f[:, :3], s.q)
+    order = np.lexsort((at, f[:, 3], k[:, 2], k[:, 1], k[:, 0]))
+    f, sd, at, first = f[order], sd[order], at[order], k[order, 0]
+    del k, order
+    ys, xs = np.divmod(at, w)
+    P, Q, D, S = [], [], [], []
+    for j in range(1, min(s.window, len(at) - 1) + 1):
+        a, b = slice(0, len(at) - j), slice(j, None)
+        dist = np.zeros(len(at) - j)
+        for i in range(len(PAIRS)):  # a column at a time: no (n, 9) temporaries; exact in float64
+            dist += np.square((f[a, i] - f[b, i]).astype(np.float64))
+        limit = s.abs_tol + s.rel_tol * np.minimum(sd[a], sd[b])
+        dy, dx = ys[b] - ys[a], xs[b] - xs[a]
+        alike = (first[a] == first[b]) & (dist <= limit * limit)
+        S.append(at[a][alike]), S.append(at[b][alike])
+        ok = alike & ((np.abs(dy) >= s.min_distance) | (np.abs(dx) >= s.min_distance))
+        p, q, dy, dx = at[a][ok], at[b][ok], dy[ok], dx[ok]
+        later = q < p  # the offset runs from the earlier block in raster order to the later one
+        P.append(np.where(later, q, p))
+        Q.append(np.where(later, p, q))
+        D.append(np.where(later, -dy, dy) * 2 * w + np.where(later, -dx, dx) + w)
+    if not P:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    p, q, d = np.concatenate(P), np.concatenate(Q), np.concatenate(D)
+    blocks, count = np.unique(np.concatenate(S), return_counts=True)  # near ones too: edges and patterns
+    few = count[np.searchsorted(blocks, p)] <= s.max_matches
+    few &= count[np.searchsorted(blocks, q)] <= s.max_matches
+    return p[few], d[few]
