@@ -12,8 +12,8 @@ Defined in integers, so that every runtime computes the same cover (the C++ runt
   the small integer cosine-like kernels `KERNELS` (exact in float32: every partial sum is an integer
   below 2^24), and var = 64 * sum(gray^2) - sum(gray)^2 over the block;
 - a block counts if var >= (64 * min_std)^2 and none of its gray pixels is below `clip` or above
-  255 - `clip` (OpenCV's erode and dilate of the 8x8 block); its key is (floor(F0 / q), floor(F1 / q), floor(F2 / q),
-  F3, y * (W - 7) + x), and counted blocks are taken in key order;
+  255 - `clip` (OpenCV's erode and dilate of the 8x8 block); its key is (floor(F0 / q), floor(F1 / q),
+  floor(F2 / q), y * (W - 7) + x), and counted blocks are taken in key order;
 - a block is compared with the next `window` blocks in that order that share its first key part; a
   pair matches if sum((Fa - Fb)^2) <= (abs_tol + rel_tol * min(std_a, std_b))^2 in float64, with
   std = sqrt(var) / 64, and its blocks are at least `min_distance` apart in y or x;
@@ -133,23 +133,31 @@ def _matches(gray: np.ndarray, bands: list[tuple[int, int]], s: NearCopySettings
             keep = (np.floor_divide(f[:, 0], s.q) >= span[0]) & (np.floor_divide(f[:, 0], s.q) < span[1])
             f, sd, at = f[keep], sd[keep], at[keep]
         got.append((f, sd, at))
-    f = np.concatenate([g[0] for g in got])
+    f = np.concatenate([g[0] for g in got]).T  # (9, n): a feature's column is contiguous
     sd = np.concatenate([g[1] for g in got])
     at = np.concatenate([g[2] for g in got])
-    k = np.floor_divide(f[:, :3], s.q)
-    order = np.lexsort((at, f[:, 3], k[:, 2], k[:, 1], k[:, 0]))
-    f, sd, at, first = f[order], sd[order], at[order], k[order, 0]
+    # One sort of packed keys: each key part in 11 bits (|F| / q < 1024), the index in the low 31.
+    k = [np.floor_divide(f[i], s.q).astype(np.int64) + 1024 for i in range(3)]
+    order = np.argsort((k[0] << 53) | (k[1] << 42) | (k[2] << 31) | at)
+    f, sd, at, first = f[:, order], sd[order], at[order], k[0][order]
     del k, order
     ys, xs = np.divmod(at, w)
     P, Q, D, S = [], [], [], []
     for j in range(1, min(s.window, len(at) - 1) + 1):
         a, b = slice(0, len(at) - j), slice(j, None)
-        dist = np.zeros(len(at) - j)
-        for i in range(len(PAIRS)):  # a column at a time: no (n, 9) temporaries; exact in float64
-            dist += np.square((f[a, i] - f[b, i]).astype(np.float64))
         limit = s.abs_tol + s.rel_tol * np.minimum(sd[a], sd[b])
+        limit *= limit
+        # The features the key does not sort by first: their partial sum rules out most pairs (sums of
+        # integers in float64 are exact in any order).
+        dist = np.zeros(len(at) - j)
+        for i in range(3, len(PAIRS)):
+            dist += np.square((f[i, a] - f[i, b]).astype(np.float64))
+        near = np.flatnonzero((first[a] == first[b]) & (dist <= limit))
+        for i in range(3):
+            dist[near] += np.square((f[i, near] - f[i, near + j]).astype(np.float64))
+        alike = np.zeros(len(at) - j, bool)
+        alike[near] = dist[near] <= limit[near]
         dy, dx = ys[b] - ys[a], xs[b] - xs[a]
-        alike = (first[a] == first[b]) & (dist <= limit * limit)
         S.append(at[a][alike]), S.append(at[b][alike])
         ok = alike & ((np.abs(dy) >= s.min_distance) | (np.abs(dx) >= s.min_distance))
         p, q, dy, dx = at[a][ok], at[b][ok], dy[ok], dx[ok]

@@ -124,11 +124,11 @@ const int kPairs[kFeatures][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 0}, {1, 1}, {1, 2}
 int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 
 struct NearBlock {
-  int64_t k0, k1, k2, f3, at;
+  int64_t k0, k1, k2, at;
   int32_t f[kFeatures];
   double sd;
   bool operator<(const NearBlock& o) const {
-    return std::tie(k0, k1, k2, f3, at) < std::tie(o.k0, o.k1, o.k2, o.f3, o.at);
+    return std::tie(k0, k1, k2, at) < std::tie(o.k0, o.k1, o.k2, o.at);
   }
 };
 
@@ -159,7 +159,6 @@ void near_band(const cv::Mat& gray, int y0, int y1, const NearCopySettings& s, T
       if (var < min_var || hi.ptr<uint8_t>(r)[x] > 255 - s.clip || lo.ptr<uint8_t>(r)[x] < s.clip) continue;
       for (int i = 0; i < kFeatures; ++i) blk.f[i] = static_cast<int32_t>(f[i].ptr<float>(r)[x]);
       blk.k0 = floor_div(blk.f[0], s.q), blk.k1 = floor_div(blk.f[1], s.q), blk.k2 = floor_div(blk.f[2], s.q);
-      blk.f3 = blk.f[3];
       blk.at = static_cast<int64_t>(y0 + r) * w + x;
       blk.sd = std::sqrt(var) / (kNear * kNear);
       take(blk);
