@@ -106,9 +106,9 @@ def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings())
     support = np.zeros(len(p), np.int32)
     for ey in (-1, 0, 1):
         for ex in (-1, 0, 1):
-            ny, nx = py + ey, px + ex
             if ey == ex == 0:
                 continue
+            ny, nx = py + ey, px + ex
             inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
             want = d * (h * w) + np.where(inside, ny * w + nx, 0)
             at = np.minimum(np.searchsorted(code, want), len(code) - 1)
@@ -130,14 +130,15 @@ def _matches(gray: np.ndarray, bands: list[tuple[int, int]], s: NearCopySettings
     for a, b in bands:
         f, sd, at = _band_features(gray, a, b, s)
         if span is not None:
-            keep = (np.floor_divide(f[:, 0], s.q) >= span[0]) & (np.floor_divide(f[:, 0], s.q) < span[1])
+            first = f[:, 0] // s.q
+            keep = (first >= span[0]) & (first < span[1])
             f, sd, at = f[keep], sd[keep], at[keep]
         got.append((f, sd, at))
     f = np.concatenate([g[0] for g in got]).T  # (9, n): a feature's column is contiguous
     sd = np.concatenate([g[1] for g in got])
     at = np.concatenate([g[2] for g in got])
     # One sort of packed keys: each key part in 11 bits (|F| / q < 1024), the index in the low 31.
-    k = [np.floor_divide(f[i], s.q).astype(np.int64) + 1024 for i in range(3)]
+    k = [(f[i] // s.q).astype(np.int64) + 1024 for i in range(3)]
     order = np.argsort((k[0] << 53) | (k[1] << 42) | (k[2] << 31) | at)
     f, sd, at, first = f[:, order], sd[order], at[order], k[0][order]
     del k, order

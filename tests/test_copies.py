@@ -12,17 +12,13 @@ from sklearn.metrics import roc_auc_score
 from inpdiff import copies, near_copies
 from inpdiff.copies import CopySettings, block_hashes, copy_cover, copy_map
 from inpdiff.near_copies import near_copy_cover
+from inpdiff.data.augment import jpeg
 from inpdiff.data.fills import tools
 from inpdiff.io import read_image
 from inpdiff.runtime.localizer import Localizer, LocalizeConfig
 
 PHOTO = ROOT / "examples" / "images" / "astronaut_pristine.png"
 EXACT = CopySettings(near=None)
-
-
-def jpeg(image: np.ndarray, quality: int, tmp_path) -> np.ndarray:
-    cv2.imwrite(str(tmp_path / "q.jpg"), image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return read_image(tmp_path / "q.jpg")
 
 
 def pasted(image: np.ndarray, src=(40, 300), dst=(300, 80), size=48) -> tuple[np.ndarray, np.ndarray]:
@@ -59,18 +55,18 @@ def test_a_pasted_region_is_marked_and_the_real_photo_is_not():
     assert m[cv2.dilate(both.astype(np.uint8), np.ones((61, 61), np.uint8)) == 0].max() == 0.0
 
 
-def test_a_jpeg_resave_breaks_exact_copies_and_near_copies_find_them(tmp_path):
+def test_a_jpeg_resave_breaks_exact_copies_and_near_copies_find_them():
     photo = read_image(PHOTO)
     edited, mask = pasted(photo, src=(350, 140), dst=(60, 380))  # the mission patch, onto the backdrop
     core = np.zeros_like(mask)
     core[70:98, 390:418] = True
     for quality, found in ((90, 0.81), (75, 0.3)):  # a harder re-save blurs more of the copy away
-        saved = jpeg(edited, quality, tmp_path)
+        saved = jpeg(edited, quality)
         assert copy_map(saved, EXACT).max() < 0.81  # exact equality does not survive the re-save
         m = copy_map(saved)
         assert m[core].min() >= found and m[np.roll(core, (350 - 60, 140 - 380), axis=(0, 1))].min() >= found
         # The real photo and its re-save: a few lookalike blocks, far from the 1% an analyst would see.
-        for clean in (photo, jpeg(photo, quality, tmp_path)):
+        for clean in (photo, jpeg(photo, quality)):
             assert (copy_map(clean) >= 0.65).mean() < 0.003
 
 

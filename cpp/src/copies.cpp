@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <tuple>
 #include <utility>
@@ -167,13 +168,13 @@ void near_band(const cv::Mat& gray, int y0, int y1, const NearCopySettings& s, T
 }
 
 // Matches (p, offset code) among the blocks whose first key part is in [lo, hi).
-void near_matches(const cv::Mat& gray, const NearCopySettings& s, int64_t lo, int64_t hi, bool all,
+void near_matches(const cv::Mat& gray, const NearCopySettings& s, int64_t lo, int64_t hi,
                   std::vector<std::pair<int64_t, int64_t>>& out) {
   const int h = gray.rows - kNear + 1, w = gray.cols - kNear + 1;
   std::vector<NearBlock> blocks;
   for (int y0 = 0; y0 < h; y0 += kNearBand)
     near_band(gray, y0, std::min(y0 + kNearBand, h), s, [&](const NearBlock& b) {
-      if (all || (b.k0 >= lo && b.k0 < hi)) blocks.push_back(b);
+      if (b.k0 >= lo && b.k0 < hi) blocks.push_back(b);
     });
   std::sort(blocks.begin(), blocks.end());
   struct Match { int64_t p, q, d; };
@@ -219,7 +220,7 @@ cv::Mat near_copy_cover(const cv::Mat& rgb, const NearCopySettings& s) {
   const int64_t n = static_cast<int64_t>(h) * w;
   std::vector<std::pair<int64_t, int64_t>> matches;  // (p, d)
   if (n <= kNearPassBlocks) {
-    near_matches(gray, s, 0, 0, true, matches);
+    near_matches(gray, s, std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), matches);
   } else {  // passes of whole first key parts, of at most kNearPassBlocks blocks
     std::map<int64_t, int64_t> parts;
     for (int y0 = 0; y0 < h; y0 += kNearBand)
@@ -227,12 +228,12 @@ cv::Mat near_copy_cover(const cv::Mat& rgb, const NearCopySettings& s) {
     int64_t start = parts.empty() ? 0 : parts.begin()->first, used = 0;
     for (const auto& [part, c] : parts) {
       if (used && used + c > kNearPassBlocks) {
-        near_matches(gray, s, start, part, false, matches);
+        near_matches(gray, s, start, part, matches);
         start = part, used = 0;
       }
       used += c;
     }
-    if (!parts.empty()) near_matches(gray, s, start, parts.rbegin()->first + 1, false, matches);
+    if (!parts.empty()) near_matches(gray, s, start, parts.rbegin()->first + 1, matches);
   }
   // Keep a match if its neighbours moved by the same offset: a copied area, not one lookalike.
   std::vector<int64_t> code;
