@@ -146,6 +146,17 @@ def test_the_localizer_raises_its_map_to_the_copy_evidence():
     assert copied_at(324, 104)[0] > 0.5 and copied_at(64, 324)[0] > 0.5  # the copy and its source
 
 
+def test_the_localizer_leaves_near_copies_out_when_told():
+    edited, _ = pasted(read_image(PHOTO), src=(350, 140), dst=(60, 380))
+    saved = jpeg(edited, 90)
+    with Localizer(ROOT / "models" / "edge-c", config=LocalizeConfig(copies=False)) as plain:
+        alone = plain.localize(saved).prob
+    with Localizer(ROOT / "models" / "edge-c", config=LocalizeConfig(near_copies=False)) as exact:
+        np.testing.assert_array_equal(exact.localize(saved).prob, np.maximum(alone, copy_map(saved, EXACT)))
+    with Localizer(ROOT / "models" / "edge-c") as both:
+        np.testing.assert_array_equal(both.localize(saved).prob, np.maximum(alone, copy_map(saved)))
+
+
 def test_the_pytorch_harness_adds_it_too_unless_told_not_to(tiny_export):
     """`inpdiff eval CHECKPOINT` and `inpdiff lomo` score what users get; training's curves do not."""
     from inpdiff.model import load_model

@@ -318,6 +318,9 @@ def test_resume_compares_effective_settings_and_names_the_differences(model_dir,
     assert r.returncode == 0, r.stderr  # the default, given explicitly, is the same setting
     r = run.run(src, "-o", out, "--seed", "5")
     assert r.returncode == 2 and "seed 0 -> 5" in r.stderr and len(r.stderr) < 600, r.stderr
+    # Maps with and without near copies differ: a run never mixes them, whichever was first.
+    r = run.run(src, "-o", out, "--no-near-copies")
+    assert r.returncode == 2 and "near_copies True -> False" in r.stderr, r.stderr
     run.model = ROOT / "models" / "edge-c"  # another model: named, not dumped
     r = run.run(src, "-o", out)
     assert r.returncode == 2 and "model (another model's files)" in r.stderr and len(r.stderr) < 600, r.stderr

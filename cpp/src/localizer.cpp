@@ -277,7 +277,9 @@ Result Localizer::localize(const cv::Mat& rgb) {
   const Plan p = plan(rgb);
   // The copy evidence needs only the image: found beside the inference, which leaves a core idle at times.
   std::future<cv::Mat> cover;
-  if (config_.copies) cover = std::async(std::launch::async, [&rgb] { return copy_cover(rgb); });
+  CopySettings evidence;
+  evidence.near = config_.near_copies;
+  if (config_.copies) cover = std::async(std::launch::async, [&rgb, &evidence] { return copy_cover(rgb, evidence); });
   std::vector<cv::Mat> acc = blend(p);
   const int S = config_.samples;
   Result res;

@@ -46,7 +46,7 @@ const char* const kUsage =
     "usage: trt-localize-cpp PATH... [-o OUT] [--model DIR] [--backend auto|onnxruntime|tensorrt] [--engines DIR]\n"
     "       [--steps N] [--samples N] [--seed N] [--threshold P] [--max-side PX] [--max-pixels N]\n"
     "       [--batch N] [--workers N] [--threads N] [--outputs all|report] [--restart] [--fail-on-detect]\n"
-    "       [--no-copies] [--quiet] [--json]\n";
+    "       [--no-copies] [--no-near-copies] [--quiet] [--json]\n";
 
 std::atomic<bool> g_stop{false};  // set by SIGINT/SIGTERM; a signal handler can reach nothing else
 extern "C" void on_signal(int) { g_stop = true; }
@@ -109,6 +109,7 @@ Options parse(int argc, char** argv) {
     }
     else if (a == "--restart") o.restart = true;
     else if (a == "--no-copies") o.cfg.copies = false;
+    else if (a == "--no-near-copies") o.cfg.near_copies = false;
     else if (a == "--fail-on-detect") o.fail_on_detect = true;
     else if (a == "--quiet") o.quiet = true;
     else if (a == "--json") o.json_lines = true;
@@ -407,7 +408,7 @@ int main(int argc, char** argv) {
     json settings = {{"model", m.files}, {"steps", loc->steps()}, {"samples", o.cfg.samples}, {"seed", o.cfg.seed},
                      {"mask_threshold", loc->mask_threshold()},
                      {"max_side", o.cfg.max_side ? json(o.cfg.max_side) : json(nullptr)}, {"copies", o.cfg.copies},
-                     {"outputs", o.outputs},
+                     {"near_copies", o.cfg.copies && o.cfg.near_copies}, {"outputs", o.outputs},
                      {"score", m.manifest.contains("score") ? json(m.manifest["score"]) : json(nullptr)}};
     folder = std::make_unique<OutFolder>(o.out, settings, o.restart);
     // A resumed run that has the first photo done drops its decode now rather than hold it to the end.

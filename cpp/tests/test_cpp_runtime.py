@@ -136,6 +136,24 @@ def test_command_writes_what_python_writes(tmp_path):
     assert "huge.png: 600x500 is over the 270000 pixel limit" in json.dumps(ours)
 
 
+def test_exact_copies_alone_match_python(tmp_path):
+    """--no-near-copies: the copy evidence without its near copies, in both runtimes alike."""
+    image = tmp_path / "copied_q90.jpg"
+    img = cv2.imread(str(EXAMPLES / "astronaut_00_telea.png"))[:301, :509].copy()
+    img[250:290, 400:443] = img[20:60, 30:73]
+    cv2.imwrite(str(image), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    maps = {}
+    for name, command in (("cpp", [CLI]), ("py", [sys.executable, "-m", "inpdiff.runtime.cli", "--no-html"])):
+        for flag in ("--no-near-copies", None):
+            out = tmp_path / f"{name}{flag or ''}"
+            p = run(*command, image, "-o", out, "--quiet", *([flag] if flag else []))
+            assert p.returncode == 0, p.stderr
+            maps[name, flag] = cv2.imread(str(out / "copied_q90.prob.png"), cv2.IMREAD_GRAYSCALE)
+    assert np.array_equal(maps["cpp", "--no-near-copies"], maps["py", "--no-near-copies"])
+    region = (slice(255, 285), slice(405, 438))
+    assert maps["py", None][region].mean() > maps["py", "--no-near-copies"][region].mean() + 100  # of 255
+
+
 def test_outputs_do_not_depend_on_workers_or_batch(tmp_path):
     # Tiles are blended in plan order whichever worker finished them first.
     image = EXAMPLES / "astronaut_00_ns.png"
@@ -162,6 +180,8 @@ def test_never_overwrites_resumes_and_refuses(tmp_path):
     assert python_resume.returncode == 0 and "0 image(s)" in python_resume.stdout  # one format for both
     other = run(CLI, image, "-o", out, "--threshold", "0.3")
     assert other.returncode == 2 and "other settings" in other.stderr
+    other = run(CLI, image, "-o", out, "--no-near-copies")  # exact copies alone make other maps
+    assert other.returncode == 2 and "near_copies" in other.stderr
 
 
 def test_a_torn_claims_line_is_cut_off_before_new_claims_follow_it(tmp_path):

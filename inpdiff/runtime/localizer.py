@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from .. import sampling
-from ..copies import copy_cover, raise_to_copies
+from ..copies import CopySettings, copy_cover, raise_to_copies
 from ..io import read_image
 from ..noise import tile_noise
 from ..scoring import ScoreCalibration, image_score
@@ -45,6 +45,7 @@ class LocalizeConfig:
     overlap: int | None = None    # minimum overlap of neighbouring tiles (None: an eighth of a tile)
     min_region: int = 16          # connected regions smaller than this (pixels) are not reported
     copies: bool = True           # fuse the copy evidence (inpdiff.copies) into the probability map
+    near_copies: bool = True      # and its near copies (inpdiff.near_copies): re-saved exemplar fills, at a cost in speed
 
 
 @dataclass
@@ -157,6 +158,7 @@ class Localizer:
                                else self.model.mask_threshold)
         # The copy evidence needs only the image: one thread finds it while the tiles run.
         self._copies = ThreadPoolExecutor(1, thread_name_prefix="copies") if self.config.copies else None
+        self.copy_settings = CopySettings() if self.config.near_copies else CopySettings(near=None)
         self.backend = (make_backend(backend, self.model_dir, threads) if isinstance(backend, (str, BackendSpec))
                         else backend)
         graph_tile = getattr(self.backend, "tile", None)
@@ -225,7 +227,7 @@ class Localizer:
         """Begin the plan's copy search on its own thread, so that it runs beside the inference of its
         tiles (for callers that will assemble it; those that only plan and infer pay nothing)."""
         if self._copies and plan.cover is None:
-            plan.cover = self._copies.submit(copy_cover, plan.image)
+            plan.cover = self._copies.submit(copy_cover, plan.image, self.copy_settings)
         return plan
 
     def infer(self, tiles: np.ndarray, origins: list[tuple[int, int]]) -> np.ndarray:
@@ -278,7 +280,7 @@ class Localizer:
         uncertainty = per_sample.std(axis=0) if S > 1 else np.broadcast_to(np.float32(0), prob.shape)
         cover = None
         if self.config.copies:  # of the input itself: downscaling (max_side) would break exact copies
-            cover = plan.cover.result() if plan.cover else copy_cover(plan.image)
+            cover = plan.cover.result() if plan.cover else copy_cover(plan.image, self.copy_settings)
             raise_to_copies(prob, cover)
         mask = prob >= self.mask_threshold
         regions = find_regions(mask, prob, self.config.min_region, cover)

@@ -26,6 +26,7 @@ struct LocalizeConfig {
   int overlap = -1;                  // minimum overlap of neighbouring tiles (-1: an eighth of a tile)
   int min_region = 16;               // connected regions smaller than this (pixels) are not reported
   bool copies = true;                // fuse the copy evidence (copies.hpp) into the probability map
+  bool near_copies = true;           // and its near copies (re-saved exemplar fills), at a cost in speed
 };
 
 struct Region {
