@@ -55,15 +55,15 @@ class NearCopySettings:
 
 
 def _band_features(gray: np.ndarray, y0: int, y1: int, s: NearCopySettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Blocks with top rows y0..y1: (features (n, 9) int32, std (n,) float64, index (n,) int64) of the
+    """Blocks with top rows y0..y1: (features (9, n) int32, std (n,) float64, index (n,) int64) of the
     counted ones, in raster order."""
     rows = gray[y0:y1 + B - 1]
     w = gray.shape[1] - B + 1
     h = y1 - y0
-    feats = np.empty((h * w, len(PAIRS)), np.int32)  # |F| <= 64 * 255 * 25
+    feats = np.empty((len(PAIRS), h * w), np.int32)  # |F| <= 64 * 255 * 25; a feature's row is contiguous
     for i, (u, v) in enumerate(PAIRS):
         f = cv2.sepFilter2D(rows, cv2.CV_32F, KERNELS[u], KERNELS[v], anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
-        feats[:, i] = f[:h, :w].ravel()
+        feats[i] = f[:h, :w].ravel()
     g = rows.astype(np.float64)
     total = cv2.boxFilter(g, -1, (B, B), anchor=(0, 0), normalize=False, borderType=cv2.BORDER_CONSTANT)[:h, :w]
     squares = cv2.boxFilter(g * g, -1, (B, B), anchor=(0, 0), normalize=False, borderType=cv2.BORDER_CONSTANT)[:h, :w]
@@ -71,7 +71,7 @@ def _band_features(gray: np.ndarray, y0: int, y1: int, s: NearCopySettings) -> t
     kernel = np.ones((B, B), np.uint8)
     clipped = ((cv2.dilate(rows, kernel, anchor=(0, 0)) > 255 - s.clip) | (cv2.erode(rows, kernel, anchor=(0, 0)) < s.clip))[:h, :w]
     at = np.flatnonzero((var >= float((B * B * s.min_std) ** 2)) & ~clipped.ravel())
-    return feats[at], np.sqrt(var[at]) / (B * B), at + y0 * w
+    return feats[:, at], np.sqrt(var[at]) / (B * B), at + y0 * w
 
 
 def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings()) -> np.ndarray:
@@ -85,7 +85,7 @@ def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings())
     bands = [(y0, min(y0 + BAND, h)) for y0 in range(0, h, BAND)]
     passes: list[tuple[int, int] | None] = [None]
     if h * w > PASS_BLOCKS:  # passes of whole first key parts, from their histogram, of at most PASS_BLOCKS blocks
-        parts, counts = np.unique(np.concatenate([_band_features(gray, a, b, s)[0][:, 0] // s.q for a, b in bands]),
+        parts, counts = np.unique(np.concatenate([_band_features(gray, a, b, s)[0][0] // s.q for a, b in bands]),
                                   return_counts=True)
         passes, start, n = [], int(parts[0]), 0
         for part, c in zip(parts.tolist(), counts.tolist()):
@@ -130,11 +130,11 @@ def _matches(gray: np.ndarray, bands: list[tuple[int, int]], s: NearCopySettings
     for a, b in bands:
         f, sd, at = _band_features(gray, a, b, s)
         if span is not None:
-            first = f[:, 0] // s.q
+            first = f[0] // s.q
             keep = (first >= span[0]) & (first < span[1])
-            f, sd, at = f[keep], sd[keep], at[keep]
+            f, sd, at = f[:, keep], sd[keep], at[keep]
         got.append((f, sd, at))
-    f = np.concatenate([g[0] for g in got]).T  # (9, n): a feature's column is contiguous
+    f = np.concatenate([g[0] for g in got], axis=1)
     sd = np.concatenate([g[1] for g in got])
     at = np.concatenate([g[2] for g in got])
     # One sort of packed keys: each key part in 11 bits (|F| / q < 1024), the index in the low 31.
