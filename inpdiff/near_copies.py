@@ -122,10 +122,10 @@ def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings())
     return cv2.dilate(cover, np.ones((B, B), np.uint8), anchor=(B - 1, B - 1), borderType=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def _matches(gray: np.ndarray, bands: list[tuple[int, int]], s: NearCopySettings, span: tuple[int, int] | None,
-             w: int) -> tuple[np.ndarray, np.ndarray]:
-    """(p, d) of the matches among blocks whose first key part is in `span` (None: all): p the earlier
-    block's index, d its offset coded as dy * 2w + (dx + w)."""
+def _sorted_blocks(gray: np.ndarray, bands: list[tuple[int, int]], s: NearCopySettings,
+                   span: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(features (9, n), std, index, first key part) of the counted blocks whose first key part is in
+    `span` (None: all), in key order. Each array is reordered in turn, so at most one is held twice."""
     got = []
     for a, b in bands:
         f, sd, at = _band_features(gray, a, b, s)
@@ -137,35 +137,56 @@ def _matches(gray: np.ndarray, bands: list[tuple[int, int]], s: NearCopySettings
     f = np.concatenate([g[0] for g in got], axis=1)
     sd = np.concatenate([g[1] for g in got])
     at = np.concatenate([g[2] for g in got])
+    del got
     # One sort of packed keys: each key part in 11 bits (|F| / q < 1024), the index in the low 31.
-    k = [(f[i] // s.q).astype(np.int64) + 1024 for i in range(3)]
-    order = np.argsort((k[0] << 53) | (k[1] << 42) | (k[2] << 31) | at)
-    f, sd, at, first = f[:, order], sd[order], at[order], k[0][order]
-    del k, order
-    ys, xs = np.divmod(at, w)
+    first = f[0] // s.q
+    key = (first.astype(np.int64) + 1024) << 53
+    key |= ((f[1] // s.q).astype(np.int64) + 1024) << 42
+    key |= ((f[2] // s.q).astype(np.int64) + 1024) << 31
+    key |= at
+    order = np.argsort(key)
+    del key
+    f = f[:, order]
+    sd = sd[order]
+    at = at[order]
+    return f, sd, at, first[order]
+
+
+CHUNK = 1 << 20  # pairs compared at a time: bounds the temporaries, changes nothing
+
+
+def _matches(gray: np.ndarray, bands: list[tuple[int, int]], s: NearCopySettings, span: tuple[int, int] | None,
+             w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(p, d) of the matches among blocks whose first key part is in `span` (None: all): p the earlier
+    block's index, d its offset coded as dy * 2w + (dx + w)."""
+    f, sd, at, first = _sorted_blocks(gray, bands, s, span)
+    n = len(at)
     P, Q, D, S = [], [], [], []
-    for j in range(1, min(s.window, len(at) - 1) + 1):
-        a, b = slice(0, len(at) - j), slice(j, None)
-        limit = s.abs_tol + s.rel_tol * np.minimum(sd[a], sd[b])
-        limit *= limit
-        # The features the key does not sort by first: their partial sum rules out most pairs (sums of
-        # integers in float64 are exact in any order).
-        dist = np.zeros(len(at) - j)
-        for i in range(3, len(PAIRS)):
-            dist += np.square((f[i, a] - f[i, b]).astype(np.float64))
-        near = np.flatnonzero((first[a] == first[b]) & (dist <= limit))
-        for i in range(3):
-            dist[near] += np.square((f[i, near] - f[i, near + j]).astype(np.float64))
-        alike = np.zeros(len(at) - j, bool)
-        alike[near] = dist[near] <= limit[near]
-        dy, dx = ys[b] - ys[a], xs[b] - xs[a]
-        S.append(at[a][alike]), S.append(at[b][alike])
-        ok = alike & ((np.abs(dy) >= s.min_distance) | (np.abs(dx) >= s.min_distance))
-        p, q, dy, dx = at[a][ok], at[b][ok], dy[ok], dx[ok]
-        later = q < p  # the offset runs from the earlier block in raster order to the later one
-        P.append(np.where(later, q, p))
-        Q.append(np.where(later, p, q))
-        D.append(np.where(later, -dy, dy) * 2 * w + np.where(later, -dx, dx) + w)
+    for j in range(1, min(s.window, n - 1) + 1):
+        for c in range(0, n - j, CHUNK):
+            a, b = slice(c, min(c + CHUNK, n - j)), slice(c + j, min(c + CHUNK, n - j) + j)
+            limit = s.abs_tol + s.rel_tol * np.minimum(sd[a], sd[b])
+            limit *= limit
+            # The features the key does not sort by first: their partial sum rules out most pairs
+            # (sums of integers in float64 are exact in any order).
+            dist = np.zeros(len(limit))
+            for i in range(3, len(PAIRS)):
+                dist += np.square((f[i, a] - f[i, b]).astype(np.float64))
+            near = np.flatnonzero((first[a] == first[b]) & (dist <= limit))
+            for i in range(3):
+                dist[near] += np.square((f[i, near + c] - f[i, near + c + j]).astype(np.float64))
+            alike = np.zeros(len(limit), bool)
+            alike[near] = dist[near] <= limit[near]
+            p, q = at[a][alike], at[b][alike]
+            S.append(p), S.append(q)
+            (py, px), (qy, qx) = np.divmod(p, w), np.divmod(q, w)
+            dy, dx = qy - py, qx - px
+            far = (np.abs(dy) >= s.min_distance) | (np.abs(dx) >= s.min_distance)
+            p, q, dy, dx = p[far], q[far], dy[far], dx[far]
+            later = q < p  # the offset runs from the earlier block in raster order to the later one
+            P.append(np.where(later, q, p))
+            Q.append(np.where(later, p, q))
+            D.append(np.where(later, -dy, dy) * 2 * w + np.where(later, -dx, dx) + w)
     if not P:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     p, q, d = np.concatenate(P), np.concatenate(Q), np.concatenate(D)
