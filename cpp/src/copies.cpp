@@ -124,14 +124,16 @@ const int kPairs[kFeatures][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 0}, {1, 1}, {1, 2}
 
 int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 
-struct NearBlock {
-  int64_t k0, k1, k2, at;
+struct NearBlock {  // 64 bytes: a pass holds up to 2^22 of them
+  int32_t k0, k1, k2;
   int32_t f[kFeatures];
+  int64_t at;
   double sd;
   bool operator<(const NearBlock& o) const {
     return std::tie(k0, k1, k2, at) < std::tie(o.k0, o.k1, o.k2, o.at);
   }
 };
+static_assert(sizeof(NearBlock) == 64);
 
 // The counted blocks with top rows y0 .. y1, in raster order, passed to `take`.
 template <class Take>
@@ -159,7 +161,9 @@ void near_band(const cv::Mat& gray, int y0, int y1, const NearCopySettings& s, T
       const double var = kNear * kNear * sq[x] - t[x] * t[x];  // exact: integers far below 2^53
       if (var < min_var || hi.ptr<uint8_t>(r)[x] > 255 - s.clip || lo.ptr<uint8_t>(r)[x] < s.clip) continue;
       for (int i = 0; i < kFeatures; ++i) blk.f[i] = static_cast<int32_t>(f[i].ptr<float>(r)[x]);
-      blk.k0 = floor_div(blk.f[0], s.q), blk.k1 = floor_div(blk.f[1], s.q), blk.k2 = floor_div(blk.f[2], s.q);
+      blk.k0 = static_cast<int32_t>(floor_div(blk.f[0], s.q));
+      blk.k1 = static_cast<int32_t>(floor_div(blk.f[1], s.q));
+      blk.k2 = static_cast<int32_t>(floor_div(blk.f[2], s.q));
       blk.at = static_cast<int64_t>(y0 + r) * w + x;
       blk.sd = std::sqrt(var) / (kNear * kNear);
       take(blk);
@@ -167,11 +171,12 @@ void near_band(const cv::Mat& gray, int y0, int y1, const NearCopySettings& s, T
   }
 }
 
-// Matches (p, offset code) among the blocks whose first key part is in [lo, hi).
-void near_matches(const cv::Mat& gray, const NearCopySettings& s, int64_t lo, int64_t hi,
+// Matches (p, offset code) among the blocks whose first key part is in [lo, hi), of which there are at most `most`.
+void near_matches(const cv::Mat& gray, const NearCopySettings& s, int64_t lo, int64_t hi, int64_t most,
                   std::vector<std::pair<int64_t, int64_t>>& out) {
   const int h = gray.rows - kNear + 1, w = gray.cols - kNear + 1;
   std::vector<NearBlock> blocks;
+  blocks.reserve(static_cast<size_t>(most));  // no regrowth copies; pages never written are never resident
   for (int y0 = 0; y0 < h; y0 += kNearBand)
     near_band(gray, y0, std::min(y0 + kNearBand, h), s, [&](const NearBlock& b) {
       if (b.k0 >= lo && b.k0 < hi) blocks.push_back(b);
@@ -220,7 +225,7 @@ cv::Mat near_copy_cover(const cv::Mat& rgb, const NearCopySettings& s) {
   const int64_t n = static_cast<int64_t>(h) * w;
   std::vector<std::pair<int64_t, int64_t>> matches;  // (p, d)
   if (n <= kNearPassBlocks) {
-    near_matches(gray, s, std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), matches);
+    near_matches(gray, s, std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), n, matches);
   } else {  // passes of whole first key parts, of at most kNearPassBlocks blocks
     std::map<int64_t, int64_t> parts;
     for (int y0 = 0; y0 < h; y0 += kNearBand)
@@ -228,12 +233,12 @@ cv::Mat near_copy_cover(const cv::Mat& rgb, const NearCopySettings& s) {
     int64_t start = parts.empty() ? 0 : parts.begin()->first, used = 0;
     for (const auto& [part, c] : parts) {
       if (used && used + c > kNearPassBlocks) {
-        near_matches(gray, s, start, part, matches);
+        near_matches(gray, s, start, part, used, matches);
         start = part, used = 0;
       }
       used += c;
     }
-    if (!parts.empty()) near_matches(gray, s, start, parts.rbegin()->first + 1, matches);
+    if (!parts.empty()) near_matches(gray, s, start, parts.rbegin()->first + 1, used, matches);
   }
   // Keep a match if its neighbours moved by the same offset: a copied area, not one lookalike.
   std::vector<int64_t> code;
