@@ -54,14 +54,15 @@ class NearCopySettings:
     max_matches: int = 2       # a block like more others is part of a repetitive pattern (windows, railings)
 
 
-def _band_features(gray: np.ndarray, y0: int, y1: int, s: NearCopySettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Blocks with top rows y0..y1: (features (9, n) int32, std (n,) float64, index (n,) int64) of the
-    counted ones, in raster order."""
+def _band_features(gray: np.ndarray, y0: int, y1: int, s: NearCopySettings,
+                   count: int = len(PAIRS)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Blocks with top rows y0..y1: (the first `count` features (count, n) int32, std (n,) float64,
+    index (n,) int64) of the counted ones, in raster order."""
     rows = gray[y0:y1 + B - 1]
     w = gray.shape[1] - B + 1
     h = y1 - y0
-    feats = np.empty((len(PAIRS), h * w), np.int32)  # |F| <= 64 * 255 * 25; a feature's row is contiguous
-    for i, (u, v) in enumerate(PAIRS):
+    feats = np.empty((count, h * w), np.int32)  # |F| <= 64 * 255 * 25; a feature's row is contiguous
+    for i, (u, v) in enumerate(PAIRS[:count]):
         f = cv2.sepFilter2D(rows, cv2.CV_32F, KERNELS[u], KERNELS[v], anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
         feats[i] = f[:h, :w].ravel()
     g = rows.astype(np.float64)
@@ -85,7 +86,7 @@ def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings())
     bands = [(y0, min(y0 + BAND, h)) for y0 in range(0, h, BAND)]
     passes: list[tuple[int, int] | None] = [None]
     if h * w > PASS_BLOCKS:  # passes of whole first key parts, from their histogram, of at most PASS_BLOCKS blocks
-        parts, counts = np.unique(np.concatenate([_band_features(gray, a, b, s)[0][0] // s.q for a, b in bands]),
+        parts, counts = np.unique(np.concatenate([_band_features(gray, a, b, s, 1)[0][0] // s.q for a, b in bands]),
                                   return_counts=True)
         passes, start, n = [], int(parts[0]), 0
         for part, c in zip(parts.tolist(), counts.tolist()):

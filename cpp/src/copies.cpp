@@ -135,13 +135,14 @@ struct NearBlock {  // 64 bytes: a pass holds up to 2^22 of them
 };
 static_assert(sizeof(NearBlock) == 64);
 
-// The counted blocks with top rows y0 .. y1, in raster order, passed to `take`.
+// The counted blocks with top rows y0 .. y1, in raster order, passed to `take`, with their first
+// `count` features (and key parts) filled in.
 template <class Take>
-void near_band(const cv::Mat& gray, int y0, int y1, const NearCopySettings& s, Take&& take) {
+void near_band(const cv::Mat& gray, int y0, int y1, const NearCopySettings& s, int count, Take&& take) {
   const int W = gray.cols, w = W - kNear + 1, h = y1 - y0;
   const cv::Mat rows = gray.rowRange(y0, y1 + kNear - 1);
   cv::Mat f[kFeatures], g, total, squares;
-  for (int i = 0; i < kFeatures; ++i) {
+  for (int i = 0; i < count; ++i) {
     const cv::Mat kx(1, kNear, CV_32F, const_cast<float*>(kKernels[kPairs[i][0]]));
     const cv::Mat ky(1, kNear, CV_32F, const_cast<float*>(kKernels[kPairs[i][1]]));
     cv::sepFilter2D(rows, f[i], CV_32F, kx, ky, cv::Point(0, 0), 0, cv::BORDER_CONSTANT);
@@ -160,10 +161,12 @@ void near_band(const cv::Mat& gray, int y0, int y1, const NearCopySettings& s, T
     for (int x = 0; x < w; ++x) {
       const double var = kNear * kNear * sq[x] - t[x] * t[x];  // exact: integers far below 2^53
       if (var < min_var || hi.ptr<uint8_t>(r)[x] > 255 - s.clip || lo.ptr<uint8_t>(r)[x] < s.clip) continue;
-      for (int i = 0; i < kFeatures; ++i) blk.f[i] = static_cast<int32_t>(f[i].ptr<float>(r)[x]);
+      for (int i = 0; i < count; ++i) blk.f[i] = static_cast<int32_t>(f[i].ptr<float>(r)[x]);
       blk.k0 = static_cast<int32_t>(floor_div(blk.f[0], s.q));
-      blk.k1 = static_cast<int32_t>(floor_div(blk.f[1], s.q));
-      blk.k2 = static_cast<int32_t>(floor_div(blk.f[2], s.q));
+      if (count > 2) {
+        blk.k1 = static_cast<int32_t>(floor_div(blk.f[1], s.q));
+        blk.k2 = static_cast<int32_t>(floor_div(blk.f[2], s.q));
+      }
       blk.at = static_cast<int64_t>(y0 + r) * w + x;
       blk.sd = std::sqrt(var) / (kNear * kNear);
       take(blk);
@@ -178,7 +181,7 @@ void near_matches(const cv::Mat& gray, const NearCopySettings& s, int64_t lo, in
   std::vector<NearBlock> blocks;
   blocks.reserve(static_cast<size_t>(most));  // no regrowth copies; pages never written are never resident
   for (int y0 = 0; y0 < h; y0 += kNearBand)
-    near_band(gray, y0, std::min(y0 + kNearBand, h), s, [&](const NearBlock& b) {
+    near_band(gray, y0, std::min(y0 + kNearBand, h), s, kFeatures, [&](const NearBlock& b) {
       if (b.k0 >= lo && b.k0 < hi) blocks.push_back(b);
     });
   std::sort(blocks.begin(), blocks.end());
@@ -229,7 +232,7 @@ cv::Mat near_copy_cover(const cv::Mat& rgb, const NearCopySettings& s) {
   } else {  // passes of whole first key parts, of at most kNearPassBlocks blocks
     std::map<int64_t, int64_t> parts;
     for (int y0 = 0; y0 < h; y0 += kNearBand)
-      near_band(gray, y0, std::min(y0 + kNearBand, h), s, [&](const NearBlock& b) { ++parts[b.k0]; });
+      near_band(gray, y0, std::min(y0 + kNearBand, h), s, 1, [&](const NearBlock& b) { ++parts[b.k0]; });
     int64_t start = parts.empty() ? 0 : parts.begin()->first, used = 0;
     for (const auto& [part, c] : parts) {
       if (used && used + c > kNearPassBlocks) {
