@@ -88,6 +88,8 @@ def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings())
     if h * w > PASS_BLOCKS:  # passes of whole first key parts, from their histogram, of at most PASS_BLOCKS blocks
         parts, counts = np.unique(np.concatenate([_band_features(gray, a, b, s, 1)[0][0] // s.q for a, b in bands]),
                                   return_counts=True)
+        if not len(parts):  # nothing textured: a flat picture
+            return cover
         passes, start, n = [], int(parts[0]), 0
         for part, c in zip(parts.tolist(), counts.tolist()):
             if n and n + c > PASS_BLOCKS:

@@ -97,6 +97,7 @@ def test_bands_and_sorting_passes_do_not_change_the_map(monkeypatch):
     monkeypatch.setattr(near_copies, "PASS_BLOCKS", 40_000)  # passes of whole first key parts
     np.testing.assert_array_equal(near_copy_cover(edited), near)
     np.testing.assert_array_equal(copy_map(edited), whole)
+    assert near_copy_cover(np.full((300, 300, 3), 200, np.uint8)).max() == 0  # passes with nothing to pass over
 
 
 def test_flat_repetitive_and_drawn_areas_are_not_copies():
