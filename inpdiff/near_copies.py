@@ -56,19 +56,18 @@ class NearCopySettings:
 
 def _band_features(gray: np.ndarray, y0: int, y1: int, s: NearCopySettings,
                    count: int = len(PAIRS)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Blocks with top rows y0..y1: (the first `count` features (count, n) int32, std (n,) float64,
+    """Blocks with top rows y0..y1: (the first `count` features (count, n) float32, std (n,) float64,
     index (n,) int64) of the counted ones, in raster order."""
     rows = gray[y0:y1 + B - 1]
     w = gray.shape[1] - B + 1
     h = y1 - y0
-    feats = np.empty((count, h * w), np.int32)  # |F| <= 64 * 255 * 25; a feature's row is contiguous
+    feats = np.empty((count, h * w), np.float32)  # integers, |F| <= 64 * 255 * 25 < 2^24: exact; a feature's row is contiguous
     for i, (u, v) in enumerate(PAIRS[:count]):
         f = cv2.sepFilter2D(rows, cv2.CV_32F, KERNELS[u], KERNELS[v], anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
-        feats[i] = f[:h, :w].ravel()
-    g = rows.astype(np.float64)
-    total = cv2.boxFilter(g, -1, (B, B), anchor=(0, 0), normalize=False, borderType=cv2.BORDER_CONSTANT)[:h, :w]
-    squares = cv2.boxFilter(g * g, -1, (B, B), anchor=(0, 0), normalize=False, borderType=cv2.BORDER_CONSTANT)[:h, :w]
-    var = (B * B * squares - total * total).ravel()  # exact: integers far below 2^53
+        feats[i].reshape(h, w)[...] = f[:h, :w]
+    total = cv2.boxFilter(rows, cv2.CV_32S, (B, B), anchor=(0, 0), normalize=False, borderType=cv2.BORDER_CONSTANT)[:h, :w]
+    squares = cv2.sqrBoxFilter(rows, cv2.CV_64F, (B, B), anchor=(0, 0), normalize=False, borderType=cv2.BORDER_CONSTANT)[:h, :w]
+    var = (B * B * squares - np.square(total, dtype=np.float64)).ravel()  # exact: integers far below 2^53
     kernel = np.ones((B, B), np.uint8)
     clipped = ((cv2.dilate(rows, kernel, anchor=(0, 0)) > 255 - s.clip) | (cv2.erode(rows, kernel, anchor=(0, 0)) < s.clip))[:h, :w]
     at = np.flatnonzero((var >= float((B * B * s.min_std) ** 2)) & ~clipped.ravel())
@@ -86,7 +85,7 @@ def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings())
     bands = [(y0, min(y0 + BAND, h)) for y0 in range(0, h, BAND)]
     passes: list[tuple[int, int] | None] = [None]
     if h * w > PASS_BLOCKS:  # passes of whole first key parts, from their histogram, of at most PASS_BLOCKS blocks
-        parts, counts = np.unique(np.concatenate([_band_features(gray, a, b, s, 1)[0][0] // s.q for a, b in bands]),
+        parts, counts = np.unique(np.concatenate([_band_features(gray, a, b, s, 1)[0][0].astype(np.int32) // s.q for a, b in bands]),
                                   return_counts=True)
         if not len(parts):  # nothing textured: a flat picture
             return cover
@@ -126,14 +125,16 @@ def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings())
 
 
 def _sorted_blocks(gray: np.ndarray, bands: list[tuple[int, int]], s: NearCopySettings,
-                   span: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(features (9, n), std, index, first key part) of the counted blocks whose first key part is in
-    `span` (None: all), in key order. Each array is reordered in turn, so at most one is held twice."""
+                   span: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(features (9, n), std (n,), index (n,), all three in raster order; sorted packed keys (n,), and
+    `order`, which takes raster order to key order) of the counted blocks whose first key part is in
+    `span` (None: all). Only the keys are sorted: the features are gathered for the few pairs that
+    pass a first test (`_matches`), not moved as a whole."""
     got = []
     for a, b in bands:
         f, sd, at = _band_features(gray, a, b, s)
         if span is not None:
-            first = f[0] // s.q
+            first = f[0].astype(np.int32) // s.q
             keep = (first >= span[0]) & (first < span[1])
             f, sd, at = f[:, keep], sd[keep], at[keep]
         got.append((f, sd, at))
@@ -142,17 +143,12 @@ def _sorted_blocks(gray: np.ndarray, bands: list[tuple[int, int]], s: NearCopySe
     at = np.concatenate([g[2] for g in got])
     del got
     # One sort of packed keys: each key part in 11 bits (|F| / q < 1024), the index in the low 31.
-    first = f[0] // s.q
-    key = (first.astype(np.int64) + 1024) << 53
-    key |= ((f[1] // s.q).astype(np.int64) + 1024) << 42
-    key |= ((f[2] // s.q).astype(np.int64) + 1024) << 31
+    key = ((f[0].astype(np.int32) // s.q).astype(np.int64) + 1024) << 53
+    key |= ((f[1].astype(np.int32) // s.q).astype(np.int64) + 1024) << 42
+    key |= ((f[2].astype(np.int32) // s.q).astype(np.int64) + 1024) << 31
     key |= at
     order = np.argsort(key)
-    del key
-    f = f[:, order]
-    sd = sd[order]
-    at = at[order]
-    return f, sd, at, first[order]
+    return f, sd, at, key[order], order
 
 
 CHUNK = 1 << 20  # pairs compared at a time: bounds the temporaries, changes nothing
@@ -162,25 +158,31 @@ def _matches(gray: np.ndarray, bands: list[tuple[int, int]], s: NearCopySettings
              w: int) -> tuple[np.ndarray, np.ndarray]:
     """(p, d) of the matches among blocks whose first key part is in `span` (None: all): p the earlier
     block's index, d its offset coded as dy * 2w + (dx + w)."""
-    f, sd, at, first = _sorted_blocks(gray, bands, s, span)
+    f, sd, at, key, order = _sorted_blocks(gray, bands, s, span)
     n = len(at)
+    # A first test on two features in key order, which most pairs fail: a pair whose feature 3 or 6
+    # differs by more than its tolerance (+1, for float32's rounding of it) is too far apart whatever
+    # the others.
+    f3, f6 = f[3][order], f[6][order]
+    tol = (s.abs_tol + s.rel_tol * sd[order]).astype(np.float32) + np.float32(1)
+    gaps = np.empty(min(CHUNK, n), np.float32)
     P, Q, D, S = [], [], [], []
     for j in range(1, min(s.window, n - 1) + 1):
         for c in range(0, n - j, CHUNK):
             a, b = slice(c, min(c + CHUNK, n - j)), slice(c + j, min(c + CHUNK, n - j) + j)
-            limit = s.abs_tol + s.rel_tol * np.minimum(sd[a], sd[b])
+            t, gap = np.minimum(tol[a], tol[b]), gaps[:a.stop - c]
+            ok = np.abs(np.subtract(f3[a], f3[b], out=gap), out=gap) <= t
+            ok &= np.abs(np.subtract(f6[a], f6[b], out=gap), out=gap) <= t
+            maybe = np.flatnonzero(ok) + c
+            maybe = maybe[(key[maybe] >> 53) == (key[maybe + j] >> 53)]  # blocks are compared within a first key part
+            p, q = order[maybe], order[maybe + j]
+            limit = s.abs_tol + s.rel_tol * np.minimum(sd[p], sd[q])
             limit *= limit
-            # The features the key does not sort by first: their partial sum rules out most pairs
-            # (sums of integers in float64 are exact in any order).
-            dist = np.zeros(len(limit))
-            for i in range(3, len(PAIRS)):
-                dist += np.square((f[i, a] - f[i, b]).astype(np.float64))
-            near = np.flatnonzero((first[a] == first[b]) & (dist <= limit))
-            for i in range(3):
-                dist[near] += np.square((f[i, near + c] - f[i, near + c + j]).astype(np.float64))
-            alike = np.zeros(len(limit), bool)
-            alike[near] = dist[near] <= limit[near]
-            p, q = at[a][alike], at[b][alike]
+            dist = np.zeros(len(limit))  # sums of integers in float64: exact in any order
+            for i in range(len(PAIRS)):
+                dist += np.square((f[i, p] - f[i, q]).astype(np.float64))
+            alike = dist <= limit
+            p, q = at[p[alike]], at[q[alike]]
             S.append(p), S.append(q)
             (py, px), (qy, qx) = np.divmod(p, w), np.divmod(q, w)
             dy, dx = qy - py, qx - px
