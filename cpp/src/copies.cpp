@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <limits>
 #include <map>
-#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -124,16 +123,23 @@ const int kPairs[kFeatures][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 0}, {1, 1}, {1, 2}
 
 int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 
-struct NearBlock {  // 64 bytes: a pass holds up to 2^22 of them
+struct NearBlock {  // what near_band hands over for one counted block
   int32_t k0, k1, k2;
   int32_t f[kFeatures];
   int64_t at;
   double sd;
-  bool operator<(const NearBlock& o) const {
-    return std::tie(k0, k1, k2, at) < std::tie(o.k0, o.k1, o.k2, o.at);
-  }
 };
-static_assert(sizeof(NearBlock) == 64);
+
+struct NearFeatures {  // 48 bytes, in raster order: read only for the pairs that pass the first test
+  int32_t f[kFeatures];
+  double sd;
+};
+
+struct NearKey {  // 24 bytes, sorted: what the first test reads, in key order
+  uint64_t key;    // key parts in 11 bits each (|F| / q < 1024) and the block index in the low 31, as in Python
+  uint32_t block;  // into the pass's NearFeatures
+  float f3, f6, tol;
+};
 
 // The counted blocks with top rows y0 .. y1, in raster order, passed to `take`, with their first
 // `count` features (and key parts) filled in.
@@ -178,20 +184,34 @@ void near_band(const cv::Mat& gray, int y0, int y1, const NearCopySettings& s, i
 void near_matches(const cv::Mat& gray, const NearCopySettings& s, int64_t lo, int64_t hi, int64_t most,
                   std::vector<std::pair<int64_t, int64_t>>& out) {
   const int h = gray.rows - kNear + 1, w = gray.cols - kNear + 1;
-  std::vector<NearBlock> blocks;
-  blocks.reserve(static_cast<size_t>(most));  // no regrowth copies; pages never written are never resident
+  std::vector<NearFeatures> feats;
+  std::vector<NearKey> keys;
+  feats.reserve(static_cast<size_t>(most));  // no regrowth copies; pages never written are never resident
+  keys.reserve(static_cast<size_t>(most));
   for (int y0 = 0; y0 < h; y0 += kNearBand)
     near_band(gray, y0, std::min(y0 + kNearBand, h), s, kFeatures, [&](const NearBlock& b) {
-      if (b.k0 >= lo && b.k0 < hi) blocks.push_back(b);
+      if (b.k0 < lo || b.k0 >= hi) return;
+      NearFeatures nf;
+      std::copy(b.f, b.f + kFeatures, nf.f);
+      nf.sd = b.sd;
+      const uint64_t key = (static_cast<uint64_t>(b.k0 + 1024) << 53) | (static_cast<uint64_t>(b.k1 + 1024) << 42) |
+                           (static_cast<uint64_t>(b.k2 + 1024) << 31) | static_cast<uint64_t>(b.at);
+      // +1: a pair is ruled out on f3 or f6 only if it is past its tolerance despite float's rounding
+      const float tol = static_cast<float>(s.abs_tol + s.rel_tol * b.sd) + 1.0f;
+      keys.push_back({key, static_cast<uint32_t>(feats.size()), static_cast<float>(b.f[3]), static_cast<float>(b.f[6]), tol});
+      feats.push_back(nf);
     });
-  std::sort(blocks.begin(), blocks.end());
+  std::sort(keys.begin(), keys.end(), [](const NearKey& a, const NearKey& b) { return a.key < b.key; });
+  const auto at = [](const NearKey& k) { return static_cast<int64_t>(k.key & ((uint64_t{1} << 31) - 1)); };
   struct Match { int64_t p, q, d; };
   std::vector<Match> found;
   std::vector<int64_t> ends;  // both blocks of every alike pair
   for (int j = 1; j <= s.window; ++j) {  // in the order Python collects them; the order does not matter
-    for (size_t i = 0; i + j < blocks.size(); ++i) {
-      const NearBlock &a = blocks[i], &b = blocks[i + j];
-      if (a.k0 != b.k0) continue;
+    for (size_t i = 0; i + j < keys.size(); ++i) {
+      const NearKey &ka = keys[i], &kb = keys[i + j];
+      const float t = std::min(ka.tol, kb.tol);  // the first test: most pairs fail it (as in Python)
+      if (std::abs(ka.f3 - kb.f3) > t || std::abs(ka.f6 - kb.f6) > t || (ka.key >> 53) != (kb.key >> 53)) continue;
+      const NearFeatures &a = feats[ka.block], &b = feats[kb.block];
       double dist = 0;
       for (int k = 0; k < kFeatures; ++k) {
         const double d = static_cast<double>(a.f[k] - b.f[k]);
@@ -199,10 +219,11 @@ void near_matches(const cv::Mat& gray, const NearCopySettings& s, int64_t lo, in
       }
       const double limit = s.abs_tol + s.rel_tol * std::min(a.sd, b.sd);
       if (!(dist <= limit * limit)) continue;
-      ends.push_back(a.at), ends.push_back(b.at);  // near ones too: edges and patterns
-      int64_t dy = b.at / w - a.at / w, dx = b.at % w - a.at % w;
+      const int64_t pa = at(ka), pb = at(kb);
+      ends.push_back(pa), ends.push_back(pb);  // near ones too: edges and patterns
+      int64_t dy = pb / w - pa / w, dx = pb % w - pa % w;
       if (std::abs(dy) < s.min_distance && std::abs(dx) < s.min_distance) continue;
-      int64_t p = a.at, q = b.at;
+      int64_t p = pa, q = pb;
       if (q < p) std::swap(p, q), dy = -dy, dx = -dx;  // from the earlier block in raster order
       found.push_back({p, q, dy * 2 * w + dx + w});
     }
