@@ -2,7 +2,12 @@
 test and SUN-Hays, as it is and re-saved at JPEG 90 and 75, with exact copies alone and with the near
 copies added (the default). Prints, per source, the share of images with any pixel at or above the
 shipped mask threshold (0.65) and at 0.81, and the mean share of area at 0.65 or above.
-python benchmarks/copy_pristine.py [--limit N]   (N photos per source, for a quick look)
+
+With --model, each image also goes through that model's network (the runtime, copy evidence off), the
+copy map is fused into its map as `trt-localize` fuses it, and the table adds what an analyst sees:
+the share of images the calibrated image score calls inpainted, and the mean area at the model's mask
+threshold; the network alone is a row of its own.
+python benchmarks/copy_pristine.py [--limit N] [--model models/edge-c]   (N photos per source, for a quick look)
 """
 from __future__ import annotations
 
@@ -11,35 +16,50 @@ from pathlib import Path
 
 import numpy as np
 
-from inpdiff.copies import CopySettings, copy_map
+from inpdiff.copies import CopySettings, copy_cover, raise_to_copies
 from inpdiff.data.augment import jpeg
 from inpdiff.io import list_images, read_image
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
 SOURCES = {"bsds300 train": SHARED / "bsds300" / "train", "bsds300 val": SHARED / "bsds300" / "val",
            "bsds500-test": SHARED / "bsds500-test", "sun-hays80": SHARED / "sun-hays80"}
+KINDS = {"exact copies": CopySettings(near=None), "exact + near (default)": CopySettings()}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--model", help="a model folder: add its network, image decision and marked area")
     args = p.parse_args()
-    kinds = {"exact copies": CopySettings(near=None), "exact + near (default)": CopySettings()}
-    print("| source | images | evidence | any pixel >= 0.65 | any pixel >= 0.81 | area >= 0.65 |")
-    print("|---|---|---|---|---|---|")
+    loc = None
+    if args.model:
+        from inpdiff.runtime.localizer import LocalizeConfig, Localizer
+        loc = Localizer(args.model, "onnxruntime", LocalizeConfig(copies=False))
+    kinds = {**({"network alone": None} if loc else {}), **KINDS}
+    extra = " | called inpainted | area >= mask threshold |" if loc else " |"
+    print("| source | images | evidence | any copy pixel >= 0.65 | any copy pixel >= 0.81 | copy area >= 0.65" + extra)
+    print("|---|---|---|---|---|---|" + ("---|---|" if loc else ""))
     for name, folder in SOURCES.items():
         photos = list_images(folder)[:args.limit or None]
         stats = {k: [] for k in kinds}
         for path in photos:
             photo = read_image(path)
             for image in (photo, jpeg(photo, 90), jpeg(photo, 75)):
+                net = loc.localize(image).prob if loc else None
                 for k, s in kinds.items():
-                    m = copy_map(image, s)
-                    stats[k].append(((m >= 0.65).any(), (m >= 0.81).any(), (m >= 0.65).mean()))
+                    m = raise_to_copies(np.zeros(image.shape[:2], np.float32), copy_cover(image, s), s) if s else net * 0
+                    row = [(m >= 0.65).any(), (m >= 0.81).any(), (m >= 0.65).mean()]
+                    if loc:
+                        fused = np.maximum(net, m)  # raise_to_copies: the higher of the two
+                        row += [loc.calibration.score(fused) >= loc.calibration.threshold,
+                                (fused >= loc.mask_threshold).mean()]
+                    stats[k].append(row)
         for k, rows in stats.items():
             a = np.array(rows, np.float64)
-            print(f"| {name} | {len(rows)} | {k} | {a[:, 0].mean():.1%} | {a[:, 1].mean():.1%} | {a[:, 2].mean():.4%} |",
-                  flush=True)
+            cells = [f"{a[:, 0].mean():.1%}", f"{a[:, 1].mean():.1%}", f"{a[:, 2].mean():.4%}"]
+            if loc:
+                cells += [f"{a[:, 3].mean():.1%}", f"{a[:, 4].mean():.2%}"]
+            print(f"| {name} | {len(rows)} | {k} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

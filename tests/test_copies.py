@@ -55,6 +55,58 @@ def test_a_pasted_region_is_marked_and_the_real_photo_is_not():
     assert m[cv2.dilate(both.astype(np.uint8), np.ones((61, 61), np.uint8)) == 0].max() == 0.0
 
 
+def reference_near_cover(image: np.ndarray, s: near_copies.NearCopySettings) -> np.ndarray:
+    """near_copy_cover as its docstring defines it, pair by pair: no bands, passes or first test."""
+    B, n = near_copies.B, len(near_copies.PAIRS)
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.int64)
+    blocks = np.lib.stride_tricks.sliding_window_view(gray, (B, B))
+    h, w = blocks.shape[:2]
+    K = near_copies.KERNELS.astype(np.int64)
+    F = np.stack([np.einsum("yxij,i,j->yx", blocks, K[v], K[u]) for u, v in near_copies.PAIRS], -1).reshape(-1, n)
+    var = (B * B * (blocks ** 2).sum((2, 3)) - blocks.sum((2, 3)) ** 2).ravel()
+    ok = (var >= (B * B * s.min_std) ** 2) & (blocks.min((2, 3)) >= s.clip).ravel() & (blocks.max((2, 3)) <= 255 - s.clip).ravel()
+    idx = np.flatnonzero(ok)
+    k = F[idx, :3] // s.q
+    idx = idx[np.lexsort((idx, k[:, 2], k[:, 1], k[:, 0]))]
+    sd = np.sqrt(var.astype(np.float64)) / (B * B)
+    alike, pairs = [], []
+    for i in range(len(idx)):
+        for j in range(i + 1, min(i + 1 + s.window, len(idx))):
+            a, b = idx[i], idx[j]
+            if F[a, 0] // s.q != F[b, 0] // s.q:
+                continue
+            if float(((F[a] - F[b]).astype(np.float64) ** 2).sum()) > (s.abs_tol + s.rel_tol * min(sd[a], sd[b])) ** 2:
+                continue
+            alike += [a, b]
+            (ay, ax), (by, bx) = divmod(min(a, b), w), divmod(max(a, b), w)
+            if abs(by - ay) >= s.min_distance or abs(bx - ax) >= s.min_distance:
+                pairs.append((min(a, b), max(a, b), (by - ay, bx - ax)))
+    count = {}
+    for a in alike:
+        count[a] = count.get(a, 0) + 1
+    kept = {(p, d) for p, q, d in pairs if count[p] <= s.max_matches and count[q] <= s.max_matches}
+    cover = np.zeros(gray.shape, np.uint8)
+    for p, d in kept:
+        y, x = divmod(p, w)
+        near = sum((((y + ey) * w + x + ex), d) in kept for ey in (-1, 0, 1) for ex in (-1, 0, 1)
+                   if (ey or ex) and 0 <= y + ey < h and 0 <= x + ex < w)
+        if near >= s.support:
+            cover[y:y + B, x:x + B] = 1
+            cover[y + d[0]:y + d[0] + B, x + d[1]:x + d[1] + B] = 1
+    return cover
+
+
+def test_near_copies_equal_their_definition_pair_by_pair():
+    """The search's shortcuts (bands, a first test on two features, sorting keys only) change nothing."""
+    edited, _ = pasted(read_image(PHOTO), src=(350, 140), dst=(60, 380))
+    crop = jpeg(edited[20:150, 330:470], 85)  # the pasted patch and its surroundings, re-saved
+    crop = np.concatenate([crop, jpeg(edited[330:460, 110:250], 85)], axis=1)  # and its source
+    s = near_copies.NearCopySettings()
+    expected = reference_near_cover(crop, s)
+    assert expected.sum() > 500  # the re-saved copy is found, so the comparison has matches to agree on
+    assert np.array_equal(near_copy_cover(crop, s), expected)
+
+
 def test_a_jpeg_resave_breaks_exact_copies_and_near_copies_find_them():
     photo = read_image(PHOTO)
     edited, mask = pasted(photo, src=(350, 140), dst=(60, 380))  # the mission patch, onto the backdrop
