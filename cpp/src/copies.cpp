@@ -147,15 +147,14 @@ template <class Take>
 void near_band(const cv::Mat& gray, int y0, int y1, const NearCopySettings& s, int count, Take&& take) {
   const int W = gray.cols, w = W - kNear + 1, h = y1 - y0;
   const cv::Mat rows = gray.rowRange(y0, y1 + kNear - 1);
-  cv::Mat f[kFeatures], g, total, squares;
+  cv::Mat f[kFeatures], total, squares;
   for (int i = 0; i < count; ++i) {
     const cv::Mat kx(1, kNear, CV_32F, const_cast<float*>(kKernels[kPairs[i][0]]));
     const cv::Mat ky(1, kNear, CV_32F, const_cast<float*>(kKernels[kPairs[i][1]]));
     cv::sepFilter2D(rows, f[i], CV_32F, kx, ky, cv::Point(0, 0), 0, cv::BORDER_CONSTANT);
   }
-  rows.convertTo(g, CV_64F);
-  cv::boxFilter(g, total, CV_64F, cv::Size(kNear, kNear), cv::Point(0, 0), false, cv::BORDER_CONSTANT);
-  cv::boxFilter(g.mul(g), squares, CV_64F, cv::Size(kNear, kNear), cv::Point(0, 0), false, cv::BORDER_CONSTANT);
+  cv::boxFilter(rows, total, CV_64F, cv::Size(kNear, kNear), cv::Point(0, 0), false, cv::BORDER_CONSTANT);
+  cv::sqrBoxFilter(rows, squares, CV_64F, cv::Size(kNear, kNear), cv::Point(0, 0), false, cv::BORDER_CONSTANT);
   const double min_var = static_cast<double>(kNear * kNear * s.min_std) * (kNear * kNear * s.min_std);
   cv::Mat hi, lo;  // clipped light and drawn captions repeat
   const cv::Mat kernel = cv::Mat::ones(kNear, kNear, CV_8U);
