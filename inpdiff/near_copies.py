@@ -83,7 +83,7 @@ def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings())
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     h, w = H - B + 1, W - B + 1
     bands = [(y0, min(y0 + BAND, h)) for y0 in range(0, h, BAND)]
-    passes: list[tuple[int, int] | None] = [None]
+    passes: list[tuple[tuple[int, int] | None, int]] = [(None, h * w)]  # (first key parts, at most this many blocks)
     if h * w > PASS_BLOCKS:  # passes of whole first key parts, from their histogram, of at most PASS_BLOCKS blocks
         parts, counts = np.unique(np.concatenate([_part(_band_features(gray, a, b, s, 1)[0][0], s) for a, b in bands]),
                                   return_counts=True)
@@ -92,11 +92,11 @@ def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings())
         passes, start, n = [], int(parts[0]), 0
         for part, c in zip(parts.tolist(), counts.tolist()):
             if n and n + c > PASS_BLOCKS:
-                passes.append((start, part))
+                passes.append(((start, part), n))
                 start, n = part, 0
             n += c
-        passes.append((start, int(parts[-1]) + 1))
-    matches = [_matches(gray, bands, s, span, w) for span in passes]
+        passes.append(((start, int(parts[-1]) + 1), n))
+    matches = [_matches(gray, bands, s, span, most, w) for span, most in passes]
     p = np.concatenate([m[0] for m in matches])
     d = np.concatenate([m[1] for m in matches])
     if not len(p):
@@ -130,41 +130,46 @@ def _part(feature: np.ndarray, s: NearCopySettings) -> np.ndarray:
 
 
 def _sorted_blocks(gray: np.ndarray, bands: list[tuple[int, int]], s: NearCopySettings,
-                   span: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(features (9, n), std (n,), index (n,), all three in raster order; sorted packed keys (n,), and
-    `order`, which takes raster order to key order) of the counted blocks whose first key part is in
-    `span` (None: all). Only the keys are sorted: the features are gathered for the few pairs that
-    pass a first test (`_matches`), not moved as a whole."""
-    got = []
+                   span: tuple[int, int] | None, most: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(features (9, n) and std (n,), both in raster order; sorted packed keys (n,), whose low bits are
+    the blocks' indices; and `order`, which takes raster order to key order) of the counted blocks
+    whose first key part is in `span` (None: all). Only the keys are sorted: the features are gathered
+    for the few pairs that pass a first test (`_matches`), not moved as a whole. There are at most
+    `most` of them: the arrays are made that long and filled a band at a time (only the pages written
+    become resident), rather than gathered per band and joined, which held them twice."""
+    f = np.empty((len(PAIRS), most), np.float32)
+    sd = np.empty(most)
+    at = np.empty(most, np.int64)
+    n = 0
     for a, b in bands:
-        f, sd, at = _band_features(gray, a, b, s)
+        bf, bsd, bat = _band_features(gray, a, b, s)
         if span is not None:
-            first = _part(f[0], s)
+            first = _part(bf[0], s)
             keep = (first >= span[0]) & (first < span[1])
-            f, sd, at = f[:, keep], sd[keep], at[keep]
-        got.append((f, sd, at))
-    f = np.concatenate([g[0] for g in got], axis=1)
-    sd = np.concatenate([g[1] for g in got])
-    at = np.concatenate([g[2] for g in got])
-    del got
+            bf, bsd, bat = bf[:, keep], bsd[keep], bat[keep]
+        f[:, n:n + len(bat)], sd[n:n + len(bat)], at[n:n + len(bat)] = bf, bsd, bat
+        n += len(bat)
+    f, sd, at = f[:, :n], sd[:n], at[:n]
     # One sort of packed keys: each key part in 11 bits (|F| / q < 1024), the index in the low 31.
     key = (_part(f[0], s).astype(np.int64) + 1024) << 53
     key |= (_part(f[1], s).astype(np.int64) + 1024) << 42
     key |= (_part(f[2], s).astype(np.int64) + 1024) << 31
     key |= at
+    del at
     order = np.argsort(key)
-    return f, sd, at, key[order], order
+    return f, sd, key[order], order
 
 
 CHUNK = 1 << 20  # pairs compared at a time: bounds the temporaries, changes nothing
+INDEX = (1 << 31) - 1  # a packed key's index bits
 
 
 def _matches(gray: np.ndarray, bands: list[tuple[int, int]], s: NearCopySettings, span: tuple[int, int] | None,
-             w: int) -> tuple[np.ndarray, np.ndarray]:
-    """(p, d) of the matches among blocks whose first key part is in `span` (None: all): p the earlier
-    block's index, d its offset coded as dy * 2w + (dx + w)."""
-    f, sd, at, key, order = _sorted_blocks(gray, bands, s, span)
-    n = len(at)
+             most: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(p, d) of the matches among the (at most `most`) blocks whose first key part is in `span` (None:
+    all): p the earlier block's index, d its offset coded as dy * 2w + (dx + w)."""
+    f, sd, key, order = _sorted_blocks(gray, bands, s, span, most)
+    n = len(key)
     # A first test on two features in key order, which most pairs fail: a pair whose feature 3 or 6
     # differs by more than its tolerance (+1, for float32's rounding of it) is too far apart whatever
     # the others.
@@ -186,8 +191,8 @@ def _matches(gray: np.ndarray, bands: list[tuple[int, int]], s: NearCopySettings
             dist = np.zeros(len(limit))  # sums of integers in float64: exact in any order
             for i in range(len(PAIRS)):
                 dist += np.square((f[i, p] - f[i, q]).astype(np.float64))
-            alike = dist <= limit
-            p, q = at[p[alike]], at[q[alike]]
+            alike = maybe[dist <= limit]
+            p, q = key[alike] & INDEX, key[alike + j] & INDEX
             S.append(p), S.append(q)
             (py, px), (qy, qx) = np.divmod(p, w), np.divmod(q, w)
             dy, dx = qy - py, qx - px
