@@ -47,10 +47,11 @@ def main() -> None:
             for image in (photo, jpeg(photo, 90), jpeg(photo, 75)):
                 net = loc.localize(image).prob if loc else None
                 for k, s in kinds.items():
-                    m = raise_to_copies(np.zeros(image.shape[:2], np.float32), copy_cover(image, s), s) if s else net * 0
+                    cover = copy_cover(image, s) if s else np.zeros(image.shape[:2], np.uint8)
+                    m = raise_to_copies(np.zeros(image.shape[:2], np.float32), cover, s or CopySettings())
                     row = [(m >= 0.65).any(), (m >= 0.81).any(), (m >= 0.65).mean()]
                     if loc:
-                        fused = np.maximum(net, m)  # raise_to_copies: the higher of the two
+                        fused = raise_to_copies(net.copy(), cover, s or CopySettings())  # as trt-localize fuses them
                         row += [loc.calibration.score(fused) >= loc.calibration.threshold,
                                 (fused >= loc.mask_threshold).mean()]
                     stats[k].append(row)

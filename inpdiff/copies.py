@@ -24,7 +24,13 @@ Defined exactly, so that every runtime computes the same map (the C++ runtime do
 - a pixel is covered if a marked block contains it, or if the near-copy evidence (inpdiff.near_copies,
   which finds the copies a JPEG re-save or a blended fill leaves) covers it, unless `near` is None;
   the map is the coverage blurred with a Gaussian of `sigma` (OpenCV's kernel size for that sigma,
-  reflected border), times `gain`, clipped to 1.
+  reflected border), times `gain`, clipped to 1;
+- fused with the network's probability map p (`raise_to_copies`): where the photo has any cover, p is
+  first multiplied by 1 + `boost` * D / max(D), D the coverage blurred with a Gaussian of
+  `boost_sigma`, in float32, one operation at a time in that order, and clipped to 1 (the network's
+  own evidence near copies counts for more: a re-saved exemplar fill leaves a few copies found and a
+  network map that is raised but not high around them); then p is raised to the map where that is
+  higher.
 Memory stays bounded by working a band of rows and a share of the hashes at a time; neither changes
 the map.
 """
@@ -49,6 +55,8 @@ class CopySettings:
     max_equal_pairs: int = 4   # a caption drawn on a photo repeats exactly; this stops it at a cost of 0.001-0.005 AUC
     sigma: float = 6.0         # the map is a density: a hole is tiled with copies, a source is not
     gain: float = 2.0          # chosen on pristine photos only: their maps stay below 0.81 (README)
+    boost: float = 1.0         # the network's map near copies, up to x(1 + boost): chosen on half the validation photos (README)
+    boost_sigma: float = 24.0
     near: NearCopySettings | None = NearCopySettings()  # None: exact copies only
 
 
@@ -140,18 +148,30 @@ def copy_cover(image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarra
     return cover
 
 
-def raise_to_copies(prob: np.ndarray, cover: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarray:
-    """prob (H, W) float32, raised in place to the copy map of `cover` (copy_cover's) where that is
-    higher. The blur runs a band at a time with a halo wider than its kernel, which gives the whole
-    image's values."""
+def _blurred(cover: np.ndarray, sigma: float):
+    """(y0, y1, the coverage blurred with `sigma` on rows y0..y1) for the bands near any cover. Each band
+    is blurred with a halo wider than the kernel, which gives the whole image's values."""
     H = cover.shape[0]
-    halo = int(4 * s.sigma) + 2  # OpenCV's float kernel reaches 4 sigma
+    halo = int(4 * sigma) + 2  # OpenCV's float kernel reaches 4 sigma
     for y0 in range(0, H, BAND):
         y1 = min(y0 + BAND, H)
         a, b = max(0, y0 - halo), min(H, y1 + halo)
-        if not cover[a:b].any():  # a blur of nothing is exactly nothing: most bands of most photos
-            continue
-        density = cv2.GaussianBlur(cover[a:b].astype(np.float32), (0, 0), s.sigma)[y0 - a:y1 - a]
+        if cover[a:b].any():  # a blur of nothing is exactly nothing: most bands of most photos
+            yield y0, y1, cv2.GaussianBlur(cover[a:b].astype(np.float32), (0, 0), sigma)[y0 - a:y1 - a]
+
+
+def raise_to_copies(prob: np.ndarray, cover: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarray:
+    """prob (H, W) float32, the network's map: boosted in place near the cover (copy_cover's), then
+    raised to the copy map of `cover` where that is higher (the module's docstring defines both)."""
+    peak = max((d.max() for _, _, d in _blurred(cover, s.boost_sigma)), default=0.0) if s.boost else 0.0
+    if peak > 0:  # a second pass, since the boost is relative to the whole photo's peak
+        for y0, y1, d in _blurred(cover, s.boost_sigma):
+            d /= peak
+            d *= np.float32(s.boost)
+            d += np.float32(1.0)
+            prob[y0:y1] *= d
+            np.minimum(prob[y0:y1], np.float32(1.0), out=prob[y0:y1])
+    for y0, y1, density in _blurred(cover, s.sigma):
         density *= np.float32(s.gain)
         np.minimum(density, np.float32(1.0), out=density)
         np.maximum(prob[y0:y1], density, out=prob[y0:y1])

@@ -10,7 +10,7 @@ from conftest import ROOT
 from sklearn.metrics import roc_auc_score
 
 from inpdiff import copies, near_copies
-from inpdiff.copies import CopySettings, block_hashes, copy_cover, copy_map
+from inpdiff.copies import CopySettings, block_hashes, copy_cover, copy_map, raise_to_copies
 from inpdiff.near_copies import near_copy_cover
 from inpdiff.data.augment import jpeg
 from inpdiff.data.fills import tools
@@ -179,13 +179,35 @@ def test_a_real_exemplar_fill_is_found():
     assert roc_auc_score(changed.ravel(), m.ravel()) > 0.9 and (m[changed] >= 0.81).mean() > 0.3
 
 
+def fuse(prob: np.ndarray, image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarray:
+    return raise_to_copies(prob.copy(), copy_cover(image, s), s)
+
+
+def test_the_network_map_is_boosted_near_copies_then_raised_to_the_copy_map():
+    """Near copies the network's own evidence counts up to (1 + boost) times, relative to the photo's
+    densest copies; far from them nothing changes; without the boost the fusion is the plain maximum."""
+    edited, _ = pasted(read_image(PHOTO))
+    cover = copy_cover(edited)
+    net = np.full(cover.shape, 0.3, np.float32)
+    plain = raise_to_copies(net.copy(), cover, CopySettings(boost=0.0))
+    np.testing.assert_array_equal(plain, np.maximum(net, copy_map(edited)))
+    boosted = raise_to_copies(net.copy(), cover)
+    density = cv2.GaussianBlur(cover.astype(np.float32), (0, 0), 24.0)
+    expected = np.maximum(np.minimum(net * (1 + density / density.max()), 1), copy_map(edited))
+    np.testing.assert_allclose(boosted, expected, atol=1e-6)  # the bands give the whole photo's blur
+    assert boosted.max() == 1.0 and (boosted[density == 0] == 0.3).all()
+    ring = (density > 0.5 * density.max()) & (plain < 0.6)  # near the copies, where the copy map is low
+    assert ring.any() and (boosted[ring] > 0.45).all()
+    assert np.array_equal(raise_to_copies(net.copy(), np.zeros_like(cover)), net)  # no copies: untouched
+
+
 def test_the_localizer_raises_its_map_to_the_copy_evidence():
     edited, mask = pasted(read_image(PHOTO))
     with Localizer(ROOT / "models" / "edge-c", config=LocalizeConfig(copies=False)) as plain:
         before = plain.localize(edited)
     with Localizer(ROOT / "models" / "edge-c") as fused:
         after = fused.localize(edited)
-    np.testing.assert_array_equal(after.prob, np.maximum(before.prob, copy_map(edited)))
+    np.testing.assert_array_equal(after.prob, fuse(before.prob, edited))
     with Localizer(ROOT / "models" / "edge-c") as fused:  # planning alone (INT8 calibration's use) starts no search
         plan = fused.plan(edited)
         assert plan.cover is None
@@ -205,9 +227,9 @@ def test_the_localizer_leaves_near_copies_out_when_told():
     with Localizer(ROOT / "models" / "edge-c", config=LocalizeConfig(copies=False)) as plain:
         alone = plain.localize(saved).prob
     with Localizer(ROOT / "models" / "edge-c", config=LocalizeConfig(near_copies=False)) as exact:
-        np.testing.assert_array_equal(exact.localize(saved).prob, np.maximum(alone, copy_map(saved, EXACT)))
+        np.testing.assert_array_equal(exact.localize(saved).prob, fuse(alone, saved, EXACT))
     with Localizer(ROOT / "models" / "edge-c") as both:
-        np.testing.assert_array_equal(both.localize(saved).prob, np.maximum(alone, copy_map(saved)))
+        np.testing.assert_array_equal(both.localize(saved).prob, fuse(alone, saved))
 
 
 def test_the_pytorch_harness_adds_it_too_unless_told_not_to(tiny_export):
@@ -219,5 +241,5 @@ def test_the_pytorch_harness_adds_it_too_unless_told_not_to(tiny_export):
     edited, _ = pasted(read_image(PHOTO))
     alone, _ = torch_predict(model)(edited)
     fused, _ = torch_predict(model, copies=True)(edited)
-    np.testing.assert_array_equal(fused, np.maximum(alone, copy_map(edited)))
+    np.testing.assert_array_equal(fused, fuse(alone, edited))
     assert (fused > alone).any()

@@ -26,6 +26,8 @@ struct CopySettings {  // inpdiff/copies.py CopySettings: the defaults are writt
   int max_equal_pairs = 4;
   double sigma = 6.0;
   float gain = 2.0f;
+  float boost = 1.0f;  // the network's map near copies, up to x(1 + boost), as inpdiff/copies.py defines it
+  double boost_sigma = 24.0;
   bool near = true;  // also cover near copies (NearCopySettings), as inpdiff/near_copies.py defines them
   NearCopySettings near_settings;
 };
@@ -36,8 +38,8 @@ cv::Mat near_copy_cover(const cv::Mat& rgb, const NearCopySettings& s = {});
 // RGB CV_8UC3 -> CV_8U of the same size, 1 where a pixel lies in a marked block or a near copy.
 cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s = {});
 
-// prob (CV_32F, the image's size) raised in place to the copy map of `cover` (copy_cover's) where
-// that is higher.
+// prob (CV_32F, the image's size, the network's map) boosted in place near `cover` (copy_cover's),
+// then raised to its copy map where that is higher.
 void raise_to_copies(cv::Mat& prob, const cv::Mat& cover, const CopySettings& s = {});
 
 }  // namespace inpdiff
