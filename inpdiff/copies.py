@@ -26,11 +26,13 @@ Defined exactly, so that every runtime computes the same map (the C++ runtime do
   the map is the coverage blurred with a Gaussian of `sigma` (OpenCV's kernel size for that sigma,
   reflected border), times `gain`, clipped to 1;
 - fused with the network's probability map p (`raise_to_copies`): where the photo has any cover, p is
-  first multiplied by 1 + `boost` * D / max(D), D the coverage blurred with a Gaussian of
-  `boost_sigma`, in float32, one operation at a time in that order, and clipped to 1 (the network's
-  own evidence near copies counts for more: a re-saved exemplar fill leaves a few copies found and a
-  network map that is raised but not high around them); then p is raised to the map where that is
-  higher.
+  first multiplied by 1 + `boost` * D / max(D) and clipped to 1, where D is, on a grid of 8x8 cells
+  from the top-left (the last ones cut by the border), the share of each cell's 64 pixels that is
+  covered (pixels past the border count as uncovered), blurred with a Gaussian of `boost_sigma` / 8
+  on that grid; every pixel takes its cell's factor, and the factor is computed in float32 one
+  operation at a time in that order (D / max, times boost, plus 1). The network's own evidence near
+  copies counts for more: a re-saved exemplar fill leaves a few copies found and a network map that
+  is raised but not high around them. Then p is raised to the map where that is higher.
 Memory stays bounded by working a band of rows and a share of the hashes at a time; neither changes
 the map.
 """
@@ -55,8 +57,8 @@ class CopySettings:
     max_equal_pairs: int = 4   # a caption drawn on a photo repeats exactly; this stops it at a cost of 0.001-0.005 AUC
     sigma: float = 6.0         # the map is a density: a hole is tiled with copies, a source is not
     gain: float = 2.0          # chosen on pristine photos only: their maps stay below 0.81 (README)
-    boost: float = 1.0         # the network's map near copies, up to x(1 + boost): chosen on half the validation photos (README)
-    boost_sigma: float = 24.0
+    boost: float = 0.75        # the network's map near copies, up to x(1 + boost): chosen on half the validation photos (README)
+    boost_sigma: float = 24.0  # pixels; the boost is computed on 8x8 cells, so this is 3 cells
     near: NearCopySettings | None = NearCopySettings()  # None: exact copies only
 
 
@@ -148,30 +150,44 @@ def copy_cover(image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarra
     return cover
 
 
-def _blurred(cover: np.ndarray, sigma: float):
-    """(y0, y1, the coverage blurred with `sigma` on rows y0..y1) for the bands near any cover. Each band
-    is blurred with a halo wider than the kernel, which gives the whole image's values."""
-    H = cover.shape[0]
-    halo = int(4 * sigma) + 2  # OpenCV's float kernel reaches 4 sigma
-    for y0 in range(0, H, BAND):
-        y1 = min(y0 + BAND, H)
-        a, b = max(0, y0 - halo), min(H, y1 + halo)
-        if cover[a:b].any():  # a blur of nothing is exactly nothing: most bands of most photos
-            yield y0, y1, cv2.GaussianBlur(cover[a:b].astype(np.float32), (0, 0), sigma)[y0 - a:y1 - a]
+CELL = 8  # the boost's grid: its blur is wide (3 cells), so a coarse grid changes little and costs a 64th of full resolution's
+
+
+def _boost(prob: np.ndarray, cover: np.ndarray, s: CopySettings) -> None:
+    """prob *= its 8x8 cell's boost factor near the cover, clipped to 1 (the module's docstring)."""
+    H, W = cover.shape
+    h, w = -(-H // CELL), -(-W // CELL)
+    cells = np.zeros((h * CELL, w * CELL), np.uint8)
+    cells[:H, :W] = cover
+    share = cells.reshape(h, CELL, w, CELL).sum(axis=(1, 3), dtype=np.float32) / np.float32(CELL * CELL)
+    density = cv2.GaussianBlur(share, (0, 0), s.boost_sigma / CELL)
+    peak = density.max()
+    if peak <= 0:
+        return
+    factor = density / peak
+    factor *= np.float32(s.boost)
+    factor += np.float32(1.0)
+    for r in np.flatnonzero((factor > 1).any(axis=1)):  # cell rows near any cover
+        rows = prob[r * CELL:(r + 1) * CELL]
+        rows *= np.repeat(factor[r], CELL)[:W]
+        np.minimum(rows, np.float32(1.0), out=rows)
 
 
 def raise_to_copies(prob: np.ndarray, cover: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarray:
     """prob (H, W) float32, the network's map: boosted in place near the cover (copy_cover's), then
-    raised to the copy map of `cover` where that is higher (the module's docstring defines both)."""
-    peak = max((d.max() for _, _, d in _blurred(cover, s.boost_sigma)), default=0.0) if s.boost else 0.0
-    if peak > 0:  # a second pass, since the boost is relative to the whole photo's peak
-        for y0, y1, d in _blurred(cover, s.boost_sigma):
-            d /= peak
-            d *= np.float32(s.boost)
-            d += np.float32(1.0)
-            prob[y0:y1] *= d
-            np.minimum(prob[y0:y1], np.float32(1.0), out=prob[y0:y1])
-    for y0, y1, density in _blurred(cover, s.sigma):
+    raised to the copy map of `cover` where that is higher (the module's docstring defines both). The
+    copy map's blur runs a band at a time with a halo wider than its kernel, which gives the whole
+    image's values."""
+    if s.boost and cover.any():
+        _boost(prob, cover, s)
+    H = cover.shape[0]
+    halo = int(4 * s.sigma) + 2  # OpenCV's float kernel reaches 4 sigma
+    for y0 in range(0, H, BAND):
+        y1 = min(y0 + BAND, H)
+        a, b = max(0, y0 - halo), min(H, y1 + halo)
+        if not cover[a:b].any():  # a blur of nothing is exactly nothing: most bands of most photos
+            continue
+        density = cv2.GaussianBlur(cover[a:b].astype(np.float32), (0, 0), s.sigma)[y0 - a:y1 - a]
         density *= np.float32(s.gain)
         np.minimum(density, np.float32(1.0), out=density)
         np.maximum(prob[y0:y1], density, out=prob[y0:y1])

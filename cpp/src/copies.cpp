@@ -324,50 +324,59 @@ cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s) {
 
 namespace {
 
-// Calls visit(y0, y1, the coverage blurred with `sigma` on rows y0 .. y1) for the bands near any
-// cover; each band is blurred with a halo wider than the kernel, which gives the whole image's values.
-template <class Visit>
-void blurred_bands(const cv::Mat& cover, double sigma, Visit&& visit) {
-  const int H = cover.rows, halo = static_cast<int>(4 * sigma) + 2;  // OpenCV's float kernel reaches 4 sigma
-  cv::Mat band, blurred;
-  for (int y0 = 0; y0 < H; y0 += kBand) {
-    const int y1 = std::min(y0 + kBand, H), a = std::max(0, y0 - halo), b = std::min(H, y1 + halo);
-    if (!cv::countNonZero(cover.rowRange(a, b))) continue;  // a blur of nothing is exactly nothing
-    cover.rowRange(a, b).convertTo(band, CV_32F);
-    cv::GaussianBlur(band, blurred, cv::Size(0, 0), sigma);
-    visit(y0, y1, blurred.rowRange(y0 - a, y1 - a));
+constexpr int kCell = 8;  // the boost's grid (inpdiff/copies.py: CELL)
+
+// prob *= the boost factor of its 8x8 cell, clipped to 1, as inpdiff/copies.py defines it.
+void boost_near_copies(cv::Mat& prob, const cv::Mat& cover, const CopySettings& s) {
+  const int H = cover.rows, W = cover.cols, h = (H + kCell - 1) / kCell, w = (W + kCell - 1) / kCell;
+  cv::Mat share = cv::Mat::zeros(h, w, CV_32F);
+  for (int y = 0; y < H; ++y) {
+    const uint8_t* c = cover.ptr<uint8_t>(y);
+    float* row = share.ptr<float>(y / kCell);
+    for (int x = 0; x < W; ++x) row[x / kCell] += static_cast<float>(c[x]);  // counts: exact in float
+  }
+  share /= static_cast<float>(kCell * kCell);
+  cv::Mat density;
+  cv::GaussianBlur(share, density, cv::Size(0, 0), s.boost_sigma / kCell);
+  double peak = 0;
+  cv::minMaxLoc(density, nullptr, &peak);
+  if (peak <= 0) return;
+  const float top = static_cast<float>(peak);
+  for (int r = 0; r < h; ++r) {
+    const float* d = density.ptr<float>(r);
+    std::vector<float> factor(w);
+    bool any = false;
+    for (int c = 0; c < w; ++c) {
+      // One float operation at a time, in Python's order (the build turns off FMA contraction).
+      float f = d[c] / top;
+      f = f * s.boost;
+      f = f + 1.0f;
+      factor[c] = f;
+      any = any || f > 1.0f;
+    }
+    if (!any) continue;  // far from every cover
+    for (int y = r * kCell; y < std::min((r + 1) * kCell, H); ++y) {
+      float* p = prob.ptr<float>(y);
+      for (int x = 0; x < W; ++x) p[x] = std::min(p[x] * factor[x / kCell], 1.0f);
+    }
   }
 }
 
 }  // namespace
 
 void raise_to_copies(cv::Mat& prob, const cv::Mat& cover, const CopySettings& s) {
-  float peak = 0.0f;
-  if (s.boost != 0.0f)
-    blurred_bands(cover, s.boost_sigma, [&](int, int, const cv::Mat& d) {
-      double m = 0;
-      cv::minMaxLoc(d, nullptr, &m);
-      peak = std::max(peak, static_cast<float>(m));
-    });
-  if (peak > 0.0f)  // a second pass, since the boost is relative to the whole photo's peak
-    blurred_bands(cover, s.boost_sigma, [&](int y0, int y1, const cv::Mat& d) {
-      for (int y = y0; y < y1; ++y) {
-        const float* dr = d.ptr<float>(y - y0);
-        float* p = prob.ptr<float>(y);
-        for (int x = 0; x < prob.cols; ++x) {
-          // One float operation at a time, in Python's order (the build turns off FMA contraction).
-          float f = dr[x] / peak;
-          f = f * s.boost;
-          f = f + 1.0f;
-          p[x] = std::min(p[x] * f, 1.0f);
-        }
-      }
-    });
-  blurred_bands(cover, s.sigma, [&](int y0, int y1, const cv::Mat& d) {
-    const cv::Mat density = cv::min(d * s.gain, 1.0f);
+  if (s.boost != 0.0f && cv::countNonZero(cover)) boost_near_copies(prob, cover, s);
+  const int H = cover.rows, halo = static_cast<int>(4 * s.sigma) + 2;  // OpenCV's float kernel reaches 4 sigma
+  cv::Mat band, density;
+  for (int y0 = 0; y0 < H; y0 += kBand) {
+    const int y1 = std::min(y0 + kBand, H), a = std::max(0, y0 - halo), b = std::min(H, y1 + halo);
+    if (!cv::countNonZero(cover.rowRange(a, b))) continue;  // a blur of nothing is exactly nothing
+    cover.rowRange(a, b).convertTo(band, CV_32F);
+    cv::GaussianBlur(band, density, cv::Size(0, 0), s.sigma);
+    density = cv::min(density.rowRange(y0 - a, y1 - a) * s.gain, 1.0f);
     cv::Mat out = prob.rowRange(y0, y1);
     cv::max(out, density, out);
-  });
+  }
 }
 
 }  // namespace inpdiff
