@@ -342,9 +342,9 @@ void boost_near_copies(cv::Mat& prob, const cv::Mat& cover, const CopySettings& 
   cv::minMaxLoc(density, nullptr, &peak);
   if (peak <= 0) return;
   const float top = static_cast<float>(peak);
+  std::vector<float> factor(w);
   for (int r = 0; r < h; ++r) {
     const float* d = density.ptr<float>(r);
-    std::vector<float> factor(w);
     bool any = false;
     for (int c = 0; c < w; ++c) {
       // One float operation at a time, in Python's order (the build turns off FMA contraction).

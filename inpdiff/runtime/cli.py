@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "pixels elsewhere in the photo, what exemplar fills leave)")
     p.add_argument("--no-near-copies", action="store_true",
                    help="the copy evidence's exact copies only, without the near copies that find re-saved "
-                        "exemplar fills (faster: on a 2-core CPU they add 0.1-0.3 s per megapixel)")
+                        "exemplar fills (faster: on a 2-core CPU they add about 0.1-0.15 s per megapixel)")
     p.add_argument("--no-html", action="store_true", help="no OUT/index.html gallery and no OUT/thumbs/")
     p.add_argument("--outputs", default="all", choices=OUTPUTS,
                    help="all: maps and overlay of every image; report: only the report, and the "

@@ -281,7 +281,7 @@ class Localizer:
         cover = None
         if self.config.copies:  # of the input itself: downscaling (max_side) would break exact copies
             cover = plan.cover.result() if plan.cover else copy_cover(plan.image, self.copy_settings)
-            raise_to_copies(prob, cover)
+            raise_to_copies(prob, cover, self.copy_settings)
         mask = prob >= self.mask_threshold
         regions = find_regions(mask, prob, self.config.min_region, cover)
         if self.calibration:
