@@ -15,6 +15,7 @@ the network's tiles see poorly.
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from collections.abc import Iterable
@@ -156,8 +157,11 @@ class Localizer:
         self.calibration = ScoreCalibration.from_dict(self.model.score) if self.model.score else None
         self.mask_threshold = (self.config.threshold if self.config.threshold is not None
                                else self.model.mask_threshold)
-        # The copy evidence needs only the image: one thread finds it while the tiles run.
-        self._copies = ThreadPoolExecutor(1, thread_name_prefix="copies") if self.config.copies else None
+        # The copy evidence needs only the image, so it is searched while the tiles run. A thread per core:
+        # the batch mode has several images in flight, and a single thread made the search its bottleneck
+        # on a many-core machine (numpy and OpenCV release the GIL for most of it).
+        self._copies = (ThreadPoolExecutor(threads or os.cpu_count() or 1, thread_name_prefix="copies")
+                        if self.config.copies else None)
         self.copy_settings = CopySettings() if self.config.near_copies else CopySettings(near=None)
         self.backend = (make_backend(backend, self.model_dir, threads) if isinstance(backend, (str, BackendSpec))
                         else backend)
