@@ -1,7 +1,8 @@
 #!/bin/bash
 # Every GPU check, on a machine with a CUDA GPU and TensorRT, in one go (about 5-8 minutes):
 # install, build the shipped model's engines (fp32, fp16, int8) and compare each with ONNX Runtime on
-# recorded real inputs, run the GPU tests, print the GPU parity and benchmark tables.
+# recorded real inputs, run the GPU tests, print the GPU parity and benchmark tables, and time the batch
+# mode through the GPU backend against ONNX Runtime on the same machine.
 #   bash benchmarks/gpu_check.sh [PHOTOS_DIR]     (photos for the comparison; default: the examples)
 # Without TensorRT (say, a machine whose PyTorch has CUDA but no `tensorrt`), the engine steps are
 # skipped with a message and the torch rows and tests still run.
@@ -20,3 +21,4 @@ fi
 python3 -m pytest -q -rs tests/test_engines.py
 python3 benchmarks/gpu_parity.py --repeat 5
 python3 benchmarks/gpu_bench.py --repeat 5
+python3 benchmarks/gpu_batch.py "${BATCH_PHOTOS:-$PHOTOS}"   # BATCH_PHOTOS: a folder of a few hundred photos

@@ -1,12 +1,14 @@
 """The batch pipeline: decode, infer and write overlap, with bounded queues between them.
 
     jobs --> decoder processes --(prefetch images)--> tiler --(tile batches)--> inference workers
-         --> writer thread (outputs, report)
+         --(images whose tiles are all in)--> assemblers (copy evidence, score) --> writer thread (outputs, report)
 
 The tiler cuts every image into tiles and batches tiles across images, so each backend call is
 full; when no decoded image is waiting it splits what it holds evenly over the workers instead,
 so a single image, or a slow trickle of them, is not left waiting for a batch to fill. Tiles carry
 their own noise (keyed to their position), so results equal `Localizer.localize` image by image.
+An image is assembled on a thread of its own, not the inference worker's: assembly waits for the
+image's copy search, and a GPU backend's one worker would otherwise sit idle meanwhile.
 
 Every queue is bounded, so memory does not grow with the number of inputs. A failure in any stage
 (unreadable file, backend error, full disk) fails that image only; the run goes on. Setting `stop`
@@ -89,6 +91,7 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
     on_tiles = on_tiles or (lambda planned, inferred: None)
     decoded: queue.Queue = queue.Queue(cfg.prefetch)
     batches: queue.Queue = queue.Queue(2 * cfg.workers)
+    complete: queue.Queue = queue.Queue(cfg.workers)  # images whose tiles are all in, to assemble
     finished: queue.Queue = queue.Queue(cfg.prefetch)
     input_errors: list[Exception] = []
 
@@ -116,7 +119,11 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
             on_tiles(0, len(chunk))
             for (p, i), m in zip(chunk, maps):
                 if p.add(localizer, i, m, error):
-                    finished.put(_assemble(localizer, p))
+                    complete.put(p)
+
+    def assemble() -> None:
+        while (p := complete.get()) is not _END:
+            finished.put(_assemble(localizer, p))
 
     def writer() -> None:
         while (done := finished.get()) is not _END:
@@ -127,7 +134,8 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
 
     write_thread = threading.Thread(target=writer, name="writer", daemon=True)
     workers = [threading.Thread(target=infer, name=f"infer{i}", daemon=True) for i in range(cfg.workers)]
-    for t in [write_thread, *workers]:
+    assemblers = [threading.Thread(target=assemble, name=f"assemble{i}", daemon=True) for i in range(cfg.workers)]
+    for t in [write_thread, *assemblers, *workers]:
         t.start()
     decoder = IsolatedDecoder(cfg.decoders, cfg.max_pixels, cfg.decode)
     feeder = threading.Thread(target=feed, name="feeder", daemon=True)
@@ -141,6 +149,10 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
         for _ in workers:
             batches.put(_END)
         for t in workers:
+            t.join()
+        for _ in assemblers:
+            complete.put(_END)
+        for t in assemblers:
             t.join()
         finished.put(_END)
         write_thread.join()
