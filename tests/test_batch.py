@@ -68,11 +68,12 @@ def test_inputs_stream_mirror_and_stay_inside_out(tmp_path):
     assert all(out in j.out_stem.parents for j in jobs)
 
 
-def test_pipeline_equals_localize_image_by_image(model_dir, tmp_path):
+@pytest.mark.parametrize("copies", [True, False])  # assembled on assembler threads / on the inference workers
+def test_pipeline_equals_localize_image_by_image(model_dir, tmp_path, copies):
     paths = photos(tmp_path, 3) + [tmp_path / "missing.png"]
     cv2.imwrite(str(tmp_path / "big.png"), make_photo(150, 200, 9)[:, :, ::-1])
     paths.insert(1, tmp_path / "big.png")
-    loc = Localizer(model_dir, config=LocalizeConfig(steps=3, seed=4), threads=1)
+    loc = Localizer(model_dir, config=LocalizeConfig(steps=3, seed=4, copies=copies), threads=1)
     done = {}
     run_pipeline(loc, iter_jobs(map(str, paths), tmp_path / "out"), PipelineConfig(batch=3, workers=2),
                  lambda d: done.setdefault(d.job.path.name, d))

@@ -186,7 +186,7 @@ class Localizer:
         self.model_dir, self.model = source, ModelDir.load(source)
 
     def close(self) -> None:
-        """Free the backend (its sessions or engines, streams and buffers) and the copy thread."""
+        """Free the backend (its sessions or engines, streams and buffers) and the copy threads."""
         self.backend.close()
         if self._copies:
             self._copies.shutdown(cancel_futures=True)
@@ -228,7 +228,7 @@ class Localizer:
         return Plan(image, work, size, origins)
 
     def start_copies(self, plan: Plan) -> Plan:
-        """Begin the plan's copy search on its own thread, so that it runs beside the inference of its
+        """Begin the plan's copy search on a thread of the copy pool, so that it runs beside the inference of its
         tiles (for callers that will assemble it; those that only plan and infer pay nothing)."""
         if self._copies and plan.cover is None:
             plan.cover = self._copies.submit(copy_cover, plan.image, self.copy_settings)

@@ -7,8 +7,9 @@ The tiler cuts every image into tiles and batches tiles across images, so each b
 full; when no decoded image is waiting it splits what it holds evenly over the workers instead,
 so a single image, or a slow trickle of them, is not left waiting for a batch to fill. Tiles carry
 their own noise (keyed to their position), so results equal `Localizer.localize` image by image.
-An image is assembled on a thread of its own, not the inference worker's: assembly waits for the
-image's copy search, and a GPU backend's one worker would otherwise sit idle meanwhile.
+With the copy evidence on, an image is assembled on a thread of its own, not the inference worker's:
+assembly waits for the image's copy search, and a GPU backend's one worker would otherwise sit idle
+meanwhile. Without it there is nothing to wait for, and handing over cost more than it saved.
 
 Every queue is bounded, so memory does not grow with the number of inputs. A failure in any stage
 (unreadable file, backend error, full disk) fails that image only; the run goes on. Setting `stop`
@@ -119,7 +120,10 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
             on_tiles(0, len(chunk))
             for (p, i), m in zip(chunk, maps):
                 if p.add(localizer, i, m, error):
-                    complete.put(p)
+                    if assemblers:
+                        complete.put(p)
+                    else:
+                        finished.put(_assemble(localizer, p))
 
     def assemble() -> None:
         while (p := complete.get()) is not _END:
@@ -134,7 +138,8 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
 
     write_thread = threading.Thread(target=writer, name="writer", daemon=True)
     workers = [threading.Thread(target=infer, name=f"infer{i}", daemon=True) for i in range(cfg.workers)]
-    assemblers = [threading.Thread(target=assemble, name=f"assemble{i}", daemon=True) for i in range(cfg.workers)]
+    assemblers = [threading.Thread(target=assemble, name=f"assemble{i}", daemon=True)
+                  for i in range(cfg.workers if localizer.config.copies else 0)]
     for t in [write_thread, *assemblers, *workers]:
         t.start()
     decoder = IsolatedDecoder(cfg.decoders, cfg.max_pixels, cfg.decode)
