@@ -47,6 +47,7 @@ class LocalizeConfig:
     min_region: int = 16          # connected regions smaller than this (pixels) are not reported
     copies: bool = True           # fuse the copy evidence (inpdiff.copies) into the probability map
     near_copies: bool = True      # and its near copies (inpdiff.near_copies): re-saved exemplar fills, at a cost in speed
+    copy_threads: int = 0         # images whose copies are searched at once (0: one per core)
 
 
 @dataclass
@@ -157,10 +158,10 @@ class Localizer:
         self.calibration = ScoreCalibration.from_dict(self.model.score) if self.model.score else None
         self.mask_threshold = (self.config.threshold if self.config.threshold is not None
                                else self.model.mask_threshold)
-        # The copy evidence needs only the image, so it is searched while the tiles run. A thread per core:
-        # the batch mode has several images in flight, and a single thread made the search its bottleneck
-        # on a many-core machine (numpy and OpenCV release the GIL for most of it).
-        self._copies = (ThreadPoolExecutor(threads or os.cpu_count() or 1, thread_name_prefix="copies")
+        # The copy evidence needs only the image, so it is searched while the tiles run. Several threads: the
+        # batch mode has several images in flight, and a single thread made the search its bottleneck on a
+        # many-core machine (numpy and OpenCV release the GIL for most of it).
+        self._copies = (ThreadPoolExecutor(self.config.copy_threads or os.cpu_count() or 1, thread_name_prefix="copies")
                         if self.config.copies else None)
         self.copy_settings = CopySettings() if self.config.near_copies else CopySettings(near=None)
         self.backend = (make_backend(backend, self.model_dir, threads) if isinstance(backend, (str, BackendSpec))
