@@ -57,7 +57,7 @@ class CopySettings:
     max_equal_pairs: int = 4   # a caption drawn on a photo repeats exactly; this stops it at a cost of 0.001-0.005 AUC
     sigma: float = 6.0         # the map is a density: a hole is tiled with copies, a source is not
     gain: float = 2.0          # chosen on pristine photos only: their maps stay below 0.81 (README)
-    boost: float = 0.75        # the network's map near copies, up to x(1 + boost): chosen on half the validation photos (README)
+    boost: float = 3.0         # the network's map near copies, up to x(1 + boost): chosen on half the validation photos (README)
     boost_sigma: float = 24.0  # pixels; the boost is computed on 8x8 cells, so this is 3 cells
     near: NearCopySettings | None = NearCopySettings()  # None: exact copies only
 

@@ -26,7 +26,7 @@ struct CopySettings {  // inpdiff/copies.py CopySettings: the defaults are writt
   int max_equal_pairs = 4;
   double sigma = 6.0;
   float gain = 2.0f;
-  float boost = 0.75f;  // the network's map near copies, up to x(1 + boost), as inpdiff/copies.py defines it
+  float boost = 3.0f;  // the network's map near copies, up to x(1 + boost), as inpdiff/copies.py defines it
   double boost_sigma = 24.0;  // pixels, on a grid of 8x8 cells
   bool near = true;  // also cover near copies (NearCopySettings), as inpdiff/near_copies.py defines them
   NearCopySettings near_settings;
