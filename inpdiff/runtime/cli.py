@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference calls in flight (default: one per CPU core, 1 on a GPU)")
     add_settings(p, PipelineConfig, {"decoders": "processes decoding images (a crash fails one file)"})
     p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads for inference, and as many for the copy search (default: all cores)")
+                   help="CPU threads for inference (default: all cores); on a GPU, as many copy searches at once")
     p.add_argument("--restart", action="store_true", help="discard OUT's report and start over")
     p.add_argument("--retry-failed", action="store_true", help="when resuming, try the failed inputs again")
     p.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster ('auto', 'local' or host:port); "
@@ -182,9 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         backend = BackendSpec(a.backend, a.engines, a.build_missing)
         gpu = uses_gpu(a.backend)
         workers = a.workers or (1 if gpu else cores)
+        # On a GPU the copy search is the CPU's whole share and needs every core; on a CPU the inference
+        # workers already keep them busy, and more searches at once only cost memory (16 cores: no faster).
+        copy_threads = cores if gpu else max(1, cores // workers)
         cfg = LocalizeConfig(steps=a.steps, samples=a.samples, seed=a.seed, threshold=a.threshold,
                              max_side=a.max_side, batch=max(1, a.batch or (8 if gpu else 2)), copies=not a.no_copies,
-                             near_copies=not a.no_near_copies, copy_threads=cores)
+                             near_copies=not a.no_near_copies, copy_threads=copy_threads)
         localizer = None if a.ray else Localizer(a.model, backend, cfg, max(1, cores // workers))
         model = localizer.model if localizer else _model(a.model)
         # Effective settings (a default given explicitly is the same setting), so a resume compares like with like.
