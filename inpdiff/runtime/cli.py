@@ -184,11 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         workers = a.workers or (1 if gpu else cores)
         # On a GPU the copy search is the CPU's whole share and needs every core; on a CPU the inference
         # workers already keep them busy, and more searches at once only cost memory (16 cores: no faster).
-        copy_threads = cores if gpu else max(1, cores // workers)
+        threads = max(1, cores // workers)  # each inference call's
+        copy_threads = cores if gpu else threads
         cfg = LocalizeConfig(steps=a.steps, samples=a.samples, seed=a.seed, threshold=a.threshold,
                              max_side=a.max_side, batch=max(1, a.batch or (8 if gpu else 2)), copies=not a.no_copies,
                              near_copies=not a.no_near_copies, copy_threads=copy_threads)
-        localizer = None if a.ray else Localizer(a.model, backend, cfg, max(1, cores // workers))
+        localizer = None if a.ray else Localizer(a.model, backend, cfg, threads)
         model = localizer.model if localizer else _model(a.model)
         # Effective settings (a default given explicitly is the same setting), so a resume compares like with like.
         settings = {"model": model.files, "steps": localizer.steps if localizer else a.steps,
