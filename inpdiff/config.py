@@ -45,6 +45,9 @@ class DiffusionConfig:
     eta: float = 0.0   # 0 = DDIM (deterministic), 1 = DDPM posterior (stochastic)
     samples: int = 1   # ensemble size; uncertainty = std across samples
     signal_scale: float = 1.0  # < 1 shifts the schedule towards noise (the mask signal scaled, SNR x scale^2)
+    # Self-conditioning (Chen 2022, "Analog Bits"): each step also sees the previous step's x0 estimate.
+    # Measured in PyTorch only: the deployed step graph has no input for it, so the export refuses it.
+    self_condition: bool = False
 
 
 @dataclass
@@ -76,6 +79,9 @@ class TrainConfig:
     mask_weight: float = 0.7
     edge_weight: float = 0.3
     boundary_gain: float = 2.0   # extra BCE weight on the mask's boundary band
+    # Diffusion's timestep weighting: P2 (Choi 2022), each sample's loss times (1 + SNR_t)^-gamma,
+    # normalised to mean 1 over t; it moves the weight to the noisy steps, where the image alone decides.
+    p2_gamma: float = 0.0
     seed: int = 0
     val_limit: int = 60          # images scored by the per-epoch validation (0 = all)
     threads: int = 0             # torch CPU threads (0 = torch's default)

@@ -94,3 +94,27 @@ def test_baseline_is_a_single_pass(tiny_cfg):
     a = sample(model, image, steps=10, generator=torch.Generator().manual_seed(0))
     b = sample(model, image, steps=10, generator=torch.Generator().manual_seed(1))
     assert len(calls) == 2 and torch.equal(a.prob, b.prob)
+
+
+def test_p2_weights_move_the_loss_to_the_noisy_steps():
+    s = Schedule(1000)
+    assert torch.equal(s.p2_weights(0.0), torch.ones(1000))
+    w = s.p2_weights(1.0)
+    assert float(w.mean()) == pytest.approx(1.0, rel=1e-5)
+    assert bool((w[1:] >= w[:-1]).all()) and float(w[0]) < 0.01 < 1.5 < float(w[-1])
+
+
+def test_self_conditioned_sampler_feeds_each_step_the_previous_estimate(tiny_cfg):
+    tiny_cfg.diffusion.self_condition = True
+    model = InpDiffusion(tiny_cfg).eval()
+    seen = []
+    model.dn.register_forward_pre_hook(lambda m, args: seen.append(args[3]))
+    image = torch.rand(1, 3, 64, 64)
+    sample(model, image, steps=3, generator=torch.Generator().manual_seed(0))
+    assert seen[0] is None and all(x is not None and x.shape == (1, 1, 64, 64) for x in seen[1:])
+    assert float(seen[1].abs().max()) <= 1  # an x0 estimate: 2 * prob - 1
+    # The estimate is an input: changing it changes the step's output.
+    x_t, t = torch.randn(1, 1, 64, 64), torch.tensor([500])
+    conds = model.conditions(image)
+    with torch.no_grad():
+        assert not torch.equal(model.denoise(x_t, t, conds)[0], model.denoise(x_t, t, conds, torch.ones_like(x_t))[0])

@@ -87,3 +87,14 @@ def test_lint_refuses_unsupported_ops_and_data_dependent_shapes(tmp_path, export
               tmp_path / "u8.onnx")
     with pytest.raises(LintError, match="Transpose .* reads a uint8 input; TensorRT allows only a Cast"):
         trt_lint(tmp_path / "u8.onnx")
+
+
+def test_export_refuses_a_self_conditioned_model(tiny_cfg, tmp_path):
+    from inpdiff.export.onnx_export import export
+    from inpdiff.model import InpDiffusion, save_model
+
+    tiny_cfg.diffusion.self_condition = True
+    save_model(InpDiffusion(tiny_cfg), tmp_path / "ckpt")
+    with pytest.raises(ValueError, match="self-conditioned model has no deployed form"):
+        export(tmp_path / "ckpt", tmp_path / "out")
+    assert not (tmp_path / "out" / "denoise_step.onnx").exists()

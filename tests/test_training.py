@@ -41,6 +41,20 @@ def test_edge_loss_and_weights():
     assert parts["edge"] == 0 and no_edge.item() == pytest.approx(0.7 * parts["mask"], rel=1e-5)
 
 
+def test_sample_weights_scale_each_samples_share_of_the_loss():
+    mask, edge = _target(), torch.zeros(2, 1, 16, 16)
+    edge[:, :, 4, 4:12] = 1
+    logits = torch.randn_like(mask, requires_grad=True)
+    band = torch.zeros_like(mask)
+    plain, _ = total_loss(logits, logits, mask, edge, band, 0.7, 0.3, 2.0)
+    ones, _ = total_loss(logits, logits, mask, edge, band, 0.7, 0.3, 2.0, torch.ones(2))
+    assert ones.item() == pytest.approx(plain.item(), rel=1e-6)
+    # A sample weighted 0 contributes no gradient; the other still does.
+    only_first, _ = total_loss(logits, logits, mask, edge, band, 0.7, 0.3, 2.0, torch.tensor([1.0, 0.0]))
+    only_first.backward()
+    assert float(logits.grad[1].abs().max()) == 0 and float(logits.grad[0].abs().max()) > 0
+
+
 def test_lr_warms_up_then_decays(tiny_cfg):
     lrs = [lr_at(s, 100, tiny_cfg) for s in range(100)]
     peak = tiny_cfg.train.lr
@@ -106,7 +120,8 @@ def test_fine_tuning_starts_from_the_checkpoint_and_refuses_another_architecture
         train(other, tmp_path / "other", progress=False)
 
 
-@pytest.mark.parametrize("overrides", [["model.diffusion=false"], ["model.edge_supervision=false", "model.use_dmfe=false"]])
+@pytest.mark.parametrize("overrides", [["model.diffusion=false"], ["model.edge_supervision=false", "model.use_dmfe=false"],
+                                       ["diffusion.self_condition=true", "train.p2_gamma=1.0"]])
 def test_ablations_train(tiny_cfg, tmp_path, overrides):
     cfg = tiny_cfg.replace(overrides + ["train.epochs=1"])
     result = train(cfg, tmp_path / "run", progress=False)

@@ -66,6 +66,9 @@ def export(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig = Expo
 
     model = load_model(checkpoint).float().eval()
     mcfg = model.cfg
+    if model.dn.self_condition:
+        raise ValueError(f"checkpoint {checkpoint}: a self-conditioned model has no deployed form (the step graph "
+                         "takes no previous x0 estimate); score it with the PyTorch harness instead")
     if cfg.tile is not None:
         if cfg.tile <= 0 or cfg.tile % 32:
             raise ValueError(f"tile must be a positive multiple of 32, got {cfg.tile}")

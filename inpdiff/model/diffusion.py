@@ -49,6 +49,12 @@ class Schedule:
         ab = self.alphas_cumprod.to(x0.device)[t].float().view(-1, *([1] * (x0.dim() - 1)))
         return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
+    def p2_weights(self, gamma: float) -> torch.Tensor:
+        """(T,) float32 loss weights (1 + SNR_t)^-gamma (P2, Choi 2022, k = 1), mean 1 over t."""
+        ab = self.alphas_cumprod
+        w = (1 + ab / (1 - ab).clamp(min=1e-12)) ** -gamma
+        return (w / w.mean()).float()
+
     def sampling_times(self, steps: int) -> torch.Tensor:
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")

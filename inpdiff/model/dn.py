@@ -63,13 +63,14 @@ class Head(nn.Module):
 
 
 class DN(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, self_condition: bool = False):
         super().__init__()
         w, c, td, g = cfg.dn_widths, cfg.cond_widths, cfg.time_dim, cfg.norm_groups
         self.time_dim = td
+        self.self_condition = self_condition
         self.time_mlp = nn.Sequential(nn.Linear(td, td), nn.SiLU(), nn.Linear(td, td))
         self.unshuffle = nn.PixelUnshuffle(UNSHUFFLE)
-        self.inp = nn.Conv2d(UNSHUFFLE ** 2, w[0], 3, padding=1)
+        self.inp = nn.Conv2d(UNSHUFFLE ** 2 * (2 if self_condition else 1), w[0], 3, padding=1)
         self.down = nn.ModuleList([nn.Identity()] + [nn.Conv2d(w[i - 1], w[i], 3, 2, 1) for i in range(1, len(w))])
         self.enc = nn.ModuleList(Block(wi, wi, td, g) for wi in w)
         # Condition projections: [semantic, edge] at each scale -> that decoder level's width.
@@ -84,8 +85,12 @@ class DN(nn.Module):
         """Per-image half of the concatenation fusion; computed once, reused at every step."""
         return [p(torch.cat([s, e], dim=1)) for p, s, e in zip(self.cond_proj, sem, edge)]
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, conds: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, conds: list[torch.Tensor],
+                x0_prev: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x0_prev: the previous x0 estimate in [-1, 1] of a self-conditioned DN (zeros: none yet)."""
         temb = self.time_mlp(timestep_embedding(t, self.time_dim))
+        if self.self_condition:
+            x_t = torch.cat([x_t, torch.zeros_like(x_t) if x0_prev is None else x0_prev], dim=1)
         h = self.inp(self.unshuffle(x_t))
         skips = []
         for down, enc in zip(self.down, self.enc):

@@ -23,19 +23,28 @@ class InpDiffusion(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.acn = ACN(cfg.model)
-        self.dn = DN(cfg.model)
+        self.dn = DN(cfg.model, cfg.model.diffusion and cfg.diffusion.self_condition)
         self.schedule = Schedule(cfg.diffusion.timesteps, cfg.diffusion.schedule, cfg.diffusion.signal_scale)
 
     def conditions(self, rgb01: torch.Tensor) -> list[torch.Tensor]:
         """Once per image: the DN-ready conditions at strides 4, 8, 16, 32."""
         return self.dn.project(*self.acn(rgb01))
 
-    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, conds: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, conds: list[torch.Tensor],
+                x0_prev: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask logits (x0 = 2 * sigmoid - 1) and edge logits, both (B, 1, H, W)."""
-        return self.dn(x_t, t, conds)
+        return self.dn(x_t, t, conds, x0_prev)
 
-    def forward(self, rgb01: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.denoise(x_t, t, self.conditions(rgb01))
+    def forward(self, rgb01: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
+                self_condition: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training's pass. self_condition: first estimate x0 without gradients and condition on it,
+        as the sampler will from its second step on (the other half of training sees zeros, its first)."""
+        conds = self.conditions(rgb01)
+        x0_prev = None
+        if self_condition:
+            with torch.no_grad():
+                x0_prev = 2 * torch.sigmoid(self.denoise(x_t, t, [c.detach() for c in conds])[0]) - 1
+        return self.denoise(x_t, t, conds, x0_prev)
 
     def baseline_input(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The single-pass baseline's fixed DN input: an empty mask at the last timestep."""
@@ -83,13 +92,15 @@ def sample(model: InpDiffusion, rgb01: torch.Tensor, steps: int | None = None, s
     coef = model.schedule.step_coefficients(steps, eta).to(dev)
     prob_sum = torch.zeros(shape, device=dev)
     edge_sum = torch.zeros(shape, device=dev)
+    x0 = None
     for i in range(steps):
-        logit, edge_logit = model.denoise(x, times[i].expand(n), conds)
+        logit, edge_logit = model.denoise(x, times[i].expand(n), conds, x0)
         p = torch.sigmoid(logit)
         prob_sum += p
         edge_sum += torch.sigmoid(edge_logit)
         fresh = draw(i + 1) if coef[i, 2] > 0 else torch.zeros(shape, device=dev)
-        x = step(x, 2 * p - 1, i, fresh, coef)
+        x0 = 2 * p - 1
+        x = step(x, x0, i, fresh, coef)
     per_sample = (prob_sum / steps).view(b, samples, 1, *shape[2:])[..., :h, :w]
     edge = (edge_sum / steps).view(b, samples, 1, *shape[2:])[..., :h, :w].mean(1)
     return Prediction(per_sample.mean(1), per_sample.std(1, correction=0), edge)

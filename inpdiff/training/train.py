@@ -186,6 +186,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     schedule = model.schedule
     w_edge = t.edge_weight if cfg.model.edge_supervision else 0.0
+    p2 = schedule.p2_weights(t.p2_gamma).to(device) if cfg.model.diffusion and t.p2_gamma else None
+    self_condition = cfg.model.diffusion and cfg.diffusion.self_condition
 
     end = t.epochs if stop_after is None else min(t.epochs, start_epoch + stop_after)
     for epoch in range(start_epoch, end):
@@ -212,10 +214,12 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
                 x_t = schedule.q_sample(2 * mask - 1, ts, noise)
             else:
                 x_t, ts = model.baseline_input(mask)
+            # Half the batches condition on the model's own first estimate (drawn from gen: resumable).
+            with_x0 = self_condition and bool(torch.rand((), generator=gen, device=device) < 0.5)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                mask_logits, edge_logits = net(b["image"], x_t, ts)
+                mask_logits, edge_logits = net(b["image"], x_t, ts, with_x0)
             loss, parts = total_loss(mask_logits.float(), edge_logits.float(), mask, b["edge"], b["boundary"],
-                                     t.mask_weight, w_edge, t.boundary_gain)
+                                     t.mask_weight, w_edge, t.boundary_gain, None if p2 is None else p2[ts])
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
