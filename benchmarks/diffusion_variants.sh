@@ -4,10 +4,10 @@
 # self-conditioning on the previous x0 estimate; P2 timestep weighting (gamma 1); the single-pass
 # network. Each is scored on held-out photos with the PyTorch harness (diffusion also as 4 samples).
 #   benchmarks/diffusion_variants.sh ../shared/data/photos/bsds500-test VAL_50_PHOTOS OUT
-# On a lent GPU machine (16 cores), the defaults: 25 epochs each, about 7 minutes. On 2 CPU cores:
-#   WORKERS=2 THREADS=1 EPOCHS=20 LIMIT_S=7200 benchmarks/diffusion_variants.sh ...   (about 80 minutes)
-# VARIANTS picks some (names below). Prints each model's pixel AUC / F1 at 0.5 / IoU / image AUC;
-# OUT keeps the curves and reports.
+# On a lent GPU machine (16 cores), the defaults: 25 epochs each; three variants took about 7 minutes on
+# an H200, so pick at most three there (VARIANTS="diffusion selfcond single"; LIMIT_S caps each stage).
+# On 2 CPU cores, all five: WORKERS=2 THREADS=1 EPOCHS=20 LIMIT_S=7200 (about 90 minutes).
+# Prints each model's pixel AUC / F1 at 0.5 / IoU / image AUC; OUT keeps the curves and reports.
 TRAIN=$(realpath "${1:?usage: $0 TRAIN_PHOTOS VAL_PHOTOS OUT}"); VAL=$(realpath "${2:?}"); OUT=$(realpath -m "${3:?}")
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
