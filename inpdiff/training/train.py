@@ -187,7 +187,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     schedule = model.schedule
     w_edge = t.edge_weight if cfg.model.edge_supervision else 0.0
     p2 = schedule.p2_weights(t.p2_gamma).to(device) if cfg.model.diffusion and t.p2_gamma else None
-    self_condition = cfg.model.diffusion and cfg.diffusion.self_condition
+    self_condition = model.dn.self_condition  # the model decides (only a diffusion model has one)
 
     end = t.epochs if stop_after is None else min(t.epochs, start_epoch + stop_after)
     for epoch in range(start_epoch, end):
