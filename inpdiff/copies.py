@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .near_copies import NearCopySettings, near_copy_cover
+from .near_copies import NearCopySettings, mark_blocks, near_copy_cover
 
 _MASK64 = (1 << 64) - 1
 BLOCK = 4  # a block's row is 12 bytes: one uint64 and one uint32 load
@@ -122,13 +122,15 @@ def _keys(image: np.ndarray, s: CopySettings, part: int, parts: int, bits: np.ui
 
 
 def copy_cover(image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarray:
-    """RGB uint8 (H, W, 3) -> (H, W) uint8, 1 where a pixel lies in a marked block or a near copy."""
+    """RGB uint8 (H, W, 3), or any array-like whose rows slice as one (runtime.spill), -> (H, W) uint8,
+    1 where a pixel lies in a marked block or a near copy."""
     H, W = image.shape[:2]
-    cover = np.zeros((H, W), np.uint8) if s.near is None else near_copy_cover(image, s.near)
+    cover = np.zeros((H, W), np.uint8)
+    if s.near is not None:
+        near_copy_cover(image, s.near, cover)
     if H < BLOCK or W < BLOCK:
         return cover
     h, w = H - BLOCK + 1, W - BLOCK + 1
-    exact = np.zeros((H, W), np.uint8)
     bits = np.uint64(int(h * w).bit_length())
     parts = 1 << max(0, (h * w - 1) // PASS_BLOCKS).bit_length()
     for part in range(parts):
@@ -144,33 +146,63 @@ def copy_cover(image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarra
         span = np.maximum(np.maximum.reduceat(ys, starts) - np.minimum.reduceat(ys, starts),
                           np.maximum.reduceat(xs, starts) - np.minimum.reduceat(xs, starts))
         marked = np.repeat((counts <= s.max_group) & (span >= s.min_distance), counts)
-        exact[ys[marked], xs[marked]] = 1
-    cover |= cv2.dilate(exact, np.ones((BLOCK, BLOCK), np.uint8), anchor=(BLOCK - 1, BLOCK - 1),
-                        borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        mark_blocks(cover, ys[marked], xs[marked], BLOCK)
     return cover
 
 
 CELL = 8  # the boost's grid: its blur is wide (3 cells), so a coarse grid changes little and costs a 64th of full resolution's
 
 
-def _boost(prob: np.ndarray, cover: np.ndarray, s: CopySettings) -> None:
-    """prob *= its 8x8 cell's boost factor near the cover, clipped to 1 (the module's docstring)."""
-    H, W = cover.shape
-    h, w = -(-H // CELL), -(-W // CELL)
-    cells = np.zeros((h * CELL, w * CELL), np.uint8)
-    cells[:H, :W] = cover
-    share = cells.reshape(h, CELL, w, CELL).sum(axis=(1, 3), dtype=np.float32) / np.float32(CELL * CELL)
-    density = cv2.GaussianBlur(share, (0, 0), s.boost_sigma / CELL)
-    peak = density.max()
-    if peak <= 0:
-        return
-    factor = density / peak
-    factor *= np.float32(s.boost)
-    factor += np.float32(1.0)
-    for r in np.flatnonzero((factor > 1).any(axis=1)):  # cell rows near any cover
-        rows = prob[r * CELL:(r + 1) * CELL]
-        rows *= np.repeat(factor[r], CELL)[:W]
-        np.minimum(rows, np.float32(1.0), out=rows)
+class CopyRaise:
+    """raise_to_copies a band of rows at a time (a photo too large to hold whole: runtime.spill). The
+    boost's factors are computed from the whole cover first, on the 8x8 grid; each band then needs the
+    cover only within the blur's reach of it."""
+
+    def __init__(self, cover: np.ndarray, s: CopySettings = CopySettings()):
+        self.cover, self.s = cover, s
+        self.factor = self._boost_factors() if s.boost and cover.any() else None
+        self.halo = int(4 * s.sigma) + 2  # OpenCV's float kernel reaches 4 sigma
+
+    def _boost_factors(self) -> np.ndarray | None:
+        """(cell rows, cell columns) float32: 1 + boost * D / max(D) (the module's docstring)."""
+        H, W = self.cover.shape
+        w = -(-W // CELL)
+        share = np.zeros((-(-H // CELL), w), np.float32)
+        step = 16 * CELL
+        cells = np.zeros((step, w * CELL), np.uint8)  # a band of rows, padded to whole cells
+        for y0 in range(0, H, step):
+            rows = self.cover[y0:y0 + step]
+            n = -(-len(rows) // CELL)
+            cells[:len(rows), :W] = rows
+            cells[len(rows):] = 0
+            share[y0 // CELL:y0 // CELL + n] = cells[:n * CELL].reshape(n, CELL, w, CELL).sum(axis=(1, 3), dtype=np.float32)
+        share /= np.float32(CELL * CELL)
+        density = cv2.GaussianBlur(share, (0, 0), self.s.boost_sigma / CELL)
+        peak = density.max()
+        if peak <= 0:
+            return None
+        factor = density / peak
+        factor *= np.float32(self.s.boost)
+        factor += np.float32(1.0)
+        return factor
+
+    def band(self, prob: np.ndarray, y0: int) -> None:
+        """prob: rows y0.. of the network's map, raised in place."""
+        y1, W = y0 + len(prob), self.cover.shape[1]
+        if self.factor is not None:
+            for r in range(y0 // CELL, -(-y1 // CELL)):
+                f = self.factor[r]
+                if (f > 1).any():  # a cell row near any cover
+                    rows = prob[max(r * CELL, y0) - y0:min((r + 1) * CELL, y1) - y0]
+                    rows *= np.repeat(f, CELL)[:W]
+                    np.minimum(rows, np.float32(1.0), out=rows)
+        a, b = max(0, y0 - self.halo), min(self.cover.shape[0], y1 + self.halo)
+        if not self.cover[a:b].any():  # a blur of nothing is exactly nothing: most bands of most photos
+            return
+        density = cv2.GaussianBlur(self.cover[a:b].astype(np.float32), (0, 0), self.s.sigma)[y0 - a:y1 - a]
+        density *= np.float32(self.s.gain)
+        np.minimum(density, np.float32(1.0), out=density)
+        np.maximum(prob, density, out=prob)
 
 
 def raise_to_copies(prob: np.ndarray, cover: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarray:
@@ -178,19 +210,9 @@ def raise_to_copies(prob: np.ndarray, cover: np.ndarray, s: CopySettings = CopyS
     raised to the copy map of `cover` where that is higher (the module's docstring defines both). The
     copy map's blur runs a band at a time with a halo wider than its kernel, which gives the whole
     image's values."""
-    if s.boost and cover.any():
-        _boost(prob, cover, s)
-    H = cover.shape[0]
-    halo = int(4 * s.sigma) + 2  # OpenCV's float kernel reaches 4 sigma
-    for y0 in range(0, H, BAND):
-        y1 = min(y0 + BAND, H)
-        a, b = max(0, y0 - halo), min(H, y1 + halo)
-        if not cover[a:b].any():  # a blur of nothing is exactly nothing: most bands of most photos
-            continue
-        density = cv2.GaussianBlur(cover[a:b].astype(np.float32), (0, 0), s.sigma)[y0 - a:y1 - a]
-        density *= np.float32(s.gain)
-        np.minimum(density, np.float32(1.0), out=density)
-        np.maximum(prob[y0:y1], density, out=prob[y0:y1])
+    raiser = CopyRaise(cover, s)
+    for y0 in range(0, cover.shape[0], BAND):
+        raiser.band(prob[y0:y0 + BAND], y0)
     return prob
 
 

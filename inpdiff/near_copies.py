@@ -54,12 +54,13 @@ class NearCopySettings:
     max_matches: int = 2       # a block like more others is part of a repetitive pattern (windows, railings)
 
 
-def _band_features(gray: np.ndarray, y0: int, y1: int, s: NearCopySettings,
+def _band_features(image, y0: int, y1: int, s: NearCopySettings,
                    count: int = len(PAIRS)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Blocks with top rows y0..y1: (the first `count` features (count, n) float32, std (n,) float64,
-    index (n,) int64) of the counted ones, in raster order."""
-    rows = gray[y0:y1 + B - 1]
-    w = gray.shape[1] - B + 1
+    index (n,) int64) of the counted ones, in raster order. Gray is made of the band's own rows (a
+    per-pixel conversion, so the same as the whole image's), so no image-sized gray is held."""
+    rows = cv2.cvtColor(np.asarray(image[y0:y1 + B - 1]), cv2.COLOR_RGB2GRAY)
+    w = image.shape[1] - B + 1
     h = y1 - y0
     feats = np.empty((count, h * w), np.float32)  # integers, |F| <= 64 * 255 * 25 < 2^24: exact; a feature's row is contiguous
     for i, (u, v) in enumerate(PAIRS[:count]):
@@ -74,18 +75,19 @@ def _band_features(gray: np.ndarray, y0: int, y1: int, s: NearCopySettings,
     return feats[:, at], np.sqrt(var[at]) / (B * B), at + y0 * w
 
 
-def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings()) -> np.ndarray:
-    """RGB uint8 (H, W, 3) -> (H, W) uint8, 1 where a pixel lies in a block of a kept match."""
+def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings(),
+                    cover: np.ndarray | None = None) -> np.ndarray:
+    """RGB uint8 (H, W, 3), or any array-like whose rows slice as one (runtime.spill), -> (H, W)
+    uint8, 1 where a pixel lies in a block of a kept match; marked into `cover` where one is given."""
     H, W = image.shape[:2]
-    cover = np.zeros((H, W), np.uint8)
+    cover = np.zeros((H, W), np.uint8) if cover is None else cover
     if H < B or W < B:
         return cover
-    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     h, w = H - B + 1, W - B + 1
     bands = [(y0, min(y0 + BAND, h)) for y0 in range(0, h, BAND)]
     passes: list[tuple[tuple[int, int] | None, int]] = [(None, h * w)]  # (first key parts, at most this many blocks)
     if h * w > PASS_BLOCKS:  # passes of whole first key parts, from their histogram, of at most PASS_BLOCKS blocks
-        parts, counts = np.unique(np.concatenate([_part(_band_features(gray, a, b, s, 1)[0][0], s) for a, b in bands]),
+        parts, counts = np.unique(np.concatenate([_part(_band_features(image, a, b, s, 1)[0][0], s) for a, b in bands]),
                                   return_counts=True)
         if not len(parts):  # nothing textured: a flat picture
             return cover
@@ -96,7 +98,7 @@ def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings())
                 start, n = part, 0
             n += c
         passes.append(((start, int(parts[-1]) + 1), n))
-    matches = [_matches(gray, bands, s, span, most, w) for span, most in passes]
+    matches = [_matches(image, bands, s, span, most, w) for span, most in passes]
     p = np.concatenate([m[0] for m in matches])
     d = np.concatenate([m[1] for m in matches])
     if not len(p):
@@ -119,9 +121,16 @@ def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings())
     py, px, d = py[kept], px[kept], d[kept]
     dy, dx = np.divmod(d, 2 * w)
     dx -= w
-    cover[py, px] = 1
-    cover[py + dy, px + dx] = 1
-    return cv2.dilate(cover, np.ones((B, B), np.uint8), anchor=(B - 1, B - 1), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    mark_blocks(cover, np.r_[py, py + dy], np.r_[px, px + dx], B)
+    return cover
+
+
+def mark_blocks(cover: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int) -> None:
+    """cover[y:y + size, x:x + size] = 1 for every (y, x): a dilation of the marks, without an image-sized
+    array of them."""
+    for dy in range(size):
+        for dx in range(size):
+            cover[ys + dy, xs + dx] = 1
 
 
 def _part(feature: np.ndarray, s: NearCopySettings) -> np.ndarray:
@@ -129,7 +138,7 @@ def _part(feature: np.ndarray, s: NearCopySettings) -> np.ndarray:
     return feature.astype(np.int32) // s.q
 
 
-def _sorted_blocks(gray: np.ndarray, bands: list[tuple[int, int]], s: NearCopySettings,
+def _sorted_blocks(image: np.ndarray, bands: list[tuple[int, int]], s: NearCopySettings,
                    span: tuple[int, int] | None, most: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(features (9, n) and std (n,), both in raster order; sorted packed keys (n,), whose low bits are
     the blocks' indices; and `order`, which takes raster order to key order) of the counted blocks
@@ -142,7 +151,7 @@ def _sorted_blocks(gray: np.ndarray, bands: list[tuple[int, int]], s: NearCopySe
     at = np.empty(most, np.int64)
     n = 0
     for a, b in bands:
-        bf, bsd, bat = _band_features(gray, a, b, s)
+        bf, bsd, bat = _band_features(image, a, b, s)
         if span is not None:
             first = _part(bf[0], s)
             keep = (first >= span[0]) & (first < span[1])
@@ -164,11 +173,11 @@ CHUNK = 1 << 20  # pairs compared at a time: bounds the temporaries, changes not
 INDEX = (1 << 31) - 1  # a packed key's index bits
 
 
-def _matches(gray: np.ndarray, bands: list[tuple[int, int]], s: NearCopySettings, span: tuple[int, int] | None,
+def _matches(image: np.ndarray, bands: list[tuple[int, int]], s: NearCopySettings, span: tuple[int, int] | None,
              most: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """(p, d) of the matches among the (at most `most`) blocks whose first key part is in `span` (None:
     all): p the earlier block's index, d its offset coded as dy * 2w + (dx + w)."""
-    f, sd, key, order = _sorted_blocks(gray, bands, s, span, most)
+    f, sd, key, order = _sorted_blocks(image, bands, s, span, most)
     n = len(key)
     # A first test on two features in key order, which most pairs fail: a pair whose feature 3 or 6
     # differs by more than its tolerance (+1, for float32's rounding of it) is too far apart whatever
