@@ -28,7 +28,9 @@ setup(
                   "inpdiff.models": ["*/*.onnx", "*/manifest.json", "*/score_report.json"]},
     python_requires=">=3.10",
     # The lean runtime only: no torch here.
-    install_requires=["numpy>=1.24", "opencv-python-headless>=4.8", "onnxruntime>=1.18"],
+    # pyvips[binary]: libvips, prebuilt for x86_64 and aarch64, which decodes and encodes photos too large
+    # to hold a band of rows at a time (inpdiff.spill); without it they are held whole.
+    install_requires=["numpy>=1.24", "opencv-python-headless>=4.8", "onnxruntime>=1.18", "pyvips[binary]>=2.2"],
     extras_require={
         "train": TRAIN,
         "export": EXPORT,

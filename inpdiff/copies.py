@@ -33,17 +33,19 @@ Defined exactly, so that every runtime computes the same map (the C++ runtime do
   operation at a time in that order (D / max, times boost, plus 1). The network's own evidence near
   copies counts for more: a re-saved exemplar fill leaves a few copies found and a network map that
   is raised but not high around them. Then p is raised to the map where that is higher.
-Memory stays bounded by working a band of rows and a share of the hashes at a time; neither changes
-the map.
+Memory stays bounded by working a band of rows and a share of the hashes at a time (the shares kept in
+files meanwhile, inpdiff.spill); neither changes the map.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import cv2
 import numpy as np
 
 from .near_copies import NearCopySettings, mark_blocks, near_copy_cover
+from .spill import RowWriter
 
 _MASK64 = (1 << 64) - 1
 BLOCK = 4  # a block's row is 12 bytes: one uint64 and one uint32 load
@@ -87,42 +89,55 @@ def block_hashes(image: np.ndarray) -> np.ndarray:
     return out
 
 
-BAND = 128             # block rows hashed at a time (small arrays: reused, not faulted in afresh)
-PASS_BLOCKS = 1 << 24   # blocks per sorting pass: about 130 MB of keys at most, whatever the image's size
+BAND = 64              # block rows hashed at a time: small arrays, reused, not faulted in afresh (45 MB at 11,500 pixels wide)
+PASS_BLOCKS = 1 << 22   # blocks per sorting pass: about 32 MB of keys, 100 MB with the pass's temporaries
 
 
-def _keys(image: np.ndarray, s: CopySettings, part: int, parts: int, bits: np.uint64) -> np.ndarray:
-    """Sorted keys of the textured blocks whose hash falls in `part` of `parts` (equal hashes always
-    fall in the same part, so groups are whole), computed a band of rows at a time."""
-    H, W = image.shape[:2]
-    h, w = H - BLOCK + 1, W - BLOCK + 1
+def _band_keys(image, s: CopySettings, y0: int, bits: np.uint64) -> np.ndarray:
+    """Keys (hash above, index below) of the textured blocks with top rows y0..y0 + BAND, in raster order."""
+    h, w = image.shape[0] - BLOCK + 1, image.shape[1] - BLOCK + 1
     kernel, anchor = np.ones((BLOCK, BLOCK), np.uint8), (0, 0)  # anchored at the top-left: the block at (y, x)
+    y1 = min(y0 + BAND, h)
+    rows = np.asarray(image[y0:y1 + BLOCK - 1])
+    total = np.add(rows[..., 0], rows[..., 1], dtype=np.uint16) + rows[..., 2]
+    spread = (cv2.dilate(total, kernel, anchor=anchor) - cv2.erode(total, kernel, anchor=anchor))[:y1 - y0, :w]
+    textured = spread >= s.min_range
+    r, g, b = rows[..., 0], rows[..., 1], rows[..., 2]  # channel by channel: a reduction over 3 is slow
+    across = ((r[:, 1:] == r[:, :-1]) & (g[:, 1:] == g[:, :-1]) & (b[:, 1:] == b[:, :-1])).view(np.uint8)
+    down = ((r[1:] == r[:-1]) & (g[1:] == g[:-1]) & (b[1:] == b[:-1])).view(np.uint8)
+    equal = (cv2.boxFilter(across, cv2.CV_16U, (3, BLOCK), anchor=anchor, normalize=False, borderType=cv2.BORDER_CONSTANT)[:y1 - y0, :w]
+             + cv2.boxFilter(down, cv2.CV_16U, (BLOCK, 3), anchor=anchor, normalize=False, borderType=cv2.BORDER_CONSTANT)[:y1 - y0, :w])
+    textured &= equal < s.max_equal_pairs
+    at = np.flatnonzero(textured).astype(np.uint64)
+    return (block_hashes(rows).ravel()[at] >> bits << bits) | (at + np.uint64(y0 * w))
+
+
+def _sorted_parts(image, s: CopySettings, parts: int, bits: np.uint64) -> Iterator[np.ndarray]:
+    """Sorted keys of the textured blocks, a part of the hashes at a time (equal hashes always fall in
+    the same part, so groups are whole). Hashes are computed once, a band of rows at a time; with more
+    than one part, each band's keys are written to their part's file (inpdiff.spill) until its turn."""
+    h = image.shape[0] - BLOCK + 1
+    if parts == 1:
+        keys = np.concatenate([_band_keys(image, s, y0, bits) for y0 in range(0, h, BAND)])
+        keys.sort()  # one sort of plain uint64 keys (hash above, index below): several times faster than an argsort
+        yield keys
+        return
     top = np.uint64(64 - (parts.bit_length() - 1))
-    found = []
+    files = [RowWriter(None, (), np.uint64) for _ in range(parts)]
     for y0 in range(0, h, BAND):
-        y1 = min(y0 + BAND, h)
-        rows = image[y0:y1 + BLOCK - 1]
-        total = np.add(rows[..., 0], rows[..., 1], dtype=np.uint16) + rows[..., 2]
-        spread = (cv2.dilate(total, kernel, anchor=anchor) - cv2.erode(total, kernel, anchor=anchor))[:y1 - y0, :w]
-        textured = spread >= s.min_range
-        r, g, b = rows[..., 0], rows[..., 1], rows[..., 2]  # channel by channel: a reduction over 3 is slow
-        across = ((r[:, 1:] == r[:, :-1]) & (g[:, 1:] == g[:, :-1]) & (b[:, 1:] == b[:, :-1])).view(np.uint8)
-        down = ((r[1:] == r[:-1]) & (g[1:] == g[:-1]) & (b[1:] == b[:-1])).view(np.uint8)
-        equal = (cv2.boxFilter(across, cv2.CV_16U, (3, BLOCK), anchor=anchor, normalize=False, borderType=cv2.BORDER_CONSTANT)[:y1 - y0, :w]
-                 + cv2.boxFilter(down, cv2.CV_16U, (BLOCK, 3), anchor=anchor, normalize=False, borderType=cv2.BORDER_CONSTANT)[:y1 - y0, :w])
-        textured &= equal < s.max_equal_pairs
-        hashes = block_hashes(rows)
-        if parts > 1:
-            textured &= (hashes >> top) == np.uint64(part)
-        at = np.flatnonzero(textured).astype(np.uint64)
-        found.append((hashes.ravel()[at] >> bits << bits) | (at + np.uint64(y0 * w)))
-    keys = np.concatenate(found)
-    keys.sort()  # one sort of plain uint64 keys (hash above, index below): several times faster than an argsort
-    return keys
+        keys = _band_keys(image, s, y0, bits)
+        keys = keys[np.argsort(keys >> top, kind="stable")]
+        for file, part in zip(files, np.split(keys, np.searchsorted(keys >> top, np.arange(1, parts, dtype=np.uint64)))):
+            if len(part):
+                file.write(part)
+    for file in files:
+        keys = file.read()
+        keys.sort()
+        yield keys
 
 
 def copy_cover(image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarray:
-    """RGB uint8 (H, W, 3), or any array-like whose rows slice as one (runtime.spill), -> (H, W) uint8,
+    """RGB uint8 (H, W, 3), or any array-like whose rows slice as one (inpdiff.spill), -> (H, W) uint8,
     1 where a pixel lies in a marked block or a near copy."""
     H, W = image.shape[:2]
     cover = np.zeros((H, W), np.uint8)
@@ -133,28 +148,33 @@ def copy_cover(image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarra
     h, w = H - BLOCK + 1, W - BLOCK + 1
     bits = np.uint64(int(h * w).bit_length())
     parts = 1 << max(0, (h * w - 1) // PASS_BLOCKS).bit_length()
-    for part in range(parts):
-        keys = _keys(image, s, part, parts, bits)
-        hashes = keys >> bits
-        same = hashes[1:] == hashes[:-1]
-        shared = np.r_[same, False] | np.r_[False, same]  # most blocks are unique: keep the rest only
-        if not shared.any():
-            continue
-        hashes, (ys, xs) = hashes[shared], np.divmod((keys[shared] & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64), w)
-        starts = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]])
-        counts = np.diff(np.r_[starts, len(hashes)])
-        span = np.maximum(np.maximum.reduceat(ys, starts) - np.minimum.reduceat(ys, starts),
-                          np.maximum.reduceat(xs, starts) - np.minimum.reduceat(xs, starts))
-        marked = np.repeat((counts <= s.max_group) & (span >= s.min_distance), counts)
-        mark_blocks(cover, ys[marked], xs[marked], BLOCK)
+    for keys in _sorted_parts(image, s, parts, bits):
+        _mark_groups(cover, keys, bits, w, s)
+        del keys  # before the next part is read
     return cover
+
+
+def _mark_groups(cover: np.ndarray, keys: np.ndarray, bits: np.uint64, w: int, s: CopySettings) -> None:
+    """Mark the blocks of every group of equal hashes among the sorted `keys` that is a copy."""
+    hashes = keys >> bits
+    same = hashes[1:] == hashes[:-1]
+    shared = np.r_[same, False] | np.r_[False, same]  # most blocks are unique: keep the rest only
+    if not shared.any():
+        return
+    hashes, (ys, xs) = hashes[shared], np.divmod((keys[shared] & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64), w)
+    starts = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]])
+    counts = np.diff(np.r_[starts, len(hashes)])
+    span = np.maximum(np.maximum.reduceat(ys, starts) - np.minimum.reduceat(ys, starts),
+                      np.maximum.reduceat(xs, starts) - np.minimum.reduceat(xs, starts))
+    marked = np.repeat((counts <= s.max_group) & (span >= s.min_distance), counts)
+    mark_blocks(cover, ys[marked], xs[marked], BLOCK)
 
 
 CELL = 8  # the boost's grid: its blur is wide (3 cells), so a coarse grid changes little and costs a 64th of full resolution's
 
 
 class CopyRaise:
-    """raise_to_copies a band of rows at a time (a photo too large to hold whole: runtime.spill). The
+    """raise_to_copies a band of rows at a time (a photo too large to hold whole: inpdiff.spill). The
     boost's factors are computed from the whole cover first, on the 8x8 grid; each band then needs the
     cover only within the blur's reach of it."""
 

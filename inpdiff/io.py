@@ -4,9 +4,11 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import struct
 import tempfile
+import zlib
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -34,10 +36,8 @@ def header_size(data: np.ndarray) -> tuple[int, int] | None:
     return None
 
 
-def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Any common image file -> HxWx3 uint8 RGB: grey replicated, alpha dropped, CMYK converted,
-    16-bit scaled to 8, EXIF orientation applied (so it is aligned with what a viewer shows)."""
-    path = Path(path)
+def _check_file(path: Path) -> None:
+    """An ImageError unless `path` is a regular file (the decoders' clear messages for the usual mistakes)."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -48,6 +48,25 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
                 else "a socket" if stat.S_ISSOCK(mode) else "a device")
         raise ImageError(f"{path}: not a regular file but {kind}")
+
+
+def image_pixels(path: str | Path) -> int | None:
+    """Width x height from a PNG or JPEG header (None for other formats, and for anything but a regular
+    file, which read_image then names the problem of)."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        size = header_size(np.fromfile(str(path), dtype=np.uint8, count=1 << 16))
+    except OSError:
+        return None
+    return size[0] * size[1] if size else None
+
+
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Any common image file -> HxWx3 uint8 RGB: grey replicated, alpha dropped, CMYK converted,
+    16-bit scaled to 8, EXIF orientation applied (so it is aligned with what a viewer shows)."""
+    path = Path(path)
+    _check_file(path)
     data = np.fromfile(str(path), dtype=np.uint8)
     if data.size == 0:
         raise ImageError(f"{path}: empty file")
@@ -64,6 +83,38 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     elif img.dtype != np.uint8:
         raise ImageError(f"{path}: unsupported sample type {img.dtype}")
     return np.ascontiguousarray(img[:, :, ::-1])  # BGR -> RGB
+
+
+def spill_image(path: str | Path, dest: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[int, int, int] | None:
+    """A photo too large to hold, decoded into `dest` as raw RGB rows without ever being held whole
+    (libvips, reading the file once from the top) -> its (H, W, 3); the same pixels as `read_image`.
+    None where libvips is not installed or cannot decode this file as OpenCV does (CMYK, a sample type
+    other than 8 or 16 bits): the caller reads it whole instead. A rotated photo (EXIF orientation) and an
+    interlaced PNG cannot be read from the top only; libvips then holds them whole, in this process."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        import pyvips
+    except (ImportError, OSError):
+        return None
+    try:
+        im = pyvips.Image.new_from_file(str(path), access="sequential")
+        if im.interpretation == "cmyk":
+            return None
+        if im.get_typeof("orientation") and im.get("orientation") != 1:
+            im = pyvips.Image.new_from_file(str(path)).autorot()
+        if im.width * im.height > max_pixels:
+            raise ImageError(f"{path}: {im.width}x{im.height} is over the {max_pixels} pixel limit")
+        if im.format == "ushort":
+            im = (im / 257).rint().cast("uchar")
+        elif im.format != "uchar":
+            return None
+        im = im[0:3] if im.bands >= 3 else im[0].bandjoin([im[0], im[0]])  # alpha dropped, grey replicated
+        im.rawsave(str(dest))
+    except pyvips.Error as e:
+        Path(dest).unlink(missing_ok=True)
+        raise ImageError(f"{path}: cannot decode the image ({str(e).strip().splitlines()[-1]})") from None
+    return im.height, im.width, 3
 
 
 def read_mask(path: str | Path, threshold: int = 127) -> np.ndarray:
@@ -127,6 +178,62 @@ def write_jpeg(path: str | Path, image: np.ndarray, quality: int, bgr: bool = Fa
     if not ok:
         raise IOError(f"{path}: JPEG encoding failed")
     atomic_write(path, lambda p: p.write_bytes(buf))
+
+
+def png_stream(shape: tuple[int, ...], bands: Iterable[np.ndarray], level: int = 1) -> Iterator[bytes]:
+    """A PNG file's bytes, made from uint8 rows of an (H, W) or (H, W, 3) RGB image given a band at a
+    time: memory of a band, whatever the image's size. Rows are filtered with PNG's Sub filter (level 0:
+    none, and stored, not compressed: a fast hand-over to another decoder)."""
+    h, w = shape[:2]
+    c = 1 if len(shape) == 2 else 3
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    yield b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0 if c == 1 else 2, 0, 0, 0))
+    z, rows_seen = zlib.compressobj(level), 0
+    for band in bands:
+        rows = np.ascontiguousarray(band, np.uint8).reshape(len(band), w * c)
+        out = np.empty((len(rows), 1 + w * c), np.uint8)
+        out[:, 0] = 1 if level else 0
+        out[:, 1:] = rows
+        if level:
+            np.subtract(rows[:, c:], rows[:, :-c], out=out[:, 1 + c:])  # Sub: each byte minus the pixel's to its left, mod 256
+        rows_seen += len(rows)
+        if data := z.compress(out):
+            yield chunk(b"IDAT", data)
+    if rows_seen != h:
+        raise ValueError(f"a PNG of {h} rows was given {rows_seen}")
+    yield chunk(b"IDAT", z.flush()) + chunk(b"IEND", b"")
+
+
+def write_png_bands(path: str | Path, shape: tuple[int, ...], bands: Iterable[np.ndarray]) -> None:
+    """write_png for an image given a band of rows at a time (png_stream), atomically."""
+    def write(p: Path) -> None:
+        with open(p, "wb") as f:
+            for data in png_stream(shape, bands):
+                f.write(data)
+    atomic_write(path, write)
+
+
+def write_jpeg_bands(path: str | Path, shape: tuple[int, int, int], bands: Iterable[np.ndarray], quality: int) -> None:
+    """write_jpeg for an RGB image given a band of rows at a time, atomically. libvips encodes it as it
+    reads an uncompressed PNG stream of the bands (its custom sources take encoded files only), so
+    neither side holds the image. Needs pyvips."""
+    import pyvips
+    stream, pending = png_stream(shape, bands, level=0), bytearray()
+
+    def read(size: int) -> bytes:
+        while len(pending) < size and (data := next(stream, None)) is not None:
+            pending.extend(data)
+        out = bytes(pending[:size])
+        del pending[:size]
+        return out
+
+    source = pyvips.SourceCustom()
+    source.on_read(read)
+    image = pyvips.Image.new_from_source(source, "", access="sequential")
+    atomic_write(path, lambda p: image.jpegsave(str(p), Q=int(quality)))
 
 
 def list_images(folder: str | Path) -> list[Path]:

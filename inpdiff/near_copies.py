@@ -21,15 +21,20 @@ Defined in integers, so that every runtime computes the same cover (the C++ runt
 - a match's offset d is from its block earlier in raster order to the later one; a match (p, d) is
   kept if at least `support` of p's 8 neighbouring blocks also match with the same d;
 - the cover is 1 on every pixel of both blocks of every kept match.
-Blocks are gathered a share of first key parts at a time, which bounds memory and changes nothing,
-since blocks are only compared within one first key part.
+Blocks are compared a share of first key parts at a time, which bounds memory and changes nothing,
+since blocks are only compared within one first key part: their features are computed once, and each
+block is written to the file of its share (inpdiff.spill) until that share's turn.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Iterator
+
 import cv2
 import numpy as np
+
+from .spill import RowWriter
 
 B = 8
 KERNELS = np.array([[4, 4, 4, 4, 4, 4, 4, 4],
@@ -37,8 +42,11 @@ KERNELS = np.array([[4, 4, 4, 4, 4, 4, 4, 4],
                     [5, 2, -2, -5, -5, -2, 2, 5],
                     [4, -1, -5, -3, 3, 5, 1, -4]], np.float32)  # about 10x the first four DCT-II rows
 PAIRS = [(u, v) for u in range(4) for v in range(4) if 0 < u + v <= 3]  # (x, y) frequencies: the smooth ones survive JPEG
-BAND = 256                # block rows whose features are computed at a time
-PASS_BLOCKS = 1 << 22     # blocks gathered per pass: about 200 MB of features, keys and sort order at most
+BAND = 64                 # block rows whose features are computed at a time (about 60 MB of temporaries at 11,500 pixels wide)
+PASS_BLOCKS = 1 << 20     # blocks compared at a time: about 100 MB of features, keys and sort order at most
+# A counted block: its features, in raster order within a share (the order they are compared in does not
+# depend on how the shares are cut).
+RECORD = np.dtype([("f", np.float32, (len(PAIRS),)), ("sd", np.float64), ("at", np.int64)])
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,7 @@ def _band_features(image, y0: int, y1: int, s: NearCopySettings,
 
 def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings(),
                     cover: np.ndarray | None = None) -> np.ndarray:
-    """RGB uint8 (H, W, 3), or any array-like whose rows slice as one (runtime.spill), -> (H, W)
+    """RGB uint8 (H, W, 3), or any array-like whose rows slice as one (inpdiff.spill), -> (H, W)
     uint8, 1 where a pixel lies in a block of a kept match; marked into `cover` where one is given."""
     H, W = image.shape[:2]
     cover = np.zeros((H, W), np.uint8) if cover is None else cover
@@ -85,22 +93,12 @@ def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings(),
         return cover
     h, w = H - B + 1, W - B + 1
     bands = [(y0, min(y0 + BAND, h)) for y0 in range(0, h, BAND)]
-    passes: list[tuple[tuple[int, int] | None, int]] = [(None, h * w)]  # (first key parts, at most this many blocks)
-    if h * w > PASS_BLOCKS:  # passes of whole first key parts, from their histogram, of at most PASS_BLOCKS blocks
-        parts, counts = np.unique(np.concatenate([_part(_band_features(image, a, b, s, 1)[0][0], s) for a, b in bands]),
-                                  return_counts=True)
-        if not len(parts):  # nothing textured: a flat picture
-            return cover
-        passes, start, n = [], int(parts[0]), 0
-        for part, c in zip(parts.tolist(), counts.tolist()):
-            if n and n + c > PASS_BLOCKS:
-                passes.append(((start, part), n))
-                start, n = part, 0
-            n += c
-        passes.append(((start, int(parts[-1]) + 1), n))
-    matches = [_matches(image, bands, s, span, most, w) for span, most in passes]
-    p = np.concatenate([m[0] for m in matches])
-    d = np.concatenate([m[1] for m in matches])
+    matches = []
+    for blocks in _shares(image, bands, s, h * w):
+        matches.append(_matches(blocks, s, w))
+        del blocks  # before the next share is read
+    p = np.concatenate([m[0] for m in matches] or [np.zeros(0, np.int64)])
+    d = np.concatenate([m[1] for m in matches] or [np.zeros(0, np.int64)])
     if not len(p):
         return cover
     # Keep a match if its neighbours moved by the same offset: a copied area, not one lookalike.
@@ -126,11 +124,20 @@ def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings(),
 
 
 def mark_blocks(cover: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int) -> None:
-    """cover[y:y + size, x:x + size] = 1 for every (y, x): a dilation of the marks, without an image-sized
-    array of them."""
-    for dy in range(size):
-        for dx in range(size):
-            cover[ys + dy, xs + dx] = 1
+    """cover[y:y + size, x:x + size] = 1 for every (y, x) (cover holds 0 and 1): the marks are set in bit 1
+    of the cover itself and dilated into bit 0 a band of rows at a time, so no image-sized array of them
+    is made, and only bands that hold a mark, or lie below one, are visited."""
+    if not len(ys):
+        return
+    H = cover.shape[0]
+    cover[ys, xs] |= 2
+    kernel = np.ones((size, size), np.uint8)
+    for y0 in np.unique(np.r_[ys // BAND, (ys + size - 1) // BAND]) * BAND:
+        a, y1 = max(0, y0 - size + 1), min(H, y0 + BAND)
+        marks = cover[a:y1] >> 1
+        grown = cv2.dilate(marks, kernel, anchor=(size - 1, size - 1), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        cover[y0:y1] |= grown[y0 - a:]
+    np.bitwise_and(cover, 1, out=cover)
 
 
 def _part(feature: np.ndarray, s: NearCopySettings) -> np.ndarray:
@@ -138,51 +145,69 @@ def _part(feature: np.ndarray, s: NearCopySettings) -> np.ndarray:
     return feature.astype(np.int32) // s.q
 
 
-def _sorted_blocks(image: np.ndarray, bands: list[tuple[int, int]], s: NearCopySettings,
-                   span: tuple[int, int] | None, most: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(features (9, n) and std (n,), both in raster order; sorted packed keys (n,), whose low bits are
-    the blocks' indices; and `order`, which takes raster order to key order) of the counted blocks
-    whose first key part is in `span` (None: all). Only the keys are sorted: the features are gathered
-    for the few pairs that pass a first test (`_matches`), not moved as a whole. There are at most
-    `most` of them: the arrays are made that long and filled a band at a time (only the pages written
-    become resident), rather than gathered per band and joined, which held them twice."""
-    f = np.empty((len(PAIRS), most), np.float32)
-    sd = np.empty(most)
-    at = np.empty(most, np.int64)
-    n = 0
+def _records(image, a: int, b: int, s: NearCopySettings) -> np.ndarray:
+    f, sd, at = _band_features(image, a, b, s)
+    rec = np.empty(len(at), RECORD)
+    rec["f"], rec["sd"], rec["at"] = f.T, sd, at
+    return rec
+
+
+def _shares(image, bands: list[tuple[int, int]], s: NearCopySettings, blocks: int) -> Iterator[np.ndarray]:
+    """The counted blocks as RECORDs in raster order, a share of whole first key parts of at most
+    PASS_BLOCKS blocks at a time (all at once for a small image). The shares are cut from the first key
+    parts' histogram (a pass over the image for the first feature only); then each block's features are
+    computed once and written to its share's file, and the shares are read back one by one."""
+    if blocks <= PASS_BLOCKS:
+        yield np.concatenate([_records(image, a, b, s) for a, b in bands])
+        return
+    counts = sum(np.bincount(_part(_band_features(image, a, b, s, 1)[0][0], s) + 1024, minlength=2048)
+                 for a, b in bands)  # |F| / q < 1024
+    starts, n = [], 0
+    for part, c in zip((np.flatnonzero(counts) - 1024).tolist(), counts[counts > 0].tolist()):
+        if not starts or n + c > PASS_BLOCKS:
+            starts.append(part)
+            n = 0
+        n += c
+    files = [RowWriter(None, (), RECORD) for _ in starts]
     for a, b in bands:
-        bf, bsd, bat = _band_features(image, a, b, s)
-        if span is not None:
-            first = _part(bf[0], s)
-            keep = (first >= span[0]) & (first < span[1])
-            bf, bsd, bat = bf[:, keep], bsd[keep], bat[keep]
-        f[:, n:n + len(bat)], sd[n:n + len(bat)], at[n:n + len(bat)] = bf, bsd, bat
-        n += len(bat)
-    f, sd, at = f[:, :n], sd[:n], at[:n]
+        rec = _records(image, a, b, s)
+        share = np.searchsorted(starts, _part(rec["f"][:, 0], s), side="right") - 1
+        order = np.argsort(share, kind="stable")  # raster order within each share
+        for file, part in zip(files, np.split(rec[order], np.searchsorted(share[order], np.arange(1, len(starts))))):
+            if len(part):
+                file.write(part)
+    for file in files:
+        yield file.read()
+
+
+def _sorted_keys(blocks: np.ndarray, s: NearCopySettings) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted packed keys, whose low bits are the blocks' indices; and `order`, which takes the blocks'
+    raster order to key order). Only the keys are sorted: the features are gathered for the few pairs
+    that pass a first test (`_matches`), not moved as a whole."""
+    f = blocks["f"]
     # One sort of packed keys: each key part in 11 bits (|F| / q < 1024), the index in the low 31.
-    key = (_part(f[0], s).astype(np.int64) + 1024) << 53
-    key |= (_part(f[1], s).astype(np.int64) + 1024) << 42
-    key |= (_part(f[2], s).astype(np.int64) + 1024) << 31
-    key |= at
-    del at
+    key = (_part(f[:, 0], s).astype(np.int64) + 1024) << 53
+    key |= (_part(f[:, 1], s).astype(np.int64) + 1024) << 42
+    key |= (_part(f[:, 2], s).astype(np.int64) + 1024) << 31
+    key |= blocks["at"]
     order = np.argsort(key)
-    return f, sd, key[order], order
+    return key[order], order
 
 
 CHUNK = 1 << 20  # pairs compared at a time: bounds the temporaries, changes nothing
 INDEX = (1 << 31) - 1  # a packed key's index bits
 
 
-def _matches(image: np.ndarray, bands: list[tuple[int, int]], s: NearCopySettings, span: tuple[int, int] | None,
-             most: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """(p, d) of the matches among the (at most `most`) blocks whose first key part is in `span` (None:
-    all): p the earlier block's index, d its offset coded as dy * 2w + (dx + w)."""
-    f, sd, key, order = _sorted_blocks(image, bands, s, span, most)
+def _matches(blocks: np.ndarray, s: NearCopySettings, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(p, d) of the matches among `blocks` (RECORDs): p the earlier block's index, d its offset coded as
+    dy * 2w + (dx + w)."""
+    f, sd = blocks["f"], blocks["sd"]
+    key, order = _sorted_keys(blocks, s)
     n = len(key)
     # A first test on two features in key order, which most pairs fail: a pair whose feature 3 or 6
     # differs by more than its tolerance (+1, for float32's rounding of it) is too far apart whatever
     # the others.
-    f3, f6 = f[3][order], f[6][order]
+    f3, f6 = f[order, 3], f[order, 6]
     tol = (s.abs_tol + s.rel_tol * sd[order]).astype(np.float32) + np.float32(1)
     gaps = np.empty(min(CHUNK, n), np.float32)
     P, Q, D, S = [], [], [], []
@@ -199,7 +224,7 @@ def _matches(image: np.ndarray, bands: list[tuple[int, int]], s: NearCopySetting
             limit *= limit
             dist = np.zeros(len(limit))  # sums of integers in float64: exact in any order
             for i in range(len(PAIRS)):
-                dist += np.square((f[i, p] - f[i, q]).astype(np.float64))
+                dist += np.square((f[p, i] - f[q, i]).astype(np.float64))
             alike = maybe[dist <= limit]
             p, q = key[alike] & INDEX, key[alike + j] & INDEX
             S.append(p), S.append(q)

@@ -41,6 +41,37 @@ def marked_share(prob: np.ndarray, level: float = 0.5) -> float:
 STATISTICS = {"top1": image_score, "marked": marked_share}
 
 
+class BandStatistic:
+    """A statistic of STATISTICS over a map of `size` pixels given a band of rows at a time (a photo too
+    large to hold). top1 keeps the values that can still be among the top 1%, at most a few times that
+    many; its mean is of the same values as image_score's, summed in another order (float32: the two
+    may differ in the seventh digit)."""
+
+    def __init__(self, statistic: str, size: int, top: float = 0.01, level: float = 0.5):
+        if statistic not in STATISTICS:
+            raise ValueError(f"unknown score statistic {statistic!r}; known: {', '.join(STATISTICS)}")
+        self.statistic, self.size, self.level = statistic, size, level
+        self.k = max(1, int(round(top * size)))
+        self.kept = np.zeros(0, np.float32)
+        self.floor = -np.inf  # the k-th largest value kept so far: nothing below it can be in the top k
+        self.marked = 0
+
+    def add(self, rows: np.ndarray) -> None:
+        flat = np.asarray(rows, np.float32).ravel()
+        if self.statistic == "marked":
+            self.marked += int(np.count_nonzero(flat >= self.level))
+            return
+        self.kept = np.concatenate([self.kept, flat[flat >= self.floor]])
+        if self.kept.size > 4 * self.k:
+            self.kept = np.partition(self.kept, self.kept.size - self.k)[-self.k:]
+            self.floor = self.kept.min()
+
+    def value(self) -> float:
+        if self.statistic == "marked":
+            return self.marked / self.size
+        return float(np.partition(self.kept, self.kept.size - self.k)[-self.k:].mean())
+
+
 def logit(raw: float | np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(raw, dtype=np.float64), EPS, 1 - EPS)
     return np.log(p / (1 - p))

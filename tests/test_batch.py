@@ -197,12 +197,15 @@ def test_resume_after_a_kill_processes_only_what_is_missing(model_dir, tmp_path)
         assert len(list(csv.DictReader(f))) == n
 
 
-def test_ctrl_c_stops_cleanly_and_says_how_to_resume(model_dir, tmp_path):
-    src, out = tmp_path / "in", tmp_path / "out"
+@pytest.mark.parametrize("spill_above", ["0", "1000"], ids=["whole", "spilled"])
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(model_dir, tmp_path, spill_above):
+    src, out, tmp = tmp_path / "in", tmp_path / "out", tmp_path / "tmp"
     photos(src, 24, (192, 192))
+    tmp.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "inpdiff.runtime.cli", str(src), "-o", str(out), "--model",
-                             str(model_dir), "--steps", "12", "--workers", "1", "--batch", "1", "--quiet"],
-                            env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             str(model_dir), "--steps", "12", "--workers", "1", "--batch", "1", "--quiet",
+                             "--spill-above", spill_above],
+                            env={**ENV, "TMPDIR": str(tmp)}, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             # pytest may run with SIGINT ignored (nohup, a background job): restore it
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     while not ((out / "report.jsonl").exists() and (out / "report.jsonl").read_bytes().count(b"\n") >= 2):
@@ -215,6 +218,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(model_dir, tmp_path):
     lines = report(out)
     assert 2 <= len(lines) < 24 and all(Path(x["outputs"]["prob"]).exists() for x in lines)
     assert not list(out.rglob("*.tmp*"))
+    assert not os.listdir(tmp)  # photos decoded ahead (spilled to raw files) are removed too
 
 
 def test_list_from_stdin_and_report_only_outputs(model_dir, tmp_path):

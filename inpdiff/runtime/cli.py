@@ -72,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
         "seed": "same seed, same output",
         "threshold": "probability for the binary mask (default: the model's calibrated mask threshold, else 0.5)",
         "max_side": "downscale images whose longer side exceeds this first"})
-    add_settings(p, PipelineConfig, {"max_pixels": "refuse larger images"})
+    add_settings(p, PipelineConfig, {"max_pixels": "refuse larger images",
+                                     "spill_above": "PNG and JPEG photos of more pixels are decoded to a file in "
+                                                    "TMPDIR and worked a band of rows at a time, in bounded memory "
+                                                    "(0: never)"})
     p.add_argument("--no-copies", action="store_true",
                    help="the model's map alone, without the copy evidence (pixels that exactly repeat "
                         "pixels elsewhere in the photo, what exemplar fills leave)")
@@ -149,8 +152,8 @@ class Progress:
 
 
 # Numeric options and their smallest allowed values: anything less is a usage error (exit 2).
-MINIMA = {"steps": 1, "samples": 1, "max_side": 1, "max_pixels": 1, "batch": 1, "workers": 0, "decoders": 1,
-          "threads": 0}
+MINIMA = {"steps": 1, "samples": 1, "max_side": 1, "max_pixels": 1, "spill_above": 0, "batch": 1, "workers": 0,
+          "decoders": 1, "threads": 0}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                        thumbs_of=thumbs_of)
         else:
             pipe = PipelineConfig(batch=cfg.batch, workers=workers, decoders=max(1, a.decoders),
-                                  max_pixels=a.max_pixels)
+                                  max_pixels=a.max_pixels, spill_above=a.spill_above)
             run_pipeline(localizer, jobs, pipe,
                          lambda done: write(lambda: report_line(done, localizer, a.outputs, thumbs_of)), stop,
                          progress.tiles)

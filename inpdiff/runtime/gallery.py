@@ -37,6 +37,32 @@ def _shrunk(image: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
+class Shrinker:
+    """_shrunk of an image given a band of rows at a time (a photo too large to hold): whole f x f
+    blocks are averaged as the rows come (f the scale's whole part), then INTER_AREA does the rest. The
+    last rows and columns short of a block are left out: a pixel or two of a thumbnail."""
+
+    def __init__(self, shape: tuple[int, ...], side: int):
+        h, w = shape[:2]
+        s = min(1.0, side / max(h, w))
+        self.size = (max(1, round(w * s)), max(1, round(h * s)))
+        self.f = max(1, int(1 / s))
+        self.w = w // self.f * self.f
+        self.parts: list[np.ndarray] = []
+        self.carry = None
+
+    def add(self, rows: np.ndarray) -> None:
+        if self.carry is not None:
+            rows = np.concatenate([self.carry, rows])
+        n = len(rows) // self.f * self.f
+        if n:
+            self.parts.append(cv2.resize(rows[:n, :self.w], (self.w // self.f, n // self.f), interpolation=cv2.INTER_AREA))
+        self.carry = rows[n:]
+
+    def result(self) -> np.ndarray:
+        return cv2.resize(np.concatenate(self.parts), self.size, interpolation=cv2.INTER_AREA)
+
+
 def _thumb(out: Path, stem: Path, suffix: str) -> Path:
     rel = os.path.relpath(os.path.abspath(stem), os.path.abspath(out))
     path = out / "thumbs" / f"{rel}{suffix}"

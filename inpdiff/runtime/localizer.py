@@ -32,7 +32,9 @@ from ..io import read_image
 from ..noise import tile_noise
 from ..scoring import ScoreCalibration, image_score
 from .backends import Backend, BackendSpec, FusedBackend, cpu_int8_dot_product, make_backend
+from .bands import RowAccumulator, finish as finish_bands
 from .model_dir import ModelDir, ModelError, default_model_dir
+from ..spill import SpilledArray
 
 
 @dataclass
@@ -60,6 +62,7 @@ class Region:
 
 @dataclass
 class Result:
+    """The maps are SpilledArrays (read by rows, inpdiff.spill) where the input was one."""
     prob: np.ndarray          # (H, W) float32 in [0, 1], the input's size
     uncertainty: np.ndarray   # (H, W) float32, std across samples (zeros for one sample)
     mask: np.ndarray          # (H, W) bool, prob >= threshold
@@ -106,14 +109,14 @@ def find_regions(mask: np.ndarray, prob: np.ndarray, min_area: int, cover: np.nd
         if area >= min_area:  # means over the region's own pixels, inside its box (no image-sized temporaries)
             inside = labels[y:y + h, x:x + w] == i
             copied = None if cover is None else round(int(cover[y:y + h, x:x + w][inside].sum()) / area, 4)
-            regions.append(Region((x, y, w, h), area, round(float(prob[y:y + h, x:x + w][inside].mean()), 4), copied))
+            regions.append(Region((x, y, w, h), area, round(float(prob[y:y + h, x:x + w][inside].mean(dtype=np.float64)), 4), copied))
     return sorted(regions, key=lambda r: -r.area)
 
 
 @dataclass
 class Plan:
     """One image cut into tiles: what the backend runs, and how the maps go back together."""
-    image: np.ndarray                 # the input, as given
+    image: np.ndarray                 # the input, as given (a SpilledArray: worked a band at a time)
     work: np.ndarray                  # downscaled (max_side) and padded to at least a tile
     size: tuple[int, int]             # (h, w) of `work` before padding
     origins: list[tuple[int, int]]    # (y, x) of every tile in `work`
@@ -198,10 +201,10 @@ class Localizer:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def localize(self, image: np.ndarray | str | Path) -> Result:
+    def localize(self, image: np.ndarray | SpilledArray | str | Path) -> Result:
         """RGB uint8 (H, W, 3), or an image file, -> Result at the input's size."""
         t0 = time.perf_counter()
-        if not isinstance(image, np.ndarray):
+        if isinstance(image, (str, Path)):
             image = read_image(image)
         plan = self.start_copies(self.plan(image))
         n, b = len(plan.origins), self.config.batch
@@ -215,7 +218,10 @@ class Localizer:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         h, w = image.shape[:2]
-        work, T = image, self.tile
+        T = self.tile
+        if isinstance(image, SpilledArray) and (self.config.max_side or min(h, w) < T):
+            image = image[:]  # to be downscaled or padded first: then it is small enough to hold
+        work = image
         if self.config.max_side and max(h, w) > self.config.max_side:
             s = self.config.max_side / max(h, w)
             work = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
@@ -258,18 +264,30 @@ class Localizer:
             self.blend(acc, origin, m)
         return self.finish(plan, acc)
 
-    def accumulator(self, plan: Plan) -> np.ndarray:
-        """(S, H, W) zeros at the plan's working size, for `blend`."""
+    def accumulator(self, plan: Plan) -> np.ndarray | RowAccumulator:
+        """(S, H, W) zeros at the plan's working size, for `blend` (for a spilled image, a window of them
+        that writes out each row once the tiles are past it)."""
+        if isinstance(plan.work, SpilledArray):
+            (H, W), ys, xs = plan.work.shape[:2], sorted({y for y, _ in plan.origins}), sorted({x for _, x in plan.origins})
+            return RowAccumulator(self.config.samples, (H, W), self.tile, axis_weight(H, ys, self.ramp),
+                                  axis_weight(W, xs, self.ramp))
         return np.zeros((self.config.samples, *plan.work.shape[:2]), np.float32)
 
-    def blend(self, acc: np.ndarray, origin: tuple[int, int], m: np.ndarray) -> None:
+    def blend(self, acc: np.ndarray | RowAccumulator, origin: tuple[int, int], m: np.ndarray) -> None:
         """Add one tile's (S, T, T) map at `origin`. Callers blend in plan order: float sums in another
-        order would differ in the last bits from `localize`."""
+        order would differ in the last bits from `localize` (and a RowAccumulator needs the order)."""
         (y, x), T = origin, self.tile
-        acc[:, y:y + T, x:x + T] += m * self.window
+        if isinstance(acc, RowAccumulator):
+            acc.add(y, x, m * self.window)
+        else:
+            acc[:, y:y + T, x:x + T] += m * self.window
 
-    def finish(self, plan: Plan, acc: np.ndarray) -> Result:
+    def finish(self, plan: Plan, acc: np.ndarray | RowAccumulator) -> Result:
         """Every tile blended into `acc` (which this normalises in place) -> the Result at the input's size."""
+        if isinstance(acc, RowAccumulator):
+            *maps, score, regions, inpainted = finish_bands(
+                acc, self._cover(plan), self.copy_settings, self.mask_threshold, self.config.min_region, self.calibration)
+            return Result(*maps, score, [Region(*r) for r in regions], inpainted, {"tiles": len(plan.origins)})
         H, W = plan.work.shape[:2]
         S = acc.shape[0]
         # The tiles form a grid, so their summed windows are outer(wy, wx): no image-sized weight map.
@@ -283,9 +301,8 @@ class Localizer:
         prob = per_sample.mean(axis=0) if S > 1 else np.ascontiguousarray(per_sample[0])
         # One sample has no spread: a read-only zero view, not an image-sized array.
         uncertainty = per_sample.std(axis=0) if S > 1 else np.broadcast_to(np.float32(0), prob.shape)
-        cover = None
-        if self.config.copies:  # of the input itself: downscaling (max_side) would break exact copies
-            cover = plan.cover.result() if plan.cover else copy_cover(plan.image, self.copy_settings)
+        cover = self._cover(plan)
+        if cover is not None:
             raise_to_copies(prob, cover, self.copy_settings)
         mask = prob >= self.mask_threshold
         regions = find_regions(mask, prob, self.config.min_region, cover)
@@ -295,6 +312,13 @@ class Localizer:
         else:
             score, inpainted = image_score(prob), bool(regions)
         return Result(prob, uncertainty, mask, score, regions, inpainted, {"tiles": len(plan.origins)})
+
+    def _cover(self, plan: Plan) -> np.ndarray | None:
+        """The copy cover of the input itself (downscaling, max_side, would break exact copies); None
+        without the copy evidence."""
+        if not self.config.copies:
+            return None
+        return plan.cover.result() if plan.cover else copy_cover(plan.image, self.copy_settings)
 
 
 __all__ = ["Localizer", "LocalizeConfig", "Plan", "Region", "Result", "ModelError", "tile_origins", "blend_ramp", "axis_weight"]

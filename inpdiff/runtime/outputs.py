@@ -6,12 +6,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..io import write_jpeg, write_png
-from .gallery import write_card, write_view
+from ..io import write_jpeg, write_jpeg_bands, write_png, write_png_bands
+from .gallery import THUMB_SIDE, VIEW_SIDE, Shrinker, write_card, write_view
 from .inputs import Job
 from .localizer import Localizer, Result
 from .pipeline import Done
 from .report import is_disk_full, reraise
+from ..spill import SpilledArray
 
 OUTPUTS = ("all", "report")
 
@@ -27,6 +28,65 @@ def to_uint8(prob: np.ndarray) -> np.ndarray:
     for i in range(0, prob.shape[0], BAND):
         out[i:i + BAND] = np.round(prob[i:i + BAND] * 255)
     return out
+
+
+def _png(path: Path, array: np.ndarray | SpilledArray, convert) -> str:
+    """PNG of convert(array), a band at a time where the array is spilled."""
+    if isinstance(array, SpilledArray):
+        write_png_bands(path, array.shape, (convert(rows) for _, rows in array.bands(BAND)))
+    else:
+        write_png(path, convert(array))
+    return str(path)
+
+
+def _mask_png(mask: np.ndarray) -> np.ndarray:
+    return mask.view(np.uint8) * 255
+
+
+def _uncertainty_png(uncertainty: np.ndarray) -> np.ndarray:
+    # The standard deviation across samples, stretched: 0.5 (the most two maps in [0, 1] can disagree
+    # by, as a spread) is white.
+    return to_uint8(np.clip(uncertainty * 2, 0, 1))
+
+
+def overlay_bands(image: SpilledArray, mask: SpilledArray):
+    """draw_overlay's picture (in RGB) of a spilled photo, a band of rows at a time. The tint is the
+    same; the outline, of the same width, follows every edge of the mask (holes' too), found band by
+    band, where draw_overlay traces outer contours over the whole mask."""
+    H, W = mask.shape
+    t = max(1, round(max(H, W) / 400))
+    pen = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (t, t))
+    red = np.array([255, 0, 0], np.float32) * 0.45
+    for y0 in range(0, H, BAND):
+        y1 = min(y0 + BAND, H)
+        a, b = max(0, y0 - t - 1), min(H, y1 + t + 1)  # a halo wider than the pen
+        m = mask[a:b].view(np.uint8)
+        line = cv2.dilate(m - cv2.erode(m, np.ones((3, 3), np.uint8)), pen)[y0 - a:y1 - a].view(bool)
+        rows, mb = image[y0:y1], m[y0 - a:y1 - a].view(bool)
+        rows[mb] = (rows[mb] * 0.55 + red).astype(np.uint8)
+        rows[line] = (255, 255, 0)
+        yield rows
+
+
+def _write_overlay_spilled(job: Job, image: SpilledArray, result: Result, thumbs_of: Path | None) -> dict[str, str]:
+    written = {}
+    card = Shrinker(image.shape, THUMB_SIDE) if thumbs_of is not None else None
+    if thumbs_of is not None:
+        view = Shrinker(image.shape, VIEW_SIDE)
+        for _, rows in image.bands(BAND):
+            view.add(rows)
+        written["view"] = write_view(thumbs_of, job.out_stem, view.result())
+
+    def shown():
+        for rows in overlay_bands(image, result.mask):
+            if card:
+                card.add(rows)
+            yield rows
+    write_jpeg_bands(job.output(".overlay.jpg"), image.shape, shown(), 90)
+    written["overlay"] = str(job.output(".overlay.jpg"))
+    if card:
+        written["thumb"] = write_card(thumbs_of, job.out_stem, np.ascontiguousarray(card.result()[:, :, ::-1]))
+    return written
 
 
 def draw_overlay(image: np.ndarray, result: Result) -> np.ndarray:
@@ -54,17 +114,15 @@ def write_outputs(job: Job, image: np.ndarray, result: Result, outputs: str = "a
     written: dict[str, str] = {}
     if outputs == "report" and not result.inpainted:
         return written
-    write_png(job.output(".prob.png"), to_uint8(result.prob))
-    written["prob"] = str(job.output(".prob.png"))
+    written["prob"] = _png(job.output(".prob.png"), result.prob, to_uint8)
     if outputs == "report":
         return written
-    write_png(job.output(".mask.png"), result.mask.view(np.uint8) * 255)
-    written["mask"] = str(job.output(".mask.png"))
+    written["mask"] = _png(job.output(".mask.png"), result.mask, _mask_png)
     if uncertainty:
-        # The standard deviation across samples, stretched: 0.5 (the most two maps in [0, 1] can
-        # disagree by, as a spread) is white.
-        write_png(job.output(".uncertainty.png"), to_uint8(np.clip(result.uncertainty * 2, 0, 1)))
-        written["uncertainty"] = str(job.output(".uncertainty.png"))
+        written["uncertainty"] = _png(job.output(".uncertainty.png"), result.uncertainty, _uncertainty_png)
+    if isinstance(image, SpilledArray):
+        written.update(_write_overlay_spilled(job, image, result, thumbs_of))
+        return written
     # The photo's thumbnail first: the overlay is drawn on the photo.
     view = write_view(thumbs_of, job.out_stem, image) if thumbs_of is not None else None
     shown = draw_overlay(image, result)

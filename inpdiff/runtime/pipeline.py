@@ -17,8 +17,11 @@ Every queue is bounded, so memory does not grow with the number of inputs. A fai
 """
 from __future__ import annotations
 
+import functools
 import queue
+import shutil
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -28,7 +31,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..io import MAX_PIXELS, ImageError, read_image
-from .decoding import Decode, IsolatedDecoder
+from .decoding import Decode, IsolatedDecoder, Spill, decode_or_spill
 from .inputs import Job
 from .localizer import Localizer, Plan, Result
 
@@ -43,6 +46,7 @@ class PipelineConfig:
     decoders: int = 2              # processes decoding images (see decoding.py)
     prefetch: int = 8              # decoded images waiting for inference at most
     max_pixels: int = MAX_PIXELS
+    spill_above: int = 16_000_000  # pixels: larger photos are worked a band of rows at a time (inpdiff.spill); 0: never
     decode: Decode = read_image    # (path, max_pixels) -> RGB uint8, a top-level function
 
 
@@ -142,7 +146,11 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
                   for i in range(cfg.workers if localizer.config.copies else 0)]
     for t in [write_thread, *assemblers, *workers]:
         t.start()
-    decoder = IsolatedDecoder(cfg.decoders, cfg.max_pixels, cfg.decode)
+    decode, spills = cfg.decode, None
+    if cfg.spill_above and decode is read_image and not localizer.config.max_side:  # max_side makes them small
+        spills = tempfile.mkdtemp(prefix="inpdiff-spill-")
+        decode = functools.partial(decode_or_spill, spill_above=cfg.spill_above, folder=spills)
+    decoder = IsolatedDecoder(cfg.decoders, cfg.max_pixels, decode)
     feeder = threading.Thread(target=feed, name="feeder", daemon=True)
     feeder.start()
     try:
@@ -167,6 +175,8 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
             except queue.Empty:
                 feeder.join(0.05)
         decoder.close()
+        if spills:  # photos decoded but never opened (a stopped run), which would otherwise stay in TMPDIR
+            shutil.rmtree(spills, ignore_errors=True)
     if input_errors:
         raise RuntimeError(f"reading the inputs failed: {input_errors[0]}") from input_errors[0]
 
@@ -182,7 +192,8 @@ def _tile(localizer: Localizer, cfg: PipelineConfig, decoder: IsolatedDecoder, d
     while item is not _END and not stop.is_set():
         job, started, future = item
         try:
-            plan = localizer.start_copies(localizer.plan(decoder.result(job.path, future)))
+            image = decoder.result(job.path, future)
+            plan = localizer.start_copies(localizer.plan(image.open() if isinstance(image, Spill) else image))
             pending = _Pending(job, plan, started, localizer.accumulator(plan))
             held += [(pending, i) for i in range(len(plan.origins))]
             on_tiles(len(plan.origins), 0)
