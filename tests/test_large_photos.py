@@ -2,8 +2,10 @@
 at a time, with the same maps, regions and score as the whole image gives, in bounded memory."""
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import cv2
 import numpy as np
@@ -108,7 +110,6 @@ def test_spill_image_decodes_what_read_image_decodes(tmp_path):
 def test_the_decoder_spills_only_above_the_size_and_the_opener_removes_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    import tempfile
     monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
     cv2.imwrite(str(tmp_path / "p.png"), make_photo(100, 120, 4))
     assert isinstance(decode_or_spill(tmp_path / "p.png", 10**8, 100 * 120), np.ndarray)
@@ -117,6 +118,18 @@ def test_the_decoder_spills_only_above_the_size_and_the_opener_removes_the_file(
     array = spill.open()
     assert not os.listdir(tmp_path / "tmp")
     assert np.array_equal(array[:], read_image(tmp_path / "p.png"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm (a tmpfs) on this machine")
+def test_spilling_to_a_tmpfs_is_warned_of(tmp_path):
+    cv2.imwrite(str(tmp_path / "p.png"), make_photo(100, 120, 4))
+    folder = tempfile.mkdtemp(dir="/dev/shm")
+    try:
+        spill = decode_or_spill(tmp_path / "p.png", 10**8, 1, folder)
+        with pytest.warns(UserWarning, match="is on a tmpfs"):
+            spill.open()
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_band_encoders_write_what_the_whole_image_encoders_write(tmp_path):

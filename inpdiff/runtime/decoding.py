@@ -15,6 +15,7 @@ import signal
 import tempfile
 import threading
 import time
+import warnings
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -38,9 +39,28 @@ class Spill:
 
     def open(self) -> SpilledArray:
         _fixed_mmap_threshold()
+        if _in_memory_fs(self.path):
+            warnings.warn(f"{Path(self.path).parent} is on a tmpfs: photos above --spill-above are worked from "
+                          "files there, which are then held in memory after all; set TMPDIR to a folder on disk",
+                          stacklevel=2)
         file = open(self.path, "rb")
         os.unlink(self.path)
         return SpilledArray(file, self.shape, np.uint8)
+
+
+def _in_memory_fs(path: str) -> bool:
+    """Whether `path` lies on a tmpfs or ramfs (by the longest mount point above it, /proc/mounts)."""
+    path, best, kind = os.path.realpath(path), "", None
+    try:
+        with open("/proc/mounts") as mounts:
+            for line in mounts:
+                _, point, fstype = line.split()[:3]
+                point = point.replace("\\040", " ")
+                if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+                    best, kind = point, fstype
+    except OSError:
+        return False
+    return kind in ("tmpfs", "ramfs")
 
 
 def _fixed_mmap_threshold(nbytes: int = 1 << 20) -> None:
