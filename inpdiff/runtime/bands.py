@@ -59,9 +59,8 @@ class RowAccumulator:
 
 
 class RegionFinder:
-    """find_regions over a mask given a band of rows at a time: the same regions, boxes, areas and
-    copied shares; means of probability summed in float64 (the whole-image path takes float32 means,
-    which may differ in the last of the four decimals kept)."""
+    """find_regions over a mask given a band of rows at a time: the same regions, in the same order,
+    with their boxes, areas, copied shares and (float64) mean probabilities."""
 
     def __init__(self, min_area: int):
         self.min_area = min_area

@@ -7,12 +7,12 @@ import cv2
 import numpy as np
 
 from ..io import write_jpeg, write_jpeg_bands, write_png, write_png_bands
+from ..spill import SpilledArray
 from .gallery import THUMB_SIDE, VIEW_SIDE, Shrinker, write_card, write_view
 from .inputs import Job
 from .localizer import Localizer, Result
 from .pipeline import Done
 from .report import is_disk_full, reraise
-from ..spill import SpilledArray
 
 OUTPUTS = ("all", "report")
 
