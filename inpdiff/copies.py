@@ -89,15 +89,15 @@ def block_hashes(image: np.ndarray) -> np.ndarray:
     return out
 
 
-BAND = 64              # block rows hashed at a time: small arrays, reused, not faulted in afresh (45 MB at 11,500 pixels wide)
+BAND = 128             # rows raised to the copy map at a time
+HASH_BLOCKS = 1 << 18   # blocks hashed at a time, in whole rows: small arrays, reused, not faulted in afresh
 PASS_BLOCKS = 1 << 22   # blocks per sorting pass: about 32 MB of keys, 100 MB with the pass's temporaries
 
 
-def _band_keys(image, s: CopySettings, y0: int, bits: np.uint64) -> np.ndarray:
-    """Keys (hash above, index below) of the textured blocks with top rows y0..y0 + BAND, in raster order."""
+def _band_keys(image, s: CopySettings, y0: int, y1: int, bits: np.uint64) -> np.ndarray:
+    """Keys (hash above, index below) of the textured blocks with top rows y0..y1, in raster order."""
     h, w = image.shape[0] - BLOCK + 1, image.shape[1] - BLOCK + 1
     kernel, anchor = np.ones((BLOCK, BLOCK), np.uint8), (0, 0)  # anchored at the top-left: the block at (y, x)
-    y1 = min(y0 + BAND, h)
     rows = np.asarray(image[y0:y1 + BLOCK - 1])
     total = np.add(rows[..., 0], rows[..., 1], dtype=np.uint16) + rows[..., 2]
     spread = (cv2.dilate(total, kernel, anchor=anchor) - cv2.erode(total, kernel, anchor=anchor))[:y1 - y0, :w]
@@ -116,18 +116,21 @@ def _sorted_parts(image, s: CopySettings, parts: int, bits: np.uint64) -> Iterat
     """Sorted keys of the textured blocks, a part of the hashes at a time (equal hashes always fall in
     the same part, so groups are whole). Hashes are computed once, a band of rows at a time; with more
     than one part, each band's keys are written to their part's file (inpdiff.spill) until its turn."""
-    h = image.shape[0] - BLOCK + 1
+    h, w = image.shape[0] - BLOCK + 1, image.shape[1] - BLOCK + 1
+    rows = max(1, HASH_BLOCKS // w)
+    bands = [(y0, min(y0 + rows, h)) for y0 in range(0, h, rows)]
     if parts == 1:
-        keys = np.concatenate([_band_keys(image, s, y0, bits) for y0 in range(0, h, BAND)])
+        keys = np.concatenate([_band_keys(image, s, a, b, bits) for a, b in bands])
         keys.sort()  # one sort of plain uint64 keys (hash above, index below): several times faster than an argsort
         yield keys
         return
     top = np.uint64(64 - (parts.bit_length() - 1))
     files = [RowWriter(None, (), np.uint64) for _ in range(parts)]
-    for y0 in range(0, h, BAND):
-        keys = _band_keys(image, s, y0, bits)
-        keys = keys[np.argsort(keys >> top, kind="stable")]
-        for file, part in zip(files, np.split(keys, np.searchsorted(keys >> top, np.arange(1, parts, dtype=np.uint64)))):
+    for a, b in bands:
+        keys = _band_keys(image, s, a, b, bits)
+        part_of = (keys >> top).astype(np.uint16)
+        order = np.argsort(part_of, kind="stable")  # a radix sort, on 16 bits
+        for file, part in zip(files, np.split(keys[order], np.searchsorted(part_of[order], np.arange(1, parts)))):
             if len(part):
                 file.write(part)
     for file in files:

@@ -42,8 +42,9 @@ KERNELS = np.array([[4, 4, 4, 4, 4, 4, 4, 4],
                     [5, 2, -2, -5, -5, -2, 2, 5],
                     [4, -1, -5, -3, 3, 5, 1, -4]], np.float32)  # about 10x the first four DCT-II rows
 PAIRS = [(u, v) for u in range(4) for v in range(4) if 0 < u + v <= 3]  # (x, y) frequencies: the smooth ones survive JPEG
-BAND = 64                 # block rows whose features are computed at a time (about 60 MB of temporaries at 11,500 pixels wide)
-PASS_BLOCKS = 1 << 20     # blocks compared at a time: about 100 MB of features, keys and sort order at most
+BAND_BLOCKS = 1 << 18     # blocks whose features are computed at a time, in whole rows: about 20 MB of temporaries
+ONE_PASS = 1 << 22        # a photo of at most this many blocks (4 MP) is compared at once: faster, about 300 MB
+PASS_BLOCKS = 1 << 20     # else, blocks compared at a time: about 100 MB of features, keys and sort order at most
 # A counted block: its features, in raster order within a share (the order they are compared in does not
 # depend on how the shares are cut).
 RECORD = np.dtype([("f", np.float32, (len(PAIRS),)), ("sd", np.float64), ("at", np.int64)])
@@ -92,7 +93,8 @@ def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings(),
     if H < B or W < B:
         return cover
     h, w = H - B + 1, W - B + 1
-    bands = [(y0, min(y0 + BAND, h)) for y0 in range(0, h, BAND)]
+    rows = max(1, BAND_BLOCKS // w)
+    bands = [(y0, min(y0 + rows, h)) for y0 in range(0, h, rows)]
     matches = []
     for blocks in _shares(image, bands, s, h * w):
         matches.append(_matches(blocks, s, w))
@@ -132,8 +134,9 @@ def mark_blocks(cover: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int) ->
     H = cover.shape[0]
     cover[ys, xs] |= 2
     kernel = np.ones((size, size), np.uint8)
-    for y0 in np.unique(np.r_[ys // BAND, (ys + size - 1) // BAND]) * BAND:
-        a, y1 = max(0, y0 - size + 1), min(H, y0 + BAND)
+    band = 128
+    for y0 in np.unique(np.r_[ys // band, (ys + size - 1) // band]) * band:
+        a, y1 = max(0, y0 - size + 1), min(H, y0 + band)
         marks = cover[a:y1] >> 1
         grown = cv2.dilate(marks, kernel, anchor=(size - 1, size - 1), borderType=cv2.BORDER_CONSTANT, borderValue=0)
         cover[y0:y1] |= grown[y0 - a:]
@@ -145,6 +148,9 @@ def _part(feature: np.ndarray, s: NearCopySettings) -> np.ndarray:
     return feature.astype(np.int32) // s.q
 
 
+Blocks = tuple[np.ndarray, np.ndarray, np.ndarray]  # features (9, n) float32, std (n,) float64, index (n,) int64
+
+
 def _records(image, a: int, b: int, s: NearCopySettings) -> np.ndarray:
     f, sd, at = _band_features(image, a, b, s)
     rec = np.empty(len(at), RECORD)
@@ -152,44 +158,54 @@ def _records(image, a: int, b: int, s: NearCopySettings) -> np.ndarray:
     return rec
 
 
-def _shares(image, bands: list[tuple[int, int]], s: NearCopySettings, blocks: int) -> Iterator[np.ndarray]:
-    """The counted blocks as RECORDs in raster order, a share of whole first key parts of at most
-    PASS_BLOCKS blocks at a time (all at once for a small image). The shares are cut from the first key
-    parts' histogram (a pass over the image for the first feature only); then each block's features are
-    computed once and written to its share's file, and the shares are read back one by one."""
-    if blocks <= PASS_BLOCKS:
-        yield np.concatenate([_records(image, a, b, s) for a, b in bands])
+def _shares(image, bands: list[tuple[int, int]], s: NearCopySettings, blocks: int) -> Iterator[Blocks]:
+    """The counted blocks in raster order, a share of whole first key parts of about PASS_BLOCKS blocks
+    at a time (all at once up to ONE_PASS blocks). The shares are cut from the first key parts'
+    histogram, estimated from every fourth band; then each block's features are computed once and
+    written to its share's file as a RECORD, and the shares are read back one by one."""
+    if blocks <= max(ONE_PASS, PASS_BLOCKS):
+        # Made as long as they can be and filled a band at a time (only the pages written become
+        # resident), rather than gathered per band and joined, which held them twice.
+        f, sd, at, n = np.empty((len(PAIRS), blocks), np.float32), np.empty(blocks), np.empty(blocks, np.int64), 0
+        for a, b in bands:
+            bf, bsd, bat = _band_features(image, a, b, s)
+            f[:, n:n + len(bat)], sd[n:n + len(bat)], at[n:n + len(bat)] = bf, bsd, bat
+            n += len(bat)
+        yield f[:, :n], sd[:n], at[:n]
         return
-    counts = sum(np.bincount(_part(_band_features(image, a, b, s, 1)[0][0], s) + 1024, minlength=2048)
-                 for a, b in bands)  # |F| / q < 1024
-    starts, n = [], 0
+    counts = 4 * sum(np.bincount(_part(_band_features(image, a, b, s, 1)[0][0], s) + 1024, minlength=2048)
+                     for a, b in bands[::4])  # |F| / q < 1024
+    starts, n = [-1024], 0  # the first share takes every part below the next one's, seen in the sample or not
     for part, c in zip((np.flatnonzero(counts) - 1024).tolist(), counts[counts > 0].tolist()):
-        if not starts or n + c > PASS_BLOCKS:
+        if n and n + c > PASS_BLOCKS:
             starts.append(part)
             n = 0
         n += c
     files = [RowWriter(None, (), RECORD) for _ in starts]
     for a, b in bands:
         rec = _records(image, a, b, s)
-        share = np.searchsorted(starts, _part(rec["f"][:, 0], s), side="right") - 1
-        order = np.argsort(share, kind="stable")  # raster order within each share
+        share = (np.searchsorted(starts, _part(rec["f"][:, 0], s), side="right") - 1).astype(np.uint16)
+        order = np.argsort(share, kind="stable")  # raster order within each share (a radix sort, on 16 bits)
         for file, part in zip(files, np.split(rec[order], np.searchsorted(share[order], np.arange(1, len(starts))))):
             if len(part):
                 file.write(part)
     for file in files:
-        yield file.read()
+        f, sd, at, n = np.empty((len(PAIRS), file.rows), np.float32), np.empty(file.rows), np.empty(file.rows, np.int64), 0
+        for rec in file.chunks(1 << 18):  # into columns a chunk at a time: the share is not held twice
+            f[:, n:n + len(rec)], sd[n:n + len(rec)], at[n:n + len(rec)] = rec["f"].T, rec["sd"], rec["at"]
+            n += len(rec)
+        yield f, sd, at
 
 
-def _sorted_keys(blocks: np.ndarray, s: NearCopySettings) -> tuple[np.ndarray, np.ndarray]:
+def _sorted_keys(f: np.ndarray, at: np.ndarray, s: NearCopySettings) -> tuple[np.ndarray, np.ndarray]:
     """(sorted packed keys, whose low bits are the blocks' indices; and `order`, which takes the blocks'
     raster order to key order). Only the keys are sorted: the features are gathered for the few pairs
     that pass a first test (`_matches`), not moved as a whole."""
-    f = blocks["f"]
     # One sort of packed keys: each key part in 11 bits (|F| / q < 1024), the index in the low 31.
-    key = (_part(f[:, 0], s).astype(np.int64) + 1024) << 53
-    key |= (_part(f[:, 1], s).astype(np.int64) + 1024) << 42
-    key |= (_part(f[:, 2], s).astype(np.int64) + 1024) << 31
-    key |= blocks["at"]
+    key = (_part(f[0], s).astype(np.int64) + 1024) << 53
+    key |= (_part(f[1], s).astype(np.int64) + 1024) << 42
+    key |= (_part(f[2], s).astype(np.int64) + 1024) << 31
+    key |= at
     order = np.argsort(key)
     return key[order], order
 
@@ -198,16 +214,17 @@ CHUNK = 1 << 20  # pairs compared at a time: bounds the temporaries, changes not
 INDEX = (1 << 31) - 1  # a packed key's index bits
 
 
-def _matches(blocks: np.ndarray, s: NearCopySettings, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """(p, d) of the matches among `blocks` (RECORDs): p the earlier block's index, d its offset coded as
+def _matches(blocks: Blocks, s: NearCopySettings, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(p, d) of the matches among `blocks`: p the earlier block's index, d its offset coded as
     dy * 2w + (dx + w)."""
-    f, sd = blocks["f"], blocks["sd"]
-    key, order = _sorted_keys(blocks, s)
+    f, sd, at = blocks
+    key, order = _sorted_keys(f, at, s)
+    del at
     n = len(key)
     # A first test on two features in key order, which most pairs fail: a pair whose feature 3 or 6
     # differs by more than its tolerance (+1, for float32's rounding of it) is too far apart whatever
     # the others.
-    f3, f6 = f[order, 3], f[order, 6]
+    f3, f6 = f[3][order], f[6][order]
     tol = (s.abs_tol + s.rel_tol * sd[order]).astype(np.float32) + np.float32(1)
     gaps = np.empty(min(CHUNK, n), np.float32)
     P, Q, D, S = [], [], [], []
@@ -224,7 +241,7 @@ def _matches(blocks: np.ndarray, s: NearCopySettings, w: int) -> tuple[np.ndarra
             limit *= limit
             dist = np.zeros(len(limit))  # sums of integers in float64: exact in any order
             for i in range(len(PAIRS)):
-                dist += np.square((f[p, i] - f[q, i]).astype(np.float64))
+                dist += np.square((f[i, p] - f[i, q]).astype(np.float64))
             alike = maybe[dist <= limit]
             p, q = key[alike] & INDEX, key[alike + j] & INDEX
             S.append(p), S.append(q)

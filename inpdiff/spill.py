@@ -77,13 +77,19 @@ class RowWriter:
         return SpilledArray(self._file, (self.rows, *self.row_shape), self.dtype)
 
     def read(self) -> np.ndarray:
-        """Every row written, as one array (read, not mapped: the file's pages are not ours meanwhile),
-        and the file closed."""
+        """Every row written, as one array, and the file closed."""
+        return np.concatenate(list(self.chunks(self.rows or 1)) or [np.zeros((0, *self.row_shape), self.dtype)])
+
+    def chunks(self, rows: int):
+        """Every row written, `rows` at a time (read, not mapped: the file's pages are not ours
+        meanwhile), then the file closed."""
         self._file.flush()
         self._file.seek(0)
-        out = np.fromfile(self._file, self.dtype, self.rows * int(np.prod(self.row_shape, dtype=np.int64)))
+        size = int(np.prod(self.row_shape, dtype=np.int64))
+        for y0 in range(0, self.rows, rows):
+            n = min(rows, self.rows - y0)
+            yield np.fromfile(self._file, self.dtype, n * size).reshape(n, *self.row_shape)
         self._file.close()
-        return out.reshape(self.rows, *self.row_shape)
 
 
 def spill_array(image: np.ndarray, folder: str | Path | None = None) -> SpilledArray:
