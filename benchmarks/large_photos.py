@@ -6,7 +6,7 @@ copies, which the copy evidence then works hardest on), run in a fresh process:
 - the peak of the summed resident memory of the whole process tree (the decoder processes too),
   sampled every 20 ms from /proc, and the main process's own peak (VmHWM), which GNU time reports.
 
-    python benchmarks/large_photos.py                      # 1, 12, 48 and 99 MP, as shipped
+    python benchmarks/large_photos.py                      # 1, 4, 12, 48 and 99 MP, as shipped
     python benchmarks/large_photos.py --spill-above 0 ...  # every photo held whole, as before spilling
     python benchmarks/large_photos.py --command build/cpp/trt-localize-cpp   # the C++ runtime
 """
@@ -81,7 +81,7 @@ def run(cmd: list[str]) -> tuple[float, int, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="1,12,48,99", help=f"megapixels, of {sorted(SIZES)}")
+    ap.add_argument("--sizes", default="1,4,12,48,99", help=f"megapixels, of {sorted(SIZES)}")
     ap.add_argument("--spill-above", help="passed to trt-localize (0: hold every photo whole)")
     ap.add_argument("--no-copies", action="store_true", help="passed to trt-localize")
     ap.add_argument("--command", default="trt-localize", help="the command to run")
