@@ -25,7 +25,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "data" / "photos" / "sun-hays80"
-SIZES = {1: (1155, 866, 1), 4: (2048, 2048, 2), 12: (4000, 3000, 4), 48: (8000, 6000, 8), 99: (11500, 8600, 8)}  # w, h, photos per side
+SIZES = {1: (1155, 866, 1), 4: (2048, 2048, 2), 12: (4000, 3000, 4), 16: (4600, 3450, 4), 48: (8000, 6000, 8), 99: (11500, 8600, 8)}  # w, h, photos per side
 
 
 def mosaic(w: int, h: int, n: int) -> np.ndarray:
