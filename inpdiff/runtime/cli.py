@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             from .ray_localize import run_on_ray
 
             run_on_ray(a.ray, jobs, a.model, backend, cfg, a.outputs, a.max_pixels, lambda line: write(lambda: line),
-                       thumbs_of=thumbs_of)
+                       thumbs_of=thumbs_of, spill_above=a.spill_above)
         else:
             pipe = PipelineConfig(batch=cfg.batch, workers=workers, decoders=max(1, a.decoders),
                                   max_pixels=a.max_pixels, spill_above=a.spill_above)

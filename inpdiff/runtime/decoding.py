@@ -76,9 +76,9 @@ def _fixed_mmap_threshold(nbytes: int = 1 << 20) -> None:
 
 
 def decode_or_spill(path: Path, max_pixels: int, spill_above: int, folder: str | None = None) -> np.ndarray | Spill:
-    """read_image; but a PNG or JPEG of more than `spill_above` pixels is decoded into a raw file in
-    `folder` (TMPDIR by default) instead (io.spill_image) and handed back as a Spill."""
-    pixels = image_pixels(path)
+    """read_image; but a PNG or JPEG of more than `spill_above` pixels (0: none) is decoded into a raw
+    file in `folder` (TMPDIR by default) instead (io.spill_image) and handed back as a Spill."""
+    pixels = image_pixels(path) if spill_above else None
     if pixels is not None and spill_above < pixels <= max_pixels:
         fd, dest = tempfile.mkstemp(prefix="photo-", suffix=".rgb", dir=folder)
         os.close(fd)

@@ -208,9 +208,12 @@ class Localizer:
             image = read_image(image)
         plan = self.start_copies(self.plan(image))
         n, b = len(plan.origins), self.config.batch
-        maps = np.concatenate([self.infer(np.stack([plan.tile(j, self.tile) for j in range(i, min(i + b, n))]),
-                                          plan.origins[i:i + b]) for i in range(0, n, b)])
-        result = self.assemble(plan, maps)
+        acc = self.accumulator(plan)
+        for i in range(0, n, b):  # each batch's maps blended as they come: a large photo's are not held together
+            maps = self.infer(np.stack([plan.tile(j, self.tile) for j in range(i, min(i + b, n))]), plan.origins[i:i + b])
+            for origin, m in zip(plan.origins[i:i + b], maps):
+                self.blend(acc, origin, m)
+        result = self.finish(plan, acc)
         result.timings.update(tiles=n, total_ms=(time.perf_counter() - t0) * 1000)
         return result
 

@@ -22,9 +22,10 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..io import MAX_PIXELS, read_image
-from .inputs import Job
+from ..io import MAX_PIXELS
 from .backends import BackendSpec
+from .decoding import Spill, decode_or_spill
+from .inputs import Job
 from .localizer import Localizer, LocalizeConfig
 from .outputs import report_line
 from .pipeline import Done, error_message
@@ -56,9 +57,12 @@ class LocalizeFiles:
     """The worker of `trt-localize --ray`: (path, out_stem) pairs -> their report lines, outputs written."""
 
     def __init__(self, model_dir: str | None, backend: str | BackendSpec, config: LocalizeConfig, outputs: str,
-                 max_pixels: int = MAX_PIXELS, threads: int = 1, thumbs_of: str | None = None):
+                 max_pixels: int = MAX_PIXELS, threads: int = 1, thumbs_of: str | None = None,
+                 spill_above: int = 0):
         self.localizer = Localizer(model_dir, backend, config, threads)
         self.outputs, self.max_pixels = outputs, max_pixels
+        # As in the local pipeline: larger photos are worked from TMPDIR, a band of rows at a time.
+        self.spill_above = 0 if config.max_side else spill_above
         self.thumbs_of = Path(thumbs_of) if thumbs_of else None
 
     def __call__(self, jobs: list[tuple[str, str]]) -> list[dict]:
@@ -66,7 +70,8 @@ class LocalizeFiles:
         for path, stem in jobs:
             job, t = Job(Path(path), Path(stem)), time.perf_counter()
             try:
-                image = read_image(job.path, self.max_pixels)
+                image = decode_or_spill(job.path, self.max_pixels, self.spill_above)
+                image = image.open() if isinstance(image, Spill) else image
                 done = Done(job, image, self.localizer.localize(image))
             except Exception as e:
                 done = Done(job, error=error_message(job, e))
@@ -88,7 +93,7 @@ def _chunks(jobs: Iterable[Job], size: int) -> Iterator[list[tuple[str, str]]]:
 
 def run_on_ray(address: str, jobs: Iterable[Job], model_dir: str | None, backend: str | BackendSpec,
                config: LocalizeConfig, outputs: str, max_pixels: int, write: Callable[[dict], None],
-               files_per_task: int = 4, actors: int = 0, thumbs_of: Path | None = None) -> None:
+               files_per_task: int = 4, actors: int = 0, thumbs_of: Path | None = None, spill_above: int = 0) -> None:
     """Run every job on the Ray cluster at `address` ('local' starts one on this machine); `write`
     gets each report line on the driver. A crashed actor fails its task's files and is replaced."""
     try:
@@ -103,7 +108,7 @@ def run_on_ray(address: str, jobs: Iterable[Job], model_dir: str | None, backend
         n = actors or gpus or max(1, int(resources.get("CPU", 1)))
         worker = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1)(LocalizeFiles)
         args = (model_dir and str(Path(model_dir).resolve()), backend, config, outputs, max_pixels, 1,
-                thumbs_of and str(Path(thumbs_of).resolve()))
+                thumbs_of and str(Path(thumbs_of).resolve()), spill_above)
         idle = [worker.remote(*args) for _ in range(n)]
         in_flight: dict = {}  # task -> (actor, chunk)
         chunks = _chunks(jobs, files_per_task)
