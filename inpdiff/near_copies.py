@@ -164,14 +164,7 @@ def _shares(image, bands: list[tuple[int, int]], s: NearCopySettings, blocks: in
     histogram, estimated from every fourth band; then each block's features are computed once and
     written to its share's file as a RECORD, and the shares are read back one by one."""
     if blocks <= max(ONE_PASS, PASS_BLOCKS):
-        # Made as long as they can be and filled a band at a time (only the pages written become
-        # resident), rather than gathered per band and joined, which held them twice.
-        f, sd, at, n = np.empty((len(PAIRS), blocks), np.float32), np.empty(blocks), np.empty(blocks, np.int64), 0
-        for a, b in bands:
-            bf, bsd, bat = _band_features(image, a, b, s)
-            f[:, n:n + len(bat)], sd[n:n + len(bat)], at[n:n + len(bat)] = bf, bsd, bat
-            n += len(bat)
-        yield f[:, :n], sd[:n], at[:n]
+        yield _columns((_band_features(image, a, b, s) for a, b in bands), blocks)
         return
     counts = 4 * sum(np.bincount(_part(_band_features(image, a, b, s, 1)[0][0], s) + 1024, minlength=2048)
                      for a, b in bands[::4])  # |F| / q < 1024
@@ -189,12 +182,19 @@ def _shares(image, bands: list[tuple[int, int]], s: NearCopySettings, blocks: in
         for file, part in zip(files, np.split(rec[order], np.searchsorted(share[order], np.arange(1, len(starts))))):
             if len(part):
                 file.write(part)
-    for file in files:
-        f, sd, at, n = np.empty((len(PAIRS), file.rows), np.float32), np.empty(file.rows), np.empty(file.rows, np.int64), 0
-        for rec in file.chunks(1 << 18):  # into columns a chunk at a time: the share is not held twice
-            f[:, n:n + len(rec)], sd[n:n + len(rec)], at[n:n + len(rec)] = rec["f"].T, rec["sd"], rec["at"]
-            n += len(rec)
-        yield f, sd, at
+    for file in files:  # into columns a chunk at a time: the share is not held twice
+        yield _columns(((rec["f"].T, rec["sd"], rec["at"]) for rec in file.chunks(1 << 18)), file.rows)
+
+
+def _columns(parts, most: int) -> Blocks:
+    """Blocks given as (features, std, index) parts, joined. The arrays are made `most` long and filled
+    part by part (only the pages written become resident), rather than gathered and joined, which held
+    them twice."""
+    f, sd, at, n = np.empty((len(PAIRS), most), np.float32), np.empty(most), np.empty(most, np.int64), 0
+    for pf, psd, pat in parts:
+        f[:, n:n + len(pat)], sd[n:n + len(pat)], at[n:n + len(pat)] = pf, psd, pat
+        n += len(pat)
+    return f[:, :n], sd[:n], at[:n]
 
 
 def _sorted_keys(f: np.ndarray, at: np.ndarray, s: NearCopySettings) -> tuple[np.ndarray, np.ndarray]:
@@ -219,7 +219,6 @@ def _matches(blocks: Blocks, s: NearCopySettings, w: int) -> tuple[np.ndarray, n
     dy * 2w + (dx + w)."""
     f, sd, at = blocks
     key, order = _sorted_keys(f, at, s)
-    del at
     n = len(key)
     # A first test on two features in key order, which most pairs fail: a pair whose feature 3 or 6
     # differs by more than its tolerance (+1, for float32's rounding of it) is too far apart whatever

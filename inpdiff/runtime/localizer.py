@@ -208,12 +208,12 @@ class Localizer:
             image = read_image(image)
         plan = self.start_copies(self.plan(image))
         n, b = len(plan.origins), self.config.batch
-        acc = self.accumulator(plan)
-        for i in range(0, n, b):  # each batch's maps blended as they come: a large photo's are not held together
-            maps = self.infer(np.stack([plan.tile(j, self.tile) for j in range(i, min(i + b, n))]), plan.origins[i:i + b])
-            for origin, m in zip(plan.origins[i:i + b], maps):
-                self.blend(acc, origin, m)
-        result = self.finish(plan, acc)
+
+        def maps():  # a batch at a time, blended as they come: a large photo's maps are not held together
+            for i in range(0, n, b):
+                yield from self.infer(np.stack([plan.tile(j, self.tile) for j in range(i, min(i + b, n))]),
+                                      plan.origins[i:i + b])
+        result = self.assemble(plan, maps())
         result.timings.update(tiles=n, total_ms=(time.perf_counter() - t0) * 1000)
         return result
 

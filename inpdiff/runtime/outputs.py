@@ -49,21 +49,30 @@ def _uncertainty_png(uncertainty: np.ndarray) -> np.ndarray:
     return to_uint8(np.clip(uncertainty * 2, 0, 1))
 
 
+def _tinted(pixels: np.ndarray, red: np.ndarray) -> np.ndarray:
+    """Masked pixels (N, 3) tinted red (`red` in their channel order): floats for those pixels only."""
+    return (pixels * 0.55 + red * np.float32(0.45)).astype(np.uint8)
+
+
+def _outline_width(shape: tuple[int, ...]) -> int:
+    return max(1, round(max(shape[:2]) / 400))
+
+
 def overlay_bands(image: SpilledArray, mask: SpilledArray):
     """draw_overlay's picture (in RGB) of a spilled photo, a band of rows at a time. The tint is the
     same; the outline, of the same width, follows every edge of the mask (holes' too), found band by
     band, where draw_overlay traces outer contours over the whole mask."""
     H, W = mask.shape
-    t = max(1, round(max(H, W) / 400))
+    t = _outline_width(mask.shape)
     pen = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (t, t))
-    red = np.array([255, 0, 0], np.float32) * 0.45
+    red = np.array([255, 0, 0], np.float32)
     for y0 in range(0, H, BAND):
         y1 = min(y0 + BAND, H)
         a, b = max(0, y0 - t - 1), min(H, y1 + t + 1)  # a halo wider than the pen
         m = mask[a:b].view(np.uint8)
         line = cv2.dilate(m - cv2.erode(m, np.ones((3, 3), np.uint8)), pen)[y0 - a:y1 - a].view(bool)
         rows, mb = image[y0:y1], m[y0 - a:y1 - a].view(bool)
-        rows[mb] = (rows[mb] * 0.55 + red).astype(np.uint8)
+        rows[mb] = _tinted(rows[mb], red)
         rows[line] = (255, 255, 0)
         yield rows
 
@@ -95,12 +104,12 @@ def draw_overlay(image: np.ndarray, result: Result) -> np.ndarray:
     afterwards, and a copy of a 100 MP one is 300 MB (two, with the reordering)."""
     out = cv2.cvtColor(image, cv2.COLOR_RGB2BGR, dst=image)
     m = result.mask
-    red = np.array([0, 0, 255], np.float32) * 0.45
+    red = np.array([0, 0, 255], np.float32)
     for i in range(0, m.shape[0], BAND):
         band, mb = out[i:i + BAND], m[i:i + BAND]
-        band[mb] = (band[mb] * 0.55 + red).astype(np.uint8)  # floats for the masked pixels only
+        band[mb] = _tinted(band[mb], red)
     contours, _ = cv2.findContours(m.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.drawContours(out, contours, -1, (0, 255, 255), max(1, round(max(m.shape) / 400)))
+    cv2.drawContours(out, contours, -1, (0, 255, 255), _outline_width(m.shape))
     return out
 
 
