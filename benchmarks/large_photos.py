@@ -9,6 +9,7 @@ copies, which the copy evidence then works hardest on), run in a fresh process:
     python benchmarks/large_photos.py                      # 1, 4, 12, 48 and 99 MP, as shipped
     python benchmarks/large_photos.py --spill-above 0 ...  # every photo held whole, as before spilling
     python benchmarks/large_photos.py --command build/cpp/trt-localize-cpp   # the C++ runtime
+    python benchmarks/large_photos.py --sizes 12,48 --count 3  # three photos of each size in one run (a batch)
 """
 from __future__ import annotations
 
@@ -28,8 +29,10 @@ PHOTOS = ROOT.parent / "shared" / "data" / "photos" / "sun-hays80"
 SIZES = {1: (1155, 866, 1), 4: (2048, 2048, 2), 12: (4000, 3000, 4), 16: (4600, 3450, 4), 48: (8000, 6000, 8), 99: (11500, 8600, 8)}  # w, h, photos per side
 
 
-def mosaic(w: int, h: int, n: int) -> np.ndarray:
-    photos = sorted(PHOTOS.glob("*.jpg"))[:n * n]
+def mosaic(w: int, h: int, n: int, first: int = 0) -> np.ndarray:
+    """n x n photos from the `first`th on (wrapping), so mosaics of different `first` differ."""
+    photos = sorted(PHOTOS.glob("*.jpg"))
+    photos = [photos[(first + k) % len(photos)] for k in range(n * n)]
     cw, ch = -(-w // n), -(-h // n)
     out = np.zeros((h, w, 3), np.uint8)
     for k, p in enumerate(photos):
@@ -85,16 +88,22 @@ def main() -> None:
     ap.add_argument("--spill-above", help="passed to trt-localize (0: hold every photo whole)")
     ap.add_argument("--no-copies", action="store_true", help="passed to trt-localize")
     ap.add_argument("--command", default="trt-localize", help="the command to run")
+    ap.add_argument("--count", type=int, default=1, help="distinct photos of each size, localized in one run")
     a = ap.parse_args()
     extra = (["--spill-above", a.spill_above] if a.spill_above is not None else []) + (["--no-copies"] if a.no_copies else [])
-    print(f"| photo | megapixels | seconds | s/MP | peak RSS, process tree | peak RSS, main process |\n|---|---|---|---|---|---|")
+    print(f"| photo | photos | megapixels | seconds | s/MP | peak RSS, process tree | peak RSS, main process |\n"
+          "|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for mp in (int(s) for s in a.sizes.split(",")):
             w, h, n = SIZES[mp]
-            photo = Path(tmp) / f"mosaic-{mp}mp.jpg"
-            cv2.imwrite(str(photo), mosaic(w, h, n), [cv2.IMWRITE_JPEG_QUALITY, 92])
-            secs, tree, main_ = run([a.command, str(photo), "-o", str(Path(tmp) / f"out-{mp}"), "--quiet", *extra])
-            print(f"| {w}x{h} | {w * h / 1e6:.1f} | {secs:.1f} | {secs / (w * h / 1e6):.2f} | {tree} MB | {main_} MB |",
+            photos = Path(tmp) / f"{mp}mp"
+            photos.mkdir()
+            for k in range(a.count):
+                cv2.imwrite(str(photos / f"mosaic-{k}.jpg"), mosaic(w, h, n, 7 * k), [cv2.IMWRITE_JPEG_QUALITY, 92])
+            inputs = [str(photos / "mosaic-0.jpg")] if a.count == 1 else [str(photos)]
+            secs, tree, main_ = run([a.command, *inputs, "-o", str(Path(tmp) / f"out-{mp}"), "--quiet", *extra])
+            mpx = a.count * w * h / 1e6
+            print(f"| {w}x{h} | {a.count} | {mpx:.1f} | {secs:.1f} | {secs / mpx:.2f} | {tree} MB | {main_} MB |",
                   flush=True)
 
 

@@ -97,6 +97,7 @@ def spill_image(path: str | Path, dest: str | Path, max_pixels: int = MAX_PIXELS
         import pyvips
     except (ImportError, OSError):
         return None
+    pyvips.cache_set_max(0)  # each photo is decoded once: the operation cache would only hold its buffers
     try:
         im = pyvips.Image.new_from_file(str(path), access="sequential")
         if im.interpretation == "cmyk":

@@ -5,7 +5,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import weakref
 from pathlib import Path
 
 import cv2
@@ -15,7 +17,7 @@ import pytest
 from inpdiff.io import read_image
 from inpdiff.runtime.inputs import iter_jobs, mirrored
 from inpdiff.runtime.localizer import Localizer, LocalizeConfig
-from inpdiff.runtime.pipeline import PipelineConfig, _Pending, run_pipeline
+from inpdiff.runtime.pipeline import PipelineConfig, _Pending, _PixelBudget, run_pipeline
 from inpdiff.runtime.report import Report, ResumeError
 
 from conftest import make_photo
@@ -96,6 +98,51 @@ def test_tiles_are_blended_in_plan_order_whatever_order_they_finish_in(model_dir
     last = [pending.add(loc, i, maps[i], None) for i in order]
     assert last == [False] * (len(maps) - 1) + [True] and not pending.early
     assert np.array_equal(loc.finish(plan, pending.acc).prob, loc.assemble(plan, maps).prob)
+
+
+def test_the_pixel_budget_waits_for_room_and_lets_a_large_photo_in_alone():
+    budget = _PixelBudget(100)
+
+    def admitting(job, pixels) -> threading.Thread:
+        t = threading.Thread(target=budget.admit, args=(job, pixels), daemon=True)
+        t.start()
+        t.join(0.3)
+        return t
+
+    a, b, c, d = "a", "b", "c", "d"
+    budget.admit(a, 60)
+    waiting = admitting(b, 60)
+    assert waiting.is_alive()  # 120 > 100
+    budget.release(a)
+    waiting.join(5)
+    assert not waiting.is_alive() and budget.total == 60
+    budget.release(b)
+    assert not admitting(c, 500).is_alive() and budget.total == 100  # alone, counted as the limit
+    budget.release(c)
+    budget.admit(c, 0)  # a format whose header gave no size...
+    budget.correct(c, 90)  # ...decoded: 90
+    waiting = admitting(d, 20)
+    assert waiting.is_alive()
+    budget.close()  # the run ends: nothing waits for room any more
+    waiting.join(5)
+    assert not waiting.is_alive()
+
+
+def test_photos_are_admitted_by_pixels_and_let_go_once_written(model_dir, tmp_path):
+    # Room for one photo's pixels: each photo is cut up only once the one before it is written, and by
+    # then no thread of the pipeline still holds that photo (a batch of large photos is held as one is).
+    paths = photos(tmp_path, 4, (150, 200))
+    loc = Localizer(model_dir, config=LocalizeConfig(steps=1), threads=1)
+    written, at_each_cut = [], []
+
+    def on_tiles(planned: int, inferred: int) -> None:
+        if planned:
+            at_each_cut.append([ref() is not None for ref in written])
+
+    run_pipeline(loc, iter_jobs(map(str, paths), tmp_path / "out"),
+                 PipelineConfig(batch=2, workers=2, spill_above=150 * 200),
+                 lambda done: written.append(weakref.ref(done.image)), on_tiles=on_tiles)
+    assert at_each_cut == [[], [False], [False, False], [False, False, False]]
 
 
 class FailOnBlack:

@@ -25,6 +25,7 @@ from typing import Callable
 from .backends import BACKENDS, BackendSpec, uses_gpu
 from .inputs import iter_jobs
 from .localizer import Localizer, LocalizeConfig
+from .malloc import few_arenas
 from .model_dir import ModelDir, ModelError, default_model_dir
 from .gallery import Gallery
 from .out_folder import OutFolder
@@ -74,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         "max_side": "downscale images whose longer side exceeds this first"})
     add_settings(p, PipelineConfig, {"max_pixels": "refuse larger images",
                                      "spill_above": "PNG and JPEG photos of more pixels are decoded to a file in "
-                                                    "TMPDIR and worked a band of rows at a time, in bounded memory "
-                                                    "(0: never)"})
+                                                    "TMPDIR and worked a band of rows at a time, in bounded memory, "
+                                                    "and the photos in flight hold at most about this many pixels "
+                                                    "in all (0: neither)"})
     p.add_argument("--no-copies", action="store_true",
                    help="the model's map alone, without the copy evidence (pixels that exactly repeat "
                         "pixels elsewhere in the photo, what exemplar fills leave)")
@@ -169,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give image files, folders, globs or --list FILE")
     if a.list.count("-") > 1:
         parser.error("--list - (standard input) can be given once")
+    few_arenas()  # before any thread starts
     out = Path(a.out)
     cores = a.threads or os.cpu_count() or 1
     jobs = iter_jobs(a.paths, out, a.list)

@@ -8,7 +8,6 @@ process of its own, so the innocent ones still decode and only the culprit is re
 """
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
 import signal
@@ -26,6 +25,7 @@ import numpy as np
 
 from ..io import ImageError, image_pixels, read_image, spill_image
 from ..spill import SpilledArray
+from .malloc import few_arenas, fixed_mmap_threshold, trim
 
 Decode = Callable[[Path, int], "np.ndarray | Spill"]  # (path, max_pixels) -> RGB uint8; picklable (top level)
 
@@ -38,7 +38,7 @@ class Spill:
     shape: tuple[int, int, int]
 
     def open(self) -> SpilledArray:
-        _fixed_mmap_threshold()
+        fixed_mmap_threshold()
         if _in_memory_fs(self.path):
             warnings.warn(f"{Path(self.path).parent} is on a tmpfs: photos above --spill-above are worked from "
                           "files there, which are then held in memory after all; set TMPDIR to a folder on disk",
@@ -63,18 +63,6 @@ def _in_memory_fs(path: str) -> bool:
     return kind in ("tmpfs", "ramfs")
 
 
-def _fixed_mmap_threshold(nbytes: int = 1 << 20) -> None:
-    """glibc serves allocations above a threshold with mmap, which a free returns to the system, but it
-    raises that threshold after each large free: the band-sized buffers a spilled photo is worked in
-    then come from heaps that keep what they once held (99 MP: 100 MB more at the peak). From the first
-    spilled photo on, the process keeps a fixed threshold; not before, since the page faults of fresh
-    mappings cost smaller photos 15-20% of their time. Nothing to do without glibc."""
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, nbytes)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
-
-
 def decode_or_spill(path: Path, max_pixels: int, spill_above: int, folder: str | None = None) -> np.ndarray | Spill:
     """read_image; but a PNG or JPEG of more than `spill_above` pixels (0: none) is decoded into a raw
     file in `folder` (TMPDIR by default) instead (io.spill_image) and handed back as a Spill."""
@@ -95,6 +83,7 @@ def decode_or_spill(path: Path, max_pixels: int, spill_above: int, folder: str |
 
 def _init_decoder(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    few_arenas()
 
     # A parent killed outright (SIGKILL) cannot shut the pool down: the decoder notices that it was
     # orphaned and exits, so no process outlives the run. (PR_SET_PDEATHSIG would fire when the
@@ -105,6 +94,13 @@ def _init_decoder(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+
+
+def _decode(decode: Decode, path: Path, max_pixels: int) -> np.ndarray | Spill:
+    try:
+        return decode(path, max_pixels)
+    finally:
+        trim()
 
 
 class IsolatedDecoder:
@@ -121,10 +117,10 @@ class IsolatedDecoder:
     def submit(self, path: Path) -> Future:
         pool = self._pool
         try:
-            future = pool.submit(self.decode, path, self.max_pixels)
+            future = pool.submit(_decode, self.decode, path, self.max_pixels)
         except BrokenProcessPool:
             pool = self._replace(pool)
-            future = pool.submit(self.decode, path, self.max_pixels)
+            future = pool.submit(_decode, self.decode, path, self.max_pixels)
         future.pool = pool  # the pool to replace if this decode finds it broken
         return future
 
@@ -135,7 +131,7 @@ class IsolatedDecoder:
             self._replace(future.pool)
         with self._new_pool(1) as alone:  # which file was it? this one, alone
             try:
-                return alone.submit(self.decode, path, self.max_pixels).result()
+                return alone.submit(_decode, self.decode, path, self.max_pixels).result()
             except BrokenProcessPool:
                 raise ImageError(f"{path}: the image decoder crashed on this file (damaged or hostile data)") from None
 

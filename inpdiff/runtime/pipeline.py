@@ -11,7 +11,8 @@ With the copy evidence on, an image is assembled on a thread of its own, not the
 assembly waits for the image's copy search, and a GPU backend's one worker would otherwise sit idle
 meanwhile. Without it there is nothing to wait for, and handing over cost more than it saved.
 
-Every queue is bounded, so memory does not grow with the number of inputs. A failure in any stage
+Every queue is bounded, so memory does not grow with the number of inputs, and photos are admitted by
+their pixels (`_PixelBudget`), so a batch of large photos is held about as one of them is. A failure in any stage
 (unreadable file, backend error, full disk) fails that image only; the run goes on. Setting `stop`
 (Ctrl-C) finishes the backend calls in flight, writes the images that completed and drops the rest.
 """
@@ -30,7 +31,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..io import MAX_PIXELS, ImageError, read_image
+from ..io import MAX_PIXELS, ImageError, image_pixels, read_image
 from .decoding import Decode, IsolatedDecoder, Spill, decode_or_spill
 from .inputs import Job
 from .localizer import Localizer, Plan, Result
@@ -46,7 +47,9 @@ class PipelineConfig:
     decoders: int = 2              # processes decoding images (see decoding.py)
     prefetch: int = 8              # decoded images waiting for inference at most
     max_pixels: int = MAX_PIXELS
-    spill_above: int = 16_000_000  # pixels: larger photos are worked a band of rows at a time (inpdiff.spill); 0: never
+    # Pixels: larger photos are worked a band of rows at a time (inpdiff.spill), and the photos in flight
+    # hold at most about this many pixels in all (_PixelBudget); 0: neither.
+    spill_above: int = 16_000_000
     decode: Decode = read_image    # (path, max_pixels) -> RGB uint8, a top-level function
 
 
@@ -87,6 +90,47 @@ class _Pending:
             return self.remaining == 0
 
 
+class _PixelBudget:
+    """Admits photos to the pipeline while those in flight (admitted, not yet written) hold at most
+    `limit` pixels in all, so that five 12 MP photos are not held at once where one fits the memory a
+    run is meant to stay in. A photo counts its pixels, at most `limit` (a spilled photo is worked in
+    about that photo's memory); one over what is left waits, except that a photo is always admitted
+    when nothing else is in flight. 0: no limit."""
+
+    def __init__(self, limit: int):
+        self.limit, self.held, self.total, self.closed = limit, {}, 0, False
+        self.cond = threading.Condition()
+
+    def admit(self, job: Job, pixels: int) -> None:
+        """Waits for room for `pixels` (0 where the header did not say: see `correct`)."""
+        if not self.limit:
+            return
+        n = min(pixels, self.limit)
+        with self.cond:
+            self.cond.wait_for(lambda: self.closed or not self.held or self.total + n <= self.limit)
+            self.held[id(job)] = n
+            self.total += n
+
+    def correct(self, job: Job, pixels: int) -> None:
+        """The decoded size of an admitted photo, which its header may not have given (TIFF, WebP)."""
+        with self.cond:
+            if id(job) in self.held:
+                n = min(pixels, self.limit)
+                self.total += n - self.held[id(job)]
+                self.held[id(job)] = n
+
+    def release(self, job: Job) -> None:
+        with self.cond:
+            self.total -= self.held.pop(id(job), 0)
+            self.cond.notify_all()
+
+    def close(self) -> None:
+        """Lets a waiting admission through: the run is ending."""
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+
 def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
                  write: Callable[[Done], None], stop: threading.Event | None = None,
                  on_tiles: Callable[[int, int], None] | None = None) -> None:
@@ -99,10 +143,13 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
     complete: queue.Queue = queue.Queue(cfg.workers)  # images whose tiles are all in, to assemble
     finished: queue.Queue = queue.Queue(cfg.prefetch)
     input_errors: list[Exception] = []
+    budget = _PixelBudget(cfg.spill_above)
 
     def feed() -> None:
         try:
             for job in jobs:
+                if budget.limit:
+                    budget.admit(job, image_pixels(job.path) or 0)
                 if stop.is_set():
                     break
                 decoded.put((job, time.perf_counter(), decoder.submit(job.path)))
@@ -139,6 +186,8 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
                 write(done)
             except Exception:  # a bug in the writer must not stall the pipeline
                 print(f"trt-localize: writing {done.job.path} failed:\n{traceback.format_exc()}", file=sys.stderr)
+            job, done = done.job, None  # the photo and its maps go before the next photo is admitted
+            budget.release(job)
 
     write_thread = threading.Thread(target=writer, name="writer", daemon=True)
     workers = [threading.Thread(target=infer, name=f"infer{i}", daemon=True) for i in range(cfg.workers)]
@@ -154,7 +203,7 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
     feeder = threading.Thread(target=feed, name="feeder", daemon=True)
     feeder.start()
     try:
-        _tile(localizer, cfg, decoder, decoded, batches, finished, stop, on_tiles)
+        _tile(localizer, cfg, decoder, budget, decoded, batches, finished, stop, on_tiles)
     except BaseException:  # Ctrl-C: stop every stage, keep what completed
         stop.set()
         raise
@@ -169,6 +218,7 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
             t.join()
         finished.put(_END)
         write_thread.join()
+        budget.close()
         while feeder.is_alive():  # unblock a feeder waiting on a full queue
             try:
                 decoded.get_nowait()
@@ -181,8 +231,8 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
         raise RuntimeError(f"reading the inputs failed: {input_errors[0]}") from input_errors[0]
 
 
-def _tile(localizer: Localizer, cfg: PipelineConfig, decoder: IsolatedDecoder, decoded: queue.Queue,
-          batches: queue.Queue, finished: queue.Queue, stop: threading.Event,
+def _tile(localizer: Localizer, cfg: PipelineConfig, decoder: IsolatedDecoder, budget: _PixelBudget,
+          decoded: queue.Queue, batches: queue.Queue, finished: queue.Queue, stop: threading.Event,
           on_tiles: Callable[[int, int], None]) -> None:
     """The tiler (runs in the calling thread, so Ctrl-C reaches it): images -> batches of tiles.
     Full batches while more images are waiting; otherwise what is held is sent at once, so the last
@@ -190,15 +240,7 @@ def _tile(localizer: Localizer, cfg: PipelineConfig, decoder: IsolatedDecoder, d
     held: list[tuple[_Pending, int]] = []
     item = decoded.get()
     while item is not _END and not stop.is_set():
-        job, started, future = item
-        try:
-            image = decoder.result(job.path, future)
-            plan = localizer.start_copies(localizer.plan(image.open() if isinstance(image, Spill) else image))
-            pending = _Pending(job, plan, started, localizer.accumulator(plan))
-            held += [(pending, i) for i in range(len(plan.origins))]
-            on_tiles(len(plan.origins), 0)
-        except Exception as e:
-            finished.put(Done(job, error=error_message(job, e), elapsed_ms=_ms(started)))
+        held += _cut(localizer, decoder, budget, *item, finished, on_tiles)
         try:
             item = decoded.get_nowait()
         except queue.Empty:
@@ -217,15 +259,33 @@ def _tile(localizer: Localizer, cfg: PipelineConfig, decoder: IsolatedDecoder, d
                 del held[:cfg.batch]
 
 
+def _cut(localizer: Localizer, decoder: IsolatedDecoder, budget: _PixelBudget, job: Job, started: float,
+         future, finished: queue.Queue, on_tiles: Callable[[int, int], None]) -> list[tuple[_Pending, int]]:
+    """One decoded image -> its tiles, to infer (none where it failed, which goes to the writer). A
+    function of its own so that the tiler keeps no reference to the image once its tiles are sent."""
+    try:
+        image = decoder.result(job.path, future)
+        budget.correct(job, image.shape[0] * image.shape[1])
+        plan = localizer.start_copies(localizer.plan(image.open() if isinstance(image, Spill) else image))
+        pending = _Pending(job, plan, started, localizer.accumulator(plan))
+        on_tiles(len(plan.origins), 0)
+        return [(pending, i) for i in range(len(plan.origins))]
+    except Exception as e:
+        finished.put(Done(job, error=error_message(job, e), elapsed_ms=_ms(started)))
+        return []
+
+
 def _assemble(localizer: Localizer, p: _Pending) -> Done:
+    # Taken out of the pending image, which other threads may still refer to (their last batch), so that
+    # the photo, its padded copy and its copy cover go as soon as it is written.
+    plan, acc, p.plan, p.acc = p.plan, p.acc, None, None
     if p.error:
         return Done(p.job, error=f"{p.job.path}: {p.error}", elapsed_ms=_ms(p.started))
     try:
-        acc, p.acc = p.acc, None
-        result = localizer.finish(p.plan, acc)
+        result = localizer.finish(plan, acc)
     except Exception as e:
         return Done(p.job, error=error_message(p.job, e), elapsed_ms=_ms(p.started))
-    return Done(p.job, p.plan.image, result, elapsed_ms=_ms(p.started))
+    return Done(p.job, plan.image, result, elapsed_ms=_ms(p.started))
 
 
 def error_message(job: Job, e: Exception) -> str:
