@@ -3,10 +3,15 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <limits>
-#include <map>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
+
+#include <unistd.h>
 
 #include <opencv2/imgproc.hpp>
 
@@ -113,7 +118,8 @@ std::vector<uint64_t> part_keys(const cv::Mat& img, const CopySettings& s, uint6
 
 constexpr int kNear = 8;                       // block side
 constexpr int kNearBand = 256;                 // block rows whose features are computed at a time
-constexpr int64_t kNearPassBlocks = 1 << 22;   // blocks gathered per pass
+constexpr int64_t kNearOnePass = 1 << 22;      // a photo of at most this many blocks (4 MP) is compared at once
+constexpr int64_t kNearShareBlocks = 1 << 20;  // else, blocks compared at a time: about 75 MB of them
 constexpr int kFeatures = 9;
 const float kKernels[4][kNear] = {{4, 4, 4, 4, 4, 4, 4, 4},
                                   {5, 4, 3, 1, -1, -3, -4, -5},
@@ -179,27 +185,24 @@ void near_band(const cv::Mat& gray, int y0, int y1, const NearCopySettings& s, i
   }
 }
 
-// Matches (p, offset code) among the blocks whose first key part is in [lo, hi), of which there are at most `most`.
-void near_matches(const cv::Mat& gray, const NearCopySettings& s, int64_t lo, int64_t hi, int64_t most,
-                  std::vector<std::pair<int64_t, int64_t>>& out) {
-  const int h = gray.rows - kNear + 1, w = gray.cols - kNear + 1;
-  std::vector<NearFeatures> feats;
-  std::vector<NearKey> keys;
-  feats.reserve(static_cast<size_t>(most));  // no regrowth copies; pages never written are never resident
-  keys.reserve(static_cast<size_t>(most));
-  for (int y0 = 0; y0 < h; y0 += kNearBand)
-    near_band(gray, y0, std::min(y0 + kNearBand, h), s, kFeatures, [&](const NearBlock& b) {
-      if (b.k0 < lo || b.k0 >= hi) return;
-      NearFeatures nf;
-      std::copy(b.f, b.f + kFeatures, nf.f);
-      nf.sd = b.sd;
-      const uint64_t key = (static_cast<uint64_t>(b.k0 + 1024) << 53) | (static_cast<uint64_t>(b.k1 + 1024) << 42) |
-                           (static_cast<uint64_t>(b.k2 + 1024) << 31) | static_cast<uint64_t>(b.at);
-      // +1: a pair is ruled out on f3 or f6 only if it is past its tolerance despite float's rounding
-      const float tol = static_cast<float>(s.abs_tol + s.rel_tol * b.sd) + 1.0f;
-      keys.push_back({key, static_cast<uint32_t>(feats.size()), static_cast<float>(b.f[3]), static_cast<float>(b.f[6]), tol});
-      feats.push_back(nf);
-    });
+NearKey near_key(const NearBlock& b, const NearCopySettings& s) {
+  const uint64_t key = (static_cast<uint64_t>(b.k0 + 1024) << 53) | (static_cast<uint64_t>(b.k1 + 1024) << 42) |
+                       (static_cast<uint64_t>(b.k2 + 1024) << 31) | static_cast<uint64_t>(b.at);
+  // +1: a pair is ruled out on f3 or f6 only if it is past its tolerance despite float's rounding
+  const float tol = static_cast<float>(s.abs_tol + s.rel_tol * b.sd) + 1.0f;
+  return {key, 0, static_cast<float>(b.f[3]), static_cast<float>(b.f[6]), tol};
+}
+
+NearFeatures near_features(const NearBlock& b) {
+  NearFeatures nf;
+  std::copy(b.f, b.f + kFeatures, nf.f);
+  nf.sd = b.sd;
+  return nf;
+}
+
+// Matches (p, offset code) among `keys` (their `block` indexing `feats`), which are sorted here.
+void near_matches(std::vector<NearKey>& keys, const std::vector<NearFeatures>& feats, const NearCopySettings& s,
+                  int w, std::vector<std::pair<int64_t, int64_t>>& out) {
   std::sort(keys.begin(), keys.end(), [](const NearKey& a, const NearKey& b) { return a.key < b.key; });
   const auto at = [](const NearKey& k) { return static_cast<int64_t>(k.key & ((uint64_t{1} << 31) - 1)); };
   struct Match { int64_t p, q, d; };
@@ -236,6 +239,59 @@ void near_matches(const cv::Mat& gray, const NearCopySettings& s, int64_t lo, in
     if (count(m.p) <= s.max_matches && count(m.q) <= s.max_matches) out.emplace_back(m.p, m.d);
 }
 
+// A file that is gone once closed, in TMPDIR (tmpfile() would take /tmp whatever TMPDIR says).
+std::unique_ptr<std::FILE, int (*)(std::FILE*)> anonymous_file() {
+  const char* dir = std::getenv("TMPDIR");
+  std::string path = std::string(dir && *dir ? dir : "/tmp") + "/inpdiff-share-XXXXXX";
+  const int fd = mkstemp(path.data());
+  if (fd < 0) throw std::runtime_error("cannot create a temporary file in " + path.substr(0, path.rfind('/')));
+  unlink(path.c_str());
+  return {fdopen(fd, "w+b"), std::fclose};
+}
+
+// Blocks compared a share of whole first key parts at a time, as inpdiff/near_copies.py _shares cuts
+// them (which changes no match: blocks are only compared within one first key part). The shares are
+// cut from the first key parts' histogram, estimated from every fourth band; then each block's features
+// are computed once and written to its share's file, and the shares are read back one by one.
+void near_matches_in_shares(const cv::Mat& gray, const NearCopySettings& s,
+                            std::vector<std::pair<int64_t, int64_t>>& out) {
+  const int h = gray.rows - kNear + 1, w = gray.cols - kNear + 1;
+  std::vector<int64_t> counts(2048);  // |F| / q < 1024
+  for (int y0 = 0; y0 < h; y0 += 4 * kNearBand)
+    near_band(gray, y0, std::min(y0 + kNearBand, h), s, 1, [&](const NearBlock& b) { counts[b.k0 + 1024] += 4; });
+  std::vector<int32_t> starts = {-1024};  // the first share takes every part below the next one's
+  int64_t used = 0;
+  for (int part = 0; part < 2048; ++part) {
+    if (!counts[part]) continue;
+    if (used && used + counts[part] > kNearShareBlocks) starts.push_back(part - 1024), used = 0;
+    used += counts[part];
+  }
+  struct Record { NearKey key; NearFeatures f; };
+  std::vector<std::unique_ptr<std::FILE, int (*)(std::FILE*)>> files;
+  std::vector<int64_t> sizes(starts.size());
+  for (size_t i = 0; i < starts.size(); ++i) files.push_back(anonymous_file());
+  for (int y0 = 0; y0 < h; y0 += kNearBand)
+    near_band(gray, y0, std::min(y0 + kNearBand, h), s, kFeatures, [&](const NearBlock& b) {
+      const size_t i = std::upper_bound(starts.begin(), starts.end(), b.k0) - starts.begin() - 1;
+      const Record r{near_key(b, s), near_features(b)};
+      if (std::fwrite(&r, sizeof r, 1, files[i].get()) != 1) throw std::runtime_error("writing a temporary file failed");
+      ++sizes[i];
+    });
+  for (size_t i = 0; i < files.size(); ++i) {
+    std::vector<NearKey> keys(sizes[i]);
+    std::vector<NearFeatures> feats(sizes[i]);
+    std::FILE* f = files[i].get();
+    std::rewind(f);
+    for (int64_t k = 0; k < sizes[i]; ++k) {
+      Record r;
+      if (std::fread(&r, sizeof r, 1, f) != 1) throw std::runtime_error("reading a temporary file failed");
+      keys[k] = r.key, keys[k].block = static_cast<uint32_t>(k), feats[k] = r.f;
+    }
+    files[i].reset();  // its pages, before the next share is read
+    near_matches(keys, feats, s, w, out);
+  }
+}
+
 }  // namespace
 
 cv::Mat near_copy_cover(const cv::Mat& rgb, const NearCopySettings& s) {
@@ -247,21 +303,20 @@ cv::Mat near_copy_cover(const cv::Mat& rgb, const NearCopySettings& s) {
   const int h = H - kNear + 1, w = W - kNear + 1;
   const int64_t n = static_cast<int64_t>(h) * w;
   std::vector<std::pair<int64_t, int64_t>> matches;  // (p, d)
-  if (n <= kNearPassBlocks) {
-    near_matches(gray, s, std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), n, matches);
-  } else {  // passes of whole first key parts, of at most kNearPassBlocks blocks
-    std::map<int64_t, int64_t> parts;
+  if (n <= kNearOnePass) {
+    std::vector<NearKey> keys;
+    std::vector<NearFeatures> feats;
+    keys.reserve(static_cast<size_t>(n));  // no regrowth copies; pages never written are never resident
+    feats.reserve(static_cast<size_t>(n));
     for (int y0 = 0; y0 < h; y0 += kNearBand)
-      near_band(gray, y0, std::min(y0 + kNearBand, h), s, 1, [&](const NearBlock& b) { ++parts[b.k0]; });
-    int64_t start = parts.empty() ? 0 : parts.begin()->first, used = 0;
-    for (const auto& [part, c] : parts) {
-      if (used && used + c > kNearPassBlocks) {
-        near_matches(gray, s, start, part, used, matches);
-        start = part, used = 0;
-      }
-      used += c;
-    }
-    if (!parts.empty()) near_matches(gray, s, start, parts.rbegin()->first + 1, used, matches);
+      near_band(gray, y0, std::min(y0 + kNearBand, h), s, kFeatures, [&](const NearBlock& b) {
+        keys.push_back(near_key(b, s));
+        keys.back().block = static_cast<uint32_t>(feats.size());
+        feats.push_back(near_features(b));
+      });
+    near_matches(keys, feats, s, w, matches);
+  } else {
+    near_matches_in_shares(gray, s, matches);
   }
   // Keep a match if its neighbours moved by the same offset: a copied area, not one lookalike.
   std::vector<int64_t> code;

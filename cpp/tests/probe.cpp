@@ -3,6 +3,7 @@
 //   cpp_probe localize MODEL IMAGE OUT.f32 [SAMPLES SEED STEPS]
 //                                                          the probability map (float32, H x W) to OUT.f32;
 //                                                          score, verdict and regions as JSON on stdout
+//   cpp_probe copies IMAGE OUT.u8                          the copy cover (uint8, H x W) to OUT.u8
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -10,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "inpdiff/copies.hpp"
 #include "inpdiff/image_io.hpp"
 #include "inpdiff/localizer.hpp"
 #include "inpdiff/noise.hpp"
@@ -27,6 +29,12 @@ int main(int argc, char** argv) {
       std::vector<float> z;
       normals(std::stoull(argv[2]), std::stoul(argv[3]), std::stoul(argv[4]), std::stoul(argv[5]), std::stoul(argv[6]), z);
       write_floats(argv[7], z.data(), z.size());
+      return 0;
+    }
+    if (what == "copies" && argc == 4) {
+      const cv::Mat cover = copy_cover(read_image(argv[2]));
+      std::ofstream(argv[3], std::ios::binary).write(reinterpret_cast<const char*>(cover.data),
+                                                     static_cast<std::streamsize>(cover.total()));
       return 0;
     }
     if (what == "localize" && (argc == 5 || argc == 8)) {
@@ -50,6 +58,7 @@ int main(int argc, char** argv) {
     std::cerr << "cpp_probe: " << e.what() << "\n";
     return 1;
   }
-  std::cerr << "usage: cpp_probe noise SEED STEP Y X COUNT OUT | localize MODEL IMAGE OUT [SAMPLES SEED STEPS]\n";
+  std::cerr << "usage: cpp_probe noise SEED STEP Y X COUNT OUT | localize MODEL IMAGE OUT [SAMPLES SEED STEPS] | "
+               "copies IMAGE OUT\n";
   return 2;
 }

@@ -154,6 +154,31 @@ def test_exact_copies_alone_match_python(tmp_path):
     assert maps["py", None][region].mean() > maps["py", "--no-near-copies"][region].mean() + 100  # of 255
 
 
+def test_copy_cover_of_a_photo_compared_in_shares_matches_python(tmp_path):
+    """Above 4M blocks both runtimes compare near copies a share of key parts at a time, from features
+    written to files once (three shares here): the covers must still be equal, and find the copy."""
+    from inpdiff.copies import copy_cover
+    from inpdiff.io import read_image
+    from inpdiff.near_copies import ONE_PASS
+
+    img = cv2.imread(str(EXAMPLES / "astronaut_pristine.png"))
+    tiles = []  # 16 different views of the photo, so that nothing but the pasted area repeats
+    for k in range(16):
+        t = cv2.resize(img, None, fx=1.03 + 0.02 * k, fy=1.03 + 0.02 * k, interpolation=cv2.INTER_AREA)
+        t = np.rot90(t, k % 4)
+        tiles.append(np.ascontiguousarray((t[:, ::-1] if k // 4 % 2 else t)[:525, :525]))
+    photo = np.vstack([np.hstack(tiles[r * 4:r * 4 + 4]) for r in range(4)])
+    photo[1500:1700, 1400:1650] = photo[200:400, 300:550]
+    path = tmp_path / "pasted_q90.jpg"
+    cv2.imwrite(str(path), photo, [cv2.IMWRITE_JPEG_QUALITY, 90])  # near copies only
+    assert (2100 - 7) ** 2 > ONE_PASS
+    p = run(PROBE, "copies", path, tmp_path / "cover.u8")
+    assert p.returncode == 0, p.stderr
+    py = copy_cover(read_image(path))
+    assert np.array_equal(np.fromfile(tmp_path / "cover.u8", np.uint8).reshape(py.shape), py)
+    assert py[1500:1700, 1400:1650].mean() > 0.1 and py.mean() < 0.01
+
+
 def test_outputs_do_not_depend_on_workers_or_batch(tmp_path):
     # Tiles are blended in plan order whichever worker finished them first.
     image = EXAMPLES / "astronaut_00_ns.png"
