@@ -117,7 +117,7 @@ std::vector<uint64_t> part_keys(const cv::Mat& img, const CopySettings& s, uint6
 // ---- Near copies (inpdiff/near_copies.py) ----
 
 constexpr int kNear = 8;                       // block side
-constexpr int kNearBand = 256;                 // block rows whose features are computed at a time
+constexpr int kNearBand = 64;                  // block rows whose features are computed at a time
 constexpr int64_t kNearOnePass = 1 << 22;      // a photo of at most this many blocks (4 MP) is compared at once
 constexpr int64_t kNearShareBlocks = 1 << 20;  // else, blocks compared at a time: about 75 MB of them
 constexpr int kFeatures = 9;

@@ -123,10 +123,12 @@ void write_png(const fs::path& path, const cv::Mat& grey_or_rgb) {
   encode_to(path, ".png", img, {});
 }
 
-void write_jpeg(const fs::path& path, const cv::Mat& rgb, int quality) {
-  cv::Mat bgr;
-  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
-  encode_to(path, ".jpg", bgr, {cv::IMWRITE_JPEG_QUALITY, quality});
+void write_jpeg(const fs::path& path, cv::Mat& rgb, int quality) {
+  for (int y = 0; y < rgb.rows; ++y) {  // cv::cvtColor in place would copy the source first
+    uint8_t* p = rgb.ptr<uint8_t>(y);
+    for (int x = 0; x < rgb.cols; ++x) std::swap(p[3 * x], p[3 * x + 2]);
+  }
+  encode_to(path, ".jpg", rgb, {cv::IMWRITE_JPEG_QUALITY, quality});
 }
 
 }  // namespace inpdiff

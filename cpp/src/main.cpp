@@ -340,7 +340,7 @@ void draw_overlay(cv::Mat& out, const Result& r) {
   cv::drawContours(out, contours, -1, cv::Scalar(255, 255, 0), thickness);
 }
 
-// The maps and overlay of one image, each written atomically -> {kind: path}; draws on `rgb`.
+// The maps and overlay of one image, each written atomically -> {kind: path}; draws on `rgb`, and spends it.
 json write_outputs(const Job& job, cv::Mat& rgb, const Result& r, const std::string& outputs) {
   json written = json::object();
   auto path = [&](const char* suffix) { return fs::path(job.stem.string() + suffix); };

@@ -25,6 +25,7 @@ cv::Mat read_image(const std::filesystem::path& path, long max_pixels = kMaxPixe
 // bytes -> a temporary file beside `path`, renamed into place (a reader never sees half a file).
 void atomic_write(const std::filesystem::path& path, const std::vector<unsigned char>& bytes);
 void write_png(const std::filesystem::path& path, const cv::Mat& grey_or_rgb);
-void write_jpeg(const std::filesystem::path& path, const cv::Mat& rgb, int quality);
+// Swaps `rgb` to BGR in place for the encoder (a copy would be 144 MB at 48 MP): it is spent.
+void write_jpeg(const std::filesystem::path& path, cv::Mat& rgb, int quality);
 
 }  // namespace inpdiff
