@@ -48,17 +48,26 @@ def test_a_spilled_photo_gives_what_the_whole_photo_gives(cfg):
     assert len(whole.regions) >= 2 and banded.regions == whole.regions
 
 
-def test_regions_joined_across_band_edges_are_find_regions():
+def test_regions_joined_across_band_edges_are_the_whole_masks_components():
     rng = np.random.default_rng(1)
     mask = cv2.dilate((rng.random((90, 70)) > 0.97).astype(np.uint8), np.ones((4, 4), np.uint8)).astype(bool)
     mask[10:80, 30] = True  # one region through every band
     prob = rng.random(mask.shape).astype(np.float32)
     cover = (rng.random(mask.shape) > 0.5).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    whole = []  # the components of the mask held whole, largest first, ties in raster order
+    for i in range(1, n):
+        at = labels == i
+        if stats[i, 4] >= 3:
+            whole.append((-int(stats[i, 4]), int(np.flatnonzero(at.ravel())[0]), (tuple(int(v) for v in stats[i, :4]),
+                          int(stats[i, 4]), round(float(prob[at].mean(dtype=np.float64)), 4),
+                          round(int(cover[at].sum()) / int(stats[i, 4]), 4))))
+    expected = [region for *_, region in sorted(whole)]
     finder = bands.RegionFinder(min_area=3)
     for y0 in range(0, 90, 7):  # bands of 7 rows: many edges
         finder.add(mask[y0:y0 + 7], prob[y0:y0 + 7], cover[y0:y0 + 7], y0)
-    expected = [(r.bbox, r.area, r.mean_prob, r.copied) for r in find_regions(mask, prob, 3, cover)]
     assert len(expected) > 5 and finder.regions(True) == expected
+    assert [(r.bbox, r.area, r.mean_prob, r.copied) for r in find_regions(mask, prob, 3, cover)] == expected
 
 
 def test_the_score_over_bands_is_the_score_over_the_map():

@@ -82,36 +82,71 @@ double image_score(const cv::Mat& prob) {
   return std::accumulate(top.end() - k, top.end(), 0.0) / k;
 }
 
-// Connected regions of the mask (8-connected) of at least `min_area` pixels, largest first, each
-// with its mean probability over its own pixels and, given the copy cover, the share of them copied
-// (localizer.py find_regions).
-static std::vector<Region> find_regions(const cv::Mat& mask, const cv::Mat& prob, int min_area, const cv::Mat& cover) {
+std::vector<Region> find_regions(const cv::Mat& mask, const cv::Mat& prob, int min_area, const cv::Mat& cover) {
+  // A band of rows at a time, as inpdiff/runtime/bands.py RegionFinder does: each band's components
+  // (32-bit labels: OpenCV's 16-bit ones corrupt the heap, before 4.12, once a mask needs more than
+  // 65535 provisional labels), joined across band edges, so no label map is larger than a band.
+  constexpr int kBand = 128;
+  struct Part { int x0, y0, x1, y1; long area; int64_t first; double prob; long copied; };
+  std::vector<Part> parts;
+  std::vector<int> parent;
+  const auto root = [&parent](int i) {
+    while (parent[i] != i) i = parent[i] = parent[parent[i]];
+    return i;
+  };
+  const int H = mask.rows, W = mask.cols;
+  std::vector<int> last(W, -1);  // the previous band's last row, as parts (-1: none)
   cv::Mat labels, stats, centroids;
-  int count;
-  try {  // 16-bit labels, half the memory of a large photo's label map, unless there are too many regions
-    count = cv::connectedComponentsWithStats(mask, labels, stats, centroids, 8, CV_16U);
-  } catch (const cv::Exception&) {
-    count = cv::connectedComponentsWithStats(mask, labels, stats, centroids, 8, CV_32S);
-  }
-  const bool wide = labels.type() == CV_32S;
-  std::vector<Region> regions;
-  for (int i = 1; i < count; ++i) {
-    Region g{stats.at<int>(i, cv::CC_STAT_LEFT), stats.at<int>(i, cv::CC_STAT_TOP), stats.at<int>(i, cv::CC_STAT_WIDTH),
-             stats.at<int>(i, cv::CC_STAT_HEIGHT), stats.at<int>(i, cv::CC_STAT_AREA), 0.0, std::nullopt};
-    if (g.area < min_area) continue;
-    double sum = 0.0;
-    long copied = 0;
-    for (int r = g.y; r < g.y + g.height; ++r)
-      for (int c = g.x; c < g.x + g.width; ++c)
-        if ((wide ? labels.at<int>(r, c) : labels.at<uint16_t>(r, c)) == i) {
-          sum += prob.at<float>(r, c);
-          if (!cover.empty()) copied += cover.at<uint8_t>(r, c);
+  for (int y0 = 0; y0 < H; y0 += kBand) {
+    const int y1 = std::min(H, y0 + kBand), base = static_cast<int>(parts.size());
+    const int n = cv::connectedComponentsWithStats(mask.rowRange(y0, y1), labels, stats, centroids, 8, CV_32S);
+    for (int i = 1; i < n; ++i) {
+      const int* st = stats.ptr<int>(i);
+      const int x = st[cv::CC_STAT_LEFT], y = st[cv::CC_STAT_TOP] + y0;
+      parts.push_back({x, y, x + st[cv::CC_STAT_WIDTH], y + st[cv::CC_STAT_HEIGHT], st[cv::CC_STAT_AREA], -1, 0.0, 0});
+      parent.push_back(base + i - 1);
+    }
+    for (int r = 0; n > 1 && r < y1 - y0; ++r) {
+      const int* l = labels.ptr<int>(r);
+      const float* p = prob.ptr<float>(y0 + r);
+      const uint8_t* c = cover.empty() ? nullptr : cover.ptr<uint8_t>(y0 + r);
+      for (int x = 0; x < W; ++x) {
+        if (!l[x]) continue;
+        Part& g = parts[base + l[x] - 1];
+        if (g.first < 0) g.first = static_cast<int64_t>(y0 + r) * W + x;
+        g.prob += p[x];
+        if (c) g.copied += c[x];
+      }
+    }
+    const int* top = labels.ptr<int>(0);
+    for (int x = 0; x < W; ++x)  // 8-connectivity: the pixel above, and its two neighbours
+      for (int a = std::max(0, x - 1); top[x] && a <= std::min(W - 1, x + 1); ++a)
+        if (last[a] >= 0) {
+          const int ra = root(last[a]), rb = root(base + top[x] - 1);
+          if (ra != rb) parent[std::max(ra, rb)] = std::min(ra, rb);
         }
-    g.mean_prob = std::round(sum / g.area * 1e4) / 1e4;
-    if (!cover.empty()) g.copied = std::round(static_cast<double>(copied) / g.area * 1e4) / 1e4;
-    regions.push_back(g);
+    const int* bottom = labels.ptr<int>(y1 - y0 - 1);
+    for (int x = 0; x < W; ++x) last[x] = bottom[x] ? base + bottom[x] - 1 : -1;
   }
-  std::stable_sort(regions.begin(), regions.end(), [](const Region& a, const Region& b) { return a.area > b.area; });
+  for (int i = 0; i < static_cast<int>(parts.size()); ++i) {  // each part into its region's first part
+    const int r = root(i);
+    if (r == i) continue;
+    Part &g = parts[r], &h = parts[i];
+    g.x0 = std::min(g.x0, h.x0), g.y0 = std::min(g.y0, h.y0), g.x1 = std::max(g.x1, h.x1), g.y1 = std::max(g.y1, h.y1);
+    g.area += h.area, g.first = std::min(g.first, h.first), g.prob += h.prob, g.copied += h.copied;
+  }
+  std::vector<const Part*> kept;
+  for (int i = 0; i < static_cast<int>(parts.size()); ++i)
+    if (root(i) == i && parts[i].area >= min_area) kept.push_back(&parts[i]);
+  std::sort(kept.begin(), kept.end(), [](const Part* a, const Part* b) {  // largest first; ties in raster order
+    return a->area != b->area ? a->area > b->area : a->first < b->first;
+  });
+  std::vector<Region> regions;
+  for (const Part* g : kept) {
+    Region r{g->x0, g->y0, g->x1 - g->x0, g->y1 - g->y0, g->area, std::round(g->prob / g->area * 1e4) / 1e4, std::nullopt};
+    if (!cover.empty()) r.copied = std::round(static_cast<double>(g->copied) / g->area * 1e4) / 1e4;
+    regions.push_back(r);
+  }
   return regions;
 }
 

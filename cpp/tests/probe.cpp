@@ -4,12 +4,14 @@
 //                                                          the probability map (float32, H x W) to OUT.f32;
 //                                                          score, verdict and regions as JSON on stdout
 //   cpp_probe copies IMAGE OUT.u8                          the copy cover (uint8, H x W) to OUT.u8
+//   cpp_probe regions MASK.png PROB.png                    the mask's regions, with their mean PROB / 255, as JSON
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <string>
 
 #include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
 
 #include "inpdiff/copies.hpp"
 #include "inpdiff/image_io.hpp"
@@ -37,6 +39,13 @@ int main(int argc, char** argv) {
                                                      static_cast<std::streamsize>(cover.total()));
       return 0;
     }
+    if (what == "regions" && argc == 4) {
+      const cv::Mat mask = cv::imread(argv[2], cv::IMREAD_GRAYSCALE) / 255;
+      cv::Mat prob;
+      cv::imread(argv[3], cv::IMREAD_GRAYSCALE).convertTo(prob, CV_32F, 1.0 / 255);
+      std::cout << nlohmann::json(find_regions(mask, prob, 1)).dump() << std::endl;
+      return 0;
+    }
     if (what == "localize" && (argc == 5 || argc == 8)) {
       LocalizeConfig cfg;
       if (argc == 8) {
@@ -59,6 +68,6 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::cerr << "usage: cpp_probe noise SEED STEP Y X COUNT OUT | localize MODEL IMAGE OUT [SAMPLES SEED STEPS] | "
-               "copies IMAGE OUT\n";
+               "copies IMAGE OUT | regions MASK PROB\n";
   return 2;
 }

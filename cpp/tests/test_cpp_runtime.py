@@ -179,6 +179,28 @@ def test_copy_cover_of_a_photo_compared_in_shares_matches_python(tmp_path):
     assert py[1500:1700, 1400:1650].mean() > 0.1 and py.mean() < 0.01
 
 
+def test_a_mask_of_more_than_65535_regions_matches_python(tmp_path):
+    """OpenCV 4.6's 16-bit labels corrupted the heap on such a mask (the C++ command crashed on a 99 MP
+    photo); both runtimes label in 32 bits (C++ a band of rows at a time, joined across band edges)."""
+    from inpdiff.runtime.localizer import find_regions
+
+    mask = np.zeros((1030, 1100), np.uint8)
+    mask[5:1029:2, 9:1099:2] = 1  # 512 x 545 single pixels
+    mask[600:700, 300:420] = 1  # and one block across a band edge (128 rows), the largest region
+    mask[130:300, 700:704] = mask[130:300, 800:804] = mask[296:300, 700:804] = 1  # a U, joined below its arms' band
+    prob = np.random.default_rng(3).integers(0, 256, mask.shape, dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "mask.png"), mask * 255)
+    cv2.imwrite(str(tmp_path / "prob.png"), prob)
+    p = run(PROBE, "regions", tmp_path / "mask.png", tmp_path / "prob.png")
+    assert p.returncode == 0, p.stderr
+    cpp = json.loads(p.stdout)
+    py = find_regions(mask, prob.astype(np.float32) / np.float32(255), 1)
+    assert len(cpp) == len(py) > 65535
+    assert [(r["bbox"], r["area"], r["mean_prob"]) for r in cpp] == [(list(r.bbox), r.area, r.mean_prob) for r in py]
+    assert [r["area"] > 1 for r in cpp[:3]] == [True, True, False]  # the block and the U, each one region
+    assert cpp[2]["bbox"] == [9, 5, 1, 1]
+
+
 def test_outputs_do_not_depend_on_workers_or_batch(tmp_path):
     # Tiles are blended in plan order whichever worker finished them first.
     image = EXAMPLES / "astronaut_00_ns.png"

@@ -59,8 +59,9 @@ class RowAccumulator:
 
 
 class RegionFinder:
-    """find_regions over a mask given a band of rows at a time: the same regions, in the same order,
-    with their boxes, areas, copied shares and (float64) mean probabilities."""
+    """Connected regions (8-connected) of a mask given a band of rows at a time: each band's components,
+    joined where they touch across band edges, with their boxes, areas, copied shares and (float64)
+    mean probabilities (localizer.find_regions feeds it a held mask)."""
 
     def __init__(self, min_area: int):
         self.min_area = min_area
@@ -94,8 +95,8 @@ class RegionFinder:
         self.count += n - 1
 
     def regions(self, copies: bool) -> list[tuple[tuple[int, int, int, int], int, float, float | None]]:
-        """(box, area, mean probability, copied share) of each region of at least min_area pixels, as
-        find_regions orders them."""
+        """(box, area, mean probability, copied share) of each region of at least min_area pixels, largest
+        first, ties in the raster order of their first pixels."""
         if not self.count:
             return []
         rec = np.concatenate(self.records)

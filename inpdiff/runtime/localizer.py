@@ -32,7 +32,7 @@ from ..io import read_image
 from ..noise import tile_noise
 from ..scoring import ScoreCalibration, image_score
 from .backends import Backend, BackendSpec, FusedBackend, cpu_int8_dot_product, make_backend
-from .bands import RowAccumulator, finish as finish_bands
+from .bands import BAND, RegionFinder, RowAccumulator, finish as finish_bands
 from .model_dir import ModelDir, ModelError, default_model_dir
 from ..spill import SpilledArray
 
@@ -98,19 +98,14 @@ def axis_weight(length: int, origins: list[int], ramp: np.ndarray) -> np.ndarray
 
 
 def find_regions(mask: np.ndarray, prob: np.ndarray, min_area: int, cover: np.ndarray | None = None) -> list[Region]:
-    # 16-bit labels, half the memory of a large photo's label map, unless there are too many regions.
-    try:
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8, ltype=cv2.CV_16U)
-    except cv2.error:
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
-    regions = []
-    for i in range(1, n):
-        x, y, w, h, area = (int(v) for v in stats[i])
-        if area >= min_area:  # means over the region's own pixels, inside its box (no image-sized temporaries)
-            inside = labels[y:y + h, x:x + w] == i
-            copied = None if cover is None else round(int(cover[y:y + h, x:x + w][inside].sum()) / area, 4)
-            regions.append(Region((x, y, w, h), area, round(float(prob[y:y + h, x:x + w][inside].mean(dtype=np.float64)), 4), copied))
-    return sorted(regions, key=lambda r: -r.area)
+    """Connected regions (8-connected) of at least `min_area` pixels, largest first, ties in raster order,
+    with their mean probability and copied share; found a band of rows at a time (bands.RegionFinder), so
+    no label map is larger than a band, and in 32-bit labels (OpenCV's 16-bit ones corrupt its heap,
+    before 4.12, once a mask needs more than 65535 provisional labels)."""
+    finder = RegionFinder(min_area)
+    for y0 in range(0, mask.shape[0], BAND):
+        finder.add(mask[y0:y0 + BAND], prob[y0:y0 + BAND], None if cover is None else cover[y0:y0 + BAND], y0)
+    return [Region(*r) for r in finder.regions(cover is not None)]
 
 
 @dataclass

@@ -83,5 +83,10 @@ class Localizer {
 std::vector<int> tile_origins(int length, int tile, int overlap);
 // The mean of the top 1% of a probability map (inpdiff/scoring.py image_score).
 double image_score(const cv::Mat& prob);
+// Connected regions of the mask (8-connected) of at least `min_area` pixels, largest first, each
+// with its mean probability over its own pixels and, given the copy cover, the share of them copied
+// (localizer.py find_regions).
+// mask CV_8U in {0, 1}, prob CV_32F, cover CV_8U or empty.
+std::vector<Region> find_regions(const cv::Mat& mask, const cv::Mat& prob, int min_area, const cv::Mat& cover = {});
 
 }  // namespace inpdiff
