@@ -37,12 +37,22 @@ uint64_t load64(const uint8_t* p) {
 uint64_t load32(const uint8_t* p) { return uint64_t{p[0]} | uint64_t{p[1]} << 8 | uint64_t{p[2]} << 16 | uint64_t{p[3]} << 24; }
 
 constexpr int kBand = 128;                   // block rows hashed at a time
-constexpr uint64_t kPassBlocks = 1ull << 24;  // blocks per sorting pass (about 130 MB of keys at most)
+constexpr uint64_t kPassBlocks = 1ull << 22;  // blocks per sorting pass: 32 MB of keys, and as much to sort them
 
 int bit_length(uint64_t n) {
   int bits = 0;
   while (bits < 64 && (n >> bits)) ++bits;
   return bits;
+}
+
+// A file that is gone once closed, in TMPDIR (tmpfile() would take /tmp whatever TMPDIR says).
+std::unique_ptr<std::FILE, int (*)(std::FILE*)> anonymous_file() {
+  const char* dir = std::getenv("TMPDIR");
+  std::string path = std::string(dir && *dir ? dir : "/tmp") + "/inpdiff-share-XXXXXX";
+  const int fd = mkstemp(path.data());
+  if (fd < 0) throw std::runtime_error("cannot create a temporary file in " + path.substr(0, path.rfind('/')));
+  unlink(path.c_str());
+  return {fdopen(fd, "w+b"), std::fclose};
 }
 
 // Orders keys so that equal hashes are adjacent (all the grouping needs): an LSD radix sort on the
@@ -64,14 +74,15 @@ void group_sort(std::vector<uint64_t>& keys) {
   }
 }
 
-// Keys of the textured blocks whose hash falls in `part` of `parts`, equal hashes adjacent, computed
-// a band of rows at a time.
-std::vector<uint64_t> part_keys(const cv::Mat& img, const CopySettings& s, uint64_t part, int part_bits, int bits) {
+// The key of every textured block (its hash above `bits`, its index below), to `take`, computed a band
+// of rows at a time.
+template <class Take>
+void block_keys(const cv::Mat& img, const CopySettings& s, int bits, Take&& take) {
   const int H = img.rows, W = img.cols, b = kBlock, h = H - b + 1, w = W - b + 1;
   uint64_t K[2 + kBlock];
   for (int i = 0; i < 2 + kBlock; ++i) K[i] = splitmix64(static_cast<uint64_t>(i)) | 1ull;
   const cv::Mat kernel = cv::Mat::ones(b, b, CV_8U);
-  std::vector<uint64_t> keys, row;
+  std::vector<uint64_t> row;
   cv::Mat total, hi, lo, across, down, across_sum, down_sum;
   for (int y0 = 0; y0 < h; y0 += kBand) {
     const int y1 = std::min(y0 + kBand, h), n = y1 - y0 + b - 1;  // image rows y0 .. y1 + 2
@@ -105,13 +116,10 @@ std::vector<uint64_t> part_keys(const cv::Mat& img, const CopySettings& s, uint6
         if (top[x] - bottom[x] < s.min_range || ea[x] + ed[x] >= s.max_equal_pairs) continue;
         uint64_t v = 0;
         for (int dy = 0; dy < b; ++dy) v += row[static_cast<size_t>(r + dy) * w + x] * K[2 + dy];
-        if (part_bits && (v >> (64 - part_bits)) != part) continue;
-        keys.push_back(((v >> bits) << bits) | (static_cast<uint64_t>(y0 + r) * w + x));
+        take(((v >> bits) << bits) | (static_cast<uint64_t>(y0 + r) * w + x));
       }
     }
   }
-  group_sort(keys);
-  return keys;
 }
 
 // ---- Near copies (inpdiff/near_copies.py) ----
@@ -239,16 +247,6 @@ void near_matches(std::vector<NearKey>& keys, const std::vector<NearFeatures>& f
     if (count(m.p) <= s.max_matches && count(m.q) <= s.max_matches) out.emplace_back(m.p, m.d);
 }
 
-// A file that is gone once closed, in TMPDIR (tmpfile() would take /tmp whatever TMPDIR says).
-std::unique_ptr<std::FILE, int (*)(std::FILE*)> anonymous_file() {
-  const char* dir = std::getenv("TMPDIR");
-  std::string path = std::string(dir && *dir ? dir : "/tmp") + "/inpdiff-share-XXXXXX";
-  const int fd = mkstemp(path.data());
-  if (fd < 0) throw std::runtime_error("cannot create a temporary file in " + path.substr(0, path.rfind('/')));
-  unlink(path.c_str());
-  return {fdopen(fd, "w+b"), std::fclose};
-}
-
 // Blocks compared a share of whole first key parts at a time, as inpdiff/near_copies.py _shares cuts
 // them (which changes no match: blocks are only compared within one first key part). The shares are
 // cut from the first key parts' histogram, estimated from every fourth band; then each block's features
@@ -353,8 +351,8 @@ cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s) {
   const uint64_t n = static_cast<uint64_t>(h) * w;
   const int bits = bit_length(n), part_bits = bit_length((n - 1) / kPassBlocks);
   const uint64_t low = (uint64_t{1} << bits) - 1;
-  for (uint64_t part = 0; part < (uint64_t{1} << part_bits); ++part) {
-    const std::vector<uint64_t> keys = part_keys(img, s, part, part_bits, bits);
+  const auto mark = [&](std::vector<uint64_t>& keys) {  // the blocks of every group of equal hashes
+    group_sort(keys);
     for (size_t i = 0, j; i < keys.size(); i = j) {
       if (i + 1 == keys.size() || (keys[i + 1] >> bits) != (keys[i] >> bits)) {  // most blocks are unique
         j = i + 1;
@@ -370,6 +368,28 @@ cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s) {
         continue;
       for (size_t k = i; k < j; ++k)
         exact.at<uint8_t>(static_cast<int>((keys[k] & low) / w), static_cast<int>((keys[k] & low) % w)) = 1;
+    }
+  };
+  std::vector<uint64_t> keys;
+  if (!part_bits) {
+    block_keys(img, s, bits, [&](uint64_t key) { keys.push_back(key); });
+    mark(keys);
+  } else {  // equal hashes share their top bits: each block's key is computed once, into its part's file
+    std::vector<std::unique_ptr<std::FILE, int (*)(std::FILE*)>> files;
+    std::vector<size_t> sizes(size_t{1} << part_bits);
+    for (size_t i = 0; i < sizes.size(); ++i) files.push_back(anonymous_file());
+    block_keys(img, s, bits, [&](uint64_t key) {
+      const size_t i = key >> (64 - part_bits);
+      if (std::fwrite(&key, sizeof key, 1, files[i].get()) != 1) throw std::runtime_error("writing a temporary file failed");
+      ++sizes[i];
+    });
+    for (size_t i = 0; i < files.size(); ++i) {
+      keys.resize(sizes[i]);
+      std::rewind(files[i].get());
+      if (std::fread(keys.data(), sizeof(uint64_t), sizes[i], files[i].get()) != sizes[i])
+        throw std::runtime_error("reading a temporary file failed");
+      files[i].reset();
+      mark(keys);
     }
   }
   cv::dilate(exact, exact, cv::Mat::ones(b, b, CV_8U), cv::Point(b - 1, b - 1), 1, cv::BORDER_CONSTANT, cv::Scalar(0));
