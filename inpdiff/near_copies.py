@@ -43,8 +43,9 @@ KERNELS = np.array([[4, 4, 4, 4, 4, 4, 4, 4],
                     [4, -1, -5, -3, 3, 5, 1, -4]], np.float32)  # about 10x the first four DCT-II rows
 PAIRS = [(u, v) for u in range(4) for v in range(4) if 0 < u + v <= 3]  # (x, y) frequencies: the smooth ones survive JPEG
 BAND_BLOCKS = 1 << 18     # blocks whose features are computed at a time, in whole rows: about 20 MB of temporaries
-ONE_PASS = 1 << 22        # a photo of at most this many blocks (4 MP) is compared at once: faster, about 300 MB
-PASS_BLOCKS = 1 << 20     # else, blocks compared at a time: about 100 MB of features, keys and sort order at most
+# Blocks compared at a time: about 100 MB of features, keys and sort order at most. Comparing a 4 MP photo's
+# 4M blocks at once was no faster (2.6 s) and took 300 MB (trt-localize's peak 517-530 MB, against 449-451).
+PASS_BLOCKS = 1 << 20
 # A counted block: its features, in raster order within a share (the order they are compared in does not
 # depend on how the shares are cut).
 RECORD = np.dtype([("f", np.float32, (len(PAIRS),)), ("sd", np.float64), ("at", np.int64)])
@@ -160,10 +161,10 @@ def _records(image, a: int, b: int, s: NearCopySettings) -> np.ndarray:
 
 def _shares(image, bands: list[tuple[int, int]], s: NearCopySettings, blocks: int) -> Iterator[Blocks]:
     """The counted blocks in raster order, a share of whole first key parts of about PASS_BLOCKS blocks
-    at a time (all at once up to ONE_PASS blocks). The shares are cut from the first key parts'
+    at a time (all at once up to PASS_BLOCKS blocks). The shares are cut from the first key parts'
     histogram, estimated from every fourth band; then each block's features are computed once and
     written to its share's file as a RECORD, and the shares are read back one by one."""
-    if blocks <= max(ONE_PASS, PASS_BLOCKS):
+    if blocks <= PASS_BLOCKS:
         yield _columns((_band_features(image, a, b, s) for a, b in bands), blocks)
         return
     counts = 4 * sum(np.bincount(_part(_band_features(image, a, b, s, 1)[0][0], s) + 1024, minlength=2048)

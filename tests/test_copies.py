@@ -147,7 +147,6 @@ def test_bands_and_sorting_passes_do_not_change_the_map(monkeypatch):
     monkeypatch.setattr(copies, "HASH_BLOCKS", 97 * 897)  # rows of 897 blocks
     monkeypatch.setattr(copies, "PASS_BLOCKS", 50_000)  # 16 passes
     monkeypatch.setattr(near_copies, "BAND_BLOCKS", 61 * 893)  # rows of 893 blocks
-    monkeypatch.setattr(near_copies, "ONE_PASS", 0)
     monkeypatch.setattr(near_copies, "PASS_BLOCKS", 40_000)  # passes of whole first key parts
     np.testing.assert_array_equal(near_copy_cover(edited), near)
     np.testing.assert_array_equal(copy_map(edited), whole)

@@ -126,7 +126,9 @@ void block_keys(const cv::Mat& img, const CopySettings& s, int bits, Take&& take
 
 constexpr int kNear = 8;                       // block side
 constexpr int kNearBand = 64;                  // block rows whose features are computed at a time
-constexpr int64_t kNearOnePass = 1 << 22;      // a photo of at most this many blocks (4 MP) is compared at once
+// A photo of at most this many blocks (4 MP) is compared at once (290 MB): the shares' file round trip
+// cost 0.1-0.2 s of a 1.3 s run at 4 MP, which the C++ runtime's CPU INT8 speed cannot spare.
+constexpr int64_t kNearOnePass = 1 << 22;
 constexpr int64_t kNearShareBlocks = 1 << 20;  // else, blocks compared at a time: about 75 MB of them
 constexpr int kFeatures = 9;
 const float kKernels[4][kNear] = {{4, 4, 4, 4, 4, 4, 4, 4},

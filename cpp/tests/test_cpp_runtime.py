@@ -158,9 +158,8 @@ def test_copy_cover_of_a_photo_compared_in_shares_matches_python(tmp_path):
     """Above 4M blocks both runtimes compare near copies a share of key parts at a time, from features
     written to files once (three shares here), and exact copies a part of their hashes at a time (two):
     the covers must still be equal, and find both copies."""
-    from inpdiff.copies import copy_cover
+    from inpdiff.copies import PASS_BLOCKS, copy_cover
     from inpdiff.io import read_image
-    from inpdiff.near_copies import ONE_PASS
 
     img = cv2.imread(str(EXAMPLES / "astronaut_pristine.png"))
     tiles = []  # 16 different views of the photo, so that nothing but the pasted area repeats
@@ -173,7 +172,7 @@ def test_copy_cover_of_a_photo_compared_in_shares_matches_python(tmp_path):
     photo[1008:1200, 208:400] = photo[16:208, 1600:1792]  # on it (16-pixel MCUs): exact copies inside
     path = tmp_path / "pasted_q90.jpg"
     cv2.imwrite(str(path), photo, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    assert (2100 - 7) ** 2 > ONE_PASS
+    assert (2100 - 7) ** 2 > PASS_BLOCKS == 1 << 22  # blocks: above both runtimes' one-pass sizes
     p = run(PROBE, "copies", path, tmp_path / "cover.u8")
     assert p.returncode == 0, p.stderr
     py = copy_cover(read_image(path))
