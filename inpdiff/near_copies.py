@@ -44,7 +44,7 @@ KERNELS = np.array([[4, 4, 4, 4, 4, 4, 4, 4],
 PAIRS = [(u, v) for u in range(4) for v in range(4) if 0 < u + v <= 3]  # (x, y) frequencies: the smooth ones survive JPEG
 BAND_BLOCKS = 1 << 18     # blocks whose features are computed at a time, in whole rows: about 20 MB of temporaries
 # Blocks compared at a time: about 100 MB of features, keys and sort order at most. Comparing a 4 MP photo's
-# 4M blocks at once was no faster (2.6 s) and took 300 MB (trt-localize's peak 517-530 MB, against 449-451).
+# 4M blocks at once took 300 MB (trt-localize's peak 517-530 MB, against 449-451) to be 2-5% faster.
 PASS_BLOCKS = 1 << 20
 # A counted block: its features, in raster order within a share (the order they are compared in does not
 # depend on how the shares are cut).

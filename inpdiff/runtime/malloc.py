@@ -16,10 +16,10 @@ def _glibc(function: str, *args: int) -> None:
 
 def few_arenas(n: int = 2) -> None:
     """glibc gives threads heaps of their own (arenas), up to eight a core, and each keeps much of what
-    was freed in it: a run's workers, assemblers and copy searches left a photo's temporaries in
-    different heaps, and five 12 MP photos, worked one after another, peaked 160 MB above one (main
-    process 693 MB against 533). Two arenas took that back at the same speed. Call it before the threads
-    start: a thread keeps the arena it first allocated in."""
+    was freed in it: a run's workers, assemblers and copy searches leave a photo's temporaries in
+    different heaps. Five 12 MP photos, worked one after another, peaked at 693 MB (main process) with
+    glibc's arenas and at 533 MB with two, at the same speed. Call it before the threads start: a
+    thread keeps the arena it first allocated in."""
     _glibc("mallopt", _M_ARENA_MAX, n)
 
 
