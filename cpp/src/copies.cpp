@@ -45,14 +45,23 @@ int bit_length(uint64_t n) {
   return bits;
 }
 
-// A file that is gone once closed, in TMPDIR (tmpfile() would take /tmp whatever TMPDIR says).
+// A file that is gone once closed, in the first folder of Python's tempfile.gettempdir() order that
+// takes one (TMPDIR, TEMP, TMP, /tmp, /var/tmp, /usr/tmp, the working folder), as the Python runtime's
+// files go; tmpfile() would take /tmp whatever TMPDIR says.
 std::unique_ptr<std::FILE, int (*)(std::FILE*)> anonymous_file() {
-  const char* dir = std::getenv("TMPDIR");
-  std::string path = std::string(dir && *dir ? dir : "/tmp") + "/inpdiff-share-XXXXXX";
-  const int fd = mkstemp(path.data());
-  if (fd < 0) throw std::runtime_error("cannot create a temporary file in " + path.substr(0, path.rfind('/')));
-  unlink(path.c_str());
-  return {fdopen(fd, "w+b"), std::fclose};
+  std::vector<std::string> folders;
+  for (const char* name : {"TMPDIR", "TEMP", "TMP"})
+    if (const char* dir = std::getenv(name); dir && *dir) folders.emplace_back(dir);
+  for (const char* dir : {"/tmp", "/var/tmp", "/usr/tmp", "."}) folders.emplace_back(dir);
+  for (const std::string& folder : folders) {
+    std::string path = folder + "/inpdiff-share-XXXXXX";
+    const int fd = mkstemp(path.data());
+    if (fd < 0) continue;
+    unlink(path.c_str());
+    if (std::FILE* file = fdopen(fd, "w+b")) return {file, std::fclose};
+    close(fd);
+  }
+  throw std::runtime_error("cannot create a temporary file in " + folders.front() + " or any other temporary folder");
 }
 
 // Orders keys so that equal hashes are adjacent (all the grouping needs): an LSD radix sort on the

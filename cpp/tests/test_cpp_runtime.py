@@ -173,7 +173,8 @@ def test_copy_cover_of_a_photo_compared_in_shares_matches_python(tmp_path):
     path = tmp_path / "pasted_q90.jpg"
     cv2.imwrite(str(path), photo, [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert (2100 - 7) ** 2 > PASS_BLOCKS == 1 << 22  # blocks: above both runtimes' one-pass sizes
-    p = run(PROBE, "copies", path, tmp_path / "cover.u8")
+    # TMPDIR names a missing folder: the share files go to the next temporary folder, as Python's do.
+    p = run(PROBE, "copies", path, tmp_path / "cover.u8", env={**os.environ, "TMPDIR": str(tmp_path / "missing")})
     assert p.returncode == 0, p.stderr
     py = copy_cover(read_image(path))
     assert np.array_equal(np.fromfile(tmp_path / "cover.u8", np.uint8).reshape(py.shape), py)
