@@ -230,8 +230,8 @@ def test_the_runtime_writes_nothing_outside_its_output_folder(tmp_path):
 
 
 def test_regions_are_found_whatever_their_number():
-    # More than 16-bit labels hold (OpenCV before 4.12 corrupted its heap there), labelled inside the
-    # mask's bounding box and reported in the image's coordinates.
+    # More than 16-bit labels hold (OpenCV 4.6 corrupted its heap there), found a band of rows at a
+    # time and reported in the image's coordinates.
     rng = np.random.default_rng(0)
     prob = rng.random((600, 700), dtype=np.float32)
     many = np.zeros(prob.shape, bool)

@@ -84,8 +84,8 @@ double image_score(const cv::Mat& prob) {
 
 std::vector<Region> find_regions(const cv::Mat& mask, const cv::Mat& prob, int min_area, const cv::Mat& cover) {
   // A band of rows at a time, as inpdiff/runtime/bands.py RegionFinder does: each band's components
-  // (32-bit labels: OpenCV's 16-bit ones corrupt the heap, before 4.12, once a mask needs more than
-  // 65535 provisional labels), joined across band edges, so no label map is larger than a band.
+  // (32-bit labels: OpenCV 4.6's 16-bit ones corrupt the heap once a mask needs more than 65535
+  // provisional labels), joined across band edges, so no label map is larger than a band.
   constexpr int kBand = 128;
   struct Part { int x0, y0, x1, y1; long area; int64_t first; double prob; long copied; };
   std::vector<Part> parts;

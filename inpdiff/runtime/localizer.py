@@ -100,8 +100,8 @@ def axis_weight(length: int, origins: list[int], ramp: np.ndarray) -> np.ndarray
 def find_regions(mask: np.ndarray, prob: np.ndarray, min_area: int, cover: np.ndarray | None = None) -> list[Region]:
     """Connected regions (8-connected) of at least `min_area` pixels, largest first, ties in raster order,
     with their mean probability and copied share; found a band of rows at a time (bands.RegionFinder), so
-    no label map is larger than a band, and in 32-bit labels (OpenCV's 16-bit ones corrupt its heap,
-    before 4.12, once a mask needs more than 65535 provisional labels)."""
+    no label map is larger than a band, and in 32-bit labels (OpenCV 4.6's 16-bit ones corrupt its heap
+    once a mask needs more than 65535 provisional labels; releases from 2025 on throw instead)."""
     finder = RegionFinder(min_area)
     for y0 in range(0, mask.shape[0], BAND):
         finder.add(mask[y0:y0 + BAND], prob[y0:y0 + BAND], None if cover is None else cover[y0:y0 + BAND], y0)
