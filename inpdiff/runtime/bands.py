@@ -123,7 +123,7 @@ class RegionFinder:
                 merged[:, col] = 0
             op.at(merged[:, col], roots, rec[:, col])
         keep = np.flatnonzero((roots == np.arange(self.count)) & (merged[:, 4] >= self.min_area))
-        keep = keep[np.lexsort((merged[keep, 5], -merged[keep, 4]))]  # largest first; ties in raster order, as cv2 numbers them
+        keep = keep[np.lexsort((merged[keep, 5], -merged[keep, 4]))]  # largest first; ties in the raster order of their first pixels
         return [((int(x0), int(y0), int(x1 - x0), int(y1 - y0)), int(area), round(psum / area, 4),
                  round(csum / area, 4) if copies else None)
                 for x0, y0, x1, y1, area, _, psum, csum in merged[keep].tolist()]
