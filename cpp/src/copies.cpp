@@ -4,16 +4,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <memory>
 #include <stdexcept>
-#include <string>
 #include <utility>
 #include <vector>
 
-#include <unistd.h>
-
 #include <opencv2/imgproc.hpp>
+
+#include "inpdiff/spill.hpp"
 
 namespace inpdiff {
 
@@ -45,25 +43,6 @@ int bit_length(uint64_t n) {
   return bits;
 }
 
-// A file that is gone once closed, in the first folder of Python's tempfile.gettempdir() order that
-// takes one (TMPDIR, TEMP, TMP, /tmp, /var/tmp, /usr/tmp, the working folder), as the Python runtime's
-// files go; tmpfile() would take /tmp whatever TMPDIR says.
-std::unique_ptr<std::FILE, int (*)(std::FILE*)> anonymous_file() {
-  std::vector<std::string> folders;
-  for (const char* name : {"TMPDIR", "TEMP", "TMP"})
-    if (const char* dir = std::getenv(name); dir && *dir) folders.emplace_back(dir);
-  for (const char* dir : {"/tmp", "/var/tmp", "/usr/tmp", "."}) folders.emplace_back(dir);
-  for (const std::string& folder : folders) {
-    std::string path = folder + "/inpdiff-share-XXXXXX";
-    const int fd = mkstemp(path.data());
-    if (fd < 0) continue;
-    unlink(path.c_str());
-    if (std::FILE* file = fdopen(fd, "w+b")) return {file, std::fclose};
-    close(fd);
-  }
-  throw std::runtime_error("cannot create a temporary file in " + folders.front() + " or any other temporary folder");
-}
-
 // Orders keys so that equal hashes are adjacent (all the grouping needs): an LSD radix sort on the
 // top 32 bits, then a full sort of the rare runs that share them. Several times faster than std::sort.
 void group_sort(std::vector<uint64_t>& keys) {
@@ -86,7 +65,7 @@ void group_sort(std::vector<uint64_t>& keys) {
 // The key of every textured block (its hash above `bits`, its index below), to `take`, computed a band
 // of rows at a time.
 template <class Take>
-void block_keys(const cv::Mat& img, const CopySettings& s, int bits, Take&& take) {
+void block_keys(const cv::Mat& img, const CopySettings& s, int bits, const RowsRead& read, Take&& take) {
   const int H = img.rows, W = img.cols, b = kBlock, h = H - b + 1, w = W - b + 1;
   uint64_t K[2 + kBlock];
   for (int i = 0; i < 2 + kBlock; ++i) K[i] = splitmix64(static_cast<uint64_t>(i)) | 1ull;
@@ -114,6 +93,7 @@ void block_keys(const cv::Mat& img, const CopySettings& s, int bits, Take&& take
       uint64_t* q = row.data() + static_cast<size_t>(r) * w;
       for (int x = 0; x < w; ++x) q[x] = load64(p + 3 * x) * K[0] + load32(p + 3 * x + 8) * K[1];
     }
+    if (read) read(n);
     cv::dilate(total, hi, kernel, cv::Point(0, 0));  // anchored at the top-left: the block at (y, x)
     cv::erode(total, lo, kernel, cv::Point(0, 0));
     cv::boxFilter(across, across_sum, CV_16U, cv::Size(3, b), cv::Point(0, 0), false, cv::BORDER_CONSTANT);
@@ -166,12 +146,14 @@ struct NearKey {  // 24 bytes, sorted: what the first test reads, in key order
   float f3, f6, tol;
 };
 
-// The counted blocks with top rows y0 .. y1, in raster order, passed to `take`, with their first
-// `count` features (and key parts) filled in.
+// The counted blocks with top rows y0 .. y1 of the RGB photo, in raster order, passed to `take`, with
+// their first `count` features (and key parts) filled in. Grey a band at a time: no image-sized copy.
 template <class Take>
-void near_band(const cv::Mat& gray, int y0, int y1, const NearCopySettings& s, int count, Take&& take) {
-  const int W = gray.cols, w = W - kNear + 1, h = y1 - y0;
-  const cv::Mat rows = gray.rowRange(y0, y1 + kNear - 1);
+void near_band(const cv::Mat& rgb, int y0, int y1, const NearCopySettings& s, int count, const RowsRead& read, Take&& take) {
+  const int W = rgb.cols, w = W - kNear + 1, h = y1 - y0;
+  cv::Mat rows;
+  cv::cvtColor(rgb.rowRange(y0, y1 + kNear - 1), rows, cv::COLOR_RGB2GRAY);
+  if (read) read(rows.rows);
   cv::Mat f[kFeatures], total, squares;
   for (int i = 0; i < count; ++i) {
     const cv::Mat kx(1, kNear, CV_32F, const_cast<float*>(kKernels[kPairs[i][0]]));
@@ -262,12 +244,12 @@ void near_matches(std::vector<NearKey>& keys, const std::vector<NearFeatures>& f
 // them (which changes no match: blocks are only compared within one first key part). The shares are
 // cut from the first key parts' histogram, estimated from every fourth band; then each block's features
 // are computed once and written to its share's file, and the shares are read back one by one.
-void near_matches_in_shares(const cv::Mat& gray, const NearCopySettings& s,
+void near_matches_in_shares(const cv::Mat& rgb, const NearCopySettings& s, const RowsRead& read,
                             std::vector<std::pair<int64_t, int64_t>>& out) {
-  const int h = gray.rows - kNear + 1, w = gray.cols - kNear + 1;
+  const int h = rgb.rows - kNear + 1, w = rgb.cols - kNear + 1;
   std::vector<int64_t> counts(2048);  // |F| / q < 1024
   for (int y0 = 0; y0 < h; y0 += 4 * kNearBand)
-    near_band(gray, y0, std::min(y0 + kNearBand, h), s, 1, [&](const NearBlock& b) { counts[b.k0 + 1024] += 4; });
+    near_band(rgb, y0, std::min(y0 + kNearBand, h), s, 1, read, [&](const NearBlock& b) { counts[b.k0 + 1024] += 4; });
   std::vector<int32_t> starts = {-1024};  // the first share takes every part below the next one's
   int64_t used = 0;
   for (int part = 0; part < 2048; ++part) {
@@ -276,11 +258,11 @@ void near_matches_in_shares(const cv::Mat& gray, const NearCopySettings& s,
     used += counts[part];
   }
   struct Record { NearKey key; NearFeatures f; };
-  std::vector<std::unique_ptr<std::FILE, int (*)(std::FILE*)>> files;
+  std::vector<File> files;
   std::vector<int64_t> sizes(starts.size());
   for (size_t i = 0; i < starts.size(); ++i) files.push_back(anonymous_file());
   for (int y0 = 0; y0 < h; y0 += kNearBand)
-    near_band(gray, y0, std::min(y0 + kNearBand, h), s, kFeatures, [&](const NearBlock& b) {
+    near_band(rgb, y0, std::min(y0 + kNearBand, h), s, kFeatures, read, [&](const NearBlock& b) {
       const size_t i = std::upper_bound(starts.begin(), starts.end(), b.k0) - starts.begin() - 1;
       const Record r{near_key(b, s), near_features(b)};
       if (std::fwrite(&r, sizeof r, 1, files[i].get()) != 1) throw std::runtime_error("writing a temporary file failed");
@@ -301,14 +283,32 @@ void near_matches_in_shares(const cv::Mat& gray, const NearCopySettings& s,
   }
 }
 
-}  // namespace
+// Marks (bit 1) become cover (bit 0) over the k x k pixels below and right of each, as cv::dilate
+// anchored at (k - 1, k - 1) would make them, and are cleared: in place, with no second image (at
+// 100 MP, another 100 MB), in two passes that take the window across, then down.
+void dilate_marks(cv::Mat& cover, int k) {
+  const int H = cover.rows, W = cover.cols;
+  for (int y = 0; y < H; ++y) {  // bit 2: a mark among the k pixels of this row that end here
+    uint8_t* c = cover.ptr<uint8_t>(y);
+    for (int x = 0, last = -k; x < W; ++x) {
+      if (c[x] & 2) last = x;
+      if (x - last < k) c[x] |= 4;
+    }
+  }
+  std::vector<int> last(W, -k);  // the latest row with bit 2 in each column
+  for (int y = 0; y < H; ++y) {
+    uint8_t* c = cover.ptr<uint8_t>(y);
+    for (int x = 0; x < W; ++x) {
+      if (c[x] & 4) last[x] = y;
+      c[x] = static_cast<uint8_t>((c[x] & 1) | (y - last[x] < k));
+    }
+  }
+}
 
-cv::Mat near_copy_cover(const cv::Mat& rgb, const NearCopySettings& s) {
+// Near copies' blocks marked (bit 1) in `cover`, not yet dilated.
+void mark_near_copies(const cv::Mat& rgb, const NearCopySettings& s, const RowsRead& read, cv::Mat& cover) {
   const int H = rgb.rows, W = rgb.cols;
-  cv::Mat cover = cv::Mat::zeros(H, W, CV_8U);
-  if (H < kNear || W < kNear) return cover;
-  cv::Mat gray;
-  cv::cvtColor(rgb, gray, cv::COLOR_RGB2GRAY);
+  if (H < kNear || W < kNear) return;
   const int h = H - kNear + 1, w = W - kNear + 1;
   const int64_t n = static_cast<int64_t>(h) * w;
   std::vector<std::pair<int64_t, int64_t>> matches;  // (p, d)
@@ -318,14 +318,14 @@ cv::Mat near_copy_cover(const cv::Mat& rgb, const NearCopySettings& s) {
     keys.reserve(static_cast<size_t>(n));  // no regrowth copies; pages never written are never resident
     feats.reserve(static_cast<size_t>(n));
     for (int y0 = 0; y0 < h; y0 += kNearBand)
-      near_band(gray, y0, std::min(y0 + kNearBand, h), s, kFeatures, [&](const NearBlock& b) {
+      near_band(rgb, y0, std::min(y0 + kNearBand, h), s, kFeatures, read, [&](const NearBlock& b) {
         keys.push_back(near_key(b, s));
         keys.back().block = static_cast<uint32_t>(feats.size());
         feats.push_back(near_features(b));
       });
     near_matches(keys, feats, s, w, matches);
   } else {
-    near_matches_in_shares(gray, s, matches);
+    near_matches_in_shares(rgb, s, read, matches);
   }
   // Keep a match if its neighbours moved by the same offset: a copied area, not one lookalike.
   std::vector<int64_t> code;
@@ -344,19 +344,28 @@ cv::Mat near_copy_cover(const cv::Mat& rgb, const NearCopySettings& s) {
       }
     if (support < s.support) continue;
     const int64_t dy = d / (2 * w), dx = d % (2 * w) - w;
-    cover.at<uint8_t>(static_cast<int>(py), static_cast<int>(px)) = 1;
-    cover.at<uint8_t>(static_cast<int>(py + dy), static_cast<int>(px + dx)) = 1;
+    cover.at<uint8_t>(static_cast<int>(py), static_cast<int>(px)) |= 2;
+    cover.at<uint8_t>(static_cast<int>(py + dy), static_cast<int>(px + dx)) |= 2;
   }
-  cv::dilate(cover, cover, cv::Mat::ones(kNear, kNear, CV_8U), cv::Point(kNear - 1, kNear - 1), 1,
-             cv::BORDER_CONSTANT, cv::Scalar(0));
+}
+
+}  // namespace
+
+cv::Mat near_copy_cover(const cv::Mat& rgb, const NearCopySettings& s) {
+  cv::Mat cover = cv::Mat::zeros(rgb.size(), CV_8U);
+  mark_near_copies(rgb, s, {}, cover);
+  dilate_marks(cover, kNear);
   return cover;
 }
 
-cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s) {
+cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s, const RowsRead& read) {
   const int H = rgb.rows, W = rgb.cols, b = kBlock;
-  cv::Mat cover = s.near ? near_copy_cover(rgb, s.near_settings) : cv::Mat::zeros(H, W, CV_8U);
+  cv::Mat cover = cv::Mat::zeros(H, W, CV_8U);
+  if (s.near) {
+    mark_near_copies(rgb, s.near_settings, read, cover);
+    dilate_marks(cover, kNear);
+  }
   if (H < b || W < b) return cover;
-  cv::Mat exact = cv::Mat::zeros(H, W, CV_8U);
   const cv::Mat img = rgb.isContinuous() ? rgb : rgb.clone();
   const int h = H - b + 1, w = W - b + 1;
   const uint64_t n = static_cast<uint64_t>(h) * w;
@@ -378,18 +387,18 @@ cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s) {
       if (count > static_cast<size_t>(s.max_group) || std::max(ymax - ymin, xmax - xmin) < s.min_distance)
         continue;
       for (size_t k = i; k < j; ++k)
-        exact.at<uint8_t>(static_cast<int>((keys[k] & low) / w), static_cast<int>((keys[k] & low) % w)) = 1;
+        cover.at<uint8_t>(static_cast<int>((keys[k] & low) / w), static_cast<int>((keys[k] & low) % w)) |= 2;
     }
   };
   std::vector<uint64_t> keys;
   if (!part_bits) {
-    block_keys(img, s, bits, [&](uint64_t key) { keys.push_back(key); });
+    block_keys(img, s, bits, read, [&](uint64_t key) { keys.push_back(key); });
     mark(keys);
   } else {  // equal hashes share their top bits: each block's key is computed once, into its part's file
-    std::vector<std::unique_ptr<std::FILE, int (*)(std::FILE*)>> files;
+    std::vector<File> files;
     std::vector<size_t> sizes(size_t{1} << part_bits);
     for (size_t i = 0; i < sizes.size(); ++i) files.push_back(anonymous_file());
-    block_keys(img, s, bits, [&](uint64_t key) {
+    block_keys(img, s, bits, read, [&](uint64_t key) {
       const size_t i = key >> (64 - part_bits);
       if (std::fwrite(&key, sizeof key, 1, files[i].get()) != 1) throw std::runtime_error("writing a temporary file failed");
       ++sizes[i];
@@ -403,17 +412,16 @@ cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s) {
       mark(keys);
     }
   }
-  cv::dilate(exact, exact, cv::Mat::ones(b, b, CV_8U), cv::Point(b - 1, b - 1), 1, cv::BORDER_CONSTANT, cv::Scalar(0));
-  cover |= exact;
+  dilate_marks(cover, b);
   return cover;
 }
 
-namespace {
-
 constexpr int kCell = 8;  // the boost's grid (inpdiff/copies.py: CELL)
 
-// prob *= the boost factor of its 8x8 cell, clipped to 1, as inpdiff/copies.py defines it.
-void boost_near_copies(cv::Mat& prob, const cv::Mat& cover, const CopySettings& s) {
+CopyRaise::CopyRaise(const cv::Mat& cover, const CopySettings& s)
+    : cover_(cover), s_(s), halo_(static_cast<int>(4 * s.sigma) + 2) {  // OpenCV's float kernel reaches 4 sigma
+  if (s.boost == 0.0f || !cv::countNonZero(cover)) return;
+  // The boost's factors, 1 + boost * D / max(D) per 8x8 cell, as inpdiff/copies.py defines them.
   const int H = cover.rows, W = cover.cols, h = (H + kCell - 1) / kCell, w = (W + kCell - 1) / kCell;
   cv::Mat share = cv::Mat::zeros(h, w, CV_32F);
   for (int y = 0; y < H; ++y) {
@@ -428,40 +436,43 @@ void boost_near_copies(cv::Mat& prob, const cv::Mat& cover, const CopySettings& 
   cv::minMaxLoc(density, nullptr, &peak);
   if (peak <= 0) return;
   const float top = static_cast<float>(peak);
-  std::vector<float> factor(w);
+  factor_.create(h, w, CV_32F);
   for (int r = 0; r < h; ++r) {
     const float* d = density.ptr<float>(r);
-    bool any = false;
+    float* f = factor_.ptr<float>(r);
     for (int c = 0; c < w; ++c) {
       // One float operation at a time, in Python's order (the build turns off FMA contraction).
-      float f = d[c] / top;
-      f = f * s.boost;
-      f = f + 1.0f;
-      factor[c] = f;
-      any = any || f > 1.0f;
-    }
-    if (!any) continue;  // far from every cover
-    for (int y = r * kCell; y < std::min((r + 1) * kCell, H); ++y) {
-      float* p = prob.ptr<float>(y);
-      for (int x = 0; x < W; ++x) p[x] = std::min(p[x] * factor[x / kCell], 1.0f);
+      f[c] = d[c] / top;
+      f[c] = f[c] * s.boost;
+      f[c] = f[c] + 1.0f;
     }
   }
 }
 
-}  // namespace
+void CopyRaise::band(cv::Mat& prob, int y0) const {
+  const int H = cover_.rows, W = cover_.cols, y1 = y0 + prob.rows;
+  for (int r = y0 / kCell; !factor_.empty() && r * kCell < y1; ++r) {
+    const float* f = factor_.ptr<float>(r);
+    if (std::none_of(f, f + factor_.cols, [](float v) { return v > 1.0f; })) continue;  // far from every cover
+    for (int y = std::max(r * kCell, y0); y < std::min((r + 1) * kCell, y1); ++y) {
+      float* p = prob.ptr<float>(y - y0);
+      for (int x = 0; x < W; ++x) p[x] = std::min(p[x] * f[x / kCell], 1.0f);
+    }
+  }
+  const int a = std::max(0, y0 - halo_), b = std::min(H, y1 + halo_);
+  if (!cv::countNonZero(cover_.rowRange(a, b))) return;  // a blur of nothing is exactly nothing
+  cv::Mat rows, density;
+  cover_.rowRange(a, b).convertTo(rows, CV_32F);
+  cv::GaussianBlur(rows, density, cv::Size(0, 0), s_.sigma);
+  density = cv::min(density.rowRange(y0 - a, y1 - a) * s_.gain, 1.0f);
+  cv::max(prob, density, prob);
+}
 
 void raise_to_copies(cv::Mat& prob, const cv::Mat& cover, const CopySettings& s) {
-  if (s.boost != 0.0f && cv::countNonZero(cover)) boost_near_copies(prob, cover, s);
-  const int H = cover.rows, halo = static_cast<int>(4 * s.sigma) + 2;  // OpenCV's float kernel reaches 4 sigma
-  cv::Mat band, density;
-  for (int y0 = 0; y0 < H; y0 += kBand) {
-    const int y1 = std::min(y0 + kBand, H), a = std::max(0, y0 - halo), b = std::min(H, y1 + halo);
-    if (!cv::countNonZero(cover.rowRange(a, b))) continue;  // a blur of nothing is exactly nothing
-    cover.rowRange(a, b).convertTo(band, CV_32F);
-    cv::GaussianBlur(band, density, cv::Size(0, 0), s.sigma);
-    density = cv::min(density.rowRange(y0 - a, y1 - a) * s.gain, 1.0f);
-    cv::Mat out = prob.rowRange(y0, y1);
-    cv::max(out, density, out);
+  const CopyRaise raiser(cover, s);
+  for (int y0 = 0; y0 < prob.rows; y0 += kBand) {
+    cv::Mat rows = prob.rowRange(y0, std::min(y0 + kBand, prob.rows));
+    raiser.band(rows, y0);
   }
 }
 

@@ -8,11 +8,13 @@
 #include <future>
 #include <mutex>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <thread>
 
 #include <opencv2/imgproc.hpp>
 
+#include "inpdiff/bands.hpp"
 #include "inpdiff/copies.hpp"
 #include "inpdiff/noise.hpp"
 
@@ -83,77 +85,18 @@ double image_score(const cv::Mat& prob) {
 }
 
 std::vector<Region> find_regions(const cv::Mat& mask, const cv::Mat& prob, int min_area, const cv::Mat& cover) {
-  // A band of rows at a time, as inpdiff/runtime/bands.py RegionFinder does: each band's components
-  // (32-bit labels: OpenCV 4.6's 16-bit ones corrupt the heap once a mask needs more than 65535
-  // provisional labels), joined across band edges, so no label map is larger than a band.
-  constexpr int kBand = 128;
-  struct Part { int x0, y0, x1, y1; long area; int64_t first; double prob; long copied; };
-  std::vector<Part> parts;
-  std::vector<int> parent;
-  const auto root = [&parent](int i) {
-    while (parent[i] != i) i = parent[i] = parent[parent[i]];
-    return i;
-  };
-  const int H = mask.rows, W = mask.cols;
-  std::vector<int> last(W, -1);  // the previous band's last row, as parts (-1: none)
-  cv::Mat labels, stats, centroids;
-  for (int y0 = 0; y0 < H; y0 += kBand) {
-    const int y1 = std::min(H, y0 + kBand), base = static_cast<int>(parts.size());
-    const int n = cv::connectedComponentsWithStats(mask.rowRange(y0, y1), labels, stats, centroids, 8, CV_32S);
-    for (int i = 1; i < n; ++i) {
-      const int* st = stats.ptr<int>(i);
-      const int x = st[cv::CC_STAT_LEFT], y = st[cv::CC_STAT_TOP] + y0;
-      parts.push_back({x, y, x + st[cv::CC_STAT_WIDTH], y + st[cv::CC_STAT_HEIGHT], st[cv::CC_STAT_AREA], -1, 0.0, 0});
-      parent.push_back(base + i - 1);
-    }
-    for (int r = 0; n > 1 && r < y1 - y0; ++r) {
-      const int* l = labels.ptr<int>(r);
-      const float* p = prob.ptr<float>(y0 + r);
-      const uint8_t* c = cover.empty() ? nullptr : cover.ptr<uint8_t>(y0 + r);
-      for (int x = 0; x < W; ++x) {
-        if (!l[x]) continue;
-        Part& g = parts[base + l[x] - 1];
-        if (g.first < 0) g.first = static_cast<int64_t>(y0 + r) * W + x;
-        g.prob += p[x];
-        if (c) g.copied += c[x];
-      }
-    }
-    const int* top = labels.ptr<int>(0);
-    for (int x = 0; x < W; ++x)  // 8-connectivity: the pixel above, and its two neighbours
-      for (int a = std::max(0, x - 1); top[x] && a <= std::min(W - 1, x + 1); ++a)
-        if (last[a] >= 0) {
-          const int ra = root(last[a]), rb = root(base + top[x] - 1);
-          if (ra != rb) parent[std::max(ra, rb)] = std::min(ra, rb);
-        }
-    const int* bottom = labels.ptr<int>(y1 - y0 - 1);
-    for (int x = 0; x < W; ++x) last[x] = bottom[x] ? base + bottom[x] - 1 : -1;
+  RegionFinder finder(min_area);
+  for (int y0 = 0; y0 < mask.rows; y0 += kBandRows) {
+    const cv::Range r(y0, std::min(mask.rows, y0 + kBandRows));
+    finder.add(mask.rowRange(r), prob.rowRange(r), cover.empty() ? cover : cover.rowRange(r), y0);
   }
-  for (int i = 0; i < static_cast<int>(parts.size()); ++i) {  // each part into its region's first part
-    const int r = root(i);
-    if (r == i) continue;
-    Part &g = parts[r], &h = parts[i];
-    g.x0 = std::min(g.x0, h.x0), g.y0 = std::min(g.y0, h.y0), g.x1 = std::max(g.x1, h.x1), g.y1 = std::max(g.y1, h.y1);
-    g.area += h.area, g.first = std::min(g.first, h.first), g.prob += h.prob, g.copied += h.copied;
-  }
-  std::vector<const Part*> kept;
-  for (int i = 0; i < static_cast<int>(parts.size()); ++i)
-    if (root(i) == i && parts[i].area >= min_area) kept.push_back(&parts[i]);
-  std::sort(kept.begin(), kept.end(), [](const Part* a, const Part* b) {  // largest first; ties in raster order
-    return a->area != b->area ? a->area > b->area : a->first < b->first;
-  });
-  std::vector<Region> regions;
-  for (const Part* g : kept) {
-    Region r{g->x0, g->y0, g->x1 - g->x0, g->y1 - g->y0, g->area, std::round(g->prob / g->area * 1e4) / 1e4, std::nullopt};
-    if (!cover.empty()) r.copied = std::round(static_cast<double>(g->copied) / g->area * 1e4) / 1e4;
-    regions.push_back(r);
-  }
-  return regions;
+  return finder.regions(!cover.empty());
 }
 
-static double calibrated(const ScoreCalibration& cal, const cv::Mat& prob) {
-  double raw = cal.statistic == "top1" ? image_score(prob)
-                                       : static_cast<double>(cv::countNonZero(prob >= 0.5f)) / prob.total();
-  double p = std::clamp(raw, 1e-4, 1 - 1e-4);
+double Localizer::score(double statistic) const {
+  if (!model_.score) return statistic;
+  const ScoreCalibration& cal = *model_.score;
+  double p = std::clamp(statistic, 1e-4, 1 - 1e-4);
   double z = std::clamp(cal.a * std::log(p / (1 - p)) + cal.b, -500.0, 500.0);
   return 1.0 / (1.0 + std::exp(-z));
 }
@@ -186,6 +129,7 @@ struct Localizer::Plan {
   cv::Mat work;                               // downscaled (max_side) and padded to at least a tile
   cv::Size size;                              // of `work` before padding
   std::vector<std::pair<int, int>> origins;   // (y, x) of every tile in `work`
+  const SpilledMat* file = nullptr;           // `work`'s file, told of the rows read (a photo in a file)
 };
 
 Localizer::Plan Localizer::plan(const cv::Mat& rgb) const {
@@ -216,6 +160,7 @@ std::vector<float> Localizer::infer(const Plan& p, size_t first, int n) const {
   for (int t = 0; t < n; ++t) {
     auto [y, x] = p.origins[first + t];
     for (int r = 0; r < T; ++r) std::copy_n(p.work.ptr<uint8_t>(y + r) + 3 * x, 3 * T, tiles.data() + (t * plane + r * T) * 3);
+    if (p.file) p.file->read(T);
   }
   // noise (steps + 1, n * S, 1, T, T): Philox keyed to each tile's origin, so batching does not change it
   std::vector<float> noise;
@@ -234,14 +179,12 @@ std::vector<float> Localizer::infer(const Plan& p, size_t first, int n) const {
   return backend_->sample(tiles.data(), n, S, noise, rows_);
 }
 
-std::vector<cv::Mat> Localizer::blend(const Plan& p) const {
-  const int T = model_.tile, S = config_.samples, H = p.work.rows, W = p.work.cols;
+void Localizer::run(const Plan& p, const std::function<void(size_t, const float*)>& take) const {
+  const int S = config_.samples, T = model_.tile;
   const size_t plane = static_cast<size_t>(T) * T, count = p.origins.size();
   const size_t batch = std::max(1, config_.batch), batches = (count + batch - 1) / batch;
   auto size_of = [&](size_t k) { return static_cast<int>(std::min(batch, count - k * batch)); };
-  std::vector<cv::Mat> acc(S);
-  for (cv::Mat& a : acc) a = cv::Mat::zeros(H, W, CV_32F);
-  // Workers run the batches (one backend call each); this thread blends them in plan order as they
+  // Workers run the batches (one backend call each); this thread hands them on in plan order as they
   // arrive, so the sums, hence the maps, do not depend on the number of workers.
   std::vector<std::vector<float>> finished(batches);
   std::vector<char> ready(batches, 0);
@@ -277,34 +220,39 @@ std::vector<cv::Mat> Localizer::blend(const Plan& p) const {
       if (failure) break;
       maps = std::move(finished[k]);
     }
-    for (int t = 0; t < size_of(k); ++t) {
-      auto [y, x] = p.origins[k * batch + t];
-      for (int s = 0; s < S; ++s) {
-        const float* m = maps.data() + (static_cast<size_t>(t) * S + s) * plane;
-        for (int r = 0; r < T; ++r) {
-          float* a = acc[s].ptr<float>(y + r) + x;
-          for (int c = 0; c < T; ++c) a[c] += m[r * T + c] * window_[r * T + c];
-        }
-      }
-    }
+    for (int t = 0; t < size_of(k); ++t) take(k * batch + t, maps.data() + static_cast<size_t>(t) * S * plane);
   }
   for (std::thread& t : pool) t.join();
   if (failure) std::rethrow_exception(failure);
-  // The tiles form a grid, so their summed windows are outer(wy, wx) (as Python: two divisions).
-  auto axis_weight = [&](int length, bool rows) {
-    std::set<int> starts;
-    for (auto [y, x] : p.origins) starts.insert(rows ? y : x);
-    std::vector<float> w(length, 0.0f);
-    for (int o : starts)
-      for (int i = 0; i < T; ++i) w[o + i] += ramp_[i];
-    return w;
-  };
-  const std::vector<float> wy = axis_weight(H, true), wx = axis_weight(W, false);
-  for (cv::Mat& a : acc)
-    for (int r = 0; r < H; ++r) {
-      float* row = a.ptr<float>(r);
-      for (int c = 0; c < W; ++c) row[c] = row[c] / wy[r] / wx[c];
+}
+
+// The tiles form a grid, so their summed windows are outer(wy, wx) (as Python: two divisions).
+std::vector<float> Localizer::axis_weight(const Plan& p, int length, bool rows) const {
+  std::set<int> starts;
+  for (auto [y, x] : p.origins) starts.insert(rows ? y : x);
+  std::vector<float> w(length, 0.0f);
+  for (int o : starts)
+    for (int i = 0; i < model_.tile; ++i) w[o + i] += ramp_[i];
+  return w;
+}
+
+std::vector<cv::Mat> Localizer::blend(const Plan& p) const {
+  const int T = model_.tile, S = config_.samples, H = p.work.rows, W = p.work.cols;
+  const size_t plane = static_cast<size_t>(T) * T;
+  std::vector<cv::Mat> acc(S);
+  for (cv::Mat& a : acc) a = cv::Mat::zeros(H, W, CV_32F);
+  run(p, [&](size_t i, const float* maps) {
+    auto [y, x] = p.origins[i];
+    for (int s = 0; s < S; ++s) {
+      const float* m = maps + s * plane;
+      for (int r = 0; r < T; ++r) {
+        float* a = acc[s].ptr<float>(y + r) + x;
+        for (int c = 0; c < T; ++c) a[c] += m[r * T + c] * window_[r * T + c];
+      }
     }
+  });
+  const std::vector<float> wy = axis_weight(p, H, true), wx = axis_weight(p, W, false);
+  for (cv::Mat& a : acc) normalise_rows(a, 0, wy, wx);
   return acc;
 }
 
@@ -316,42 +264,73 @@ Result Localizer::localize(const cv::Mat& rgb) {
   evidence.near = config_.near_copies;
   if (config_.copies) cover = std::async(std::launch::async, [&rgb, &evidence] { return copy_cover(rgb, evidence); });
   std::vector<cv::Mat> acc = blend(p);
-  const int S = config_.samples;
-  Result res;
-  std::vector<cv::Mat> per_sample(S);
-  for (int s = 0; s < S; ++s) {
+  std::vector<cv::Mat> per_sample(config_.samples);
+  for (size_t s = 0; s < acc.size(); ++s) {
     cv::Mat m = acc[s](cv::Rect(0, 0, p.size.width, p.size.height));
     if (m.size() != rgb.size()) cv::resize(m, m, rgb.size(), 0, 0, cv::INTER_LINEAR);
     per_sample[s] = m.isContinuous() ? m : m.clone();  // a view of acc where nothing was cropped
   }
-  if (S == 1) {
-    res.prob = per_sample[0];
-  } else {
-    cv::Mat sum = cv::Mat::zeros(rgb.size(), CV_32F), sq = cv::Mat::zeros(rgb.size(), CV_32F);
-    for (const cv::Mat& m : per_sample) sum += m;
-    res.prob = sum / static_cast<float>(S);
-    for (const cv::Mat& m : per_sample) {
-      cv::Mat d = m - res.prob;
-      sq += d.mul(d);
-    }
-    cv::sqrt(sq / static_cast<float>(S), res.uncertainty);
-  }
+  Result res;
+  combine_samples(per_sample, res.prob, res.uncertainty);
   cv::Mat copied;  // the copy cover, of the input itself as in Python, for the map and the regions
   if (config_.copies) {
     copied = cover.get();
-    raise_to_copies(res.prob, copied);
+    raise_to_copies(res.prob, copied, evidence);
   }
   // prob >= threshold in float32, as NumPy compares a float32 array with a Python float
   res.mask = res.prob >= static_cast<float>(mask_threshold_);
   res.mask /= 255;
   res.regions = find_regions(res.mask, res.prob, config_.min_region, copied);
-  if (model_.score) {
-    res.score = calibrated(*model_.score, res.prob);
-    res.inpainted = res.score >= model_.score->threshold;
-  } else {
-    res.score = image_score(res.prob);
-    res.inpainted = !res.regions.empty();
+  const std::string statistic = model_.score ? model_.score->statistic : "top1";
+  res.score = score(statistic == "top1" ? image_score(res.prob)
+                                        : static_cast<double>(cv::countNonZero(res.prob >= 0.5f)) / res.prob.total());
+  res.inpainted = model_.score ? res.score >= model_.score->threshold : !res.regions.empty();
+  res.tiles = static_cast<int>(p.origins.size());
+  return res;
+}
+
+Result Localizer::localize(const SpilledMat& photo) {
+  const cv::Mat& rgb = photo.mat();
+  if (config_.max_side || std::min(rgb.rows, rgb.cols) < model_.tile) return localize(rgb.clone());
+  Plan p = plan(rgb);
+  p.file = &photo;
+  std::future<cv::Mat> cover;
+  CopySettings evidence;
+  evidence.near = config_.near_copies;
+  if (config_.copies)
+    cover = std::async(std::launch::async, [&] { return copy_cover(rgb, evidence, [&](int rows) { photo.read(rows); }); });
+  const int T = model_.tile, H = rgb.rows, W = rgb.cols;
+  RowAccumulator acc(config_.samples, rgb.size(), T, axis_weight(p, H, true), axis_weight(p, W, false));
+  run(p, [&](size_t i, const float* maps) { acc.add(p.origins[i].first, p.origins[i].second, maps, window_); });
+  auto [before, uncertainty] = acc.close();
+  Result res;
+  const cv::Mat copied = config_.copies ? cover.get() : cv::Mat();
+  std::optional<CopyRaise> raiser;
+  if (!copied.empty()) raiser.emplace(copied, evidence);
+  RowWriter prob(W, CV_32F), mask(W, CV_8U);
+  RegionFinder finder(config_.min_region);
+  BandStatistic statistic(model_.score ? model_.score->statistic : "top1", static_cast<size_t>(H) * W);
+  for (int y0 = 0; y0 < H; y0 += kBandRows) {
+    const cv::Range r(y0, std::min(H, y0 + kBandRows));
+    cv::Mat rows = before.mat().rowRange(r).clone();
+    before.read(rows.rows);
+    if (raiser) raiser->band(rows, y0);
+    cv::Mat marked = rows >= static_cast<float>(mask_threshold_);
+    marked /= 255;
+    prob.write(rows);
+    mask.write(marked);
+    finder.add(marked, rows, copied.empty() ? copied : copied.rowRange(r), y0);
+    statistic.add(rows);
   }
+  res.prob_file = prob.done();
+  res.mask_file = mask.done();
+  res.uncertainty_file = uncertainty;
+  res.prob = res.prob_file.mat();
+  res.mask = res.mask_file.mat();
+  if (!uncertainty.empty()) res.uncertainty = uncertainty.mat();
+  res.regions = finder.regions(!copied.empty());
+  res.score = score(statistic.value());
+  res.inpainted = model_.score ? res.score >= model_.score->threshold : !res.regions.empty();
   res.tiles = static_cast<int>(p.origins.size());
   return res;
 }

@@ -34,6 +34,7 @@
 
 #include "inpdiff/image_io.hpp"
 #include "inpdiff/localizer.hpp"
+#include "inpdiff/spill.hpp"
 
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
@@ -47,7 +48,7 @@ const char* const kUsage =
     "usage: trt-localize-cpp PATH... [-o OUT] [--model DIR] [--backend auto|onnxruntime|tensorrt] [--engines DIR]\n"
     "       [--steps N] [--samples N] [--seed N] [--threshold P] [--max-side PX] [--max-pixels N]\n"
     "       [--batch N] [--workers N] [--threads N] [--outputs all|report] [--restart] [--fail-on-detect]\n"
-    "       [--no-copies] [--no-near-copies] [--quiet] [--json]\n";
+    "       [--spill-above N] [--no-copies] [--no-near-copies] [--quiet] [--json]\n";
 
 std::atomic<bool> g_stop{false};  // set by SIGINT/SIGTERM; a signal handler can reach nothing else
 extern "C" void on_signal(int) { g_stop = true; }
@@ -58,6 +59,7 @@ struct Options {
   std::string backend = "auto", outputs = "all";
   LocalizeConfig cfg;
   long max_pixels = kMaxPixels;
+  long spill_above = 16000000;  // photos of more pixels are worked from a file, a band of rows at a time
   int threads = 0;
   bool restart = false, fail_on_detect = false, quiet = false, json_lines = false;
 };
@@ -97,6 +99,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--seed") o.cfg.seed = static_cast<uint64_t>(number(a, value(), 0));
     else if (a == "--max-side") o.cfg.max_side = static_cast<int>(number(a, value(), 1));
     else if (a == "--max-pixels") o.max_pixels = number(a, value(), 1);
+    else if (a == "--spill-above") o.spill_above = number(a, value(), 0);
     else if (a == "--batch") o.cfg.batch = static_cast<int>(number(a, value(), 1));
     else if (a == "--workers") o.cfg.workers = static_cast<int>(number(a, value(), 0));
     else if (a == "--threads") o.threads = static_cast<int>(number(a, value(), 0));
@@ -326,26 +329,85 @@ class OutFolder {
   std::unordered_map<std::string, fs::path> resumed_stems_;
 };
 
+// A detected pixel of the overlay (RGB): tinted red.
+void tint(cv::Vec3b& p) {
+  for (int c = 0; c < 3; ++c) p[c] = static_cast<uint8_t>(p[c] * 0.55 + (c == 0 ? 255 : 0) * 0.45);
+}
+
+int outline_width(const cv::Mat& mask) {
+  return std::max(1, static_cast<int>(std::nearbyint(std::max(mask.rows, mask.cols) / 400.0)));
+}
+
 // The image with detected regions tinted red and outlined (outputs.py overlay), drawn on `out` itself:
 // the photo is not needed afterwards, and a copy of a 48 MP one is 144 MB.
 void draw_overlay(cv::Mat& out, const Result& r) {
   for (int y = 0; y < out.rows; ++y)
     for (int x = 0; x < out.cols; ++x)
-      if (r.mask.at<uint8_t>(y, x)) {
-        cv::Vec3b& p = out.at<cv::Vec3b>(y, x);
-        for (int c = 0; c < 3; ++c) p[c] = static_cast<uint8_t>(p[c] * 0.55 + (c == 0 ? 255 : 0) * 0.45);
-      }
+      if (r.mask.at<uint8_t>(y, x)) tint(out.at<cv::Vec3b>(y, x));
   std::vector<std::vector<cv::Point>> contours;
   cv::findContours(r.mask, contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
-  int thickness = std::max(1, static_cast<int>(std::nearbyint(std::max(r.mask.rows, r.mask.cols) / 400.0)));
-  cv::drawContours(out, contours, -1, cv::Scalar(255, 255, 0), thickness);
+  cv::drawContours(out, contours, -1, cv::Scalar(255, 255, 0), outline_width(r.mask));
 }
 
-// The maps and overlay of one image, each written atomically -> {kind: path}; draws on `rgb`, and spends it.
-json write_outputs(const Job& job, cv::Mat& rgb, const Result& r, const std::string& outputs) {
+constexpr int kOutBand = 256;  // rows of a photo in a file written at a time
+
+// draw_overlay's picture of a photo in a file, rows y0.. (outputs.py overlay_bands): the same tint; the
+// outline, of the same width, follows every edge of the mask (holes' too), found band by band, where
+// draw_overlay traces outer contours over the whole mask.
+cv::Mat overlay_band(const SpilledMat& photo, const Result& r, int y0) {
+  const int H = r.mask.rows, y1 = std::min(H, y0 + kOutBand), t = outline_width(r.mask);
+  const int a = std::max(0, y0 - t - 1), b = std::min(H, y1 + t + 1);  // a halo wider than the pen
+  const cv::Mat m = r.mask.rowRange(a, b);
+  cv::Mat eroded, line;
+  cv::erode(m, eroded, cv::Mat::ones(3, 3, CV_8U));
+  cv::dilate(m - eroded, line, cv::getStructuringElement(cv::MORPH_ELLIPSE, cv::Size(t, t)));
+  r.mask_file.read(b - a);
+  cv::Mat rows = photo.mat().rowRange(y0, y1).clone();
+  photo.read(y1 - y0);
+  for (int y = 0; y < rows.rows; ++y) {
+    const uint8_t *mb = m.ptr<uint8_t>(y + y0 - a), *lb = line.ptr<uint8_t>(y + y0 - a);
+    cv::Vec3b* p = rows.ptr<cv::Vec3b>(y);
+    for (int x = 0; x < rows.cols; ++x) {
+      if (mb[x]) tint(p[x]);
+      if (lb[x]) p[x] = cv::Vec3b(255, 255, 0);
+    }
+  }
+  return rows;
+}
+
+// A map of a photo in a file as 8-bit rows y0.. (`scale` and clipped to [0, 1] first where `clip`).
+Bands map_bands(const cv::Mat& map, const SpilledMat& file, double scale, bool clip) {
+  return [&map, &file, scale, clip](int y0) {
+    const cv::Mat rows = map.rowRange(y0, std::min(map.rows, y0 + kOutBand));
+    cv::Mat out;
+    if (clip) cv::Mat(cv::min(rows * 2, 1.0)).convertTo(out, CV_8U, scale);
+    else rows.convertTo(out, CV_8U, scale);
+    file.read(rows.rows);
+    return out;
+  };
+}
+
+// The maps and overlay of one image, each written atomically -> {kind: path}; draws on `rgb`, and spends
+// it. A photo in a file (`photo`, and its Result's maps) is written a band of rows at a time.
+json write_outputs(const Job& job, cv::Mat& rgb, const SpilledMat& photo, const Result& r, const std::string& outputs) {
   json written = json::object();
   auto path = [&](const char* suffix) { return fs::path(job.stem.string() + suffix); };
   if (outputs == "report" && !r.inpainted) return written;
+  if (!photo.empty()) {
+    const cv::Size size = r.prob.size();
+    write_png_bands(path(".prob.png"), size, 1, map_bands(r.prob, r.prob_file, 255.0, false));
+    written["prob"] = path(".prob.png").string();
+    if (outputs == "report") return written;
+    write_png_bands(path(".mask.png"), size, 1, map_bands(r.mask, r.mask_file, 255.0, false));
+    written["mask"] = path(".mask.png").string();
+    if (!r.uncertainty.empty()) {
+      write_png_bands(path(".uncertainty.png"), size, 1, map_bands(r.uncertainty, r.uncertainty_file, 255.0, true));
+      written["uncertainty"] = path(".uncertainty.png").string();
+    }
+    write_jpeg_bands(path(".overlay.jpg"), size, [&](int y0) { return overlay_band(photo, r, y0); }, 90);
+    written["overlay"] = path(".overlay.jpg").string();
+    return written;
+  }
   // The two maps are encoded on their own threads while the overlay is drawn and encoded here.
   auto prob = std::async(std::launch::async, [&] {
     cv::Mat prob8;
@@ -374,6 +436,25 @@ json write_outputs(const Job& job, cv::Mat& rgb, const Result& r, const std::str
   return written;
 }
 
+// A photo held whole, or one of more than --spill-above pixels in a file (`file`), to be worked a band
+// of rows at a time: a JPEG is decoded straight into it; other formats, and JPEGs that cannot be
+// streamed, are decoded whole first (for that moment, the photo is held whole).
+struct Decoded {
+  cv::Mat rgb;
+  SpilledMat file;
+};
+
+Decoded decode(const fs::path& path, const Options& o) {
+  const bool large = o.spill_above && !o.cfg.max_side;  // max_side: downscaled first, then small
+  if (large && header_pixels(path) > o.spill_above)
+    if (SpilledMat file = spill_image(path, o.max_pixels); !file.empty()) return {cv::Mat(), file};
+  cv::Mat rgb = read_image(path, o.max_pixels);
+  if (!large || static_cast<long>(rgb.total()) <= o.spill_above) return {rgb, {}};
+  RowWriter file(rgb.cols, CV_8UC3);
+  file.write(rgb);
+  return {cv::Mat(), file.done()};
+}
+
 bool disk_full(const std::exception& e) {
   auto* fe = dynamic_cast<const fs::filesystem_error*>(&e);
   return fe && (fe->code().value() == ENOSPC || fe->code().value() == EDQUOT);
@@ -400,7 +481,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   // The first photo decodes while the model loads (its sessions take about as long as a 4 MP PNG).
-  std::future<cv::Mat> first = std::async(std::launch::async, [&] { return read_image(jobs[0].path, o.max_pixels); });
+  std::future<Decoded> first = std::async(std::launch::async, [&] { return decode(jobs[0].path, o); });
   std::unique_ptr<Localizer> loc;
   std::unique_ptr<OutFolder> folder;
   try {
@@ -438,9 +519,9 @@ int main(int argc, char** argv) {
     std::string error;
     try {
       job = folder->claim(job);
-      cv::Mat rgb = first.valid() && job.path == jobs[0].path ? first.get() : read_image(job.path, o.max_pixels);
-      Result r = loc->localize(rgb);
-      line["outputs"] = write_outputs(job, rgb, r, o.outputs);
+      Decoded d = first.valid() && job.path == jobs[0].path ? first.get() : decode(job.path, o);
+      Result r = d.file.empty() ? loc->localize(d.rgb) : loc->localize(d.file);
+      line["outputs"] = write_outputs(job, d.rgb, d.file, r, o.outputs);
       line["score"] = std::round(r.score * 1e4) / 1e4;
       line["inpainted"] = r.inpainted;
       line["regions"] = r.regions;

@@ -5,6 +5,8 @@
 //                                                          score, verdict and regions as JSON on stdout
 //   cpp_probe copies IMAGE OUT.u8                          the copy cover (uint8, H x W) to OUT.u8
 //   cpp_probe regions MASK.png PROB.png                    the mask's regions, with their mean PROB / 255, as JSON
+//   cpp_probe decode IMAGE OUT.u8                          the photo as decoded straight into a file (RGB, H x W x 3)
+//                                                          to OUT.u8, or nothing where it cannot be; JSON on stdout
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -39,6 +41,15 @@ int main(int argc, char** argv) {
                                                      static_cast<std::streamsize>(cover.total()));
       return 0;
     }
+    if (what == "decode" && argc == 4) {
+      const SpilledMat file = spill_image(argv[2]);
+      if (!file.empty())
+        std::ofstream(argv[3], std::ios::binary).write(reinterpret_cast<const char*>(file.mat().data),
+                                                       static_cast<std::streamsize>(file.mat().total() * 3));
+      std::cout << nlohmann::json{{"streamed", !file.empty()}, {"height", file.mat().rows}, {"width", file.mat().cols}}.dump()
+                << std::endl;
+      return 0;
+    }
     if (what == "regions" && argc == 4) {
       const cv::Mat mask = cv::imread(argv[2], cv::IMREAD_GRAYSCALE) / 255;
       cv::Mat prob;
@@ -68,6 +79,6 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::cerr << "usage: cpp_probe noise SEED STEP Y X COUNT OUT | localize MODEL IMAGE OUT [SAMPLES SEED STEPS] | "
-               "copies IMAGE OUT | regions MASK PROB\n";
+               "copies IMAGE OUT | regions MASK PROB | decode IMAGE OUT\n";
   return 2;
 }

@@ -203,6 +203,82 @@ def test_a_mask_of_more_than_65535_regions_matches_python(tmp_path):
     assert cpp[2]["bbox"] == [9, 5, 1, 1]
 
 
+def test_a_jpeg_is_decoded_straight_into_a_file_as_it_is_read_whole(tmp_path):
+    """A large JPEG is decoded into a file a band of rows at a time (libjpeg): the pixels read_image gives
+    (OpenCV's), for 4:2:0, 4:4:4, grey, progressive and odd-sized JPEGs. EXIF-turned and CMYK JPEGs, and
+    other formats, are not streamed (they are read whole, then spilled); a broken one gets read_image's message."""
+    from PIL import Image
+    from inpdiff.io import read_image
+
+    img = cv2.imread(str(EXAMPLES / "astronaut_00_telea.png"))[:301, :437]
+    cv2.imwrite(str(tmp_path / "q90.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    cv2.imwrite(str(tmp_path / "444.jpg"), img, [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
+    cv2.imwrite(str(tmp_path / "progressive.jpg"), img, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    cv2.imwrite(str(tmp_path / "grey.jpg"), img[:, :, 0])
+    cv2.imwrite(str(tmp_path / "photo.png"), img)
+    exif = Image.Image().getexif()
+    exif[0x0112] = 6  # shown rotated a quarter turn
+    Image.fromarray(img[:, :, ::-1]).save(tmp_path / "rotated.jpg", exif=exif, quality=85)
+    Image.fromarray(img[:, :, ::-1]).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=85)
+    for name in ("q90.jpg", "444.jpg", "progressive.jpg", "grey.jpg", "photo.png", "rotated.jpg", "cmyk.jpg"):
+        p = run(PROBE, "decode", tmp_path / name, tmp_path / "raw.u8")
+        assert p.returncode == 0, p.stderr
+        info = json.loads(p.stdout)
+        assert info["streamed"] == name.endswith(("0.jpg", "4.jpg", "e.jpg", "y.jpg")), name
+        if info["streamed"]:
+            got = np.fromfile(tmp_path / "raw.u8", np.uint8).reshape(info["height"], info["width"], 3)
+            assert np.array_equal(got, read_image(tmp_path / name)), name
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a JPEG at all")
+    p = run(PROBE, "decode", tmp_path / "broken.jpg", tmp_path / "raw.u8")
+    assert p.returncode == 1 and "broken.jpg: cannot decode the image (corrupt, truncated or not an image)" in p.stderr
+
+
+def test_a_photo_worked_from_a_file_gives_what_it_gives_held_whole_and_what_python_gives(tmp_path):
+    """--spill-above: a photo of more pixels is worked from files a band of rows at a time (a JPEG
+    decoded straight into one, a PNG decoded whole first). The maps, regions and score equal those of
+    the photo held whole, and the Python runtime's band path's; the overlay is the same picture; the
+    run leaves no file in TMPDIR. Two samples (edge-s) give the same spread too."""
+    src, tmp = tmp_path / "in", tmp_path / "tmp"
+    src.mkdir(), tmp.mkdir()
+    img = cv2.imread(str(EXAMPLES / "astronaut_00_telea.png"))[:301, :509].copy()
+    img[250:290, 400:443] = img[20:60, 30:73]  # an exact copy: the copy evidence and its boost, by band
+    cv2.imwrite(str(src / "copied_q90.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    cv2.imwrite(str(src / "copied.png"), img)
+    cv2.imwrite(str(src / "narrow.png"), img[:200])  # narrower than a tile: padded, so held whole
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    runs = {"whole": [CLI, "--spill-above", "0"], "spilled": [CLI, "--spill-above", "1000"],
+            "python": [sys.executable, "-m", "inpdiff.runtime.cli", "--no-html", "--spill-above", "1000"]}
+    lines = {}
+    for name, command in runs.items():
+        p = run(*command, src, "-o", tmp_path / name, "--quiet", env=env)
+        assert p.returncode == 0, p.stderr
+        lines[name] = {Path(line["path"]).name: line for line in _lines(tmp_path / name)}
+    assert not os.listdir(tmp)
+    for image in ("copied_q90.jpg", "copied.png", "narrow.png"):
+        whole, spilled, python = (lines[name][image] for name in runs)
+        assert spilled["regions"] == whole["regions"] == python["regions"], image
+        assert spilled["score"] == whole["score"] and abs(spilled["score"] - python["score"]) <= 1e-4, image
+        for kind in ("prob", "mask"):
+            ours = cv2.imread(spilled["outputs"][kind], cv2.IMREAD_UNCHANGED)
+            assert np.array_equal(ours, cv2.imread(whole["outputs"][kind], cv2.IMREAD_UNCHANGED)), (image, kind)
+            assert np.array_equal(ours, cv2.imread(python["outputs"][kind], cv2.IMREAD_UNCHANGED)), (image, kind)
+        # One picture through two JPEG encoders (libjpeg at 4:2:0, libvips at 4:4:4): tinted where marked.
+        overlays = [cv2.imread(line["outputs"]["overlay"]).astype(int) for line in (spilled, python)]
+        assert np.abs(overlays[0] - overlays[1]).mean() < 2.5, image
+        marked = cv2.imread(spilled["outputs"]["mask"], cv2.IMREAD_GRAYSCALE) > 0
+        photo = cv2.imread(str(src / image)).astype(int)
+        assert (overlays[0][marked][:, 2] - photo[marked][:, 2]).mean() > 40, image
+    assert max(r["copied"] for r in lines["spilled"]["copied.png"]["regions"]) > 0.5
+    maps = {}
+    for name, above in (("two-whole", "0"), ("two-spilled", "1000")):
+        p = run(CLI, src / "copied.png", "-o", tmp_path / name, "--quiet", "--model", EDGE_S, "--samples", "2",
+                "--steps", "2", "--spill-above", above, env=env)
+        assert p.returncode == 0, p.stderr
+        maps[name] = [cv2.imread(str(tmp_path / name / f"copied.{k}.png"), cv2.IMREAD_UNCHANGED) for k in ("prob", "uncertainty")]
+    assert all(np.array_equal(a, b) for a, b in zip(maps["two-whole"], maps["two-spilled"]))
+    assert maps["two-whole"][1].max() > 0
+
+
 def test_outputs_do_not_depend_on_workers_or_batch(tmp_path):
     # Tiles are blended in plan order whichever worker finished them first.
     image = EXAMPLES / "astronaut_00_ns.png"

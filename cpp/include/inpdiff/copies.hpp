@@ -3,6 +3,8 @@
 // runtimes fuse the same map.
 #pragma once
 
+#include <functional>
+
 #include <opencv2/core.hpp>
 
 namespace inpdiff {
@@ -35,11 +37,27 @@ struct CopySettings {  // inpdiff/copies.py CopySettings: the defaults are writt
 // RGB CV_8UC3 -> CV_8U of the same size, 1 where a pixel lies in a block of a kept near-copy match.
 cv::Mat near_copy_cover(const cv::Mat& rgb, const NearCopySettings& s = {});
 
-// RGB CV_8UC3 -> CV_8U of the same size, 1 where a pixel lies in a marked block or a near copy.
-cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s = {});
+// Told of each band of the photo's rows read, so that a photo in a file can let go of their pages.
+using RowsRead = std::function<void(int rows)>;
 
-// prob (CV_32F, the image's size, the network's map) boosted in place near `cover` (copy_cover's),
-// then raised to its copy map where that is higher.
+// RGB CV_8UC3 -> CV_8U of the same size, 1 where a pixel lies in a marked block or a near copy.
+cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s = {}, const RowsRead& read = {});
+
+// The network's map (CV_32F) boosted near `cover` (copy_cover's), then raised to its copy map where
+// that is higher, a band of rows at a time (inpdiff/copies.py CopyRaise).
+class CopyRaise {
+ public:
+  CopyRaise(const cv::Mat& cover, const CopySettings& s = {});
+  void band(cv::Mat& prob, int y0) const;  // prob: rows y0 .. y0 + prob.rows of the map, raised in place
+
+ private:
+  cv::Mat cover_;
+  CopySettings s_;
+  int halo_;
+  cv::Mat factor_;  // per 8x8 cell (empty: no boost)
+};
+
+// CopyRaise over a whole map (the image's size), in place.
 void raise_to_copies(cv::Mat& prob, const cv::Mat& cover, const CopySettings& s = {});
 
 }  // namespace inpdiff

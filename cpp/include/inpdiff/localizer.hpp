@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -12,6 +13,7 @@
 
 #include "inpdiff/backend.hpp"
 #include "inpdiff/model_dir.hpp"
+#include "inpdiff/spill.hpp"
 
 namespace inpdiff {
 
@@ -46,6 +48,9 @@ struct Result {
   cv::Mat prob;         // CV_32F in [0, 1], the input's size
   cv::Mat uncertainty;  // CV_32F, std across samples (empty for one sample)
   cv::Mat mask;         // CV_8U, 1 where prob >= the mask threshold
+  // For a photo in a file (localize(const SpilledMat&)), the three maps above are views of these,
+  // to be read a band at a time (SpilledMat::read); empty otherwise.
+  SpilledMat prob_file, uncertainty_file, mask_file;
   double score = 0.0;   // image-level, calibrated where the model carries a calibration
   bool inpainted = false;
   std::vector<Region> regions;
@@ -57,6 +62,9 @@ class Localizer {
   // Refuses an INT8 or FP16 model without its own score calibration, as the Python runtime does.
   Localizer(ModelDir model, std::unique_ptr<Backend> backend, LocalizeConfig config = {});
   Result localize(const cv::Mat& rgb);  // CV_8UC3 RGB
+  // A photo in a file, worked a band of rows at a time: the same maps, regions and score (the score's
+  // top 1% summed in another order); held whole where it is to be downscaled (max_side) or padded.
+  Result localize(const SpilledMat& rgb);
 
   const ModelDir& model() const { return model_; }
   const LocalizeConfig& config() const { return config_; }
@@ -68,7 +76,11 @@ class Localizer {
   struct Plan;  // the image cut into tiles
   Plan plan(const cv::Mat& rgb) const;
   std::vector<float> infer(const Plan& p, size_t first, int n) const;  // tiles [first, first + n) -> maps
+  // Every tile inferred, and handed to `take` (its index, its per-sample maps) in plan order.
+  void run(const Plan& p, const std::function<void(size_t, const float*)>& take) const;
   std::vector<cv::Mat> blend(const Plan& p) const;  // every tile inferred and blended: per-sample maps
+  std::vector<float> axis_weight(const Plan& p, int length, bool rows) const;  // the tiles' summed ramps
+  double score(double statistic) const;  // calibrated where the model carries a calibration
 
   ModelDir model_;
   std::unique_ptr<Backend> backend_;
@@ -85,7 +97,7 @@ std::vector<int> tile_origins(int length, int tile, int overlap);
 double image_score(const cv::Mat& prob);
 // Connected regions of the mask (8-connected) of at least `min_area` pixels, largest first, each
 // with its mean probability over its own pixels and, given the copy cover, the share of them copied
-// (localizer.py find_regions).
+// (localizer.py find_regions): bands.hpp's RegionFinder over a held mask.
 // mask CV_8U in {0, 1}, prob CV_32F, cover CV_8U or empty.
 std::vector<Region> find_regions(const cv::Mat& mask, const cv::Mat& prob, int min_area, const cv::Mat& cover = {});
 
