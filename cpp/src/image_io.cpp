@@ -16,6 +16,7 @@
 #include <memory>
 
 #include <jpeglib.h>
+#include <png.h>
 #include <zlib.h>
 
 #include <opencv2/imgcodecs.hpp>
@@ -345,18 +346,14 @@ int exif_orientation(const jpeg_decompress_struct& c) {
 
 }  // namespace
 
-SpilledMat spill_image(const fs::path& path, long max_pixels) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"), std::fclose);
-  unsigned char magic[2] = {0, 0};
-  if (!file || std::fread(magic, 1, 2, file.get()) != 2 || magic[0] != 0xFF || magic[1] != 0xD8) return {};
-  std::rewind(file.get());
+static SpilledMat spill_jpeg(const fs::path& path, std::FILE* file, long max_pixels) {
   jpeg_decompress_struct c{};
   JpegError e{};
   c.err = jpeg_std_error(&e.mgr);
   e.mgr.error_exit = jpeg_fail;
   std::unique_ptr<jpeg_decompress_struct, void (*)(jpeg_decompress_struct*)> done(&c, jpeg_destroy_decompress);
   const auto corrupt = [&] { return ImageError(path.string() + ": cannot decode the image (corrupt, truncated or not an image)"); };
-  if (!jpeg_header(&c, &e, file.get())) throw corrupt();
+  if (!jpeg_header(&c, &e, file)) throw corrupt();
   if (static_cast<long>(c.image_width) * c.image_height > max_pixels)
     throw ImageError(over_limit(path, c.image_width, c.image_height, max_pixels));
   if ((c.num_components != 1 && c.num_components != 3) || exif_orientation(c) > 1) return {};
@@ -373,6 +370,84 @@ SpilledMat spill_image(const fs::path& path, long max_pixels) {
   }
   if (!jpeg_finish(&c, &e)) throw corrupt();
   return out.done();
+}
+
+namespace {
+
+bool png_header(png_structp png, png_infop info, std::FILE* f) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_init_io(png, f);
+  png_read_info(png, info);
+  return true;
+}
+
+// The transforms OpenCV's decoder asks libpng for (for IMREAD_COLOR | IMREAD_ANYDEPTH), in RGB order.
+bool png_start(png_structp png, png_infop info) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  const int type = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
+  if (depth == 16) png_set_swap(png);  // native 16-bit samples (this is a little-endian build's order)
+  png_set_strip_alpha(png);
+  if (type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  if (!(type & PNG_COLOR_MASK_COLOR) && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+  if (!(type & PNG_COLOR_MASK_COLOR)) png_set_gray_to_rgb(png);
+  png_read_update_info(png, info);
+  return true;
+}
+
+bool png_rows(png_structp png, png_bytepp rows, int n) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_read_rows(png, rows, nullptr, static_cast<png_uint_32>(n));
+  return true;
+}
+
+}  // namespace
+
+static SpilledMat spill_png(const fs::path& path, std::FILE* file, long max_pixels) {
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_infop info = png ? png_create_info_struct(png) : nullptr;
+  if (!info) throw std::bad_alloc();
+  std::unique_ptr<png_structp, void (*)(png_structp*)> done(&png, [](png_structp* p) { png_destroy_read_struct(p, nullptr, nullptr); });
+  const auto corrupt = [&] { return ImageError(path.string() + ": cannot decode the image (corrupt, truncated or not an image)"); };
+  if (!png_header(png, info, file)) throw corrupt();
+  const long w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+  if (w * h > max_pixels) throw ImageError(over_limit(path, w, h, max_pixels));
+  png_bytep exif = nullptr;
+  png_uint_32 exif_size = 0;
+  if (png_get_interlace_type(png, info) != PNG_INTERLACE_NONE || png_get_eXIf_1(png, info, &exif_size, &exif)) return {};
+  const bool deep = png_get_bit_depth(png, info) == 16;
+  if (!png_start(png, info)) throw corrupt();
+  RowWriter out(static_cast<int>(w), CV_8UC3);
+  cv::Mat rows(64, static_cast<int>(w), deep ? CV_16UC3 : CV_8UC3), narrow;
+  std::vector<png_bytep> pointers(rows.rows);
+  for (int r = 0; r < rows.rows; ++r) pointers[r] = rows.ptr<png_byte>(r);
+  for (int y = 0; y < h;) {
+    const int n = static_cast<int>(std::min<long>(rows.rows, h - y));
+    if (!png_rows(png, pointers.data(), n)) throw corrupt();
+    if (deep) {  // as read_image: round(v / 257) in float32, ties to even
+      narrow.create(n, static_cast<int>(w), CV_8UC3);
+      for (int r = 0; r < n; ++r) {
+        const uint16_t* p = rows.ptr<uint16_t>(r);
+        uint8_t* q = narrow.ptr<uint8_t>(r);
+        for (long i = 0; i < 3 * w; ++i) q[i] = static_cast<uint8_t>(std::nearbyint(static_cast<float>(p[i]) / 257.0f));
+      }
+      out.write(narrow);
+    } else {
+      out.write(rows.rowRange(0, n));
+    }
+    y += n;
+  }
+  return out.done();
+}
+
+SpilledMat spill_image(const fs::path& path, long max_pixels) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"), std::fclose);
+  unsigned char magic[8] = {0};
+  if (!file || std::fread(magic, 1, 8, file.get()) != 8) return {};
+  std::rewind(file.get());
+  static const unsigned char png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (magic[0] == 0xFF && magic[1] == 0xD8) return spill_jpeg(path, file.get(), max_pixels);
+  if (std::memcmp(magic, png, 8) == 0) return spill_png(path, file.get(), max_pixels);
+  return {};
 }
 
 }  // namespace inpdiff

@@ -203,34 +203,46 @@ def test_a_mask_of_more_than_65535_regions_matches_python(tmp_path):
     assert cpp[2]["bbox"] == [9, 5, 1, 1]
 
 
-def test_a_jpeg_is_decoded_straight_into_a_file_as_it_is_read_whole(tmp_path):
-    """A large JPEG is decoded into a file a band of rows at a time (libjpeg): the pixels read_image gives
-    (OpenCV's), for 4:2:0, 4:4:4, grey, progressive and odd-sized JPEGs. EXIF-turned and CMYK JPEGs, and
-    other formats, are not streamed (they are read whole, then spilled); a broken one gets read_image's message."""
+def test_a_photo_is_decoded_straight_into_a_file_as_it_is_read_whole(tmp_path):
+    """A large JPEG or PNG is decoded into a file a band of rows at a time (libjpeg, libpng): the pixels
+    read_image gives (OpenCV's), for 4:2:0, 4:4:4, grey, progressive and odd-sized JPEGs and for 8- and
+    16-bit, grey, alpha and palette PNGs. EXIF that may turn the photo, CMYK, and other formats are
+    not streamed (read whole, then spilled); a broken file gets read_image's message."""
     from PIL import Image
     from inpdiff.io import read_image
 
     img = cv2.imread(str(EXAMPLES / "astronaut_00_telea.png"))[:301, :437]
-    cv2.imwrite(str(tmp_path / "q90.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    cv2.imwrite(str(tmp_path / "444.jpg"), img, [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
-    cv2.imwrite(str(tmp_path / "progressive.jpg"), img, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
-    cv2.imwrite(str(tmp_path / "grey.jpg"), img[:, :, 0])
-    cv2.imwrite(str(tmp_path / "photo.png"), img)
+    rgb = Image.fromarray(img[:, :, ::-1].copy())
     exif = Image.Image().getexif()
     exif[0x0112] = 6  # shown rotated a quarter turn
-    Image.fromarray(img[:, :, ::-1]).save(tmp_path / "rotated.jpg", exif=exif, quality=85)
-    Image.fromarray(img[:, :, ::-1]).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=85)
-    for name in ("q90.jpg", "444.jpg", "progressive.jpg", "grey.jpg", "photo.png", "rotated.jpg", "cmyk.jpg"):
+    streamed = {"q90.jpg": lambda p: cv2.imwrite(p, img, [cv2.IMWRITE_JPEG_QUALITY, 90]),
+                "444.jpg": lambda p: cv2.imwrite(p, img, [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]),
+                "progressive.jpg": lambda p: cv2.imwrite(p, img, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+                "grey.jpg": lambda p: cv2.imwrite(p, img[:, :, 0]),
+                "photo.png": lambda p: cv2.imwrite(p, img),
+                "deep.png": lambda p: cv2.imwrite(p, img.astype(np.uint16) * 257 + 100),
+                "grey.png": lambda p: cv2.imwrite(p, img[:, :, 1]),
+                "alpha.png": lambda p: cv2.imwrite(p, np.dstack([img, img[:, :, 0]])),
+                "palette.png": lambda p: rgb.convert("P").save(p),
+                "bits.png": lambda p: rgb.convert("1").save(p)}
+    whole = {"rotated.jpg": lambda p: rgb.save(p, exif=exif, quality=85),
+             "cmyk.jpg": lambda p: rgb.convert("CMYK").save(p, quality=85),
+             "exif.png": lambda p: rgb.save(p, exif=exif),
+             "photo.bmp": lambda p: cv2.imwrite(p, img)}
+    for name, make in {**streamed, **whole}.items():
+        make(str(tmp_path / name))
         p = run(PROBE, "decode", tmp_path / name, tmp_path / "raw.u8")
         assert p.returncode == 0, p.stderr
         info = json.loads(p.stdout)
-        assert info["streamed"] == name.endswith(("0.jpg", "4.jpg", "e.jpg", "y.jpg")), name
+        assert info["streamed"] == (name in streamed), name
         if info["streamed"]:
             got = np.fromfile(tmp_path / "raw.u8", np.uint8).reshape(info["height"], info["width"], 3)
             assert np.array_equal(got, read_image(tmp_path / name)), name
-    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a JPEG at all")
-    p = run(PROBE, "decode", tmp_path / "broken.jpg", tmp_path / "raw.u8")
-    assert p.returncode == 1 and "broken.jpg: cannot decode the image (corrupt, truncated or not an image)" in p.stderr
+    for name, data in (("broken.jpg", b"\xff\xd8\xff\xe0 not a JPEG at all"),
+                       ("cut.png", (tmp_path / "photo.png").read_bytes()[:5000])):
+        (tmp_path / name).write_bytes(data)
+        p = run(PROBE, "decode", tmp_path / name, tmp_path / "raw.u8")
+        assert p.returncode == 1 and f"{name}: cannot decode the image (corrupt, truncated or not an image)" in p.stderr
 
 
 def test_a_photo_worked_from_a_file_gives_what_it_gives_held_whole_and_what_python_gives(tmp_path):

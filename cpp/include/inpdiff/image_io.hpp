@@ -29,9 +29,10 @@ cv::Mat read_image(const std::filesystem::path& path, long max_pixels = kMaxPixe
 // Width x height from a PNG or JPEG header (the first 64 KB of the file); 0 where it gives none.
 long header_pixels(const std::filesystem::path& path);
 
-// A JPEG photo decoded straight into a file, a band of rows at a time, with read_image's pixels (as
-// inpdiff/io.py spill_image does with libvips): never held whole. Empty where it cannot be streamed (not
-// a JPEG, CMYK, or turned by its EXIF orientation): read_image holds it whole then.
+// A JPEG or PNG photo decoded straight into a file, a band of rows at a time, with read_image's pixels
+// (as inpdiff/io.py spill_image does with libvips): never held whole. Empty where it cannot be streamed
+// (another format, a CMYK JPEG, an interlaced PNG, EXIF data that may turn it): read_image holds it
+// whole then.
 SpilledMat spill_image(const std::filesystem::path& path, long max_pixels = kMaxPixels);
 
 // What `write` puts in a temporary file beside `path`, renamed into place (a reader never sees half a
