@@ -288,15 +288,22 @@ void near_matches_in_shares(const cv::Mat& rgb, const NearCopySettings& s, const
 // 100 MP, another 100 MB), in two passes that take the window across, then down.
 void dilate_marks(cv::Mat& cover, int k) {
   const int H = cover.rows, W = cover.cols;
+  std::vector<char> marked(H, 0);  // rows with a mark: few, in most photos
   for (int y = 0; y < H; ++y) {  // bit 2: a mark among the k pixels of this row that end here
     uint8_t* c = cover.ptr<uint8_t>(y);
+    uint8_t any = 0;
+    for (int x = 0; x < W; ++x) any |= c[x];
+    if (!(any & 2)) continue;
+    marked[y] = 1;
     for (int x = 0, last = -k; x < W; ++x) {
       if (c[x] & 2) last = x;
       if (x - last < k) c[x] |= 4;
     }
   }
   std::vector<int> last(W, -k);  // the latest row with bit 2 in each column
-  for (int y = 0; y < H; ++y) {
+  for (int y = 0, last_row = -k; y < H; ++y) {
+    if (marked[y]) last_row = y;
+    if (y - last_row >= k) continue;  // no mark within reach above: nothing to cover, nothing to clear
     uint8_t* c = cover.ptr<uint8_t>(y);
     for (int x = 0; x < W; ++x) {
       if (c[x] & 4) last[x] = y;

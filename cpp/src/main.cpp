@@ -393,18 +393,25 @@ json write_outputs(const Job& job, cv::Mat& rgb, const SpilledMat& photo, const 
   json written = json::object();
   auto path = [&](const char* suffix) { return fs::path(job.stem.string() + suffix); };
   if (outputs == "report" && !r.inpainted) return written;
-  if (!photo.empty()) {
+  if (!photo.empty()) {  // as below, each map on a thread of its own, from its file
     const cv::Size size = r.prob.size();
-    write_png_bands(path(".prob.png"), size, 1, map_bands(r.prob, r.prob_file, 255.0, false));
-    written["prob"] = path(".prob.png").string();
-    if (outputs == "report") return written;
-    write_png_bands(path(".mask.png"), size, 1, map_bands(r.mask, r.mask_file, 255.0, false));
-    written["mask"] = path(".mask.png").string();
-    if (!r.uncertainty.empty()) {
-      write_png_bands(path(".uncertainty.png"), size, 1, map_bands(r.uncertainty, r.uncertainty_file, 255.0, true));
-      written["uncertainty"] = path(".uncertainty.png").string();
+    auto png = [&](const char* suffix, const cv::Mat& map, const SpilledMat& file, bool stretch) {
+      return std::async(std::launch::async, [&, suffix, stretch] { write_png_bands(path(suffix), size, 1, map_bands(map, file, 255.0, stretch)); });
+    };
+    auto prob = png(".prob.png", r.prob, r.prob_file, false);
+    if (outputs == "report") {
+      prob.get();
+      written["prob"] = path(".prob.png").string();
+      return written;
     }
+    auto mask = png(".mask.png", r.mask, r.mask_file, false);
+    if (!r.uncertainty.empty()) png(".uncertainty.png", r.uncertainty, r.uncertainty_file, true).get();
     write_jpeg_bands(path(".overlay.jpg"), size, [&](int y0) { return overlay_band(photo, r, y0); }, 90);
+    prob.get();
+    mask.get();
+    written["prob"] = path(".prob.png").string();
+    written["mask"] = path(".mask.png").string();
+    if (!r.uncertainty.empty()) written["uncertainty"] = path(".uncertainty.png").string();
     written["overlay"] = path(".overlay.jpg").string();
     return written;
   }
