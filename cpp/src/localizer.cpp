@@ -123,6 +123,7 @@ Localizer::Localizer(ModelDir model, std::unique_ptr<Backend> backend, LocalizeC
     throw ModelError((model_.path / "manifest.json").string() + ": field 'tile' is " + std::to_string(tile) +
                      ", but condition.onnx takes " + std::to_string(backend_->tile()) + "x" +
                      std::to_string(backend_->tile()) + " tiles (the manifest was edited; re-export the model)");
+  pool_ = std::make_unique<TaskPool>(backend_->concurrent() ? std::max(1, config_.workers) : 1);
 }
 
 struct Localizer::Plan {
@@ -179,39 +180,73 @@ std::vector<float> Localizer::infer(const Plan& p, size_t first, int n) const {
   return backend_->sample(tiles.data(), n, S, noise, rows_);
 }
 
+TaskPool::TaskPool(int threads) {
+  for (int i = 0; i < std::max(1, threads); ++i)
+    threads_.emplace_back([this] {
+      for (;;) {
+        std::function<void()> task;
+        {
+          std::unique_lock<std::mutex> lock(mu_);
+          ready_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+          if (queue_.empty()) return;  // stopping, and nothing left
+          task = std::move(queue_.front());
+          queue_.pop_front();
+        }
+        task();
+      }
+    });
+}
+
+TaskPool::~TaskPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  ready_.notify_all();
+  for (std::thread& t : threads_) t.join();
+}
+
+void TaskPool::submit(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(std::move(task));
+  }
+  ready_.notify_one();
+}
+
 void Localizer::run(const Plan& p, const std::function<void(size_t, const float*)>& take) const {
   const int S = config_.samples, T = model_.tile;
   const size_t plane = static_cast<size_t>(T) * T, count = p.origins.size();
   const size_t batch = std::max(1, config_.batch), batches = (count + batch - 1) / batch;
   auto size_of = [&](size_t k) { return static_cast<int>(std::min(batch, count - k * batch)); };
-  // Workers run the batches (one backend call each); this thread hands them on in plan order as they
-  // arrive, so the sums, hence the maps, do not depend on the number of workers.
+  // The pool's threads run the batches (one backend call each); this thread hands them on in plan
+  // order as they arrive, so the sums, hence the maps, do not depend on the number of threads.
   std::vector<std::vector<float>> finished(batches);
   std::vector<char> ready(batches, 0);
+  size_t ended = 0;  // batches run or skipped: this call waits for all of them, which use its locals
   std::mutex mu;
   std::condition_variable arrived;
-  std::atomic<size_t> next{0};
+  std::atomic<bool> failing{false};
   std::exception_ptr failure;
-  auto worker = [&] {
-    for (size_t k; (k = next++) < batches;) {
+  for (size_t k = 0; k < batches; ++k)
+    pool_->submit([&, k] {
       std::vector<float> maps;
       std::exception_ptr error;
-      try {
-        maps = infer(p, k * batch, size_of(k));
-      } catch (...) {
-        error = std::current_exception();
-        next = batches;  // no new batches: the call fails
+      if (!failing) {  // after a failure the rest are skipped: the call fails
+        try {
+          maps = infer(p, k * batch, size_of(k));
+        } catch (...) {
+          error = std::current_exception();
+          failing = true;
+        }
       }
       std::lock_guard<std::mutex> lock(mu);
       if (error && !failure) failure = error;
       finished[k] = std::move(maps);
       ready[k] = 1;
+      ++ended;
       arrived.notify_all();
-    }
-  };
-  const size_t workers = backend_->concurrent() ? std::min<size_t>(std::max(1, config_.workers), batches) : 1;
-  std::vector<std::thread> pool;
-  for (size_t i = 0; i < workers; ++i) pool.emplace_back(worker);
+    });
   for (size_t k = 0; k < batches; ++k) {
     std::vector<float> maps;
     {
@@ -220,9 +255,17 @@ void Localizer::run(const Plan& p, const std::function<void(size_t, const float*
       if (failure) break;
       maps = std::move(finished[k]);
     }
-    for (int t = 0; t < size_of(k); ++t) take(k * batch + t, maps.data() + static_cast<size_t>(t) * S * plane);
+    try {
+      for (int t = 0; t < size_of(k); ++t) take(k * batch + t, maps.data() + static_cast<size_t>(t) * S * plane);
+    } catch (...) {
+      failing = true;
+      std::unique_lock<std::mutex> lock(mu);
+      arrived.wait(lock, [&] { return ended == batches; });
+      throw;
+    }
   }
-  for (std::thread& t : pool) t.join();
+  std::unique_lock<std::mutex> lock(mu);
+  arrived.wait(lock, [&] { return ended == batches; });
   if (failure) std::rethrow_exception(failure);
 }
 

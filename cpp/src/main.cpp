@@ -17,11 +17,13 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <future>
 #include <iostream>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -462,6 +464,37 @@ Decoded decode(const fs::path& path, const Options& o) {
   return {cv::Mat(), file.done()};
 }
 
+constexpr long kSideBySidePixels = 4000000;
+
+// Photos in flight hold at most `limit` pixels in all (a photo worked from a file counts as `limit`,
+// one whose size its header does not give as `limit` too), but a photo is always let in when nothing
+// else is in flight: a batch of large photos holds about one photo's memory (as the Python pipeline's
+// _PixelBudget). 0: no limit.
+class PixelBudget {
+ public:
+  explicit PixelBudget(long limit) : limit_(limit) {}
+  long admit(const fs::path& path) {  // -> the pixels counted, for release()
+    if (!limit_) return 0;
+    const long read = header_pixels(path), pixels = read ? std::min(limit_, read) : limit_;
+    std::unique_lock<std::mutex> lock(mu_);
+    room_.wait(lock, [&] { return !in_flight_ || used_ + pixels <= limit_; });
+    used_ += pixels, ++in_flight_;
+    return pixels;
+  }
+  void release(long pixels) {
+    if (!limit_) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    used_ -= pixels, --in_flight_;
+    room_.notify_all();
+  }
+
+ private:
+  long limit_, used_ = 0;
+  int in_flight_ = 0;
+  std::mutex mu_;
+  std::condition_variable room_;
+};
+
 bool disk_full(const std::exception& e) {
   auto* fe = dynamic_cast<const fs::filesystem_error*>(&e);
   return fe && (fe->code().value() == ENOSPC || fe->code().value() == EDQUOT);
@@ -491,12 +524,14 @@ int main(int argc, char** argv) {
   std::future<Decoded> first = std::async(std::launch::async, [&] { return decode(jobs[0].path, o); });
   std::unique_ptr<Localizer> loc;
   std::unique_ptr<OutFolder> folder;
+  int photo_slots = 1;
   try {
     ModelDir model = ModelDir::load(o.model.empty() ? default_model_dir() : o.model);
     // As the Python runtime on a CPU: one single-threaded call per core beats one call on every core.
     const int cores = o.threads ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     if (o.cfg.workers == 0) o.cfg.workers = cores;
     auto backend = make_backend(o.backend, model, std::max(1, cores / o.cfg.workers), o.engines.string());
+    photo_slots = backend->concurrent() ? cores : 1;
     loc = std::make_unique<Localizer>(std::move(model), std::move(backend), o.cfg);
     const ModelDir& m = loc->model();
     json settings = {{"model", m.files}, {"steps", loc->steps()}, {"samples", o.cfg.samples}, {"seed", o.cfg.seed},
@@ -516,50 +551,86 @@ int main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   int done = 0, failed = 0, detected = 0, status = 0;
   std::set<std::string> seen;
-  for (Job job : jobs) {
-    if (g_stop) { status = 130; break; }
-    if (folder->done(job.path) || folder->is_output(job.path) || !seen.insert(job.path.string()).second) continue;
-    const auto t0 = std::chrono::steady_clock::now();
-    json line = {{"path", job.path.string()}, {"mask_threshold", loc->mask_threshold()},
-                 {"score_threshold", loc->model().score ? json(loc->model().score->threshold) : json(nullptr)},
-                 {"steps", loc->steps()}, {"samples", o.cfg.samples}, {"backend", loc->backend().name()}};
-    std::string error;
-    try {
-      job = folder->claim(job);
-      Decoded d = first.valid() && job.path == jobs[0].path ? first.get() : decode(job.path, o);
-      Result r = d.file.empty() ? loc->localize(d.rgb) : loc->localize(d.file);
-      line["outputs"] = write_outputs(job, d.rgb, d.file, r, o.outputs);
-      line["score"] = std::round(r.score * 1e4) / 1e4;
-      line["inpainted"] = r.inpainted;
-      line["regions"] = r.regions;
-    } catch (const ImageError& e) {
-      error = e.what();
-    } catch (const std::exception& e) {
-      if (disk_full(e)) { status = 4; break; }  // not this image's fault: the next run redoes it
-      error = job.path.string() + ": " + e.what();
+  std::mutex mu;  // the folder, the counters, the job list's cursor and the terminal
+  size_t next = 0;
+  // Photos are worked side by side, one per core where the backend takes concurrent calls (ONNX
+  // Runtime): a photo's serial parts (decoding, the regions, writing) and its last, uneven batch of
+  // tiles leave a core idle, which the other photo's tiles take. Only while the photos in flight hold
+  // at most 4 MP (with --spill-above 0, no limit, as in Python): a larger photo keeps the cores busy
+  // with its own tiles, and two 4 MP photos' copy searches (up to 290 MB each) went past 600 MB.
+  PixelBudget budget(o.spill_above ? std::min(o.spill_above, kSideBySidePixels) : 0);
+  auto work = [&] {
+    for (;;) {
+      Job job;
+      bool is_first = false;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (g_stop && !status) status = 130;
+        while (next < jobs.size() && (folder->done(jobs[next].path) || folder->is_output(jobs[next].path) ||
+                                      !seen.insert(jobs[next].path.string()).second))
+          ++next;
+        if (status || next == jobs.size()) return;
+        is_first = next == 0;
+        job = jobs[next++];
+      }
+      json line = {{"path", job.path.string()}, {"mask_threshold", loc->mask_threshold()},
+                   {"score_threshold", loc->model().score ? json(loc->model().score->threshold) : json(nullptr)},
+                   {"steps", loc->steps()}, {"samples", o.cfg.samples}, {"backend", loc->backend().name()}};
+      std::string error;
+      const long pixels = budget.admit(job.path);
+      const auto t0 = std::chrono::steady_clock::now();
+      try {
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          job = folder->claim(job);
+        }
+        Decoded d = is_first && first.valid() ? first.get() : decode(job.path, o);
+        Result r = d.file.empty() ? loc->localize(d.rgb) : loc->localize(d.file);
+        line["outputs"] = write_outputs(job, d.rgb, d.file, r, o.outputs);
+        line["score"] = std::round(r.score * 1e4) / 1e4;
+        line["inpainted"] = r.inpainted;
+        line["regions"] = r.regions;
+      } catch (const ImageError& e) {
+        error = e.what();
+      } catch (const std::exception& e) {
+        if (disk_full(e)) {  // not this image's fault: the next run redoes it
+          budget.release(pixels);
+          std::lock_guard<std::mutex> lock(mu);
+          status = 4;
+          return;
+        }
+        error = job.path.string() + ": " + e.what();
+      }
+      budget.release(pixels);
+      if (!error.empty()) {
+        line.erase("outputs");
+        line.update({{"score", nullptr}, {"inpainted", nullptr}, {"regions", json::array()}, {"error", error}});
+      }
+      line["elapsed_ms"] = std::round(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() * 10) / 10;
+      std::lock_guard<std::mutex> lock(mu);
+      if (status == 4) return;  // the disk is full: lines of the photos still in flight would not fit either
+      try {
+        folder->add(line);
+      } catch (const std::exception& e) {
+        status = disk_full(e) ? 4 : 1;
+        std::cerr << "trt-localize-cpp: " << e.what() << "\n";
+        return;
+      }
+      ++done;
+      failed += !error.empty();
+      detected += line["inpainted"] == true;
+      if (o.json_lines) std::cout << line.dump() << std::endl;
+      else if (!error.empty()) std::cerr << "ERROR " << error << std::endl;
+      else if (!o.quiet)
+        std::printf("%s: %s, score %.3f, %.0f ms\n", job.path.c_str(),
+                    line["inpainted"] == true ? ("INPAINTED (" + std::to_string(line["regions"].size()) + " region(s))").c_str() : "clean",
+                    line["score"].get<double>(), line["elapsed_ms"].get<double>());
     }
-    if (!error.empty()) {
-      line.erase("outputs");
-      line.update({{"score", nullptr}, {"inpainted", nullptr}, {"regions", json::array()}, {"error", error}});
-    }
-    line["elapsed_ms"] = std::round(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() * 10) / 10;
-    try {
-      folder->add(line);
-    } catch (const std::exception& e) {
-      status = disk_full(e) ? 4 : 1;
-      std::cerr << "trt-localize-cpp: " << e.what() << "\n";
-      break;
-    }
-    ++done;
-    failed += !error.empty();
-    detected += line["inpainted"] == true;
-    if (o.json_lines) std::cout << line.dump() << std::endl;
-    else if (!error.empty()) std::cerr << "ERROR " << error << std::endl;
-    else if (!o.quiet)
-      std::printf("%s: %s, score %.3f, %.0f ms\n", job.path.c_str(),
-                  line["inpainted"] == true ? ("INPAINTED (" + std::to_string(line["regions"].size()) + " region(s))").c_str() : "clean",
-                  line["score"].get<double>(), line["elapsed_ms"].get<double>());
-  }
+  };
+  std::vector<std::thread> slots;
+  for (int i = 1; i < photo_slots; ++i) slots.emplace_back(work);
+  work();
+  for (std::thread& t : slots) t.join();
   std::fflush(stdout);
   folder.reset();
   loc.reset();

@@ -291,14 +291,21 @@ def test_a_photo_worked_from_a_file_gives_what_it_gives_held_whole_and_what_pyth
     assert maps["two-whole"][1].max() > 0
 
 
-def test_outputs_do_not_depend_on_workers_or_batch(tmp_path):
-    # Tiles are blended in plan order whichever worker finished them first.
-    image = EXAMPLES / "astronaut_00_ns.png"
-    for name, extra in (("one", ["--workers", "1", "--batch", "4"]), ("two", ["--workers", "2", "--batch", "1"])):
-        p = run(CLI, image, "-o", tmp_path / name, "--quiet", *extra)
+def test_outputs_do_not_depend_on_workers_batch_or_photos_side_by_side(tmp_path):
+    # Tiles are blended in plan order whichever thread finished them first; photos worked side by side
+    # (one per core, their tiles sharing the threads) give what they give one at a time (--threads 1).
+    runs = (("one", ["--workers", "1", "--batch", "4", "--threads", "1"]), ("two", ["--workers", "2", "--batch", "1"]),
+            ("cores", ["--threads", "2"]))
+    for name, extra in runs:
+        p = run(CLI, EXAMPLES, "-o", tmp_path / name, "--quiet", *extra)
         assert p.returncode == 0, p.stderr
-    assert (tmp_path / "one" / "astronaut_00_ns.prob.png").read_bytes() == (tmp_path / "two" / "astronaut_00_ns.prob.png").read_bytes()
-    assert _lines(tmp_path / "one")[0]["regions"] == _lines(tmp_path / "two")[0]["regions"]
+    lines = {name: {line["path"]: line for line in _lines(tmp_path / name)} for name, _ in runs}
+    assert len(lines["one"]) == 4 and lines["one"].keys() == lines["two"].keys() == lines["cores"].keys()
+    for path, line in lines["one"].items():
+        for name in ("two", "cores"):
+            other = lines[name][path]
+            assert (line["regions"], line["score"]) == (other["regions"], other["score"]), (name, path)
+            assert Path(line["outputs"]["prob"]).read_bytes() == Path(other["outputs"]["prob"]).read_bytes(), (name, path)
 
 
 def test_never_overwrites_resumes_and_refuses(tmp_path):

@@ -1,12 +1,16 @@
 // The localizer: tiling, blending, the noise and the decision, as inpdiff/runtime/localizer.py does them.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include <opencv2/core.hpp>
@@ -24,7 +28,8 @@ struct LocalizeConfig {
   std::optional<double> threshold;   // mask threshold; empty: the model's calibrated one
   int max_side = 0;                  // downscale images whose longer side exceeds this (0: never)
   int batch = 2;                     // tiles per backend call
-  int workers = 1;                   // backend calls in flight (a backend that allows it: ONNX Runtime)
+  int workers = 1;                   // backend calls in flight, for all calls of localize() together (a
+                                     // backend that allows it: ONNX Runtime)
   int overlap = -1;                  // minimum overlap of neighbouring tiles (-1: an eighth of a tile)
   int min_region = 16;               // connected regions smaller than this (pixels) are not reported
   bool copies = true;                // fuse the copy evidence (copies.hpp) into the probability map
@@ -57,6 +62,22 @@ struct Result {
   int tiles = 0;
 };
 
+// Threads that run the backend's calls, shared by every localize() call in flight: photos worked side
+// by side keep the cores busy with each other's tiles, and one photo alone has all of them.
+class TaskPool {
+ public:
+  explicit TaskPool(int threads);
+  ~TaskPool();
+  void submit(std::function<void()> task);  // run in submission order, on the first free thread
+
+ private:
+  std::vector<std::thread> threads_;
+  std::deque<std::function<void()>> queue_;
+  std::mutex mu_;
+  std::condition_variable ready_;
+  bool stop_ = false;
+};
+
 class Localizer {
  public:
   // Refuses an INT8 or FP16 model without its own score calibration, as the Python runtime does.
@@ -85,6 +106,7 @@ class Localizer {
   ModelDir model_;
   std::unique_ptr<Backend> backend_;
   LocalizeConfig config_;
+  std::unique_ptr<TaskPool> pool_;  // config.workers threads where the backend takes concurrent calls, else 1
   std::vector<long> rows_;
   int overlap_;
   double mask_threshold_;
