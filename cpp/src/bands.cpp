@@ -71,15 +71,15 @@ std::vector<Region> RegionFinder::regions(bool copies) {
   return regions;
 }
 
-BandStatistic::BandStatistic(std::string statistic, size_t size)
-    : statistic_(std::move(statistic)), size_(size),
+BandStatistic::BandStatistic(const std::string& statistic, size_t size)
+    : top1_(statistic == "top1"), size_(size),
       k_(std::max<size_t>(1, static_cast<size_t>(std::nearbyint(0.01 * static_cast<double>(size))))),
       floor_(-std::numeric_limits<float>::infinity()) {}
 
 void BandStatistic::add(const cv::Mat& rows) {
   for (int r = 0; r < rows.rows; ++r)
     for (const float *p = rows.ptr<float>(r), *end = p + rows.cols; p != end; ++p) {
-      if (statistic_ == "marked") marked_ += *p >= 0.5f;
+      if (!top1_) marked_ += *p >= 0.5f;
       else if (*p >= floor_) kept_.push_back(*p);
     }
   if (kept_.size() > 4 * k_) {  // only the top k can still be among the top k
@@ -90,7 +90,7 @@ void BandStatistic::add(const cv::Mat& rows) {
 }
 
 double BandStatistic::value() {
-  if (statistic_ == "marked") return static_cast<double>(marked_) / size_;
+  if (!top1_) return static_cast<double>(marked_) / size_;
   std::nth_element(kept_.begin(), kept_.end() - k_, kept_.end());
   return std::accumulate(kept_.end() - k_, kept_.end(), 0.0) / k_;
 }

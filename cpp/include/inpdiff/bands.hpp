@@ -38,15 +38,15 @@ class RegionFinder {
 };
 
 // The image score's statistic over a map given a band of rows at a time: "top1", the mean of the top
-// 1% (image_score's values, kept while they can still be among them), or "marked", the share >= 0.5.
+// 1% (image_score's values, kept while they can still be among them), or else "marked", the share >= 0.5.
 class BandStatistic {
  public:
-  BandStatistic(std::string statistic, size_t size);
+  BandStatistic(const std::string& statistic, size_t size);
   void add(const cv::Mat& rows);  // CV_32F
   double value();
 
  private:
-  std::string statistic_;
+  bool top1_;
   size_t size_, k_, marked_ = 0;
   std::vector<float> kept_;
   float floor_;
