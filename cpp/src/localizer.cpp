@@ -101,24 +101,36 @@ double Localizer::score(double statistic) const {
   return 1.0 / (1.0 + std::exp(-z));
 }
 
+int Localizer::steps_for(const ModelDir& model, const LocalizeConfig& config) {
+  return !model.diffusion ? 1 : (config.steps ? config.steps : model.steps);
+}
+
+double Localizer::mask_threshold_for(const ModelDir& model, const LocalizeConfig& config) {
+  return config.threshold ? *config.threshold : model.mask_threshold;
+}
+
+int Localizer::check(const ModelDir& model, const LocalizeConfig& config) {
+  if (config.samples < 1) throw std::invalid_argument("samples must be at least 1, got " + std::to_string(config.samples));
+  const int tile = model.tile, overlap = config.overlap < 0 ? tile / 8 : config.overlap;
+  if (overlap >= tile / 2)
+    throw std::invalid_argument("overlap must be in [0, " + std::to_string(tile / 2) + "), got " + std::to_string(overlap));
+  if (model.precision != "fp32" && !model.score)
+    throw ModelError(model.path.string() + ": a " + model.precision +
+                     " model without its own calibrated image score; run `inpdiff calibrate-score " +
+                     model.path.string() + " --data VALIDATION_DIR` first");
+  return overlap;
+}
+
 Localizer::Localizer(ModelDir model, std::unique_ptr<Backend> backend, LocalizeConfig config)
     : model_(std::move(model)), backend_(std::move(backend)), config_(config) {
-  int steps = !model_.diffusion ? 1 : (config_.steps ? config_.steps : model_.steps);
+  overlap_ = check(model_, config_);
+  const int steps = steps_for(model_, config_), tile = model_.tile;
   for (int i = 0; i < steps; ++i) rows_.push_back(step_row(model_.mode, steps, i, model_.max_steps));
-  if (config_.samples < 1) throw std::invalid_argument("samples must be at least 1, got " + std::to_string(config_.samples));
-  int tile = model_.tile;
-  overlap_ = config_.overlap < 0 ? tile / 8 : config_.overlap;
-  if (overlap_ >= tile / 2)
-    throw std::invalid_argument("overlap must be in [0, " + std::to_string(tile / 2) + "), got " + std::to_string(overlap_));
   ramp_ = blend_ramp(tile, overlap_);
   window_.resize(static_cast<size_t>(tile) * tile);
   for (int y = 0; y < tile; ++y)
     for (int x = 0; x < tile; ++x) window_[static_cast<size_t>(y) * tile + x] = ramp_[y] * ramp_[x];
-  if (model_.precision != "fp32" && !model_.score)
-    throw ModelError(model_.path.string() + ": a " + model_.precision +
-                     " model without its own calibrated image score; run `inpdiff calibrate-score " +
-                     model_.path.string() + " --data VALIDATION_DIR` first");
-  mask_threshold_ = config_.threshold ? *config_.threshold : model_.mask_threshold;
+  mask_threshold_ = mask_threshold_for(model_, config_);
   if (backend_->tile() != tile)
     throw ModelError((model_.path / "manifest.json").string() + ": field 'tile' is " + std::to_string(tile) +
                      ", but condition.onnx takes " + std::to_string(backend_->tile()) + "x" +

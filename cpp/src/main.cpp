@@ -19,8 +19,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <future>
 #include <iostream>
 #include <mutex>
@@ -54,6 +56,67 @@ const char* const kUsage =
 
 std::atomic<bool> g_stop{false};  // set by SIGINT/SIGTERM; a signal handler can reach nothing else
 extern "C" void on_signal(int) { g_stop = true; }
+
+// A hostile or damaged file can crash a codec or a library outright (a signal, not an exception), and
+// the same file would then end every resumed run. So a crash leaves a note in the claims journal of
+// each photo in flight: {"crashed_on": PATH, "alone": true if it was the only one, "signal": N}. A
+// resumed run works noted photos one at a time, and gives a photo the command died on alone an error
+// line instead of a third try. The handler may call only async-signal-safe functions: each slot's
+// note is made before its photo is worked, and the handler writes it with write(2).
+struct CrashNotes {
+  static constexpr int kSlots = 64;  // photos worked side by side at most
+  struct Slot {
+    std::atomic<bool> set{false};
+    char head[16384];  // {"crashed_on":"PATH"
+    size_t length = 0;
+  };
+  int fd = -1;  // the claims journal, O_APPEND
+  Slot slots[kSlots];
+};
+CrashNotes g_crash;
+
+extern "C" void on_crash(int sig) {
+  int in_flight = 0;
+  for (const auto& slot : g_crash.slots) in_flight += slot.set.load();
+  char tail[64];  // ,"alone":true,"signal":11}\n
+  size_t t = 0;
+  for (const char* c = in_flight == 1 ? ",\"alone\":true,\"signal\":" : ",\"alone\":false,\"signal\":"; *c;) tail[t++] = *c++;
+  char digits[12];
+  int n = 0;
+  for (int v = sig; v > 0 || n == 0; v /= 10) digits[n++] = static_cast<char>('0' + v % 10);
+  while (n) tail[t++] = digits[--n];
+  tail[t++] = '}', tail[t++] = '\n';
+  static char line[sizeof(CrashNotes::Slot::head) + sizeof tail];
+  for (const auto& slot : g_crash.slots) {
+    if (!slot.set.load() || g_crash.fd < 0) continue;
+    std::memcpy(line, slot.head, slot.length);
+    std::memcpy(line + slot.length, tail, t);
+    if (::write(g_crash.fd, line, slot.length + t) < 0) break;
+  }
+  std::raise(sig);  // the handler was reset (SA_RESETHAND): the signal's default action, a core dump
+}
+
+// The note of the photo slot `i` is working on (empty path: none).
+void note_in_flight(int i, const std::string& path) {
+  CrashNotes::Slot& slot = g_crash.slots[i];
+  slot.set = false;
+  if (path.empty()) return;
+  std::string head = json{{"crashed_on", path}}.dump();
+  head.pop_back();  // the closing brace: the handler adds the rest
+  if (head.size() > sizeof slot.head) return;  // no note for a path this long
+  std::memcpy(slot.head, head.data(), head.size());
+  slot.length = head.size();
+  slot.set = true;
+}
+
+void on_crash_note(int claims_fd) {
+  g_crash.fd = claims_fd;
+  struct sigaction sa {};
+  sa.sa_handler = on_crash;
+  sa.sa_flags = SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT}) sigaction(sig, &sa, nullptr);
+}
 
 struct Options {
   std::vector<std::string> paths;
@@ -201,6 +264,8 @@ class OutFolder {
     report_ = ::open(report.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
     if (report_ < 0) throw fs::filesystem_error("cannot open the report", report, std::error_code(errno, std::generic_category()));
     journal_.open(out / ".trt-localize.claims", std::ios::app);
+    journal_fd_ = ::open((out / ".trt-localize.claims").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (restart) crashes_.clear();  // every file is tried again
   }
   ~OutFolder() {
     if (report_ >= 0) {
@@ -208,9 +273,25 @@ class OutFolder {
       ::close(report_);
     }
     if (lock_ >= 0) ::close(lock_);
+    if (journal_fd_ >= 0) ::close(journal_fd_);
   }
 
   bool done(const fs::path& p) const { return done_.count(p.string()) > 0; }
+  // An earlier run crashed with this photo the only one in flight: the error line to give it instead.
+  std::optional<std::string> crashed_on(const fs::path& p) const {
+    auto c = crashes_.find(p.string());
+    if (c == crashes_.end() || !c->second.alone || done(p)) return std::nullopt;
+    return p.string() + ": trt-localize-cpp crashed (signal " + std::to_string(c->second.signal) +
+           ") while working on this file alone in an earlier run (damaged or hostile data?); it is not tried again "
+           "(--restart tries every file again)";
+  }
+  // Photos that were in flight, with others, when an earlier run crashed: to be worked one at a time.
+  bool crash_suspects() const {
+    for (const auto& [path, c] : crashes_)
+      if (!done(path) && !c.alone) return true;
+    return false;
+  }
+  int journal_fd() const { return journal_fd_; }
   bool is_output(const fs::path& p) const {
     std::string stem = stem_of(p.string());
     return !stem.empty() && stems_.count(abs_path(stem).string());
@@ -286,6 +367,11 @@ class OutFolder {
     std::ifstream claims(out_ / ".trt-localize.claims");
     for (std::string raw; std::getline(claims, raw);) {
       json c = json::parse(raw, nullptr, false);
+      if (!c.is_discarded() && c.contains("crashed_on") && c["crashed_on"].is_string()) {
+        Crash& crash = crashes_[c["crashed_on"].get<std::string>()];
+        crash.alone = crash.alone || c.value("alone", false);
+        crash.signal = c.value("signal", 0);
+      }
       if (c.is_discarded() || !c.contains("path") || !c.contains("stem")) continue;
       fs::path stem = out_ / c["stem"].get<std::string>();
       stems_.insert(abs_path(stem).string());
@@ -324,8 +410,13 @@ class OutFolder {
     return true;
   }
 
+  struct Crash {
+    bool alone = false;
+    int signal = 0;
+  };
   fs::path out_;
-  int lock_ = -1, report_ = -1;
+  int lock_ = -1, report_ = -1, journal_fd_ = -1;
+  std::unordered_map<std::string, Crash> crashes_;
   std::ofstream journal_;
   std::unordered_set<std::string> done_, stems_;
   std::unordered_map<std::string, fs::path> resumed_stems_;
@@ -520,28 +611,35 @@ int main(int argc, char** argv) {
     std::cerr << "trt-localize-cpp: no images found\n";
     return 2;
   }
-  // The first photo decodes while the model loads (its sessions take about as long as a 4 MP PNG).
-  std::future<Decoded> first = std::async(std::launch::async, [&] { return decode(jobs[0].path, o); });
   std::unique_ptr<Localizer> loc;
   std::unique_ptr<OutFolder> folder;
+  std::future<Decoded> first;  // the first photo, decoded while the backend loads
   int photo_slots = 1;
   try {
     ModelDir model = ModelDir::load(o.model.empty() ? default_model_dir() : o.model);
+    Localizer::check(model, o.cfg);
+    json settings = {{"model", model.files}, {"steps", Localizer::steps_for(model, o.cfg)}, {"samples", o.cfg.samples},
+                     {"seed", o.cfg.seed}, {"mask_threshold", Localizer::mask_threshold_for(model, o.cfg)},
+                     {"max_side", o.cfg.max_side ? json(o.cfg.max_side) : json(nullptr)}, {"copies", o.cfg.copies},
+                     {"near_copies", o.cfg.copies && o.cfg.near_copies}, {"outputs", o.outputs},
+                     {"score", model.manifest.contains("score") ? json(model.manifest["score"]) : json(nullptr)}};
+    folder = std::make_unique<OutFolder>(o.out, settings, o.restart);
+    on_crash_note(folder->journal_fd());
+    // The first photo decodes while the backend loads (its sessions take about as long as a 4 MP
+    // PNG); only now, so that a crash in it is noted, and not where a crash was noted before.
+    const Job& j = jobs[0];
+    if (!folder->done(j.path) && !folder->is_output(j.path) && !folder->crash_suspects() && !folder->crashed_on(j.path)) {
+      note_in_flight(0, j.path.string());
+      first = std::async(std::launch::async, [&] { return decode(j.path, o); });
+    }
     // As the Python runtime on a CPU: one single-threaded call per core beats one call on every core.
     const int cores = o.threads ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     if (o.cfg.workers == 0) o.cfg.workers = cores;
     auto backend = make_backend(o.backend, model, std::max(1, cores / o.cfg.workers), o.engines.string());
-    photo_slots = backend->concurrent() ? cores : 1;
+    // Side by side where the backend takes concurrent calls; one at a time after a crash with several
+    // in flight, so that a second crash names its photo.
+    photo_slots = backend->concurrent() && !folder->crash_suspects() ? std::min(cores, CrashNotes::kSlots) : 1;
     loc = std::make_unique<Localizer>(std::move(model), std::move(backend), o.cfg);
-    const ModelDir& m = loc->model();
-    json settings = {{"model", m.files}, {"steps", loc->steps()}, {"samples", o.cfg.samples}, {"seed", o.cfg.seed},
-                     {"mask_threshold", loc->mask_threshold()},
-                     {"max_side", o.cfg.max_side ? json(o.cfg.max_side) : json(nullptr)}, {"copies", o.cfg.copies},
-                     {"near_copies", o.cfg.copies && o.cfg.near_copies}, {"outputs", o.outputs},
-                     {"score", m.manifest.contains("score") ? json(m.manifest["score"]) : json(nullptr)}};
-    folder = std::make_unique<OutFolder>(o.out, settings, o.restart);
-    // A resumed run that has the first photo done drops its decode now rather than hold it to the end.
-    if (folder->done(jobs[0].path) || folder->is_output(jobs[0].path)) first = {};
   } catch (const std::exception& e) {
     std::cerr << "trt-localize-cpp: " << e.what() << "\n";
     return 2;
@@ -559,7 +657,7 @@ int main(int argc, char** argv) {
   // at most 4 MP (with --spill-above 0, no limit, as in Python): a larger photo keeps the cores busy
   // with its own tiles, and two 4 MP photos' copy searches (up to 290 MB each) went past 600 MB.
   PixelBudget budget(o.spill_above ? std::min(o.spill_above, kSideBySidePixels) : 0);
-  auto work = [&] {
+  auto work = [&](int slot) {
     for (;;) {
       Job job;
       bool is_first = false;
@@ -579,11 +677,13 @@ int main(int argc, char** argv) {
       std::string error;
       const long pixels = budget.admit(job.path);
       const auto t0 = std::chrono::steady_clock::now();
+      note_in_flight(slot, job.path.string());  // before its claim: a crash from then on names it
       try {
         {
           std::lock_guard<std::mutex> lock(mu);
           job = folder->claim(job);
         }
+        if (auto crashed = folder->crashed_on(job.path)) throw ImageError(*crashed);
         Decoded d = is_first && first.valid() ? first.get() : decode(job.path, o);
         Result r = d.file.empty() ? loc->localize(d.rgb) : loc->localize(d.file);
         line["outputs"] = write_outputs(job, d.rgb, d.file, r, o.outputs);
@@ -594,6 +694,7 @@ int main(int argc, char** argv) {
         error = e.what();
       } catch (const std::exception& e) {
         if (disk_full(e)) {  // not this image's fault: the next run redoes it
+          note_in_flight(slot, "");
           budget.release(pixels);
           std::lock_guard<std::mutex> lock(mu);
           status = 4;
@@ -601,6 +702,7 @@ int main(int argc, char** argv) {
         }
         error = job.path.string() + ": " + e.what();
       }
+      note_in_flight(slot, "");
       budget.release(pixels);
       if (!error.empty()) {
         line.erase("outputs");
@@ -628,8 +730,8 @@ int main(int argc, char** argv) {
     }
   };
   std::vector<std::thread> slots;
-  for (int i = 1; i < photo_slots; ++i) slots.emplace_back(work);
-  work();
+  for (int i = 1; i < photo_slots; ++i) slots.emplace_back(work, i);
+  work(0);
   for (std::thread& t : slots) t.join();
   std::fflush(stdout);
   folder.reset();

@@ -403,6 +403,48 @@ def test_sigterm_stops_cleanly_and_the_next_run_finishes(tmp_path):
     assert all((out / f"p{i:02d}.prob.png").is_file() for i in range(n))
 
 
+def test_a_photo_the_command_crashed_on_is_reported_not_retried_forever(tmp_path):
+    """A crash (a fatal signal: a hostile file can crash a codec outright) notes the photos in flight in
+    the claims journal. After a crash with two photos in flight, the next run works them one at a time;
+    after a crash with one alone, the next run gives that photo an error line and finishes the others
+    (a resumed run used to meet the same file, and crash, every time). --restart tries it again."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    cv2.imwrite(str(src / "a_large.png"), np.random.default_rng(1).integers(0, 256, (2500, 2500, 3), np.uint8))
+    for name in ("b.png", "c.png"):
+        (src / name).write_bytes((EXAMPLES / "astronaut_00_ns.png").read_bytes())
+    claims = out / ".trt-localize.claims"
+
+    def crash(*extra: str) -> list[dict]:
+        import resource
+
+        proc = subprocess.Popen([str(Path(CLI).resolve()), str(src), "-o", str(out), "--quiet", *extra],
+                                stderr=subprocess.PIPE, cwd=tmp_path,  # and no core file
+                                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)))
+        deadline, lock = time.time() + 120, out / ".trt-localize.lock"
+        while time.time() < deadline and not (lock.exists() and lock.read_text() == str(proc.pid)):
+            time.sleep(0.02)  # the folder is this run's: its model loads next (0.1 s), then the photos
+        time.sleep(1.0)  # the large photo takes seconds
+        proc.send_signal(signal.SIGSEGV)  # as the photo's own crash would arrive
+        proc.communicate(timeout=120)
+        assert proc.returncode == -signal.SIGSEGV
+        return [json.loads(line) for line in claims.read_text().splitlines() if "crashed_on" in line]
+
+    notes = crash("--threads", "2", "--spill-above", "0")  # two photos side by side: the large one and b or c
+    assert len(notes) == 2 and "a_large.png" in {Path(n["crashed_on"]).name for n in notes}
+    assert all(not n["alone"] and n["signal"] == signal.SIGSEGV for n in notes)
+    notes = crash("--threads", "2", "--spill-above", "0")  # resumed: one photo at a time, the large one first
+    assert [(Path(n["crashed_on"]).name, n["alone"]) for n in notes[2:]] == [("a_large.png", True)]
+    p = run(CLI, src, "-o", out, "--quiet", "--spill-above", "0")
+    assert p.returncode == 1, p.stderr
+    lines = {Path(line["path"]).name: line for line in _lines(out)}
+    assert "crashed (signal 11) while working on this file alone" in lines["a_large.png"]["error"]
+    assert "error" not in lines["b.png"] and "error" not in lines["c.png"] and len(lines) == 3
+    p = run(CLI, src, "-o", out, "--quiet", "--spill-above", "0", "--restart")
+    assert p.returncode == 0, p.stderr
+    assert all("error" not in line for line in _lines(out))
+
+
 def test_writes_nothing_outside_its_output_folder(tmp_path):
     """ONNX Runtime 1.32 leaves a device id and an SQLite telemetry file under ~/.cache unless told
     not to before its environment starts (DisableTelemetryEvents() alone does not stop it)."""

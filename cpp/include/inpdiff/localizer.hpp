@@ -82,6 +82,11 @@ class Localizer {
  public:
   // Refuses an INT8 or FP16 model without its own score calibration, as the Python runtime does.
   Localizer(ModelDir model, std::unique_ptr<Backend> backend, LocalizeConfig config = {});
+  // What a Localizer of `model` and `config` checks and uses, before its backend exists: check()
+  // throws what the constructor would (but for the backend's tile) and gives the tiles' overlap.
+  static int check(const ModelDir& model, const LocalizeConfig& config);
+  static int steps_for(const ModelDir& model, const LocalizeConfig& config);
+  static double mask_threshold_for(const ModelDir& model, const LocalizeConfig& config);
   Result localize(const cv::Mat& rgb);  // CV_8UC3 RGB
   // A photo in a file, worked a band of rows at a time: the same maps, regions and score (the score's
   // top 1% summed in another order); held whole where it is to be downscaled (max_side) or padded.
