@@ -5,8 +5,10 @@
 2. `trt-localize` on the example from process start to written outputs: wall time and peak RSS.
 3. Cost per megapixel as images grow (0.25, 1, 4, 12 MP).
 4. The pipeline against pure graph compute on a 2048x2048 photo: the same tiles run on single-threaded
-   sessions, one per core, with nothing else (the floor the pipeline can reach), against `trt-localize`
-   from start to output; and the achieved GFLOP/s against this CPU's FP32 peak (formula printed).
+   sessions, one per core, side by side, with nothing else (the floor the pipeline can reach; also what
+   perfect scaling of one core's time would give), against `trt-localize` and `trt-localize-cpp`
+   from start to output, with and without the copy evidence (work the pure compute does not do); and
+   the achieved GFLOP/s against this CPU's FP32 peak (formula printed).
 5. The C++ runtime (`trt-localize-cpp`, where built: cpp/test.sh) beside `trt-localize` on the same
    photos, start to output: seconds per megapixel and peak RSS (GNU time's %M, the command's own).
 
@@ -18,9 +20,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -68,7 +72,7 @@ def fp32_peak() -> tuple[float, str]:
     return peak, f"{cores} cores x {mhz / 1000:.2f} GHz x {lanes} fp32 lanes x 2 (FMA) x 2 FMA units = {peak:.0f} GFLOP/s"
 
 
-def pipeline_vs_compute(model: Path, image: np.ndarray) -> None:
+def pipeline_vs_compute(model: Path, image: np.ndarray, cpp: Path) -> None:
     import onnxruntime as ort
 
     from inpdiff.noise import tile_noise
@@ -82,32 +86,64 @@ def pipeline_vs_compute(model: Path, image: np.ndarray) -> None:
     opts.intra_op_num_threads = 1
     cond, step = (ort.InferenceSession(str(model / f"{g}.onnx"), opts) for g in ("condition", "denoise_step"))
     names = [o.name for o in cond.get_outputs()]
-    tiles = np.stack([plan.tile(i, loc.tile) for i in range(2)])
-    noise = np.concatenate([tile_noise(0, 0, i, loc.steps, 1, loc.tile) for i in range(2)], axis=1)
 
-    def two_tiles() -> None:  # what one worker does for two tiles: conditions, then every step
+    def batch(first: int) -> None:  # what one worker does for two tiles: conditions, then every step
+        idx = list(range(first, min(first + 2, n)))
+        tiles = np.stack([plan.tile(i, loc.tile) for i in idx])
+        noise = np.concatenate([tile_noise(0, *plan.origins[i], loc.steps, 1, loc.tile) for i in idx], axis=1)
         conds = dict(zip(names, cond.run(None, {"image": tiles})))
         x = noise[0]
         for i in range(loc.steps):
             x = step.run(None, step_feed(x, i, noise[i + 1], conds))[0]
 
-    per_tile = best_of(two_tiles, 3) / 2
-    compute = n * per_tile / cores
+    def on_every_core() -> None:  # the plan's batches on one single-threaded worker per core, side by side
+        todo = list(range(0, n, 2))
+        lock = threading.Lock()
+
+        def worker() -> None:
+            while True:
+                with lock:
+                    if not todo:
+                        return
+                    first = todo.pop(0)
+                batch(first)
+        threads = [threading.Thread(target=worker) for _ in range(cores)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    per_tile = best_of(lambda: batch(0), 3) / 2
+    ideal = n * per_tile / cores
+    compute = best_of(on_every_core, 2)
     path = Path(tempfile.mkdtemp()) / "big.png"
     cv2.imwrite(str(path), big[:, :, ::-1])
-    t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "inpdiff.runtime.cli", str(path), "-o", str(path.parent / "out"),
-                        "--quiet", "--no-html", "--model", str(model)], capture_output=True, text=True, cwd=ROOT)
-    end_to_end = time.perf_counter() - t
-    assert r.returncode == 0, r.stderr
+    commands = {"trt-localize": [sys.executable, "-m", "inpdiff.runtime.cli", "--no-html"]}
+    if cpp.is_file():
+        commands["trt-localize-cpp"] = [str(cpp)]
+    print(f"\n2048x2048 photo, {n} tiles, {cores} cores: pure compute {per_tile * 1000:.0f} ms a tile on one thread "
+          f"({ideal:.2f} s for the {n} tiles if {cores} cores scaled perfectly); the same batches on {cores} "
+          f"single-threaded workers side by side, measured: {compute:.2f} s\n")
+    print("| command, start to output | with the copy evidence (default) | `--no-copies` |\n|---|---|---|")
+    end_to_end = {}
+    for name, command in commands.items():
+        row = []
+        for extra in ([], ["--no-copies"]):
+            def once() -> None:
+                r = subprocess.run([*command, str(path), "-o", str(path.parent / "out"), "--quiet", "--model", str(model),
+                                    *extra], capture_output=True, text=True, cwd=ROOT)
+                assert r.returncode == 0, r.stderr
+                shutil.rmtree(path.parent / "out")
+            seconds = best_of(once, 2)
+            end_to_end[name, bool(extra)] = seconds
+            row.append(f"{seconds:.2f} s ({seconds / compute:.2f}x the measured compute)")
+        print(f"| {name} | {' | '.join(row)} |")
     flops = per_tile_flops(model, loc.steps)
     peak, formula = fp32_peak()
-    print(f"\n2048x2048 photo, {n} tiles, {cores} cores: pure compute {per_tile * 1000:.0f} ms a tile on one thread, "
-          f"{compute:.2f} s on {cores} single-threaded workers; trt-localize start to output {end_to_end:.2f} s "
-          f"({end_to_end / compute:.2f}x the pure compute)")
     if flops:
-        print(f"{flops / 1e9:.2f} GFLOP a tile: {flops / per_tile / 1e9:.0f} GFLOP/s on one core in pure compute, "
-              f"{n * flops / end_to_end / 1e9:.0f} GFLOP/s end to end; FP32 peak {formula}")
+        print(f"\n{flops / 1e9:.2f} GFLOP a tile: {flops / per_tile / 1e9:.0f} GFLOP/s on one core in pure compute, "
+              f"{n * flops / end_to_end['trt-localize', False] / 1e9:.0f} GFLOP/s end to end (trt-localize); "
+              f"FP32 peak {formula}")
 
 
 def per_tile_flops(model: Path, steps: int) -> float | None:
@@ -186,7 +222,7 @@ def main() -> None:
         r = ort_loc.localize(big)
         s = time.perf_counter() - t
         print(f"| {mp:g} | {w}x{h} | {r.timings['tiles']} | {s:.2f} | {s / (w * h / 1e6):.2f} |")
-    pipeline_vs_compute(model, image)
+    pipeline_vs_compute(model, image, Path(a.cpp))
     cpp_vs_python(model, image, Path(a.cpp), a.sizes, a.repeat)
 
 
