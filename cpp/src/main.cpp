@@ -650,6 +650,7 @@ int main(int argc, char** argv) {
   int done = 0, failed = 0, detected = 0, status = 0;
   std::set<std::string> seen;
   std::mutex mu;  // the folder, the counters, the job list's cursor and the terminal
+  std::once_flag warned_of_tmpfs;
   size_t next = 0;
   // Photos are worked side by side, one per core where the backend takes concurrent calls (ONNX
   // Runtime): a photo's serial parts (decoding, the regions, writing) and its last, uneven batch of
@@ -685,6 +686,12 @@ int main(int argc, char** argv) {
         }
         if (auto crashed = folder->crashed_on(job.path)) throw ImageError(*crashed);
         Decoded d = is_first && first.valid() ? first.get() : decode(job.path, o);
+        if (!d.file.empty())
+          std::call_once(warned_of_tmpfs, [] {
+            if (const std::string folder = temporary_folder_in_memory(); !folder.empty())
+              std::cerr << "trt-localize-cpp: warning: " << folder << " is on a tmpfs: photos above --spill-above are "
+                        << "worked from files there, which are then held in memory after all; set TMPDIR to a folder on disk\n";
+          });
         Result r = d.file.empty() ? loc->localize(d.rgb) : loc->localize(d.file);
         line["outputs"] = write_outputs(job, d.rgb, d.file, r, o.outputs);
         line["score"] = std::round(r.score * 1e4) / 1e4;

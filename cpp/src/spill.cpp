@@ -1,17 +1,21 @@
 #include "inpdiff/spill.hpp"
 
+#include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace inpdiff {
 
-File anonymous_file() {
+// The file, and the folder it was made in.
+static std::pair<File, std::string> make_anonymous_file() {
   std::vector<std::string> folders;
   for (const char* name : {"TMPDIR", "TEMP", "TMP"})
     if (const char* dir = std::getenv(name); dir && *dir) folders.emplace_back(dir);
@@ -21,10 +25,19 @@ File anonymous_file() {
     const int fd = mkstemp(path.data());
     if (fd < 0) continue;
     unlink(path.c_str());
-    if (std::FILE* file = fdopen(fd, "w+b")) return {file, std::fclose};
+    if (std::FILE* file = fdopen(fd, "w+b")) return {File(file, std::fclose), folder};
     close(fd);
   }
   throw std::runtime_error("cannot create a temporary file in " + folders.front() + " or any other temporary folder");
+}
+
+File anonymous_file() { return make_anonymous_file().first; }
+
+std::string temporary_folder_in_memory() {
+  auto [file, folder] = make_anonymous_file();
+  struct statfs fs {};
+  if (fstatfs(fileno(file.get()), &fs) != 0) return "";
+  return fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC ? folder : "";
 }
 
 struct SpilledMat::Map {

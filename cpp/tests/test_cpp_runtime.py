@@ -291,6 +291,16 @@ def test_a_photo_worked_from_a_file_gives_what_it_gives_held_whole_and_what_pyth
     assert maps["two-whole"][1].max() > 0
 
 
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm (a tmpfs) on this machine")
+def test_working_photos_from_files_on_a_tmpfs_is_warned_of(tmp_path):
+    image = EXAMPLES / "astronaut_00_ns.png"
+    for name, tmpdir, above, warned in (("shm", "/dev/shm", "1000", True), ("disk", str(tmp_path), "1000", False),
+                                        ("whole", "/dev/shm", "0", False)):
+        p = run(CLI, image, "-o", tmp_path / name, "--quiet", "--spill-above", above, env={**os.environ, "TMPDIR": tmpdir})
+        assert p.returncode == 0, p.stderr
+        assert ("/dev/shm is on a tmpfs" in p.stderr) == warned, name
+
+
 def test_outputs_do_not_depend_on_workers_batch_or_photos_side_by_side(tmp_path):
     # Tiles are blended in plan order whichever thread finished them first; photos worked side by side
     # (one per core, their tiles sharing the threads) give what they give one at a time (--threads 1).

@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <string>
 
 #include <opencv2/core.hpp>
 
@@ -19,6 +20,8 @@ using File = std::unique_ptr<std::FILE, int (*)(std::FILE*)>;
 // takes one (TMPDIR, TEMP, TMP, /tmp, /var/tmp, /usr/tmp, the working folder), as the Python runtime's
 // files go; tmpfile() would take /tmp whatever TMPDIR says.
 File anonymous_file();
+// The folder anonymous_file() takes, where that is a tmpfs or ramfs (its files are memory there); else "".
+std::string temporary_folder_in_memory();
 
 // A read-only matrix in a file. mat() is a view of the mapping; callers say how many rows they have
 // read through it (read()), and every kReleaseBytes of rows the mapping's pages are dropped from this
