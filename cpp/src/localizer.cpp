@@ -244,7 +244,7 @@ void Localizer::run(const Plan& p, const std::function<void(size_t, const float*
     pool_->submit([&, k] {
       std::vector<float> maps;
       std::exception_ptr error;
-      if (!failing) {  // after a failure the rest are skipped: the call fails
+      if (!failing && !(config_.stop && *config_.stop)) {  // after a failure or a stop the rest are skipped
         try {
           maps = infer(p, k * batch, size_of(k));
         } catch (...) {
@@ -264,7 +264,7 @@ void Localizer::run(const Plan& p, const std::function<void(size_t, const float*
     {
       std::unique_lock<std::mutex> lock(mu);
       arrived.wait(lock, [&] { return ready[k] || failure; });
-      if (failure) break;
+      if (failure || (config_.stop && *config_.stop)) break;
       maps = std::move(finished[k]);
     }
     try {
@@ -279,6 +279,11 @@ void Localizer::run(const Plan& p, const std::function<void(size_t, const float*
   std::unique_lock<std::mutex> lock(mu);
   arrived.wait(lock, [&] { return ended == batches; });
   if (failure) std::rethrow_exception(failure);
+  check_stop();
+}
+
+void Localizer::check_stop() const {
+  if (config_.stop && *config_.stop) throw Stopped();
 }
 
 // The tiles form a grid, so their summed windows are outer(wy, wx) (as Python: two divisions).
@@ -317,7 +322,7 @@ Result Localizer::localize(const cv::Mat& rgb) {
   std::future<cv::Mat> cover;
   CopySettings evidence;
   evidence.near = config_.near_copies;
-  if (config_.copies) cover = std::async(std::launch::async, [&rgb, &evidence] { return copy_cover(rgb, evidence); });
+  if (config_.copies) cover = std::async(std::launch::async, [&] { return copy_cover(rgb, evidence, [&](int) { check_stop(); }); });
   std::vector<cv::Mat> acc = blend(p);
   std::vector<cv::Mat> per_sample(config_.samples);
   for (size_t s = 0; s < acc.size(); ++s) {
@@ -353,7 +358,12 @@ Result Localizer::localize(const SpilledMat& photo) {
   CopySettings evidence;
   evidence.near = config_.near_copies;
   if (config_.copies)
-    cover = std::async(std::launch::async, [&] { return copy_cover(rgb, evidence, [&](int rows) { photo.read(rows); }); });
+    cover = std::async(std::launch::async, [&] {
+      return copy_cover(rgb, evidence, [&](int rows) {
+        photo.read(rows);
+        check_stop();
+      });
+    });
   const int T = model_.tile, H = rgb.rows, W = rgb.cols;
   RowAccumulator acc(config_.samples, rgb.size(), T, axis_weight(p, H, true), axis_weight(p, W, false));
   run(p, [&](size_t i, const float* maps) { acc.add(p.origins[i].first, p.origins[i].second, maps, window_); });

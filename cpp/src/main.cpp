@@ -635,6 +635,7 @@ int main(int argc, char** argv) {
     // As the Python runtime on a CPU: one single-threaded call per core beats one call on every core.
     const int cores = o.threads ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     if (o.cfg.workers == 0) o.cfg.workers = cores;
+    o.cfg.stop = &g_stop;  // Ctrl-C or SIGTERM gives up a photo in flight (the next run redoes it)
     auto backend = make_backend(o.backend, model, std::max(1, cores / o.cfg.workers), o.engines.string());
     // Side by side where the backend takes concurrent calls; one at a time after a crash with several
     // in flight, so that a second crash names its photo.
@@ -700,11 +701,12 @@ int main(int argc, char** argv) {
       } catch (const ImageError& e) {
         error = e.what();
       } catch (const std::exception& e) {
-        if (disk_full(e)) {  // not this image's fault: the next run redoes it
+        const bool stopped = dynamic_cast<const Stopped*>(&e), full = disk_full(e);
+        if (stopped || full) {  // not this image's fault: the next run redoes it
           note_in_flight(slot, "");
           budget.release(pixels);
           std::lock_guard<std::mutex> lock(mu);
-          status = 4;
+          if (full || !status) status = full ? 4 : 130;
           return;
         }
         error = job.path.string() + ": " + e.what();

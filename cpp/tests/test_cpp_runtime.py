@@ -455,6 +455,26 @@ def test_a_photo_the_command_crashed_on_is_reported_not_retried_forever(tmp_path
     assert all("error" not in line for line in _lines(out))
 
 
+def test_sigterm_gives_up_a_photo_in_flight_and_the_next_run_redoes_it(tmp_path):
+    """A large photo need not be finished before the command stops: its tiles and copy search give up
+    (LocalizeConfig::stop), it gets no report line and no outputs, and the next run redoes it."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    cv2.imwrite(str(src / "large.png"), np.random.default_rng(2).integers(0, 256, (2500, 2500, 3), np.uint8))
+    proc = subprocess.Popen([CLI, str(src), "-o", str(out), "--quiet", "--spill-above", "0"], stderr=subprocess.PIPE)
+    deadline, lock = time.time() + 120, out / ".trt-localize.lock"
+    while time.time() < deadline and not (lock.exists() and lock.read_text() == str(proc.pid)):
+        time.sleep(0.02)
+    time.sleep(1.0)  # the photo takes seconds
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and b"stopped after 0 image(s)" in err
+    assert not _lines(out) and not list(out.glob("large.*")) and not list(out.glob(".large*"))
+    p = run(CLI, src, "-o", out, "--quiet", "--spill-above", "0")
+    assert p.returncode == 0, p.stderr
+    assert len(_lines(out)) == 1 and (out / "large.prob.png").is_file()
+
+
 def test_writes_nothing_outside_its_output_folder(tmp_path):
     """ONNX Runtime 1.32 leaves a device id and an SQLite telemetry file under ~/.cache unless told
     not to before its environment starts (DisableTelemetryEvents() alone does not stop it)."""

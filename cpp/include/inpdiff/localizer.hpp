@@ -2,6 +2,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <filesystem>
@@ -34,6 +35,15 @@ struct LocalizeConfig {
   int min_region = 16;               // connected regions smaller than this (pixels) are not reported
   bool copies = true;                // fuse the copy evidence (copies.hpp) into the probability map
   bool near_copies = true;           // and its near copies (re-saved exemplar fills), at a cost in speed
+  // Set (by a signal handler, say), a localize() call in flight gives up between batches of tiles and
+  // bands of the copy search, and throws Stopped: a large photo need not be finished first.
+  const std::atomic<bool>* stop = nullptr;
+};
+
+// A localize() call given up because LocalizeConfig::stop was set.
+class Stopped : public std::runtime_error {
+ public:
+  Stopped() : std::runtime_error("stopped") {}
 };
 
 struct Region {
@@ -107,6 +117,7 @@ class Localizer {
   std::vector<cv::Mat> blend(const Plan& p) const;  // every tile inferred and blended: per-sample maps
   std::vector<float> axis_weight(const Plan& p, int length, bool rows) const;  // the tiles' summed ramps
   double score(double statistic) const;  // calibrated where the model carries a calibration
+  void check_stop() const;               // throws Stopped where config.stop is set
 
   ModelDir model_;
   std::unique_ptr<Backend> backend_;
