@@ -486,47 +486,29 @@ json write_outputs(const Job& job, cv::Mat& rgb, const SpilledMat& photo, const 
   json written = json::object();
   auto path = [&](const char* suffix) { return fs::path(job.stem.string() + suffix); };
   if (outputs == "report" && !r.inpainted) return written;
-  if (!photo.empty()) {  // as below, each map on a thread of its own, from its file
-    const cv::Size size = r.prob.size();
-    auto png = [&](const char* suffix, const cv::Mat& map, const SpilledMat& file, bool stretch) {
-      return std::async(std::launch::async, [&, suffix, stretch] { write_png_bands(path(suffix), size, 1, map_bands(map, file, 255.0, stretch)); });
-    };
-    auto prob = png(".prob.png", r.prob, r.prob_file, false);
-    if (outputs == "report") {
-      prob.get();
-      written["prob"] = path(".prob.png").string();
-      return written;
-    }
-    auto mask = png(".mask.png", r.mask, r.mask_file, false);
-    if (!r.uncertainty.empty()) png(".uncertainty.png", r.uncertainty, r.uncertainty_file, true).get();
-    write_jpeg_bands(path(".overlay.jpg"), size, [&](int y0) { return overlay_band(photo, r, y0); }, 90);
-    prob.get();
-    mask.get();
-    written["prob"] = path(".prob.png").string();
-    written["mask"] = path(".mask.png").string();
-    if (!r.uncertainty.empty()) written["uncertainty"] = path(".uncertainty.png").string();
-    written["overlay"] = path(".overlay.jpg").string();
-    return written;
-  }
-  // The two maps are encoded on their own threads while the overlay is drawn and encoded here.
-  auto prob = std::async(std::launch::async, [&] {
-    cv::Mat prob8;
-    r.prob.convertTo(prob8, CV_8U, 255.0);  // saturate_cast rounds half to even, as np.round
-    write_png(path(".prob.png"), prob8);
-  });
+  // Each map is encoded on a thread of its own while the overlay is drawn and encoded here.
+  auto png = [&](const char* suffix, const cv::Mat& map, const SpilledMat& file, bool stretch) {
+    return std::async(std::launch::async, [&, suffix, stretch] {
+      if (!photo.empty()) return write_png_bands(path(suffix), map.size(), 1, map_bands(map, file, 255.0, stretch));
+      cv::Mat map8;  // saturate_cast rounds half to even, as np.round
+      (stretch ? cv::Mat(cv::min(map * 2, 1.0)) : map).convertTo(map8, CV_8U, 255.0);
+      write_png(path(suffix), map8);
+    });
+  };
+  auto prob = png(".prob.png", r.prob, r.prob_file, false);
   if (outputs == "report") {
     prob.get();
     written["prob"] = path(".prob.png").string();
     return written;
   }
-  auto mask = std::async(std::launch::async, [&] { write_png(path(".mask.png"), r.mask * 255); });
-  if (!r.uncertainty.empty()) {
-    cv::Mat u;
-    cv::Mat(cv::min(r.uncertainty * 2, 1.0)).convertTo(u, CV_8U, 255.0);
-    write_png(path(".uncertainty.png"), u);
+  auto mask = png(".mask.png", r.mask, r.mask_file, false);
+  if (!r.uncertainty.empty()) png(".uncertainty.png", r.uncertainty, r.uncertainty_file, true).get();
+  if (!photo.empty()) {
+    write_jpeg_bands(path(".overlay.jpg"), r.prob.size(), [&](int y0) { return overlay_band(photo, r, y0); }, 90);
+  } else {
+    draw_overlay(rgb, r);
+    write_jpeg(path(".overlay.jpg"), rgb, 90);
   }
-  draw_overlay(rgb, r);
-  write_jpeg(path(".overlay.jpg"), rgb, 90);
   prob.get();  // rethrows what failed there
   mask.get();
   written["prob"] = path(".prob.png").string();
