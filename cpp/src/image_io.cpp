@@ -160,9 +160,7 @@ void write_jpeg(const fs::path& path, cv::Mat& rgb, int quality) {
   encode_to(path, ".jpg", rgb, {cv::IMWRITE_JPEG_QUALITY, quality});
 }
 
-}  // namespace inpdiff
-
-namespace inpdiff {
+// ---- Photos too large to hold: decoded into a file, and written, a band of rows at a time ----
 
 void write_png_bands(const fs::path& path, cv::Size size, int channels, const Bands& band) {
   atomic_write(path, [&](std::FILE* f) {
