@@ -1,8 +1,8 @@
 // The localizer: tiling, blending, the noise and the decision, as inpdiff/runtime/localizer.py does them.
 #pragma once
 
-#include <condition_variable>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <filesystem>
