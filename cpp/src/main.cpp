@@ -64,7 +64,8 @@ extern "C" void on_signal(int) { g_stop = true; }
 // line instead of a third try. The handler may call only async-signal-safe functions: each slot's
 // note is made before its photo is worked, and the handler writes it with write(2).
 struct CrashNotes {
-  static constexpr int kSlots = 64;  // photos worked side by side at most
+  static constexpr int kSlots = 64;  // photos worked side by side at most, and the first photo's decoding ahead
+  static constexpr int kAhead = kSlots - 1;
   struct Slot {
     std::atomic<bool> set{false};
     char head[16384];  // {"crashed_on":"PATH"
@@ -265,7 +266,11 @@ class OutFolder {
     if (report_ < 0) throw fs::filesystem_error("cannot open the report", report, std::error_code(errno, std::generic_category()));
     journal_.open(out / ".trt-localize.claims", std::ios::app);
     journal_fd_ = ::open((out / ".trt-localize.claims").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (restart) crashes_.clear();  // every file is tried again
+    if (restart) {  // every file is tried again
+      crashes_.clear();
+      journal_ << json{{"restarted", true}}.dump() << "\n";
+      journal_.flush();
+    }
   }
   ~OutFolder() {
     if (report_ >= 0) {
@@ -367,6 +372,7 @@ class OutFolder {
     std::ifstream claims(out_ / ".trt-localize.claims");
     for (std::string raw; std::getline(claims, raw);) {
       json c = json::parse(raw, nullptr, false);
+      if (!c.is_discarded() && c.contains("restarted")) crashes_.clear();  // notes before a --restart are void
       if (!c.is_discarded() && c.contains("crashed_on") && c["crashed_on"].is_string()) {
         Crash& crash = crashes_[c["crashed_on"].get<std::string>()];
         crash.alone = crash.alone || c.value("alone", false);
@@ -611,7 +617,7 @@ int main(int argc, char** argv) {
     // PNG); only now, so that a crash in it is noted, and not where a crash was noted before.
     const Job& j = jobs[0];
     if (!folder->done(j.path) && !folder->is_output(j.path) && !folder->crash_suspects() && !folder->crashed_on(j.path)) {
-      note_in_flight(0, j.path.string());
+      note_in_flight(CrashNotes::kAhead, j.path.string());
       first = std::async(std::launch::async, [&] { return decode(j.path, o); });
     }
     // As the Python runtime on a CPU: one single-threaded call per core beats one call on every core.
@@ -621,7 +627,7 @@ int main(int argc, char** argv) {
     auto backend = make_backend(o.backend, model, std::max(1, cores / o.cfg.workers), o.engines.string());
     // Side by side where the backend takes concurrent calls; one at a time after a crash with several
     // in flight, so that a second crash names its photo.
-    photo_slots = backend->concurrent() && !folder->crash_suspects() ? std::min(cores, CrashNotes::kSlots) : 1;
+    photo_slots = backend->concurrent() && !folder->crash_suspects() ? std::min(cores, CrashNotes::kAhead) : 1;
     loc = std::make_unique<Localizer>(std::move(model), std::move(backend), o.cfg);
   } catch (const std::exception& e) {
     std::cerr << "trt-localize-cpp: " << e.what() << "\n";
@@ -662,6 +668,7 @@ int main(int argc, char** argv) {
       const long pixels = budget.admit(job.path);
       const auto t0 = std::chrono::steady_clock::now();
       note_in_flight(slot, job.path.string());  // before its claim: a crash from then on names it
+      if (is_first) note_in_flight(CrashNotes::kAhead, "");  // named since it was decoded ahead: now by its slot
       try {
         {
           std::lock_guard<std::mutex> lock(mu);
