@@ -110,7 +110,7 @@ void note_in_flight(int i, const std::string& path) {
   slot.set = true;
 }
 
-void on_crash_note(int claims_fd) {
+void install_crash_notes(int claims_fd) {
   g_crash.fd = claims_fd;
   struct sigaction sa {};
   sa.sa_handler = on_crash;
@@ -612,7 +612,7 @@ int main(int argc, char** argv) {
                      {"near_copies", o.cfg.copies && o.cfg.near_copies}, {"outputs", o.outputs},
                      {"score", model.manifest.contains("score") ? json(model.manifest["score"]) : json(nullptr)}};
     folder = std::make_unique<OutFolder>(o.out, settings, o.restart);
-    on_crash_note(folder->journal_fd());
+    install_crash_notes(folder->journal_fd());
     // The first photo decodes while the backend loads (its sessions take about as long as a 4 MP
     // PNG); only now, so that a crash in it is noted, and not where a crash was noted before.
     const Job& j = jobs[0];
