@@ -1,4 +1,5 @@
-// trt-localize-cpp PATH... [-o OUT] [--model DIR]: the C++ twin of `trt-localize` (inpdiff/runtime/cli.py).
+// trt-localize-cpp [PATH...] [--list FILE] [-o OUT] [--model DIR]: the C++ twin of `trt-localize`
+// (inpdiff/runtime/cli.py).
 //
 // Same output contract: under OUT, per input NAME.prob.png (round(255 p)), NAME.mask.png (0/255),
 // NAME.overlay.jpg (NAME.uncertainty.png with --samples N > 1), and one line per input in
@@ -6,10 +7,11 @@
 // OUT/.trt-localize.json (settings: a resume with other settings is refused), the claims journal, and
 // output names that never land on a file this tool did not write. A run resumes where it stopped,
 // from the report and the journal, whichever runtime (Python or C++) wrote them. Not here: the HTML
-// gallery, summary.csv, --list, Ray, and decoding in separate processes.
+// gallery, summary.csv, globs, Ray, and decoding in separate processes.
 // Exit status: 0 all processed, 1 some inputs failed, 2 bad usage, a bad model or OUT in use, 3 with
 // --fail-on-detect when anything was detected, 4 no space left on OUT, 130 interrupted.
 #include <fcntl.h>
+#include <poll.h>
 #include <malloc.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -49,7 +51,8 @@ namespace {
 const char* const kSuffixes[] = {".prob.png", ".mask.png", ".uncertainty.png", ".overlay.jpg"};
 const char* const kExts[] = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"};
 const char* const kUsage =
-    "usage: trt-localize-cpp PATH... [-o OUT] [--model DIR] [--backend auto|onnxruntime|tensorrt] [--engines DIR]\n"
+    "usage: trt-localize-cpp [PATH...] [--list FILE] [-o OUT] [--model DIR] [--backend auto|onnxruntime|tensorrt]\n"
+    "       [--engines DIR]"
     "       [--steps N] [--samples N] [--seed N] [--threshold P] [--max-side PX] [--max-pixels N]\n"
     "       [--batch N] [--workers N] [--threads N] [--outputs all|report] [--restart] [--fail-on-detect]\n"
     "       [--spill-above N] [--no-copies] [--no-near-copies] [--quiet] [--json]\n";
@@ -120,7 +123,7 @@ void install_crash_notes(int claims_fd) {
 }
 
 struct Options {
-  std::vector<std::string> paths;
+  std::vector<std::string> paths, lists;  // lists: files of input paths, one a line ("-": standard input)
   fs::path out = "localized", model, engines;
   std::string backend = "auto", outputs = "all";
   LocalizeConfig cfg;
@@ -158,6 +161,7 @@ Options parse(int argc, char** argv) {
     if (a == "-h" || a == "--help") { std::cout << kUsage; std::exit(0); }
     else if (a == "-o" || a == "--out") o.out = value();
     else if (a == "--model") o.model = value();
+    else if (a == "--list") o.lists.push_back(value());
     else if (a == "--backend") o.backend = value();
     else if (a == "--engines") o.engines = value();
     else if (a == "--steps") o.cfg.steps = static_cast<int>(number(a, value(), 1));
@@ -186,7 +190,8 @@ Options parse(int argc, char** argv) {
     else if (a.size() > 1 && a[0] == '-') throw UsageError("unknown option " + a);
     else o.paths.push_back(a);
   }
-  if (o.paths.empty()) throw UsageError("give image files or folders");
+  if (o.paths.empty() && o.lists.empty()) throw UsageError("give image files, folders or --list FILE");
+  if (std::count(o.lists.begin(), o.lists.end(), "-") > 1) throw UsageError("--list - (standard input) can be given once");
   if (o.outputs != "all" && o.outputs != "report") throw UsageError("--outputs must be all or report");
   return o;
 }
@@ -221,15 +226,61 @@ void walk(const fs::path& root, const fs::path& dir, const fs::path& out, std::v
       walk(root, d, out, jobs);
 }
 
-std::vector<Job> list_jobs(const Options& o) {
-  std::vector<Job> jobs;
-  for (const std::string& arg : o.paths) {
-    fs::path p(arg);
-    if (fs::is_directory(p)) walk(p, p, o.out, jobs);
-    else jobs.push_back({abs_path(p), o.out / p.stem()});  // a missing file stays a job: it is reported
-  }
-  return jobs;
+// A listed path -> the relative path its outputs mirror, never climbing out of OUT (inputs.py mirrored).
+fs::path mirrored(const std::string& line) {
+  fs::path rel;
+  for (const fs::path& part : fs::path(line).relative_path())
+    if (!part.empty() && part != ".") rel /= part == ".." ? fs::path("__") : part;
+  return rel.empty() ? fs::path(line) : rel;
 }
+
+// The inputs, in order (inpdiff/runtime/inputs.py iter_jobs): the command-line paths, a folder walked,
+// then each --list a line at a time (blank lines and # comments skipped), so that a list of millions is
+// never held. A path that does not exist stays a job: it is reported.
+class Inputs {
+ public:
+  // `stop`: set, a wait for the next line of standard input ends (and so does the list).
+  Inputs(const Options& o, const std::atomic<bool>& stop) : o_(o), stop_(stop) {
+    for (const std::string& arg : o.paths) {
+      fs::path p(arg);
+      if (fs::is_directory(p)) walk(p, p, o.out, given_);
+      else given_.push_back({abs_path(p), o.out / p.stem()});
+    }
+    for (const std::string& list : o.lists)  // unreadable lists are refused before anything starts
+      if (list != "-" && !std::ifstream(list)) throw std::runtime_error(list + ": cannot read this list of inputs");
+  }
+
+  std::optional<Job> next() {
+    if (at_ < given_.size()) return given_[at_++];
+    for (std::string line; list_ < o_.lists.size(); ++list_, file_.close()) {
+      const bool stdin_ = o_.lists[list_] == "-";
+      if (!stdin_ && !file_.is_open()) file_.open(o_.lists[list_]);
+      std::istream& in = stdin_ ? std::cin : file_;
+      while ((!stdin_ || line_waiting()) && std::getline(in, line)) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        const size_t text = line.find_first_not_of(" \t");
+        if (text == std::string::npos || line[text] == '#') continue;
+        return Job{abs_path(line), o_.out / mirrored(line).parent_path() / fs::path(line).stem()};
+      }
+    }
+    return std::nullopt;
+  }
+
+ private:
+  // Whether standard input has a line to read, waiting for one (or its end) until stop is set.
+  bool line_waiting() const {
+    pollfd in{0, POLLIN, 0};
+    while (std::cin.rdbuf()->in_avail() <= 0 && !stop_)
+      if (::poll(&in, 1, 100) != 0) return true;  // readable, closed, or an error getline will meet
+    return !stop_;
+  }
+
+  const Options& o_;
+  const std::atomic<bool>& stop_;
+  std::vector<Job> given_;
+  size_t at_ = 0, list_ = 0;
+  std::ifstream file_;
+};
 
 std::string stem_of(const std::string& output) {
   for (const char* s : kSuffixes) {
@@ -594,8 +645,17 @@ int main(int argc, char** argv) {
     std::cerr << kUsage << "trt-localize-cpp: error: " << e.what() << "\n";
     return 2;
   }
-  std::vector<Job> jobs = list_jobs(o);
-  if (jobs.empty()) {
+  std::unique_ptr<Inputs> inputs;
+  std::optional<Job> first_job;  // read before anything is created under OUT
+  try {
+    std::ios::sync_with_stdio(false);  // so that std::cin's own buffer tells what it holds
+    inputs = std::make_unique<Inputs>(o, g_stop);
+    first_job = inputs->next();
+  } catch (const std::exception& e) {
+    std::cerr << "trt-localize-cpp: " << e.what() << "\n";
+    return 2;
+  }
+  if (!first_job) {
     std::cerr << "trt-localize-cpp: no images found\n";
     return 2;
   }
@@ -615,7 +675,7 @@ int main(int argc, char** argv) {
     install_crash_notes(folder->journal_fd());
     // The first photo decodes while the backend loads (its sessions take about as long as a 4 MP
     // PNG); only now, so that a crash in it is noted, and not where a crash was noted before.
-    const Job& j = jobs[0];
+    const Job& j = *first_job;
     if (!folder->done(j.path) && !folder->is_output(j.path) && !folder->crash_suspects() && !folder->crashed_on(j.path)) {
       note_in_flight(CrashNotes::kAhead, j.path.string());
       first = std::async(std::launch::async, [&] { return decode(j.path, o); });
@@ -638,9 +698,9 @@ int main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   int done = 0, failed = 0, detected = 0, status = 0;
   std::set<std::string> seen;
-  std::mutex mu;  // the folder, the counters, the job list's cursor and the terminal
+  std::mutex mu, inputs_mu;  // the folder, the counters and the terminal; the inputs
+  std::optional<Job> upcoming = first_job;
   std::once_flag warned_of_tmpfs;
-  size_t next = 0;
   // Photos are worked side by side, one per core where the backend takes concurrent calls (ONNX
   // Runtime): a photo's serial parts (decoding, the regions, writing) and its last, uneven batch of
   // tiles leave a core idle, which the other photo's tiles take. Only while the photos in flight hold
@@ -651,15 +711,21 @@ int main(int argc, char** argv) {
     for (;;) {
       Job job;
       bool is_first = false;
-      {
+      for (;;) {
+        std::optional<Job> j;
+        {  // a list on standard input may wait for its next line: the folder is not locked meanwhile
+          std::lock_guard<std::mutex> lock(inputs_mu);
+          if (!g_stop) {
+            is_first = upcoming.has_value();
+            j = is_first ? std::exchange(upcoming, std::nullopt) : inputs->next();
+          }
+        }
         std::lock_guard<std::mutex> lock(mu);
         if (g_stop && !status) status = 130;
-        while (next < jobs.size() && (folder->done(jobs[next].path) || folder->is_output(jobs[next].path) ||
-                                      !seen.insert(jobs[next].path.string()).second))
-          ++next;
-        if (status || next == jobs.size()) return;
-        is_first = next == 0;
-        job = jobs[next++];
+        if (status || !j) return;
+        if (folder->done(j->path) || folder->is_output(j->path) || !seen.insert(j->path.string()).second) continue;
+        job = *j;
+        break;
       }
       json line = {{"path", job.path.string()}, {"mask_threshold", loc->mask_threshold()},
                    {"score_threshold", loc->model().score ? json(loc->model().score->threshold) : json(nullptr)},

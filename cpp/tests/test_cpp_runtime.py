@@ -136,6 +136,48 @@ def test_command_writes_what_python_writes(tmp_path):
     assert "huge.png: 600x500 is over the 270000 pixel limit" in json.dumps(ours)
 
 
+def test_a_list_of_inputs_gives_what_python_gives(tmp_path):
+    """--list FILE (and - for standard input), read a line at a time: blank lines and # comments
+    skipped, outputs mirroring each listed path below OUT (`..` as `__`, never outside it), a missing
+    file reported; the same files and report values as the Python runtime's --list."""
+    (tmp_path / "work" / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "other").mkdir()
+    for name, source in (("d/a.png", "astronaut_00_ns.png"), ("d/sub/b.png", "astronaut_pristine.png"),
+                         ("other/c.png", "astronaut_00_telea.png")):
+        (tmp_path / "work" / name if not name.startswith("other") else tmp_path / name).write_bytes(
+            (EXAMPLES / source).read_bytes())
+    work = tmp_path / "work"
+    lines = ["# inputs", "d/a.png", "", "   ", str(work / "d" / "sub" / "b.png"), "../other/c.png", "missing.png"]
+    (work / "list.txt").write_text("\n".join(lines) + "\n")
+    cpp = subprocess.run([str(Path(CLI).resolve()), "--list", "list.txt", "-o", "cpp", "--quiet"], cwd=work,
+                         capture_output=True, text=True, timeout=600)
+    py = subprocess.run([sys.executable, "-m", "inpdiff.runtime.cli", "--list", "-", "-o", "py", "--quiet", "--no-html"],
+                        cwd=work, input=(work / "list.txt").read_text(), capture_output=True, text=True, timeout=600,
+                        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (cpp.returncode, py.returncode) == (1, 1), cpp.stderr + py.stderr
+    files = {name: sorted(str(f.relative_to(work / name)) for f in (work / name).rglob("*.*")
+                          if f.suffix in (".png", ".jpg")) for name in ("cpp", "py")}
+    assert files["cpp"] == files["py"] and "__/other/c.prob.png" in files["cpp"] and len(files["cpp"]) == 9
+    ours = {line["path"]: line for line in _lines(work / "cpp")}
+    theirs = {line["path"]: line for line in _lines(work / "py")}
+    assert ours.keys() == theirs.keys() and len(ours) == 4
+    for path, line in ours.items():
+        assert (line.get("error"), line["score"], line["regions"]) == (theirs[path].get("error"), theirs[path]["score"],
+                                                                     theirs[path]["regions"]), path
+    # A list on standard input, which a SIGTERM ends while the command waits for its next line.
+    proc = subprocess.Popen([str(Path(CLI).resolve()), "--list", "-", "-o", "stdin", "--quiet"], cwd=work,
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(b"d/a.png\n")
+    proc.stdin.flush()
+    report, deadline = work / "stdin" / "report.jsonl", time.time() + 120
+    while time.time() < deadline and not (report.is_file() and report.stat().st_size):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # standard input is still open
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and b"stopped after 1 image(s)" in err
+    assert (work / "stdin" / "d" / "a.prob.png").is_file()
+
+
 def test_exact_copies_alone_match_python(tmp_path):
     """--no-near-copies: the copy evidence without its near copies, in both runtimes alike."""
     image = tmp_path / "copied_q90.jpg"
