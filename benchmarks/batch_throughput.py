@@ -3,7 +3,8 @@
 1. Images per second on N photos of 512x512: a plain loop over `Localizer.localize` (read, localize,
    write the three outputs; ONNX Runtime with all cores) against the batch pipeline (decoder
    processes, tiles batched across images, one single-threaded backend call per core, background writer),
-   side by side in one run, with the same outputs written. Their maps are checked equal.
+   side by side in one run, with the same outputs written, and `trt-localize-cpp` on the same folder
+   from process start where it is built (photos side by side, one per core). Their maps are checked equal.
 2. Peak RSS of `trt-localize --list` over 1,000 and 10,000 inputs (links to a few small photos),
    to show that memory does not grow with the number of inputs. This part runs 1 step per image
    with --outputs report: memory does not depend on either, and it keeps the run to minutes.
@@ -85,6 +86,8 @@ def main() -> None:
     ap.add_argument("--photos", default=str(PHOTOS), help="folder of photos to localize")
     ap.add_argument("--images", type=int, default=200, help="how many images (the photos repeated)")
     ap.add_argument("--many", default="1000,10000", help="input counts for the memory table")
+    ap.add_argument("--cpp", default=str(ROOT / "build" / "cpp" / "trt-localize-cpp"),
+                    help="the C++ command, timed on the same images (skipped where it is not built)")
     a = ap.parse_args()
     model, tmp = Path(a.model), Path(tempfile.mkdtemp(prefix="inpdiff-batch-"))
     print(f"machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), model {model.name}, "
@@ -93,13 +96,25 @@ def main() -> None:
     paths = make_inputs(Path(a.photos), a.images, 512, tmp / "in")
     plain_s = plain_loop(model, paths, tmp / "plain")
     pipe_s = pipeline(model, paths, tmp / "pipe")
-    diff = max(np.abs(cv2.imread(str(p), 0).astype(int) - cv2.imread(str(tmp / "pipe" / p.name), 0)).max()
-               for p in (tmp / "plain").glob("*.prob.png"))
+    runs = ["pipe"]
+    cpp = Path(a.cpp)
+    if cpp.is_file():  # the whole command, from process start: photos side by side, one per core
+        t = time.perf_counter()
+        subprocess.run([str(cpp), str(tmp / "in"), "-o", str(tmp / "cpp"), "--quiet", "--model", str(model)], check=True,
+                       capture_output=True)
+        cpp_s = time.perf_counter() - t
+        runs.append("cpp")
+    diff = max(np.abs(cv2.imread(str(p), 0).astype(int) - cv2.imread(str(tmp / run / p.name), 0)).max()
+               for p in (tmp / "plain").glob("*.prob.png") for run in runs)
     print("| run | seconds | images/s | speed-up |\n|---|---|---|---|")
     print(f"| plain loop over Localizer.localize | {plain_s:.1f} | {a.images / plain_s:.2f} | 1.0x |")
     print(f"| batch pipeline ({os.cpu_count()} workers) | {pipe_s:.1f} | {a.images / pipe_s:.2f} | "
           f"{plain_s / pipe_s:.2f}x |")
-    print(f"\nlargest difference between the two runs' probability maps: {diff} grey levels (of 255)\n")
+    if "cpp" in runs:
+        print(f"| `trt-localize-cpp` on the folder, start to end | {cpp_s:.1f} | {a.images / cpp_s:.2f} | "
+              f"{plain_s / cpp_s:.2f}x |")
+    print(f"\nlargest difference between the plain loop's probability maps and the others': {diff} grey levels "
+          "(of 255)\n")
 
     small = make_inputs(Path(a.photos), 4, 256, tmp / "small")
     print("| inputs (links to 4 photos of 256x256) | seconds | images/s | peak RSS |\n|---|---|---|---|")
