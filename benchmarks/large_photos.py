@@ -9,6 +9,7 @@ copies, which the copy evidence then works hardest on), run in a fresh process:
     python benchmarks/large_photos.py                      # 1, 4, 12, 48 and 99 MP, as shipped
     python benchmarks/large_photos.py --spill-above 0 ...  # every photo held whole, as before spilling
     python benchmarks/large_photos.py --command build/cpp/trt-localize-cpp   # the C++ runtime
+    python benchmarks/large_photos.py --sizes 99 --png     # PNG mosaics (decoded by libpng or libvips)
     python benchmarks/large_photos.py --sizes 12,48 --count 3  # three photos of each size in one run (a batch)
 """
 from __future__ import annotations
@@ -89,6 +90,7 @@ def main() -> None:
     ap.add_argument("--no-copies", action="store_true", help="passed to trt-localize")
     ap.add_argument("--command", default="trt-localize", help="the command to run")
     ap.add_argument("--count", type=int, default=1, help="distinct photos of each size, localized in one run")
+    ap.add_argument("--png", action="store_true", help="PNG mosaics (zlib level 1) instead of JPEG (quality 92)")
     a = ap.parse_args()
     extra = (["--spill-above", a.spill_above] if a.spill_above is not None else []) + (["--no-copies"] if a.no_copies else [])
     print(f"| photo | photos | megapixels | seconds | s/MP | peak RSS, process tree | peak RSS, main process |\n"
@@ -98,9 +100,10 @@ def main() -> None:
             w, h, n = SIZES[mp]
             photos = Path(tmp) / f"{mp}mp"
             photos.mkdir()
+            ext, params = (".png", [cv2.IMWRITE_PNG_COMPRESSION, 1]) if a.png else (".jpg", [cv2.IMWRITE_JPEG_QUALITY, 92])
             for k in range(a.count):
-                cv2.imwrite(str(photos / f"mosaic-{k}.jpg"), mosaic(w, h, n, 7 * k), [cv2.IMWRITE_JPEG_QUALITY, 92])
-            inputs = [str(photos / "mosaic-0.jpg")] if a.count == 1 else [str(photos)]
+                cv2.imwrite(str(photos / f"mosaic-{k}{ext}"), mosaic(w, h, n, 7 * k), params)
+            inputs = [str(photos / f"mosaic-0{ext}")] if a.count == 1 else [str(photos)]
             secs, tree, main_ = run([a.command, *inputs, "-o", str(Path(tmp) / f"out-{mp}"), "--quiet", *extra])
             mpx = a.count * w * h / 1e6
             print(f"| {w}x{h} | {a.count} | {mpx:.1f} | {secs:.1f} | {secs / mpx:.2f} | {tree} MB | {main_} MB |",
