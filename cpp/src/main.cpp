@@ -7,37 +7,32 @@
 // OUT/.trt-localize.json (settings: a resume with other settings is refused), the claims journal, and
 // output names that never land on a file this tool did not write. A run resumes where it stopped,
 // from the report and the journal, whichever runtime (Python or C++) wrote them. Not here: the HTML
-// gallery, summary.csv, globs, Ray, and decoding in separate processes.
+// gallery, summary.csv, globs, Ray, and decoding in separate processes. The command's own modules are
+// in command/: its inputs, its output folder (and the notes a crash leaves there), and its outputs.
 // Exit status: 0 all processed, 1 some inputs failed, 2 bad usage, a bad model or OUT in use, 3 with
 // --fail-on-detect when anything was detected, 4 no space left on OUT, 130 interrupted.
-#include <fcntl.h>
-#include <poll.h>
 #include <malloc.h>
-#include <sys/file.h>
-#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
-#include <cstring>
 #include <cstdio>
-#include <fstream>
-#include <optional>
 #include <future>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
-#include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include <nlohmann/json.hpp>
-#include <opencv2/imgproc.hpp>
 
+#include "command/inputs.hpp"
+#include "command/out_folder.hpp"
+#include "command/outputs.hpp"
 #include "inpdiff/image_io.hpp"
 #include "inpdiff/localizer.hpp"
 #include "inpdiff/spill.hpp"
@@ -45,82 +40,19 @@
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
 using namespace inpdiff;
+using namespace inpdiff::command;
 
 namespace {
 
-const char* const kSuffixes[] = {".prob.png", ".mask.png", ".uncertainty.png", ".overlay.jpg"};
-const char* const kExts[] = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"};
 const char* const kUsage =
-    "usage: trt-localize-cpp [PATH...] [--list FILE] [-o OUT] [--model DIR] [--backend auto|onnxruntime|tensorrt]\n"
-    "       [--engines DIR]"
+    "usage: trt-localize-cpp [PATH...] [--list FILE] [-o OUT] [--model DIR]\n"
+    "       [--backend auto|onnxruntime|tensorrt] [--engines DIR]\n"
     "       [--steps N] [--samples N] [--seed N] [--threshold P] [--max-side PX] [--max-pixels N]\n"
     "       [--batch N] [--workers N] [--threads N] [--outputs all|report] [--restart] [--fail-on-detect]\n"
     "       [--spill-above N] [--no-copies] [--no-near-copies] [--quiet] [--json]\n";
 
 std::atomic<bool> g_stop{false};  // set by SIGINT/SIGTERM; a signal handler can reach nothing else
 extern "C" void on_signal(int) { g_stop = true; }
-
-// A hostile or damaged file can crash a codec or a library outright (a signal, not an exception), and
-// the same file would then end every resumed run. So a crash leaves a note in the claims journal of
-// each photo in flight: {"crashed_on": PATH, "alone": true if it was the only one, "signal": N}. A
-// resumed run works noted photos one at a time, and gives a photo the command died on alone an error
-// line instead of a third try. The handler may call only async-signal-safe functions: each slot's
-// note is made before its photo is worked, and the handler writes it with write(2).
-struct CrashNotes {
-  static constexpr int kSlots = 64;  // photos worked side by side at most, and the first photo's decoding ahead
-  static constexpr int kAhead = kSlots - 1;
-  struct Slot {
-    std::atomic<bool> set{false};
-    char head[16384];  // {"crashed_on":"PATH"
-    size_t length = 0;
-  };
-  int fd = -1;  // the claims journal, O_APPEND
-  Slot slots[kSlots];
-};
-CrashNotes g_crash;
-
-extern "C" void on_crash(int sig) {
-  int in_flight = 0;
-  for (const auto& slot : g_crash.slots) in_flight += slot.set.load();
-  char tail[64];  // ,"alone":true,"signal":11}\n
-  size_t t = 0;
-  for (const char* c = in_flight == 1 ? ",\"alone\":true,\"signal\":" : ",\"alone\":false,\"signal\":"; *c;) tail[t++] = *c++;
-  char digits[12];
-  int n = 0;
-  for (int v = sig; v > 0 || n == 0; v /= 10) digits[n++] = static_cast<char>('0' + v % 10);
-  while (n) tail[t++] = digits[--n];
-  tail[t++] = '}', tail[t++] = '\n';
-  static char line[sizeof(CrashNotes::Slot::head) + sizeof tail];
-  for (const auto& slot : g_crash.slots) {
-    if (!slot.set.load() || g_crash.fd < 0) continue;
-    std::memcpy(line, slot.head, slot.length);
-    std::memcpy(line + slot.length, tail, t);
-    if (::write(g_crash.fd, line, slot.length + t) < 0) break;
-  }
-  std::raise(sig);  // the handler was reset (SA_RESETHAND): the signal's default action, a core dump
-}
-
-// The note of the photo slot `i` is working on (empty path: none).
-void note_in_flight(int i, const std::string& path) {
-  CrashNotes::Slot& slot = g_crash.slots[i];
-  slot.set = false;
-  if (path.empty()) return;
-  std::string head = json{{"crashed_on", path}}.dump();
-  head.pop_back();  // the closing brace: the handler adds the rest
-  if (head.size() > sizeof slot.head) return;  // no note for a path this long
-  std::memcpy(slot.head, head.data(), head.size());
-  slot.length = head.size();
-  slot.set = true;
-}
-
-void install_crash_notes(int claims_fd) {
-  g_crash.fd = claims_fd;
-  struct sigaction sa {};
-  sa.sa_handler = on_crash;
-  sa.sa_flags = SA_RESETHAND;
-  sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT}) sigaction(sig, &sa, nullptr);
-}
 
 struct Options {
   std::vector<std::string> paths, lists;  // lists: files of input paths, one a line ("-": standard input)
@@ -194,385 +126,6 @@ Options parse(int argc, char** argv) {
   if (std::count(o.lists.begin(), o.lists.end(), "-") > 1) throw UsageError("--list - (standard input) can be given once");
   if (o.outputs != "all" && o.outputs != "report") throw UsageError("--outputs must be all or report");
   return o;
-}
-
-bool is_image(const fs::path& p) {
-  std::string ext = p.extension().string();
-  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  for (const char* e : kExts)
-    if (ext == e) return true;
-  return false;
-}
-
-struct Job {
-  fs::path path;  // absolute, links not resolved (as os.path.abspath)
-  fs::path stem;  // OUT/sub/NAME: outputs are stem + ".prob.png" etc.
-};
-
-fs::path abs_path(const fs::path& p) { return fs::absolute(p).lexically_normal(); }
-
-// Image files below `root`, sorted, a folder's files before its sub-folders (os.walk's order); output
-// folders (OUT, or any holding another run's settings or thumbnails) are skipped.
-void walk(const fs::path& root, const fs::path& dir, const fs::path& out, std::vector<Job>& jobs) {
-  std::vector<fs::path> files, dirs;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) (e.is_directory(ec) ? dirs : files).push_back(e.path());
-  std::sort(files.begin(), files.end());
-  std::sort(dirs.begin(), dirs.end());
-  for (const fs::path& f : files)
-    if (is_image(f)) jobs.push_back({abs_path(f), out / fs::relative(f, root).parent_path() / f.stem()});
-  for (const fs::path& d : dirs)
-    if (abs_path(d) != abs_path(out) && !fs::exists(d / ".trt-localize.json") && !fs::exists(d / ".inpdiff-thumbs"))
-      walk(root, d, out, jobs);
-}
-
-// A listed path -> the relative path its outputs mirror, never climbing out of OUT (inputs.py mirrored).
-fs::path mirrored(const std::string& line) {
-  fs::path rel;
-  for (const fs::path& part : fs::path(line).relative_path())
-    if (!part.empty() && part != ".") rel /= part == ".." ? fs::path("__") : part;
-  return rel.empty() ? fs::path(line) : rel;
-}
-
-// The inputs, in order (inpdiff/runtime/inputs.py iter_jobs): the command-line paths, a folder walked,
-// then each --list a line at a time (blank lines and # comments skipped), so that a list of millions is
-// never held. A path that does not exist stays a job: it is reported.
-class Inputs {
- public:
-  // `stop`: set, a wait for the next line of standard input ends (and so does the list).
-  Inputs(const Options& o, const std::atomic<bool>& stop) : o_(o), stop_(stop) {
-    for (const std::string& arg : o.paths) {
-      fs::path p(arg);
-      if (fs::is_directory(p)) walk(p, p, o.out, given_);
-      else given_.push_back({abs_path(p), o.out / p.stem()});
-    }
-    for (const std::string& list : o.lists)  // unreadable lists are refused before anything starts
-      if (list != "-" && !std::ifstream(list)) throw std::runtime_error(list + ": cannot read this list of inputs");
-  }
-
-  std::optional<Job> next() {
-    if (at_ < given_.size()) return given_[at_++];
-    for (std::string line; list_ < o_.lists.size(); ++list_, file_.close()) {
-      const bool stdin_ = o_.lists[list_] == "-";
-      if (!stdin_ && !file_.is_open()) file_.open(o_.lists[list_]);
-      std::istream& in = stdin_ ? std::cin : file_;
-      while ((!stdin_ || line_waiting()) && std::getline(in, line)) {
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        const size_t text = line.find_first_not_of(" \t");
-        if (text == std::string::npos || line[text] == '#') continue;
-        return Job{abs_path(line), o_.out / mirrored(line).parent_path() / fs::path(line).stem()};
-      }
-    }
-    return std::nullopt;
-  }
-
- private:
-  // Whether standard input has a line to read, waiting for one (or its end) until stop is set.
-  bool line_waiting() const {
-    pollfd in{0, POLLIN, 0};
-    while (std::cin.rdbuf()->in_avail() <= 0 && !stop_)
-      if (::poll(&in, 1, 100) != 0) return true;  // readable, closed, or an error getline will meet
-    return !stop_;
-  }
-
-  const Options& o_;
-  const std::atomic<bool>& stop_;
-  std::vector<Job> given_;
-  size_t at_ = 0, list_ = 0;
-  std::ifstream file_;
-};
-
-std::string stem_of(const std::string& output) {
-  for (const char* s : kSuffixes) {
-    std::string suffix(s);
-    if (output.size() > suffix.size() && output.compare(output.size() - suffix.size(), suffix.size(), suffix) == 0)
-      return output.substr(0, output.size() - suffix.size());
-  }
-  return "";
-}
-
-// OUT: the lock, the report, the settings file and the claims journal, in the Python runtime's formats.
-class OutFolder {
- public:
-  OutFolder(const fs::path& out, const json& settings, bool restart) : out_(out) {
-    if (fs::exists(out) && !fs::is_directory(out))
-      throw std::runtime_error(out.string() + ": is a file, not a folder (-o names the output folder)");
-    fs::create_directories(out);
-    lock_ = ::open((out / ".trt-localize.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    if (lock_ < 0 || ::flock(lock_, LOCK_EX | LOCK_NB) != 0) {
-      char pid[32] = {0};
-      if (lock_ >= 0 && ::pread(lock_, pid, sizeof pid - 1, 0) <= 0) pid[0] = 0;
-      throw std::runtime_error(out.string() + ": another trt-localize (PID " + (pid[0] ? pid : "unknown") +
-                               ") is writing to this folder; wait for it to finish or choose another --out");
-    }
-    std::string me = std::to_string(::getpid());
-    if (::ftruncate(lock_, 0) != 0 || ::pwrite(lock_, me.data(), me.size(), 0) < 0) { /* the PID is a courtesy */ }
-    fs::path report = out / "report.jsonl", saved = out / ".trt-localize.json";
-    if (restart) fs::remove(report);
-    if (fs::exists(report) && fs::exists(saved)) check_settings(saved, settings);
-    std::string text = settings.dump(1);
-    atomic_write(saved, std::vector<unsigned char>(text.begin(), text.end()));
-    load(report);
-    report_ = ::open(report.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
-    if (report_ < 0) throw fs::filesystem_error("cannot open the report", report, std::error_code(errno, std::generic_category()));
-    journal_.open(out / ".trt-localize.claims", std::ios::app);
-    journal_fd_ = ::open((out / ".trt-localize.claims").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (restart) {  // every file is tried again
-      crashes_.clear();
-      journal_ << json{{"restarted", true}}.dump() << "\n";
-      journal_.flush();
-    }
-  }
-  ~OutFolder() {
-    if (report_ >= 0) {
-      ::fsync(report_);
-      ::close(report_);
-    }
-    if (lock_ >= 0) ::close(lock_);
-    if (journal_fd_ >= 0) ::close(journal_fd_);
-  }
-
-  bool done(const fs::path& p) const { return done_.count(p.string()) > 0; }
-  // An earlier run crashed with this photo the only one in flight: the error line to give it instead.
-  std::optional<std::string> crashed_on(const fs::path& p) const {
-    auto c = crashes_.find(p.string());
-    if (c == crashes_.end() || !c->second.alone || done(p)) return std::nullopt;
-    return p.string() + ": trt-localize-cpp crashed (signal " + std::to_string(c->second.signal) +
-           ") while working on this file alone in an earlier run (damaged or hostile data?); it is not tried again "
-           "(--restart tries every file again)";
-  }
-  // Photos that were in flight, with others, when an earlier run crashed: to be worked one at a time.
-  bool crash_suspects() const {
-    for (const auto& [path, c] : crashes_)
-      if (!done(path) && !c.alone) return true;
-    return false;
-  }
-  int journal_fd() const { return journal_fd_; }
-  bool is_output(const fs::path& p) const {
-    std::string stem = stem_of(p.string());
-    return !stem.empty() && stems_.count(abs_path(stem).string());
-  }
-
-  // The job with a stem of its own (the one it had before a kill, if any), journaled before use.
-  Job claim(Job job) {
-    auto again = resumed_stems_.find(job.path.string());
-    if (again != resumed_stems_.end()) {
-      job.stem = again->second;
-    } else {
-      fs::path named = job.stem;
-      named += job.path.extension();
-      for (int n = 0;; ++n) {
-        fs::path c = n == 0 ? job.stem : n == 1 ? named : fs::path(named.string() + "_" + std::to_string(n - 1));
-        if (free(c)) { job.stem = c; break; }
-      }
-      journal_ << json{{"path", job.path.string()}, {"stem", fs::relative(job.stem, out_).string()}}.dump() << "\n";
-      journal_.flush();
-    }
-    stems_.insert(abs_path(job.stem).string());
-    return job;
-  }
-
-  // Unbuffered, and a line the disk could not take is cut back off at once: a full disk leaves whole
-  // lines only, with no buffer left to flush half a line at exit (report.py's Report.add does the same).
-  void add(const json& line) {
-    std::string text = line.dump() + "\n";
-    off_t start = ::lseek(report_, 0, SEEK_END);
-    for (size_t written = 0; written < text.size();) {
-      ssize_t n = ::write(report_, text.data() + written, text.size() - written);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        int err = n < 0 ? errno : ENOSPC;
-        if (start < 0 || ::ftruncate(report_, start) != 0) { /* the next run's drop_torn_tail cuts it */ }
-        throw fs::filesystem_error("writing the report failed", out_ / "report.jsonl", std::error_code(err, std::generic_category()));
-      }
-      written += static_cast<size_t>(n);
-    }
-    done_.insert(line["path"].get<std::string>());
-  }
-
- private:
-  void check_settings(const fs::path& saved, const json& now) {
-    json before;
-    try {
-      std::ifstream in(saved);
-      before = json::parse(in);
-    } catch (const json::exception& e) {
-      throw std::runtime_error(saved.string() + ": unreadable settings file (" + e.what() + "); restore it, or add --restart");
-    }
-    std::string changed;
-    for (const auto& [key, value] : now.items())
-      if (!before.contains(key) || before[key] != value) changed += (changed.empty() ? "" : ", ") + key;
-    if (!changed.empty())
-      throw std::runtime_error(out_.string() + " holds results made with other settings (" + changed +
-                               "); run with the same settings to resume, choose another --out, or add --restart");
-  }
-
-  void load(const fs::path& report) {
-    drop_torn_tail(report);
-    std::ifstream in(report);
-    for (std::string raw; std::getline(in, raw);) {  // an unparsable line: that input is redone
-      json line = json::parse(raw, nullptr, false);
-      if (line.is_discarded() || !line.is_object() || !line.contains("path")) continue;
-      done_.insert(line["path"].get<std::string>());
-      const json& outputs = line.contains("outputs") && line["outputs"].is_object() ? line["outputs"] : json::object();
-      for (const auto& output : outputs)
-        if (std::string stem = output.is_string() ? stem_of(output.get<std::string>()) : ""; !stem.empty())
-          stems_.insert(abs_path(stem).string());
-    }
-    drop_torn_tail(out_ / ".trt-localize.claims");  // or this run's first claim would join the torn line
-    std::ifstream claims(out_ / ".trt-localize.claims");
-    for (std::string raw; std::getline(claims, raw);) {
-      json c = json::parse(raw, nullptr, false);
-      if (!c.is_discarded() && c.contains("restarted")) crashes_.clear();  // notes before a --restart are void
-      if (!c.is_discarded() && c.contains("crashed_on") && c["crashed_on"].is_string()) {
-        Crash& crash = crashes_[c["crashed_on"].get<std::string>()];
-        crash.alone = crash.alone || c.value("alone", false);
-        crash.signal = c.value("signal", 0);
-      }
-      if (c.is_discarded() || !c.contains("path") || !c.contains("stem")) continue;
-      fs::path stem = out_ / c["stem"].get<std::string>();
-      stems_.insert(abs_path(stem).string());
-      if (!done_.count(c["path"].get<std::string>())) resumed_stems_[c["path"].get<std::string>()] = stem;
-    }
-  }
-
-  // A kill may leave half a line at the end: cut it off, so that the next line starts on its own.
-  // Reads from the end only: the journals of a large run are long, and are read whole just after.
-  static void drop_torn_tail(const fs::path& path) {
-    std::error_code ec;
-    const auto size = static_cast<std::streamoff>(fs::file_size(path, ec));
-    if (ec || size == 0) return;
-    std::ifstream in(path, std::ios::binary);
-    std::streamoff end = size;
-    std::string chunk;
-    do {  // back from the end, a chunk at a time, to the last newline
-      const std::streamoff start = std::max<std::streamoff>(0, end - 4096);
-      chunk.resize(static_cast<size_t>(end - start));
-      in.seekg(start).read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
-      if (auto nl = chunk.rfind('\n'); nl != std::string::npos) {
-        if (start + static_cast<std::streamoff>(nl) + 1 != size) fs::resize_file(path, start + nl + 1);
-        return;
-      }
-      end = start;
-    } while (end > 0);
-    fs::resize_file(path, 0);  // no complete line at all
-  }
-
-  bool free(const fs::path& stem) const {
-    if (stems_.count(abs_path(stem).string())) return false;
-    for (const char* s : kSuffixes) {
-      std::error_code ec;
-      if (fs::exists(fs::symlink_status(stem.string() + s, ec))) return false;
-    }
-    return true;
-  }
-
-  struct Crash {
-    bool alone = false;
-    int signal = 0;
-  };
-  fs::path out_;
-  int lock_ = -1, report_ = -1, journal_fd_ = -1;
-  std::unordered_map<std::string, Crash> crashes_;
-  std::ofstream journal_;
-  std::unordered_set<std::string> done_, stems_;
-  std::unordered_map<std::string, fs::path> resumed_stems_;
-};
-
-// A detected pixel of the overlay (RGB): tinted red.
-void tint(cv::Vec3b& p) {
-  for (int c = 0; c < 3; ++c) p[c] = static_cast<uint8_t>(p[c] * 0.55 + (c == 0 ? 255 : 0) * 0.45);
-}
-
-int outline_width(const cv::Mat& mask) {
-  return std::max(1, static_cast<int>(std::nearbyint(std::max(mask.rows, mask.cols) / 400.0)));
-}
-
-// The image with detected regions tinted red and outlined (outputs.py overlay), drawn on `out` itself:
-// the photo is not needed afterwards, and a copy of a 48 MP one is 144 MB.
-void draw_overlay(cv::Mat& out, const Result& r) {
-  for (int y = 0; y < out.rows; ++y)
-    for (int x = 0; x < out.cols; ++x)
-      if (r.mask.at<uint8_t>(y, x)) tint(out.at<cv::Vec3b>(y, x));
-  std::vector<std::vector<cv::Point>> contours;
-  cv::findContours(r.mask, contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
-  cv::drawContours(out, contours, -1, cv::Scalar(255, 255, 0), outline_width(r.mask));
-}
-
-constexpr int kOutBand = 256;  // rows of a photo in a file written at a time
-
-// draw_overlay's picture of a photo in a file, rows y0.. (outputs.py overlay_bands): the same tint; the
-// outline, of the same width, follows every edge of the mask (holes' too), found band by band, where
-// draw_overlay traces outer contours over the whole mask.
-cv::Mat overlay_band(const SpilledMat& photo, const Result& r, int y0) {
-  const int H = r.mask.rows, y1 = std::min(H, y0 + kOutBand), t = outline_width(r.mask);
-  const int a = std::max(0, y0 - t - 1), b = std::min(H, y1 + t + 1);  // a halo wider than the pen
-  const cv::Mat m = r.mask.rowRange(a, b);
-  cv::Mat eroded, line;
-  cv::erode(m, eroded, cv::Mat::ones(3, 3, CV_8U));
-  cv::dilate(m - eroded, line, cv::getStructuringElement(cv::MORPH_ELLIPSE, cv::Size(t, t)));
-  r.mask_file.read(b - a);
-  cv::Mat rows = photo.mat().rowRange(y0, y1).clone();
-  photo.read(y1 - y0);
-  for (int y = 0; y < rows.rows; ++y) {
-    const uint8_t *mb = m.ptr<uint8_t>(y + y0 - a), *lb = line.ptr<uint8_t>(y + y0 - a);
-    cv::Vec3b* p = rows.ptr<cv::Vec3b>(y);
-    for (int x = 0; x < rows.cols; ++x) {
-      if (mb[x]) tint(p[x]);
-      if (lb[x]) p[x] = cv::Vec3b(255, 255, 0);
-    }
-  }
-  return rows;
-}
-
-// A map of a photo in a file as 8-bit rows y0.. (`scale` and clipped to [0, 1] first where `clip`).
-Bands map_bands(const cv::Mat& map, const SpilledMat& file, double scale, bool clip) {
-  return [&map, &file, scale, clip](int y0) {
-    const cv::Mat rows = map.rowRange(y0, std::min(map.rows, y0 + kOutBand));
-    cv::Mat out;
-    if (clip) cv::Mat(cv::min(rows * 2, 1.0)).convertTo(out, CV_8U, scale);
-    else rows.convertTo(out, CV_8U, scale);
-    file.read(rows.rows);
-    return out;
-  };
-}
-
-// The maps and overlay of one image, each written atomically -> {kind: path}; draws on `rgb`, and spends
-// it. A photo in a file (`photo`, and its Result's maps) is written a band of rows at a time.
-json write_outputs(const Job& job, cv::Mat& rgb, const SpilledMat& photo, const Result& r, const std::string& outputs) {
-  json written = json::object();
-  auto path = [&](const char* suffix) { return fs::path(job.stem.string() + suffix); };
-  if (outputs == "report" && !r.inpainted) return written;
-  // Each map is encoded on a thread of its own while the overlay is drawn and encoded here.
-  auto png = [&](const char* suffix, const cv::Mat& map, const SpilledMat& file, bool stretch) {
-    return std::async(std::launch::async, [&, suffix, stretch] {
-      if (!photo.empty()) return write_png_bands(path(suffix), map.size(), 1, map_bands(map, file, 255.0, stretch));
-      cv::Mat map8;  // saturate_cast rounds half to even, as np.round
-      (stretch ? cv::Mat(cv::min(map * 2, 1.0)) : map).convertTo(map8, CV_8U, 255.0);
-      write_png(path(suffix), map8);
-    });
-  };
-  auto prob = png(".prob.png", r.prob, r.prob_file, false);
-  if (outputs == "report") {
-    prob.get();
-    written["prob"] = path(".prob.png").string();
-    return written;
-  }
-  auto mask = png(".mask.png", r.mask, r.mask_file, false);
-  if (!r.uncertainty.empty()) png(".uncertainty.png", r.uncertainty, r.uncertainty_file, true).get();
-  if (!photo.empty()) {
-    write_jpeg_bands(path(".overlay.jpg"), r.prob.size(), [&](int y0) { return overlay_band(photo, r, y0); }, 90);
-  } else {
-    draw_overlay(rgb, r);
-    write_jpeg(path(".overlay.jpg"), rgb, 90);
-  }
-  prob.get();  // rethrows what failed there
-  mask.get();
-  written["prob"] = path(".prob.png").string();
-  written["mask"] = path(".mask.png").string();
-  if (!r.uncertainty.empty()) written["uncertainty"] = path(".uncertainty.png").string();
-  written["overlay"] = path(".overlay.jpg").string();
-  return written;
 }
 
 // A photo held whole, or one of more than --spill-above pixels in a file (`file`), to be worked a band
@@ -649,7 +202,7 @@ int main(int argc, char** argv) {
   std::optional<Job> first_job;  // read before anything is created under OUT
   try {
     std::ios::sync_with_stdio(false);  // so that std::cin's own buffer tells what it holds
-    inputs = std::make_unique<Inputs>(o, g_stop);
+    inputs = std::make_unique<Inputs>(o.paths, o.lists, o.out, g_stop);
     first_job = inputs->next();
   } catch (const std::exception& e) {
     std::cerr << "trt-localize-cpp: " << e.what() << "\n";
