@@ -126,16 +126,17 @@ RowAccumulator::RowAccumulator(int samples, cv::Size size, int tile, std::vector
   if (samples > 1) uncertainty_.emplace(size.width, CV_32F);
 }
 
+void add_tile(cv::Mat& acc, int y, int x, const float* map, const std::vector<float>& window, int tile) {
+  for (int r = 0; r < tile; ++r) {
+    float* a = acc.ptr<float>(y + r) + x;
+    for (int c = 0; c < tile; ++c) a[c] += map[r * tile + c] * window[r * tile + c];
+  }
+}
+
 void RowAccumulator::add(int y, int x, const float* maps, const std::vector<float>& window) {
   if (y > lo_) flush(y);
   const size_t plane = static_cast<size_t>(tile_) * tile_;
-  for (int s = 0; s < samples_; ++s) {
-    const float* m = maps + s * plane;
-    for (int r = 0; r < tile_; ++r) {
-      float* a = buf_[s].ptr<float>(y - lo_ + r) + x;
-      for (int c = 0; c < tile_; ++c) a[c] += m[r * tile_ + c] * window[r * tile_ + c];
-    }
-  }
+  for (int s = 0; s < samples_; ++s) add_tile(buf_[s], y - lo_, x, maps + s * plane, window, tile_);
 }
 
 void RowAccumulator::flush(int upto) {

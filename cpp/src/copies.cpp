@@ -475,12 +475,4 @@ void CopyRaise::band(cv::Mat& prob, int y0) const {
   cv::max(prob, density, prob);
 }
 
-void raise_to_copies(cv::Mat& prob, const cv::Mat& cover, const CopySettings& s) {
-  const CopyRaise raiser(cover, s);
-  for (int y0 = 0; y0 < prob.rows; y0 += kBand) {
-    cv::Mat rows = prob.rowRange(y0, std::min(y0 + kBand, prob.rows));
-    raiser.band(rows, y0);
-  }
-}
-
 }  // namespace inpdiff

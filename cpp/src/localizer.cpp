@@ -63,27 +63,6 @@ static std::vector<float> blend_ramp(int tile, int overlap) {
   return ramp;
 }
 
-double image_score(const cv::Mat& prob) {
-  // The top 1% found without copying the map: a histogram finds the bin holding the k-th largest
-  // value, and only the values from that bin up are gathered and selected exactly.
-  const size_t n = prob.total(), k = std::max<size_t>(1, static_cast<size_t>(std::nearbyint(0.01 * static_cast<double>(n))));
-  constexpr int kBins = 1 << 16;
-  auto bin = [](float v) { return std::clamp(static_cast<int>(v * kBins), 0, kBins - 1); };
-  // Row pointers, not cv::Mat iterators: those seek per element, and cost 0.1 s of one core at 4 MP.
-  auto each = [&prob](auto&& f) {
-    for (int r = 0; r < prob.rows; ++r)
-      for (const float *p = prob.ptr<float>(r), *end = p + prob.cols; p != end; ++p) f(*p);
-  };
-  std::vector<size_t> hist(kBins, 0);
-  each([&](float v) { ++hist[bin(v)]; });
-  int lowest = kBins - 1;
-  for (size_t above = hist[lowest]; above < k; above += hist[--lowest]) {}
-  std::vector<float> top;
-  each([&](float v) { if (bin(v) >= lowest) top.push_back(v); });
-  std::nth_element(top.begin(), top.end() - k, top.end());
-  return std::accumulate(top.end() - k, top.end(), 0.0) / k;
-}
-
 std::vector<Region> find_regions(const cv::Mat& mask, const cv::Mat& prob, int min_area, const cv::Mat& cover) {
   RegionFinder finder(min_area);
   for (int y0 = 0; y0 < mask.rows; y0 += kBandRows) {
@@ -297,24 +276,51 @@ std::vector<float> Localizer::axis_weight(const Plan& p, int length, bool rows) 
 }
 
 std::vector<cv::Mat> Localizer::blend(const Plan& p) const {
-  const int T = model_.tile, S = config_.samples, H = p.work.rows, W = p.work.cols;
+  const int T = model_.tile, H = p.work.rows, W = p.work.cols;
   const size_t plane = static_cast<size_t>(T) * T;
-  std::vector<cv::Mat> acc(S);
+  std::vector<cv::Mat> acc(config_.samples);
   for (cv::Mat& a : acc) a = cv::Mat::zeros(H, W, CV_32F);
   run(p, [&](size_t i, const float* maps) {
-    auto [y, x] = p.origins[i];
-    for (int s = 0; s < S; ++s) {
-      const float* m = maps + s * plane;
-      for (int r = 0; r < T; ++r) {
-        float* a = acc[s].ptr<float>(y + r) + x;
-        for (int c = 0; c < T; ++c) a[c] += m[r * T + c] * window_[r * T + c];
-      }
-    }
+    for (size_t s = 0; s < acc.size(); ++s) add_tile(acc[s], p.origins[i].first, p.origins[i].second, maps + s * plane, window_, T);
   });
   const std::vector<float> wy = axis_weight(p, H, true), wx = axis_weight(p, W, false);
   for (cv::Mat& a : acc) normalise_rows(a, 0, wy, wx);
   return acc;
 }
+
+// The blended map's last steps, a band of rows at a time, for both localize() paths (the map held
+// whole, or in files): each band raised to the copy cover, thresholded, and fed to the regions and
+// the image score.
+struct Localizer::Finish {
+  Finish(const Localizer& loc, cv::Mat cover, const CopySettings& evidence, cv::Size size)
+      : loc(loc), cover(std::move(cover)), regions(loc.config_.min_region),
+        statistic(loc.model_.score ? loc.model_.score->statistic : "top1", static_cast<size_t>(size.area())) {
+    if (!this->cover.empty()) raiser.emplace(this->cover, evidence);
+  }
+
+  // Rows y0.. of the map, raised in place; their mask (0 or 1) into `marked`.
+  void band(cv::Mat& rows, int y0, cv::Mat& marked) {
+    if (raiser) raiser->band(rows, y0);
+    // prob >= threshold in float32, as NumPy compares a float32 array with a Python float
+    cv::compare(rows, static_cast<float>(loc.mask_threshold_), marked, cv::CMP_GE);
+    marked /= 255;
+    regions.add(marked, rows, cover.empty() ? cover : cover.rowRange(y0, y0 + rows.rows), y0);
+    statistic.add(rows);
+  }
+
+  void done(Result& res, const Plan& p) {
+    res.regions = regions.regions(!cover.empty());
+    res.score = loc.score(statistic.value());
+    res.inpainted = loc.model_.score ? res.score >= loc.model_.score->threshold : !res.regions.empty();
+    res.tiles = static_cast<int>(p.origins.size());
+  }
+
+  const Localizer& loc;
+  cv::Mat cover;  // the copy cover, of the input itself as in Python (empty: not looked for)
+  std::optional<CopyRaise> raiser;
+  RegionFinder regions;
+  BandStatistic statistic;
+};
 
 Result Localizer::localize(const cv::Mat& rgb) {
   const Plan p = plan(rgb);
@@ -332,20 +338,14 @@ Result Localizer::localize(const cv::Mat& rgb) {
   }
   Result res;
   combine_samples(per_sample, res.prob, res.uncertainty);
-  cv::Mat copied;  // the copy cover, of the input itself as in Python, for the map and the regions
-  if (config_.copies) {
-    copied = cover.get();
-    raise_to_copies(res.prob, copied, evidence);
+  Finish finish(*this, config_.copies ? cover.get() : cv::Mat(), evidence, res.prob.size());
+  res.mask.create(res.prob.size(), CV_8U);
+  for (int y0 = 0; y0 < res.prob.rows; y0 += kBandRows) {
+    const cv::Range r(y0, std::min(res.prob.rows, y0 + kBandRows));
+    cv::Mat rows = res.prob.rowRange(r), marked = res.mask.rowRange(r);
+    finish.band(rows, y0, marked);
   }
-  // prob >= threshold in float32, as NumPy compares a float32 array with a Python float
-  res.mask = res.prob >= static_cast<float>(mask_threshold_);
-  res.mask /= 255;
-  res.regions = find_regions(res.mask, res.prob, config_.min_region, copied);
-  const std::string statistic = model_.score ? model_.score->statistic : "top1";
-  res.score = score(statistic == "top1" ? image_score(res.prob)
-                                        : static_cast<double>(cv::countNonZero(res.prob >= 0.5f)) / res.prob.total());
-  res.inpainted = model_.score ? res.score >= model_.score->threshold : !res.regions.empty();
-  res.tiles = static_cast<int>(p.origins.size());
+  finish.done(res, p);
   return res;
 }
 
@@ -368,35 +368,23 @@ Result Localizer::localize(const SpilledMat& photo) {
   RowAccumulator acc(config_.samples, rgb.size(), T, axis_weight(p, H, true), axis_weight(p, W, false));
   run(p, [&](size_t i, const float* maps) { acc.add(p.origins[i].first, p.origins[i].second, maps, window_); });
   auto [before, uncertainty] = acc.close();
-  Result res;
-  const cv::Mat copied = config_.copies ? cover.get() : cv::Mat();
-  std::optional<CopyRaise> raiser;
-  if (!copied.empty()) raiser.emplace(copied, evidence);
+  Finish finish(*this, config_.copies ? cover.get() : cv::Mat(), evidence, rgb.size());
   RowWriter prob(W, CV_32F), mask(W, CV_8U);
-  RegionFinder finder(config_.min_region);
-  BandStatistic statistic(model_.score ? model_.score->statistic : "top1", static_cast<size_t>(H) * W);
   for (int y0 = 0; y0 < H; y0 += kBandRows) {
-    const cv::Range r(y0, std::min(H, y0 + kBandRows));
-    cv::Mat rows = before.mat().rowRange(r).clone();
+    cv::Mat rows = before.mat().rowRange(y0, std::min(H, y0 + kBandRows)).clone(), marked;
     before.read(rows.rows);
-    if (raiser) raiser->band(rows, y0);
-    cv::Mat marked = rows >= static_cast<float>(mask_threshold_);
-    marked /= 255;
+    finish.band(rows, y0, marked);
     prob.write(rows);
     mask.write(marked);
-    finder.add(marked, rows, copied.empty() ? copied : copied.rowRange(r), y0);
-    statistic.add(rows);
   }
+  Result res;
   res.prob_file = prob.done();
   res.mask_file = mask.done();
   res.uncertainty_file = uncertainty;
   res.prob = res.prob_file.mat();
   res.mask = res.mask_file.mat();
   if (!uncertainty.empty()) res.uncertainty = uncertainty.mat();
-  res.regions = finder.regions(!copied.empty());
-  res.score = score(statistic.value());
-  res.inpainted = model_.score ? res.score >= model_.score->threshold : !res.regions.empty();
-  res.tiles = static_cast<int>(p.origins.size());
+  finish.done(res, p);
   return res;
 }
 

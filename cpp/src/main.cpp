@@ -136,9 +136,10 @@ struct Decoded {
   SpilledMat file;
 };
 
-Decoded decode(const fs::path& path, const Options& o) {
+// `pixels`: its header's width x height (0: not given).
+Decoded decode(const fs::path& path, long pixels, const Options& o) {
   const bool large = o.spill_above && !o.cfg.max_side;  // max_side: downscaled first, then small
-  if (large && header_pixels(path) > o.spill_above)
+  if (large && pixels > o.spill_above)
     if (SpilledMat file = spill_image(path, o.max_pixels); !file.empty()) return {cv::Mat(), file};
   cv::Mat rgb = read_image(path, o.max_pixels);
   if (!large || static_cast<long>(rgb.total()) <= o.spill_above) return {rgb, {}};
@@ -156,9 +157,9 @@ constexpr long kSideBySidePixels = 4000000;
 class PixelBudget {
  public:
   explicit PixelBudget(long limit) : limit_(limit) {}
-  long admit(const fs::path& path) {  // -> the pixels counted, for release()
+  long admit(long header_pixels) {  // its header's width x height (0: not given) -> the pixels counted
     if (!limit_) return 0;
-    const long read = header_pixels(path), pixels = read ? std::min(limit_, read) : limit_;
+    const long pixels = header_pixels ? std::min(limit_, header_pixels) : limit_;
     std::unique_lock<std::mutex> lock(mu_);
     room_.wait(lock, [&] { return !in_flight_ || used_ + pixels <= limit_; });
     used_ += pixels, ++in_flight_;
@@ -231,7 +232,7 @@ int main(int argc, char** argv) {
     const Job& j = *first_job;
     if (!folder->done(j.path) && !folder->is_output(j.path) && !folder->crash_suspects() && !folder->crashed_on(j.path)) {
       note_in_flight(CrashNotes::kAhead, j.path.string());
-      first = std::async(std::launch::async, [&] { return decode(j.path, o); });
+      first = std::async(std::launch::async, [&] { return decode(j.path, header_pixels(j.path), o); });
     }
     // As the Python runtime on a CPU: one single-threaded call per core beats one call on every core.
     const int cores = o.threads ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -284,7 +285,8 @@ int main(int argc, char** argv) {
                    {"score_threshold", loc->model().score ? json(loc->model().score->threshold) : json(nullptr)},
                    {"steps", loc->steps()}, {"samples", o.cfg.samples}, {"backend", loc->backend().name()}};
       std::string error;
-      const long pixels = budget.admit(job.path);
+      // Its size, read once, for the pixel budget and the choice to work it from a file (both off without --spill-above).
+      const long header = o.spill_above ? header_pixels(job.path) : 0, pixels = budget.admit(header);
       const auto t0 = std::chrono::steady_clock::now();
       note_in_flight(slot, job.path.string());  // before its claim: a crash from then on names it
       if (is_first) note_in_flight(CrashNotes::kAhead, "");  // named since it was decoded ahead: now by its slot
@@ -294,7 +296,7 @@ int main(int argc, char** argv) {
           job = folder->claim(job);
         }
         if (auto crashed = folder->crashed_on(job.path)) throw ImageError(*crashed);
-        Decoded d = is_first && first.valid() ? first.get() : decode(job.path, o);
+        Decoded d = is_first && first.valid() ? first.get() : decode(job.path, header, o);
         if (!d.file.empty())
           std::call_once(warned_of_tmpfs, [] {
             if (const std::string folder = temporary_folder_in_memory(); !folder.empty())

@@ -37,8 +37,9 @@ class RegionFinder {
   cv::Mat labels_, stats_, centroids_;
 };
 
-// The image score's statistic over a map given a band of rows at a time: "top1", the mean of the top
-// 1% (image_score's values, kept while they can still be among them), or else "marked", the share >= 0.5.
+// The image score's statistic over a map given a band of rows at a time (inpdiff/scoring.py): "top1",
+// the mean of the top 1% (the values kept while they can still be among them), or else "marked", the
+// share >= 0.5.
 class BandStatistic {
  public:
   BandStatistic(const std::string& statistic, size_t size);
@@ -73,6 +74,8 @@ class RowAccumulator {
   std::optional<RowWriter> uncertainty_;  // more than one sample
 };
 
+// One tile's map (tile x tile), weighted by `window`, added to acc's rows y.., columns x...
+void add_tile(cv::Mat& acc, int y, int x, const float* map, const std::vector<float>& window, int tile);
 // Each tile-blended map divided by the summed ramps (rows y0.., columns 0..), in place.
 void normalise_rows(cv::Mat& rows, int y0, const std::vector<float>& wy, const std::vector<float>& wx);
 // Per-sample maps -> their mean and spread (the spread empty for one sample).

@@ -57,7 +57,4 @@ class CopyRaise {
   cv::Mat factor_;  // per 8x8 cell (empty: no boost)
 };
 
-// CopyRaise over a whole map (the image's size), in place.
-void raise_to_copies(cv::Mat& prob, const cv::Mat& cover, const CopySettings& s = {});
-
 }  // namespace inpdiff

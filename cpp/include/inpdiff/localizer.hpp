@@ -109,7 +109,8 @@ class Localizer {
   double mask_threshold() const { return mask_threshold_; }
 
  private:
-  struct Plan;  // the image cut into tiles
+  struct Plan;    // the image cut into tiles
+  struct Finish;  // the blended map raised, thresholded, its regions found and scored, a band at a time
   Plan plan(const cv::Mat& rgb) const;
   std::vector<float> infer(const Plan& p, size_t first, int n) const;  // tiles [first, first + n) -> maps
   // Every tile inferred, and handed to `take` (its index, its per-sample maps) in plan order.
@@ -131,8 +132,6 @@ class Localizer {
 
 // Start offsets of tiles covering [0, length) with at least `overlap` pixels shared.
 std::vector<int> tile_origins(int length, int tile, int overlap);
-// The mean of the top 1% of a probability map (inpdiff/scoring.py image_score).
-double image_score(const cv::Mat& prob);
 // Connected regions of the mask (8-connected) of at least `min_area` pixels, largest first, each
 // with its mean probability over its own pixels and, given the copy cover, the share of them copied
 // (localizer.py find_regions): bands.hpp's RegionFinder over a held mask.
