@@ -98,8 +98,8 @@ class Localizer {
   static int steps_for(const ModelDir& model, const LocalizeConfig& config);
   static double mask_threshold_for(const ModelDir& model, const LocalizeConfig& config);
   Result localize(const cv::Mat& rgb);  // CV_8UC3 RGB
-  // A photo in a file, worked a band of rows at a time: the same maps, regions and score (the score's
-  // top 1% summed in another order); held whole where it is to be downscaled (max_side) or padded.
+  // A photo in a file, worked a band of rows at a time: the same maps, regions and score; held whole
+  // where it is to be downscaled (max_side) or padded.
   Result localize(const SpilledMat& rgb);
 
   const ModelDir& model() const { return model_; }
