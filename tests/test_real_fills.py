@@ -67,6 +67,15 @@ def test_a_missing_tool_names_its_package(monkeypatch):
             tools.shiftmap(make_photo(32, 32, 1), np.ones((32, 32), np.uint8), np.random.default_rng(0))
 
 
+def test_a_missing_inpainter_checkpoint_says_where_it_comes_from(tmp_path):
+    # What `pip install .` (graphs only) leaves the learned fills.
+    from inpdiff.data.fills.learned import LearnedFill
+
+    with pytest.raises(tools.ToolMissing, match="unet-gan.*source checkout"):
+        LearnedFill(tmp_path / "unet-gan")(make_photo(32, 32, 1), np.ones((32, 32), np.uint8),
+                                           np.random.default_rng(0))
+
+
 def test_missing_autoencoder_weights_are_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="taef2_encoder.pth is missing"):
         latent_fills.load_taef2(str(tmp_path))

@@ -29,6 +29,7 @@ import numpy as np
 
 from ...io import atomic_write, list_images, read_image
 from ..masks import random_mask
+from .tools import ToolMissing
 
 HOLE_WEIGHT = 6.0
 
@@ -274,6 +275,11 @@ class LearnedFill:
     def _load(self):
         from safetensors.torch import load_file
 
+        if not (self.checkpoint / "config.json").is_file():
+            # `pip install .` ships the runtime's graphs only; the inpainters' weights live in the checkout.
+            raise ToolMissing(f"fill method {self.checkpoint.name!r} needs the project's trained inpainter, "
+                              f"not found at {self.checkpoint}: run from a source checkout "
+                              "(pip install -e '.[train]') or train it (inpdiff train-inpainter)")
         meta = json.loads((self.checkpoint / "config.json").read_text())
         known = InpainterConfig.__dataclass_fields__
         net = _network(InpainterConfig(**{k: v for k, v in meta["config"].items() if k in known}))
