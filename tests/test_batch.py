@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from inpdiff.io import read_image
-from inpdiff.runtime.inputs import iter_jobs, mirrored
+from inpdiff.runtime.inputs import Job, iter_jobs, mirrored
 from inpdiff.runtime.localizer import Localizer, LocalizeConfig
 from inpdiff.runtime.pipeline import PipelineConfig, _Pending, _PixelBudget, run_pipeline
 from inpdiff.runtime.report import Report, ResumeError
@@ -101,21 +101,23 @@ def test_tiles_are_blended_in_plan_order_whatever_order_they_finish_in(model_dir
 
 
 def test_the_pixel_budget_waits_for_room_and_lets_a_large_photo_in_alone():
-    budget = _PixelBudget(100)
+    flying = []
+    budget = _PixelBudget(100, flying.append)
 
-    def admitting(job, pixels) -> threading.Thread:
-        t = threading.Thread(target=budget.admit, args=(job, pixels), daemon=True)
+    def admitting(job, pixels, alone=False) -> threading.Thread:
+        t = threading.Thread(target=budget.admit, args=(job, pixels, alone), daemon=True)
         t.start()
         t.join(0.3)
         return t
 
-    a, b, c, d = "a", "b", "c", "d"
+    a, b, c, d, e = (Job(Path(name), Path(name)) for name in "abcde")
     budget.admit(a, 60)
     waiting = admitting(b, 60)
     assert waiting.is_alive()  # 120 > 100
     budget.release(a)
     waiting.join(5)
     assert not waiting.is_alive() and budget.total == 60
+    assert flying == [["a"], [], ["b"]]  # the paths in flight, as they change
     budget.release(b)
     assert not admitting(c, 500).is_alive() and budget.total == 100  # alone, counted as the limit
     budget.release(c)
@@ -123,6 +125,16 @@ def test_the_pixel_budget_waits_for_room_and_lets_a_large_photo_in_alone():
     budget.correct(c, 90)  # ...decoded: 90
     waiting = admitting(d, 20)
     assert waiting.is_alive()
+    budget.release(c)
+    waiting.join(5)
+    # A photo to be worked alone (a crash suspect) waits for an empty pipeline, then keeps it.
+    lone = admitting(e, 1, alone=True)
+    assert lone.is_alive()  # d is in flight
+    budget.release(d)
+    lone.join(5)
+    assert not lone.is_alive() and flying[-1] == ["e"]
+    waiting = admitting(a, 1)
+    assert waiting.is_alive()  # room for its pixels, but e is alone
     budget.close()  # the run ends: nothing waits for room any more
     waiting.join(5)
     assert not waiting.is_alive()

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from conftest import ROOT, make_photo
 
@@ -207,6 +208,59 @@ def test_kill_9_leaves_no_process_behind(model_dir, tmp_path):
     run.assert_no_process_left()
     assert run.run(src, "-o", out).returncode == 0
     assert_complete(out, inputs)
+    assert "crashed_on" not in (out / ".trt-localize.claims").read_text()  # a kill is not a crash
+
+
+def test_a_photo_the_run_crashed_on_is_reported_not_retried_forever(model_dir, tmp_path):
+    """A crash (a fatal signal: a hostile file can crash a library outright) leaves the photos in flight
+    behind, which the next run notes in the claims journal. After a crash with several photos in flight,
+    the next run works them one at a time; after a crash with one alone, the next run gives that photo
+    an error line and finishes the others (a resumed run would meet the same file, and crash, every
+    time). --restart tries it again. The notes are trt-localize-cpp's."""
+    import resource
+
+    run = Runner(tmp_path, model_dir)
+    src, out = tmp_path / "photos", tmp_path / "out"
+    src.mkdir()
+    cv2.imwrite(str(src / "a_large.png"), np.random.default_rng(1).integers(0, 256, (3000, 3000, 3), np.uint8))
+    small = photos(src, [f"{name}.png" for name in "bcdefg"], size=(160, 160))
+    lock, claims = out / ".trt-localize.lock", out / ".trt-localize.claims"
+
+    def crash_when(flying) -> None:
+        """Runs, sends SIGSEGV once the lock file lists photos in flight that `flying` accepts."""
+        proc = subprocess.Popen(run.args(src, "-o", out, "--spill-above", "0"), env=run.env, cwd=run.cwd,
+                                stderr=subprocess.PIPE, text=True,  # and no core file
+                                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)))
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            assert proc.poll() is None, proc.stderr.read()
+            pid, _, paths = (lock.read_text() if lock.exists() else "").partition("\n")
+            try:
+                if pid == str(proc.pid) and flying([Path(p).name for p in json.loads(paths)]):
+                    break
+            except ValueError:
+                pass  # read while it was rewritten
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGSEGV)  # as the photo's own crash would arrive
+        err = proc.communicate(timeout=120)[1]
+        assert proc.returncode == -signal.SIGSEGV, err
+        run.assert_no_process_left()
+
+    crash_when(lambda names: "a_large.png" in names and len(names) > 1)
+    # Resumed: the photos in flight at the crash one at a time, the large one first; it crashes again.
+    crash_when(lambda names: names == ["a_large.png"])
+    r = run.run(src, "-o", out)
+    assert r.returncode == 1, r.stderr
+    lines = {Path(line["path"]).name: line for line in report(out)}
+    assert "crashed (signal 11) while working on this file alone" in lines["a_large.png"]["error"]
+    assert_complete(out, small, [src / "a_large.png"])
+    notes = [json.loads(line) for line in claims.read_text().splitlines() if "crashed_on" in line]
+    assert len(notes) > 2 and all(n["signal"] == signal.SIGSEGV for n in notes)
+    assert "a_large.png" in {Path(n["crashed_on"]).name for n in notes[:-1]} and not any(n["alone"] for n in notes[:-1])
+    assert (Path(notes[-1]["crashed_on"]).name, notes[-1]["alone"]) == ("a_large.png", True)
+    r = run.run(src, "-o", out, "--restart")
+    assert r.returncode == 0, r.stderr
+    assert_complete(out, small + [src / "a_large.png"])
 
 
 def test_a_torn_claims_line_is_cut_off_before_new_claims_follow_it(model_dir, tmp_path):

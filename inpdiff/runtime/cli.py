@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                     "near_copies": not (a.no_copies or a.no_near_copies), "outputs": a.outputs, "score": model.score}
         folder = OutFolder(out)
         report = Report(out, settings, a.restart, a.retry_failed, on_line=folder.learn)
-        folder.load_claims(report.is_done)
+        folder.load_claims(report.is_done, a.restart)
         gallery = None if a.no_html else Gallery(out, settings)
         thumbs_of = out if gallery and a.outputs == "all" else None
     except (ModelError, ValueError, RuntimeError, OSError) as e:
@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         progress.tick()
 
     signal.signal(signal.SIGTERM, _interrupt)  # a kill stops as cleanly as Ctrl-C
+    folder.watch_crashes()
     stopped = 0  # the exit status of a run that did not finish
     try:
         if a.ray:
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                                   max_pixels=a.max_pixels, spill_above=a.spill_above)
             run_pipeline(localizer, jobs, pipe,
                          lambda done: write(lambda: report_line(done, localizer, a.outputs, thumbs_of)), stop,
-                         progress.tiles)
+                         progress.tiles, folder)
     except KeyboardInterrupt:
         stopped = 130
     except Exception as e:  # the run as a whole failed (Ray unreachable, say); what was written stays

@@ -12,15 +12,24 @@ file this tool did not write.
   written under it, so after a kill the resumed run knows which half-written files are its own and
   gives the input the same stem. Report lines name their outputs too; both tell an input walk which
   files are this OUT's outputs, so they are never read back as photos.
+- **Crash notes**: a file can crash a library outright (a signal, not an exception), and would then end
+  every resumed run. The photos in flight are kept in the lock file (after the PID line, rewritten as
+  photos come and go), and `faulthandler` appends its report of a fatal signal there. The next run
+  turns what a crash left into notes in the claims journal, `{"crashed_on", "alone", "signal"}` as
+  `trt-localize-cpp` writes them: noted photos are worked one at a time, and one the run died on alone
+  gets an error line instead (`--restart` tries it again). A kill (SIGKILL) leaves no note.
 
 Memory: one 8-byte key per input (as for the report), not the names themselves.
 """
 from __future__ import annotations
 
+import faulthandler
 import fcntl
 import itertools
 import json
 import os
+import re
+import signal
 from pathlib import Path
 
 from .inputs import Job
@@ -33,6 +42,23 @@ CLAIMS_FILE = ".trt-localize.claims"
 
 class BusyError(RuntimeError):
     """Another run holds OUT."""
+
+
+def _crash_left(lock_text: str) -> tuple[list[str], int] | None:
+    """(photos in flight, signal) where a run died of a fatal signal, from its lock file: the PID line,
+    the JSON list of photos in flight, then faulthandler's report (after a crash only)."""
+    lines = lock_text.split("\n", 2)
+    fatal = re.search(r"Fatal Python error: (.+?)\n", lines[2] if len(lines) > 2 else "")
+    if not fatal:
+        return None
+    try:
+        paths = json.loads(lines[1])
+    except ValueError:
+        return None
+    names = {"Segmentation fault": signal.SIGSEGV, "Bus error": signal.SIGBUS, "Aborted": signal.SIGABRT,
+             "Floating-point exception": signal.SIGFPE, "Floating point exception": signal.SIGFPE,
+             "Illegal instruction": signal.SIGILL}
+    return [p for p in paths if isinstance(p, str)], int(names.get(fatal.group(1).strip(), 0))
 
 
 def _key(path: str | Path) -> int:
@@ -51,25 +77,43 @@ class OutFolder:
         if out.exists() and not out.is_dir():
             raise NotADirectoryError(f"{out}: is a file, not a folder (-o names the output folder)")
         out.mkdir(parents=True, exist_ok=True)
-        self._lock = open(out / LOCK_FILE, "a+")
+        self._lock = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        previous = os.pread(self._lock, 1 << 20, 0).decode(errors="replace")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._lock.seek(0)
-            pid = self._lock.read().strip() or "unknown"
-            self._lock.close()
+            os.close(self._lock)
+            pid = previous.split("\n", 1)[0].strip() or "unknown"
             raise BusyError(f"{out}: another trt-localize (PID {pid}) is writing to this folder; wait for it "
                             "to finish or choose another --out") from None
-        self._lock.seek(0)
-        self._lock.truncate()
-        self._lock.write(str(os.getpid()))
-        self._lock.flush()
+        self._crashed = _crash_left(previous)
+        self.in_flight([])
+        self._fault_log = None
         self.stems: set[int] = set()           # every stem of this OUT: claimed or reported
         self.resumed: dict[int, Path] = {}     # unfinished input's key -> its stem, from the journal
+        self.crashes: dict[str, tuple[bool, int]] = {}  # crash-noted photo -> (alone, signal)
         self._journal = None
 
-    def load_claims(self, is_done) -> None:
-        """Read the claims journal (after the report, so that finished inputs are not kept in memory)."""
+    def watch_crashes(self) -> None:
+        """From now on a fatal signal leaves faulthandler's report after the photos in flight (O_APPEND).
+        Process-wide, so the command calls it, not a library user of this class."""
+        self._fault_log = open(self.out / LOCK_FILE, "a")
+        faulthandler.enable(self._fault_log)
+
+    def in_flight(self, paths: list[str]) -> None:
+        """The photos now in the run's hands, for a crash to leave behind (the pipeline calls this as they
+        come and go, one call at a time). Written over the old list, then cut to length, so that a crash
+        at any point leaves a whole list on the second line. A full disk costs the notes, not the run."""
+        text = f"{os.getpid()}\n{json.dumps(paths)}\n".encode()
+        try:
+            os.pwrite(self._lock, text, 0)
+            os.ftruncate(self._lock, len(text))
+        except OSError:
+            pass
+
+    def load_claims(self, is_done, restart: bool = False) -> None:
+        """Read the claims journal (after the report, so that finished inputs are not kept in memory), and
+        note there what a crash of the last run left; `restart` voids every crash note."""
         journal = self.out / CLAIMS_FILE
         if journal.exists():
             whole = 0  # bytes up to the end of the last complete line
@@ -78,6 +122,12 @@ class OutFolder:
                     whole += len(raw) if raw.endswith(b"\n") else 0
                     try:
                         c = json.loads(raw)
+                        if "restarted" in c:
+                            self.crashes.clear()
+                        if "crashed_on" in c:
+                            alone = c.get("alone") is True or self.crashes.get(c["crashed_on"], (False, 0))[0]
+                            self.crashes[c["crashed_on"]] = (alone, int(c.get("signal") or 0))
+                            continue
                         stem = self.out / c["stem"]  # journaled relative to OUT: any working folder
                         self.stems.add(_key(stem))
                         if not is_done(c["path"]):
@@ -87,6 +137,36 @@ class OutFolder:
             if whole != journal.stat().st_size:  # cut the torn tail, or this run's first claim would join it
                 os.truncate(journal, whole)
         self._journal = open(journal, "a", encoding="utf-8")
+        if restart:
+            self.crashes.clear()
+            self._write_journal([{"restarted": True}])
+            return
+        paths, sig = self._crashed or ([], 0)
+        alone = len(paths) == 1
+        self.crashes.update({p: (alone or self.crashes.get(p, (False, 0))[0], sig) for p in paths})
+        self._write_journal([{"crashed_on": p, "alone": alone, "signal": sig} for p in paths])
+
+    def refuse(self, path: Path) -> str | None:
+        """The error line for a photo a run crashed on while working it alone, None for any other."""
+        alone, sig = self.crashes.get(str(path), (False, 0))
+        if not alone:
+            return None
+        how = f"crashed (signal {sig})" if sig else "crashed"
+        return (f"{path}: trt-localize {how} while working on this file alone in an earlier run (damaged or "
+                "hostile data?); it is not tried again (--restart tries every file again)")
+
+    def alone(self, path: Path) -> bool:
+        """Whether a run crashed with this photo in flight beside others: it is worked alone."""
+        return str(path) in self.crashes
+
+    def _write_journal(self, lines: list[dict]) -> None:
+        if not lines:
+            return
+        try:
+            self._journal.write("".join(json.dumps(line) + "\n" for line in lines))
+            self._journal.flush()
+        except OSError as e:
+            reraise(e, self.out)
 
     def learn(self, line: dict) -> None:
         """A report line's outputs belong to this OUT (lines from before outputs were named have none)."""
@@ -110,19 +190,19 @@ class OutFolder:
             named = base.with_name(base.name + job.path.suffix)  # NAME.EXT, then NAME.EXT_1, _2...
             tries = itertools.chain([base, named], (named.with_name(f"{named.name}_{n}") for n in itertools.count(1)))
             stem = next(c for c in tries if self._free(c))
-            try:
-                rel = os.path.relpath(stem, self.out)
-                self._journal.write(json.dumps({"path": str(job.path), "stem": rel}) + "\n")
-                self._journal.flush()
-            except OSError as e:
-                reraise(e, self.out)
+            self._write_journal([{"path": str(job.path), "stem": os.path.relpath(stem, self.out)}])
         self.stems.add(_key(stem))
         return Job(job.path, stem)
 
     def close(self) -> None:
-        for f in (self._journal, self._lock):
+        """A clean end, stopped or not: no photo in flight is left to note."""
+        if self._fault_log is not None:
+            faulthandler.disable()
+        self.in_flight([])
+        for f in (self._journal, self._fault_log):
             try:
                 if f is not None:
                     f.close()
             except OSError:
                 pass  # a full disk: the journal's last line may be torn, which loading skips
+        os.close(self._lock)

@@ -27,7 +27,8 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from pathlib import Path
+from typing import Callable, Iterable, Protocol
 
 import numpy as np
 
@@ -90,38 +91,54 @@ class _Pending:
             return self.remaining == 0
 
 
+class CrashNotes(Protocol):
+    """What a crash of the run leaves behind, and what the last one left (OutFolder keeps them)."""
+
+    def in_flight(self, paths: list[str]) -> None: ...     # the photos in the run's hands now
+    def refuse(self, path: Path) -> str | None: ...        # an error line instead of working it
+    def alone(self, path: Path) -> bool: ...               # to be worked with no other photo in flight
+
+
 class _PixelBudget:
     """Admits photos to the pipeline while those in flight (admitted, not yet written) hold at most
     `limit` pixels in all, so that five 12 MP photos are not held at once where one fits the memory a
     run is meant to stay in. A photo counts its pixels, at most `limit` (a spilled photo is worked in
     about that photo's memory); one over what is left waits, except that a photo is always admitted
-    when nothing else is in flight. 0: no limit."""
+    when nothing else is in flight. 0: no limit. A photo admitted `alone` waits for an empty pipeline
+    and keeps it to itself. `on_change` hears the paths in flight as they change."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, on_change: Callable[[list[str]], None] = lambda paths: None):
         self.limit, self.held, self.total, self.closed = limit, {}, 0, False
+        self.lone = None  # the job admitted alone, while it is in flight
+        self.on_change = on_change
         self.cond = threading.Condition()
 
-    def admit(self, job: Job, pixels: int) -> None:
+    def admit(self, job: Job, pixels: int, alone: bool = False) -> None:
         """Waits for room for `pixels` (0 where the header did not say: see `correct`)."""
-        if not self.limit:
-            return
-        n = min(pixels, self.limit)
+        n = min(pixels, self.limit) if self.limit else 0
         with self.cond:
-            self.cond.wait_for(lambda: self.closed or not self.held or self.total + n <= self.limit)
-            self.held[id(job)] = n
+            self.cond.wait_for(lambda: self.closed or not self.held or (
+                not alone and self.lone is None and (not self.limit or self.total + n <= self.limit)))
+            self.held[id(job)] = (n, str(job.path))
             self.total += n
+            self.lone = id(job) if alone else self.lone
+            self.on_change([path for _, path in self.held.values()])
 
     def correct(self, job: Job, pixels: int) -> None:
         """The decoded size of an admitted photo, which its header may not have given (TIFF, WebP)."""
         with self.cond:
-            if id(job) in self.held:
-                n = min(pixels, self.limit)
-                self.total += n - self.held[id(job)]
-                self.held[id(job)] = n
+            if id(job) in self.held and self.limit:
+                n, path = self.held[id(job)]
+                self.total += min(pixels, self.limit) - n
+                self.held[id(job)] = (min(pixels, self.limit), path)
 
     def release(self, job: Job) -> None:
         with self.cond:
-            self.total -= self.held.pop(id(job), 0)
+            if id(job) not in self.held:
+                return
+            self.total -= self.held.pop(id(job))[0]
+            self.lone = None if self.lone == id(job) else self.lone
+            self.on_change([path for _, path in self.held.values()])
             self.cond.notify_all()
 
     def close(self) -> None:
@@ -133,9 +150,10 @@ class _PixelBudget:
 
 def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
                  write: Callable[[Done], None], stop: threading.Event | None = None,
-                 on_tiles: Callable[[int, int], None] | None = None) -> None:
+                 on_tiles: Callable[[int, int], None] | None = None, crashes: CrashNotes | None = None) -> None:
     """Localize every job; `write` is called once per job, from one writer thread, in completion order.
-    `on_tiles(planned, inferred)` hears of tiles as images are cut up and as batches finish (progress)."""
+    `on_tiles(planned, inferred)` hears of tiles as images are cut up and as batches finish (progress);
+    `crashes` keeps the photos in flight for a crash to leave behind, and says what the last one left."""
     stop = stop or threading.Event()
     on_tiles = on_tiles or (lambda planned, inferred: None)
     decoded: queue.Queue = queue.Queue(cfg.prefetch)
@@ -143,13 +161,16 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
     complete: queue.Queue = queue.Queue(cfg.workers)  # images whose tiles are all in, to assemble
     finished: queue.Queue = queue.Queue(cfg.prefetch)
     input_errors: list[Exception] = []
-    budget = _PixelBudget(cfg.spill_above)
+    budget = _PixelBudget(cfg.spill_above, crashes.in_flight if crashes else lambda paths: None)
 
     def feed() -> None:
         try:
             for job in jobs:
-                if budget.limit:
-                    budget.admit(job, image_pixels(job.path) or 0)
+                if crashes and (error := crashes.refuse(job.path)):
+                    finished.put(Done(job, error=error))
+                    continue
+                budget.admit(job, (image_pixels(job.path) or 0) if budget.limit else 0,
+                             alone=bool(crashes and crashes.alone(job.path)))
                 if stop.is_set():
                     break
                 decoded.put((job, time.perf_counter(), decoder.submit(job.path)))

@@ -113,6 +113,7 @@ class OutFolder {
     if (lock_ < 0 || ::flock(lock_, LOCK_EX | LOCK_NB) != 0) {
       char pid[32] = {0};
       if (lock_ >= 0 && ::pread(lock_, pid, sizeof pid - 1, 0) <= 0) pid[0] = 0;
+      if (char* end = std::strchr(pid, '\n')) *end = 0;  // trt-localize keeps its photos in flight below
       throw std::runtime_error(out.string() + ": another trt-localize (PID " + (pid[0] ? pid : "unknown") +
                                ") is writing to this folder; wait for it to finish or choose another --out");
     }
