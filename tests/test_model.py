@@ -26,9 +26,28 @@ def test_config_overrides_and_errors(tmp_path):
         load_config(bad)
 
 
+def test_the_fused_high_pass_is_the_srm_and_constrained_filters_truncated_at_8_levels(tiny_cfg):
+    """The ACN runs the SRM filters of each colour channel and the learned constrained filters as one
+    convolution of the pixels: it must equal each filter bank applied on its own, clipped at +-8."""
+    import torch.nn.functional as F
+
+    from inpdiff.model.acn import srm_kernels
+
+    acn = ACN(tiny_cfg.replace(["model.learned_highpass=true"]).model).eval()
+    pixels = torch.randint(0, 256, (1, 3, 64, 64)).float()
+    seen = {}
+    acn.hf.register_forward_pre_hook(lambda module, args: seen.setdefault("residual", args[0]))
+    acn(pixels)
+    srm = F.conv2d(pixels, srm_kernels().repeat(3, 1, 1, 1), padding=2, groups=3)  # 3 filters per colour
+    learned = F.conv2d(pixels, acn.bayar.kernels(), padding=2)
+    expected = torch.cat([srm, learned], 1).clamp(-8, 8) / 8
+    assert torch.allclose(seen["residual"], expected, atol=1e-5)
+    assert (expected.abs() == 1).any() and (expected.abs() < 1).any()  # both clipped and unclipped taps
+
+
 def test_acn_gives_both_conditions_at_four_scales(tiny_cfg):
     acn = ACN(tiny_cfg.model)
-    sem, edge = acn(torch.rand(2, 3, 128, 96))
+    sem, edge = acn(255 * torch.rand(2, 3, 128, 96))  # pixels
     for conds in (sem, edge):
         assert [tuple(c.shape) for c in conds] == [(2, w, 128 // s, 96 // s)
                                                   for w, s in zip(tiny_cfg.model.cond_widths, (4, 8, 16, 32))]

@@ -64,21 +64,13 @@ def srm_kernels() -> torch.Tensor:
     return torch.stack([k1, k2, k3]).unsqueeze(1)
 
 
-class SRMResidual(nn.Module):
-    """Fixed high-pass residuals of each colour channel, in 8-bit pixel units, truncated.
-
-    Classical fills (diffusion- or PDE-based) leave regions with almost no sensor noise; camera
-    noise and JPEG texture live in exactly these residuals, so this is where the fill shows.
-    """
-
-    def __init__(self, clip: float = 8.0):
-        super().__init__()
-        self.register_buffer("weight", srm_kernels().repeat(3, 1, 1, 1), persistent=False)  # (9,1,5,5)
-        self.clip = clip
-
-    def forward(self, rgb01: torch.Tensor) -> torch.Tensor:
-        r = F.conv2d(rgb01 * 255.0, self.weight, padding=2, groups=3)
-        return r.clamp(-self.clip, self.clip) / self.clip
+def srm_weight() -> torch.Tensor:
+    """The SRM filters of each colour channel, as one dense (9, 3, 5, 5) kernel: output 3c + i is filter i
+    of channel c."""
+    w = torch.zeros(9, 3, 5, 5)
+    for c in range(3):
+        w[3 * c:3 * c + 3, c] = srm_kernels()[:, 0]
+    return w
 
 
 class ConstrainedHighPass(nn.Module):
@@ -93,11 +85,9 @@ class ConstrainedHighPass(nn.Module):
         centre[..., k // 2, k // 2] = 1
         self.register_buffer("centre", centre, persistent=False)
 
-    def forward(self, rgb01: torch.Tensor) -> torch.Tensor:
+    def kernels(self) -> torch.Tensor:
         w = self.weight * (1 - self.centre)
-        w = w / w.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3) - self.centre
-        r = F.conv2d(rgb01 * 255.0, w, padding=self.weight.shape[-1] // 2)
-        return r.clamp(-8, 8) / 8
+        return w / w.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3) - self.centre
 
 
 class ImageContext(nn.Module):
@@ -154,10 +144,12 @@ class ACN(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.register_buffer("mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(RGB_STD).view(1, 3, 1, 1), persistent=False)
+        # The backbone's input, (rgb01 - mean) / std, as one affine map of the pixels (0..255).
+        std, mean = torch.tensor(RGB_STD).view(1, 3, 1, 1), torch.tensor(RGB_MEAN).view(1, 3, 1, 1)
+        self.register_buffer("scale", 1 / (255 * std), persistent=False)
+        self.register_buffer("shift", -mean / std, persistent=False)
         self.backbone = Pyramid(3, cfg.backbone_widths, cfg.backbone_depths)
-        self.srm = SRMResidual()
+        self.register_buffer("srm", srm_weight(), persistent=False)
         self.bayar = ConstrainedHighPass() if cfg.learned_highpass else None
         self.hf = Pyramid(9 + (6 if cfg.learned_highpass else 0), cfg.hf_widths, (1,) * len(cfg.hf_widths))
         # Image context on the residual stream at strides 8, 16, 32; attention at the coarsest two.
@@ -171,12 +163,14 @@ class ACN(nn.Module):
         if cfg.pretrained_backbone:
             self.load_backbone(cfg.pretrained_backbone)
 
-    def forward(self, rgb01: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """rgb01: (B, 3, H, W) float in [0, 1], H and W multiples of 32."""
-        sem_feats = self.backbone((rgb01 - self.mean) / self.std)
-        residual = self.srm(rgb01)
-        if self.bayar is not None:
-            residual = torch.cat([residual, self.bayar(rgb01)], dim=1)
+    def forward(self, pixels: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """pixels: (B, 3, H, W) float in [0, 255] (what the deployed graph casts its uint8 input to), H and
+        W multiples of 32."""
+        sem_feats = self.backbone(pixels * self.scale + self.shift)
+        # The SRM and learned high-pass residuals in one convolution, truncated at 8 gray levels and
+        # scaled to [-1, 1]: the full-resolution work, a large part of a CPU's condition graph, done once.
+        kernels = self.srm if self.bayar is None else torch.cat([self.srm, self.bayar.kernels()])
+        residual = F.conv2d(pixels, kernels / 8, padding=kernels.shape[-1] // 2).clamp(-1, 1)
         hf_feats = [c(f) for c, f in zip(self.context, self.hf(residual))]
         sem = [s(f) for s, f in zip(self.semantic, sem_feats)]
         edge = [e(f) for e, f in zip(self.edge, hf_feats)]

@@ -19,8 +19,8 @@ class ConditionGraph(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         # Cast first: TensorRT takes a uint8 input only straight into a Cast (its UINT8 type supports
         # no other layer), so the layout change must happen in float.
-        rgb01 = image.float().permute(0, 3, 1, 2) / 255.0
-        return tuple(self.model.conditions(rgb01))
+        pixels = image.float().permute(0, 3, 1, 2)
+        return tuple(self.model.dn.project(*self.model.acn(pixels)))
 
 
 class StepGraph(nn.Module):

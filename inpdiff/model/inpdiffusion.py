@@ -28,7 +28,7 @@ class InpDiffusion(nn.Module):
 
     def conditions(self, rgb01: torch.Tensor) -> list[torch.Tensor]:
         """Once per image: the DN-ready conditions at strides 4, 8, 16, 32."""
-        return self.dn.project(*self.acn(rgb01))
+        return self.dn.project(*self.acn(rgb01 * 255.0))
 
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor, conds: list[torch.Tensor],
                 x0_prev: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
