@@ -211,6 +211,23 @@ def test_kill_9_leaves_no_process_behind(model_dir, tmp_path):
     assert "crashed_on" not in (out / ".trt-localize.claims").read_text()  # a kill is not a crash
 
 
+def test_crash_notes_of_the_cpp_command_are_read_and_a_restart_voids_them(model_dir, tmp_path):
+    """The notes are one format for both commands: a note trt-localize-cpp left (a photo it crashed on
+    alone) gets the photo an error line here, and --restart writes the line that voids every earlier note."""
+    run = Runner(tmp_path, model_dir)
+    src, out = tmp_path / "photos", tmp_path / "out"
+    good = photos(src, ["a.png", "b.png"], size=(96, 96))
+    out.mkdir()
+    note = {"crashed_on": str(good[0]), "alone": True, "signal": 7}
+    (out / ".trt-localize.claims").write_text(json.dumps(note) + "\n")
+    r = run.run(src, "-o", out)
+    assert r.returncode == 1 and "crashed (signal 7) while working on this file alone" in r.stderr, r.stderr
+    assert_complete(out, good[1:], good[:1])
+    assert run.run(src, "-o", out, "--restart").returncode == 0
+    assert_complete(out, good)
+    assert {"restarted": True} in [json.loads(line) for line in (out / ".trt-localize.claims").read_text().splitlines()]
+
+
 def test_a_photo_the_run_crashed_on_is_reported_not_retried_forever(model_dir, tmp_path):
     """A crash (a fatal signal: a hostile file can crash a library outright) leaves the photos in flight
     behind, which the next run notes in the claims journal. After a crash with several photos in flight,
