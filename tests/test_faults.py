@@ -268,6 +268,8 @@ def test_a_photo_the_run_crashed_on_is_reported_not_retried_forever(model_dir, t
     crash_when(lambda names: names == ["a_large.png"])
     r = run.run(src, "-o", out)
     assert r.returncode == 1, r.stderr
+    assert "the last run on" in r.stderr and "crashed (signal 11) with 1 photo(s) in flight" in r.stderr
+    assert "Fatal Python error: Segmentation fault" in r.stderr  # faulthandler's report, for a bug report
     lines = {Path(line["path"]).name: line for line in report(out)}
     assert "crashed (signal 11) while working on this file alone" in lines["a_large.png"]["error"]
     assert_complete(out, small, [src / "a_large.png"])

@@ -206,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         folder = OutFolder(out)
         report = Report(out, settings, a.restart, a.retry_failed, on_line=folder.learn)
         folder.load_claims(report.is_done, a.restart)
+        if not a.restart and (crash := folder.last_crash()):
+            print(f"trt-localize: {crash}", file=sys.stderr)
         gallery = None if a.no_html else Gallery(out, settings)
         thumbs_of = out if gallery and a.outputs == "all" else None
     except (ModelError, ValueError, RuntimeError, OSError) as e:

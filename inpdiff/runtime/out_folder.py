@@ -44,9 +44,9 @@ class BusyError(RuntimeError):
     """Another run holds OUT."""
 
 
-def _crash_left(lock_text: str) -> tuple[list[str], int] | None:
-    """(photos in flight, signal) where a run died of a fatal signal, from its lock file: the PID line,
-    the JSON list of photos in flight, then faulthandler's report (after a crash only)."""
+def _crash_left(lock_text: str) -> tuple[list[str], int, str] | None:
+    """(photos in flight, signal, faulthandler's report) where a run died of a fatal signal, from its lock
+    file: the PID line, the JSON list of photos in flight, then faulthandler's report (after a crash only)."""
     lines = lock_text.split("\n", 2)
     fatal = re.search(r"Fatal Python error: (.+?)\n", lines[2] if len(lines) > 2 else "")
     if not fatal:
@@ -58,7 +58,8 @@ def _crash_left(lock_text: str) -> tuple[list[str], int] | None:
     names = {"Segmentation fault": signal.SIGSEGV, "Bus error": signal.SIGBUS, "Aborted": signal.SIGABRT,
              "Floating-point exception": signal.SIGFPE, "Floating point exception": signal.SIGFPE,
              "Illegal instruction": signal.SIGILL}
-    return [p for p in paths if isinstance(p, str)], int(names.get(fatal.group(1).strip(), 0))
+    report = lines[2][fatal.start():].strip()
+    return [p for p in paths if isinstance(p, str)], int(names.get(fatal.group(1).strip(), 0)), report
 
 
 def _key(path: str | Path) -> int:
@@ -141,10 +142,20 @@ class OutFolder:
             self.crashes.clear()
             self._write_journal([{"restarted": True}])
             return
-        paths, sig = self._crashed or ([], 0)
+        paths, sig, _ = self._crashed or ([], 0, "")
         alone = len(paths) == 1
         self.crashes.update({p: (alone or self.crashes.get(p, (False, 0))[0], sig) for p in paths})
         self._write_journal([{"crashed_on": p, "alone": alone, "signal": sig} for p in paths])
+
+    def last_crash(self) -> str | None:
+        """What to tell the user of a crash the last run died of (its notes are in the journal by now)."""
+        if not self._crashed:
+            return None
+        paths, sig, report = self._crashed
+        return (f"the last run on {self.out} crashed (signal {sig}) with {len(paths)} photo(s) in flight; "
+                f"{'that photo is' if len(paths) == 1 else 'they are'} "
+                f"{'reported, not tried again' if len(paths) == 1 else 'worked one at a time'} "
+                f"(--restart tries every file again). Its report:\n{report}")
 
     def refuse(self, path: Path) -> str | None:
         """The error line for a photo a run crashed on while working it alone, None for any other."""
