@@ -44,6 +44,12 @@ class BusyError(RuntimeError):
     """Another run holds OUT."""
 
 
+# faulthandler's names of the signals it reports
+FATAL_SIGNALS = {"Segmentation fault": signal.SIGSEGV, "Bus error": signal.SIGBUS, "Aborted": signal.SIGABRT,
+                 "Floating-point exception": signal.SIGFPE, "Floating point exception": signal.SIGFPE,
+                 "Illegal instruction": signal.SIGILL}
+
+
 def _crash_left(lock_text: str) -> tuple[list[str], int, str] | None:
     """(photos in flight, signal, faulthandler's report) where a run died of a fatal signal, from its lock
     file: the PID line, the JSON list of photos in flight, then faulthandler's report (after a crash only)."""
@@ -55,11 +61,8 @@ def _crash_left(lock_text: str) -> tuple[list[str], int, str] | None:
         paths = json.loads(lines[1])
     except ValueError:
         return None
-    names = {"Segmentation fault": signal.SIGSEGV, "Bus error": signal.SIGBUS, "Aborted": signal.SIGABRT,
-             "Floating-point exception": signal.SIGFPE, "Floating point exception": signal.SIGFPE,
-             "Illegal instruction": signal.SIGILL}
     report = lines[2][fatal.start():].strip()
-    return [p for p in paths if isinstance(p, str)], int(names.get(fatal.group(1).strip(), 0)), report
+    return [p for p in paths if isinstance(p, str)], int(FATAL_SIGNALS.get(fatal.group(1).strip(), 0)), report
 
 
 def _key(path: str | Path) -> int:
