@@ -66,7 +66,8 @@ def srm_kernels() -> torch.Tensor:
 
 def srm_weight() -> torch.Tensor:
     """The SRM filters of each colour channel, as one dense (9, 3, 5, 5) kernel: output 3c + i is filter i
-    of channel c."""
+    of channel c. Classical (diffusion- or PDE-based) fills leave regions with almost no sensor noise;
+    camera noise and JPEG texture live in exactly these residuals, so this is where the fill shows."""
     w = torch.zeros(9, 3, 5, 5)
     for c in range(3):
         w[3 * c:3 * c + 3, c] = srm_kernels()[:, 0]
