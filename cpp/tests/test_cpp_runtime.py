@@ -498,6 +498,25 @@ def test_a_photo_the_command_crashed_on_is_reported_not_retried_forever(tmp_path
     assert all("error" not in line for line in _lines(out))
 
 
+def test_what_a_crash_of_the_python_command_left_is_noted_as_its_own(tmp_path):
+    """trt-localize keeps its photos in flight in the lock file and faulthandler appends its report of a
+    fatal signal there; the C++ command, resuming that folder, notes them as it notes its own crashes."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    for name in ("a.png", "b.png"):
+        (src / name).write_bytes((EXAMPLES / "astronaut_00_ns.png").read_bytes())
+    (out / ".trt-localize.lock").write_text(f"99999\n{json.dumps([str(src / 'a.png')])}\n"
+                                            "Fatal Python error: Bus error\n\nThread 0x7f (most recent call first):\n")
+    p = run(CLI, src, "-o", out, "--quiet")
+    assert p.returncode == 1, p.stderr
+    lines = {Path(line["path"]).name: line for line in _lines(out)}
+    assert "crashed (signal 7) while working on this file alone" in lines["a.png"]["error"]
+    assert "error" not in lines["b.png"]
+    notes = [json.loads(line) for line in (out / ".trt-localize.claims").read_text().splitlines() if "crashed_on" in line]
+    assert notes == [{"crashed_on": str(src / "a.png"), "alone": True, "signal": 7}]
+
+
 def test_sigterm_gives_up_a_photo_in_flight_and_the_next_run_redoes_it(tmp_path):
     """A large photo need not be finished before the command stops: its tiles and copy search give up
     (LocalizeConfig::stop), it gets no report line and no outputs, and the next run redoes it."""

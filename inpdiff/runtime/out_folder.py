@@ -165,8 +165,8 @@ class OutFolder:
         alone, sig = self.crashes.get(str(path), (False, 0))
         if not alone:
             return None
-        how = f"crashed (signal {sig})" if sig else "crashed"
-        return (f"{path}: trt-localize {how} while working on this file alone in an earlier run (damaged or "
+        # One note format for both commands, which do not say whose run it was.
+        return (f"{path}: an earlier run crashed (signal {sig}) while working on this file alone (damaged or "
                 "hostile data?); it is not tried again (--restart tries every file again)")
 
     def alone(self, path: Path) -> bool:

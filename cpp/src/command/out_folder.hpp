@@ -117,6 +117,7 @@ class OutFolder {
       throw std::runtime_error(out.string() + ": another trt-localize (PID " + (pid[0] ? pid : "unknown") +
                                ") is writing to this folder; wait for it to finish or choose another --out");
     }
+    const std::string left = read_all(lock_);  // what a crash of the last run may have left: before the PID
     std::string me = std::to_string(::getpid());
     if (::ftruncate(lock_, 0) != 0 || ::pwrite(lock_, me.data(), me.size(), 0) < 0) { /* the PID is a courtesy */ }
     fs::path report = out / "report.jsonl", saved = out / ".trt-localize.json";
@@ -133,6 +134,8 @@ class OutFolder {
       crashes_.clear();
       journal_ << json{{"restarted", true}}.dump() << "\n";
       journal_.flush();
+    } else {
+      note_python_crash(left);
     }
   }
   ~OutFolder() {
@@ -149,8 +152,8 @@ class OutFolder {
   std::optional<std::string> crashed_on(const fs::path& p) const {
     auto c = crashes_.find(p.string());
     if (c == crashes_.end() || !c->second.alone || done(p)) return std::nullopt;
-    return p.string() + ": trt-localize-cpp crashed (signal " + std::to_string(c->second.signal) +
-           ") while working on this file alone in an earlier run (damaged or hostile data?); it is not tried again "
+    return p.string() + ": an earlier run crashed (signal " + std::to_string(c->second.signal) +
+           ") while working on this file alone (damaged or hostile data?); it is not tried again "
            "(--restart tries every file again)";
   }
   // Photos that were in flight, with others, when an earlier run crashed: to be worked one at a time.
@@ -217,6 +220,36 @@ class OutFolder {
     if (!changed.empty())
       throw std::runtime_error(out_.string() + " holds results made with other settings (" + changed +
                                "); run with the same settings to resume, choose another --out, or add --restart");
+  }
+
+  static std::string read_all(int fd) {
+    std::string text;
+    char buf[4096];
+    for (ssize_t n; (n = ::pread(fd, buf, sizeof buf, static_cast<off_t>(text.size()))) > 0 && text.size() < (1 << 20);)
+      text.append(buf, static_cast<size_t>(n));
+    return text;
+  }
+
+  // trt-localize (Python) keeps its photos in flight on the lock's second line, and faulthandler appends
+  // "Fatal Python error: <signal>" below them when it crashes; they become notes as this command's own.
+  void note_python_crash(const std::string& lock) {
+    const size_t first = lock.find('\n'), second = first == std::string::npos ? first : lock.find('\n', first + 1);
+    if (second == std::string::npos) return;
+    const size_t fatal = lock.find("Fatal Python error: ", second);
+    if (fatal == std::string::npos) return;
+    json paths = json::parse(lock.substr(first + 1, second - first - 1), nullptr, false);
+    if (paths.is_discarded() || !paths.is_array()) return;
+    const std::string name = lock.substr(fatal + 20, lock.find('\n', fatal) - fatal - 20);
+    const int sig = name == "Segmentation fault" ? SIGSEGV : name == "Bus error" ? SIGBUS : name == "Aborted" ? SIGABRT
+                    : name.rfind("Floating", 0) == 0 ? SIGFPE : name == "Illegal instruction" ? SIGILL : 0;
+    for (const auto& p : paths) {
+      if (!p.is_string()) continue;
+      Crash& crash = crashes_[p.get<std::string>()];
+      crash.alone = crash.alone || paths.size() == 1;
+      crash.signal = sig;
+      journal_ << json{{"crashed_on", p}, {"alone", paths.size() == 1}, {"signal", sig}}.dump() << "\n";
+    }
+    journal_.flush();
   }
 
   void load(const fs::path& report) {
