@@ -11,9 +11,9 @@ SHIPPED = ROOT / "models" / "edge-c"
 EXAMPLES = ROOT / "examples"
 
 
-def run(*args, timeout=600, **kw):
+def run(*args, timeout=600, cwd=ROOT, **kw):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT, **kw)
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd, **kw)
 
 
 def test_synth_command(photos_dir, tmp_path):
@@ -75,6 +75,19 @@ def test_readme_main_command_localizes_the_example(tmp_path):
     gt = cv2.imread(str(EXAMPLES / "masks" / "astronaut_00_telea.png"), cv2.IMREAD_GRAYSCALE) > 127
     m = pixel_metrics(prob, gt)
     assert m["pixel_auc"] > 0.9 and m["f1"] > 0.55  # measured: 0.984 and 0.701 (edge-c)
+
+
+@pytest.mark.skipif(not (SHIPPED / "manifest.json").is_file(), reason="no shipped model under models/edge-c")
+def test_a_shipped_model_is_named_without_its_path(tmp_path):
+    """--model edge-c-int8-cpu from any working folder: the shipped folder, wherever pip put it; an unknown
+    name lists the shipped ones (exit 2)."""
+    image = str(EXAMPLES / "images" / "astronaut_00_telea.png")
+    r = run("-m", "inpdiff.runtime.cli", image, "-o", str(tmp_path / "out"), "--model", "edge-c-int8-cpu", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((SHIPPED.parent / "edge-c-int8-cpu" / "manifest.json").read_text())
+    assert json.loads((tmp_path / "out" / ".trt-localize.json").read_text())["model"] == manifest["files"]
+    r = run("-m", "inpdiff.runtime.cli", image, "-o", str(tmp_path / "out2"), "--model", "edge-x", cwd=tmp_path)
+    assert r.returncode == 2 and "edge-x: no such model folder" in r.stderr and "edge-c-int8-cpu" in r.stderr
 
 
 def test_help_shows_every_option_with_its_default():

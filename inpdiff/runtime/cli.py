@@ -26,7 +26,7 @@ from .backends import BACKENDS, BackendSpec, uses_gpu
 from .inputs import iter_jobs
 from .localizer import Localizer, LocalizeConfig
 from .malloc import few_arenas
-from .model_dir import ModelDir, ModelError, default_model_dir
+from .model_dir import ModelDir, ModelError, model_path
 from .gallery import Gallery
 from .out_folder import OutFolder
 from .outputs import OUTPUTS, report_line
@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="append", default=[], metavar="FILE",
                    help="a file of input paths, one per line ('-': standard input); may be repeated")
     p.add_argument("-o", "--out", default="localized", help="output folder")
-    p.add_argument("--model", help="exported model folder (default: the shipped edge-c)")
+    p.add_argument("--model", help="exported model folder, or a shipped model's name: edge-c (the default), "
+                                   "edge-c-int8-cpu (faster on CPUs with int8 dot products), edge-c-int8 and "
+                                   "edge-c-fp16 (for TensorRT)")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="auto: TensorRT where it is installed and a GPU is visible, else ONNX Runtime; "
                         "torch*: the PyTorch checkpoint (needs torch), fp16 and CUDA-graph variants on a GPU")
@@ -307,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _model(model: str | None) -> ModelDir:
-    return ModelDir.load(Path(model) if model else default_model_dir())
+    return ModelDir.load(model_path(model))
 
 
 def _interrupt(signum, frame) -> None:

@@ -33,7 +33,7 @@ from ..noise import tile_noise
 from ..scoring import ScoreCalibration, image_score
 from .backends import Backend, BackendSpec, FusedBackend, cpu_int8_dot_product, make_backend
 from .bands import BAND, RegionFinder, RowAccumulator, finish as finish_bands
-from .model_dir import ModelDir, ModelError, default_model_dir
+from .model_dir import ModelDir, ModelError, model_path
 from ..spill import SpilledArray
 
 
@@ -131,7 +131,7 @@ class Localizer:
     def __init__(self, model_dir: str | Path | None = None,
                  backend: str | BackendSpec | Backend | FusedBackend = "auto",
                  config: LocalizeConfig | None = None, threads: int = 0, require_score: bool = True):
-        self.model_dir = Path(model_dir) if model_dir else default_model_dir()
+        self.model_dir = model_path(model_dir)
         self.model = ModelDir.load(self.model_dir)
         if self.model.manifest.get("quantization", {}).get("target") == "cpu":
             self._fp32_where_int8_is_slow()

@@ -19,13 +19,24 @@ class ModelError(ValueError):
     """A model folder that cannot be used; the message says which file and what is wrong."""
 
 
-def default_model_dir() -> Path:
-    """The shipped model: inside the installed package, or under models/ in a source checkout."""
+def model_path(model: str | Path | None = None) -> Path:
+    """A model folder: a path, or the name of a shipped model (edge-c, edge-c-int8-cpu, edge-c-int8,
+    edge-c-fp16), found inside the installed package or under models/ in a source checkout, so that
+    nobody has to look up where pip put it; None: the shipped default. A folder of that name in the
+    working folder wins."""
+    if model is not None and (Path(model).exists() or len(Path(model).parts) > 1):
+        return Path(model)  # a path: the loader says what is wrong with it
     pkg = Path(__file__).resolve().parents[1]
-    for candidate in (pkg / "models" / DEFAULT_MODEL, pkg.parent / "models" / DEFAULT_MODEL):
-        if (candidate / "manifest.json").is_file():
-            return candidate
-    raise ModelError(f"the shipped model {DEFAULT_MODEL} is not installed; name one with --model DIR")
+    roots = [r for r in (pkg / "models", pkg.parent / "models") if r.is_dir()]
+    name = str(model or DEFAULT_MODEL)
+    for root in roots:
+        if (root / name / "manifest.json").is_file():
+            return root / name
+    shipped = sorted({d.name for r in roots for d in r.iterdir() if (d / "manifest.json").is_file()})
+    if model is None:
+        raise ModelError(f"the shipped model {DEFAULT_MODEL} is not installed; name one with --model DIR")
+    raise ModelError(f"{model}: no such model folder, nor a shipped model of that name "
+                     f"(shipped: {', '.join(shipped) or 'none'})")
 
 
 # Fields the runtime reads, and their types: a manifest without them is refused at load, naming the field.
