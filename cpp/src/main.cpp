@@ -1,4 +1,4 @@
-// trt-localize-cpp [PATH...] [--list FILE] [-o OUT] [--model DIR]: the C++ twin of `trt-localize`
+// trt-localize-cpp [PATH...] [--list FILE] [-o OUT] [--model DIR|NAME]: the C++ twin of `trt-localize`
 // (inpdiff/runtime/cli.py).
 //
 // Same output contract: under OUT, per input NAME.prob.png (round(255 p)), NAME.mask.png (0/255),
@@ -45,7 +45,7 @@ using namespace inpdiff::command;
 namespace {
 
 const char* const kUsage =
-    "usage: trt-localize-cpp [PATH...] [--list FILE] [-o OUT] [--model DIR]\n"
+    "usage: trt-localize-cpp [PATH...] [--list FILE] [-o OUT] [--model DIR|NAME]\n"
     "       [--backend auto|onnxruntime|tensorrt] [--engines DIR]\n"
     "       [--steps N] [--samples N] [--seed N] [--threshold P] [--max-side PX] [--max-pixels N]\n"
     "       [--batch N] [--workers N] [--threads N] [--outputs all|report] [--restart] [--fail-on-detect]\n"
@@ -218,7 +218,7 @@ int main(int argc, char** argv) {
   std::future<Decoded> first;  // the first photo, decoded while the backend loads
   int photo_slots = 1;
   try {
-    ModelDir model = ModelDir::load(o.model.empty() ? default_model_dir() : o.model);
+    ModelDir model = ModelDir::load(model_path(o.model));
     Localizer::check(model, o.cfg);
     json settings = {{"model", model.files}, {"steps", Localizer::steps_for(model, o.cfg)}, {"samples", o.cfg.samples},
                      {"seed", o.cfg.seed}, {"mask_threshold", Localizer::mask_threshold_for(model, o.cfg)},

@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <memory>
+#include <set>
 #include <vector>
 
 #ifndef INPDIFF_SOURCE_MODELS
@@ -116,18 +117,27 @@ ModelDir ModelDir::load(const fs::path& dir, bool verify) {
   return d;
 }
 
-fs::path default_model_dir() {
+fs::path model_path(const std::string& model) {
+  if (!model.empty() && (fs::exists(model) || fs::path(model).has_parent_path())) return model;  // a path
   // Installed beside the running program (wherever the installed tree was copied), at the configured
   // prefix, or in the source tree this was built from.
   std::error_code ec;
   fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  std::vector<fs::path> candidates = {INPDIFF_INSTALLED_MODELS, INPDIFF_SOURCE_MODELS};
-  if (!ec) candidates.insert(candidates.begin(), exe.parent_path().parent_path() / "share" / "inpdiff" / "models");
-  for (const fs::path& dir : candidates) {
-    fs::path p = dir / "edge-c";
-    if (!dir.empty() && fs::is_regular_file(p / "manifest.json")) return p;
-  }
-  throw ModelError("the shipped model edge-c is not installed; name one with --model DIR");
+  std::vector<fs::path> roots = {INPDIFF_INSTALLED_MODELS, INPDIFF_SOURCE_MODELS};
+  if (!ec) roots.insert(roots.begin(), exe.parent_path().parent_path() / "share" / "inpdiff" / "models");
+  const std::string name = model.empty() ? "edge-c" : model;
+  for (const fs::path& dir : roots)
+    if (!dir.empty() && fs::is_regular_file(dir / name / "manifest.json")) return dir / name;
+  if (model.empty()) throw ModelError("the shipped model edge-c is not installed; name one with --model DIR");
+  std::set<std::string> shipped;
+  for (const fs::path& dir : roots)
+    if (!dir.empty() && fs::is_directory(dir, ec))
+      for (const auto& d : fs::directory_iterator(dir, ec))
+        if (fs::is_regular_file(d.path() / "manifest.json")) shipped.insert(d.path().filename().string());
+  std::string list;
+  for (const std::string& s : shipped) list += (list.empty() ? "" : ", ") + s;
+  throw ModelError(model + ": no such model folder, nor a shipped model of that name (shipped: " +
+                   (list.empty() ? "none" : list) + ")");
 }
 
 }  // namespace inpdiff

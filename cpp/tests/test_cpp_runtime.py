@@ -428,6 +428,15 @@ def test_installed_tree_runs_where_it_is_copied(tmp_path):
     line = _lines(tmp_path / "out")[0]
     with Localizer(EDGE_C, "onnxruntime") as py:
         assert line["score"] == round(py.localize(EXAMPLES / "astronaut_00_telea.png").score, 4)
+    # A shipped model by its name, as trt-localize takes it; an unknown name lists the shipped ones.
+    p = run(root / "bin" / "trt-localize-cpp", EXAMPLES / "astronaut_00_telea.png", "-o", tmp_path / "int8",
+            "--model", "edge-c-int8-cpu", cwd="/")
+    assert p.returncode == 0, p.stderr
+    with Localizer(EDGE_C.parent / "edge-c-int8-cpu", "onnxruntime") as py:
+        assert _lines(tmp_path / "int8")[0]["score"] == round(py.localize(EXAMPLES / "astronaut_00_telea.png").score, 4)
+    p = run(root / "bin" / "trt-localize-cpp", EXAMPLES / "astronaut_00_telea.png", "-o", tmp_path / "x",
+            "--model", "edge-x", cwd="/")
+    assert p.returncode == 2 and "edge-x: no such model folder" in p.stderr and "edge-c-int8-cpu" in p.stderr
 
 
 def test_sigterm_stops_cleanly_and_the_next_run_finishes(tmp_path):

@@ -40,8 +40,9 @@ struct ModelDir {
   static ModelDir load(const std::filesystem::path& dir, bool verify = true);
 };
 
-// The shipped model (installed, or in the source tree this was built from).
-std::filesystem::path default_model_dir();
+// A model folder: a path, or the name of a shipped model (edge-c, edge-c-int8-cpu, ...), looked up where
+// the shipped models are installed, as trt-localize's model_path does; empty: the shipped edge-c.
+std::filesystem::path model_path(const std::string& model = "");
 
 // Row of step i (0-based) of a `steps`-step sampler in `mode` (inpdiff/steps.py).
 long step_row(const std::string& mode, int steps, int i, int max_steps);
