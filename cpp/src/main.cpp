@@ -218,7 +218,9 @@ int main(int argc, char** argv) {
   std::future<Decoded> first;  // the first photo, decoded while the backend loads
   int photo_slots = 1;
   try {
-    ModelDir model = ModelDir::load(model_path(o.model));
+    std::string why;  // a CPU INT8 model on a CPU without int8 dot products: its FP32 model instead
+    ModelDir model = runnable_here(ModelDir::load(model_path(o.model)), cpu_int8_dot_product(), why);
+    if (!why.empty()) std::cerr << "trt-localize-cpp: warning: " << why << "\n";
     Localizer::check(model, o.cfg);
     json settings = {{"model", model.files}, {"steps", Localizer::steps_for(model, o.cfg)}, {"samples", o.cfg.samples},
                      {"seed", o.cfg.seed}, {"mask_threshold", Localizer::mask_threshold_for(model, o.cfg)},

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <vector>
 
 #ifndef INPDIFF_SOURCE_MODELS
@@ -138,6 +139,36 @@ fs::path model_path(const std::string& model) {
   for (const std::string& s : shipped) list += (list.empty() ? "" : ", ") + s;
   throw ModelError(model + ": no such model folder, nor a shipped model of that name (shipped: " +
                    (list.empty() ? "none" : list) + ")");
+}
+
+std::pair<bool, std::string> cpu_int8_dot_product() {
+  std::ifstream info("/proc/cpuinfo");
+  if (!info) return {false, "an unknown CPU (no /proc/cpuinfo)"};
+  std::set<std::string> found;
+  for (std::string line; std::getline(info, line);) {
+    if (line.rfind("flags", 0) != 0 && line.rfind("Features", 0) != 0) continue;
+    std::istringstream words(line.substr(line.find(':') + 1));
+    for (std::string w; words >> w;)
+      if (w == "avx512_vnni" || w == "avx_vnni" || w == "amx_int8" || w == "asimddp") found.insert(w);
+  }
+  if (found.empty()) return {false, "a CPU without VNNI or the dot-product extension"};
+  std::string list;
+  for (const std::string& f : found) list += (list.empty() ? "" : ", ") + f;
+  return {true, "a CPU with " + list};
+}
+
+ModelDir runnable_here(ModelDir model, const std::pair<bool, std::string>& dot_product, std::string& why) {
+  const nlohmann::json& q = model.manifest.contains("quantization") ? model.manifest["quantization"] : nlohmann::json();
+  if (dot_product.first || !q.is_object() || q.value("target", "tensorrt") != "cpu") return model;
+  const fs::path given = q.contains("source") ? q["source"].value("model_dir", "") : "";
+  for (const fs::path& p : {given, model.path.parent_path() / given.filename()})
+    if (!given.empty() && fs::is_regular_file(p / "manifest.json")) {
+      why = model.path.string() + " is a CPU INT8 model, but this is " + dot_product.second +
+            ": running the FP32 model " + p.string() + " instead";
+      return ModelDir::load(p);
+    }
+  throw ModelError(model.path.string() + ": a CPU INT8 model, but this is " + dot_product.second + ", and its FP32 model (" +
+                   given.string() + ") is not there; use the FP32 model folder");
 }
 
 }  // namespace inpdiff

@@ -7,6 +7,8 @@
 //   cpp_probe regions MASK.png PROB.png                    the mask's regions, with their mean PROB / 255, as JSON
 //   cpp_probe decode IMAGE OUT.u8                          the photo as decoded straight into a file (RGB, H x W x 3)
 //                                                          to OUT.u8, or nothing where it cannot be; JSON on stdout
+//   cpp_probe runnable MODEL [no-dot-product]              the model folder the command would run, and why, as
+//                                                          JSON; this CPU's int8 dot products, or none
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -57,6 +59,13 @@ int main(int argc, char** argv) {
       std::cout << nlohmann::json(find_regions(mask, prob, 1)).dump() << std::endl;
       return 0;
     }
+    if (what == "runnable" && (argc == 3 || argc == 4)) {
+      const auto cpu = argc == 4 ? std::make_pair(false, std::string("a CPU without them (as told)")) : cpu_int8_dot_product();
+      std::string why;
+      const ModelDir model = runnable_here(ModelDir::load(argv[2]), cpu, why);
+      std::cout << nlohmann::json{{"dot_product", cpu.first}, {"path", model.path.string()}, {"why", why}}.dump() << std::endl;
+      return 0;
+    }
     if (what == "localize" && (argc == 5 || argc == 8)) {
       LocalizeConfig cfg;
       if (argc == 8) {
@@ -79,6 +88,6 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::cerr << "usage: cpp_probe noise SEED STEP Y X COUNT OUT | localize MODEL IMAGE OUT [SAMPLES SEED STEPS] | "
-               "copies IMAGE OUT | regions MASK PROB | decode IMAGE OUT\n";
+               "copies IMAGE OUT | regions MASK PROB | decode IMAGE OUT | runnable MODEL [no-dot-product]\n";
   return 2;
 }

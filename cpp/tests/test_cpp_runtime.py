@@ -410,6 +410,26 @@ def test_bad_model_and_busy_folder_exit_2(tmp_path):
     assert p.returncode == 2 and "another trt-localize" in p.stderr
 
 
+def test_a_cpu_int8_model_runs_as_itself_only_on_a_cpu_with_int8_dot_products(tmp_path):
+    """As trt-localize: on a CPU without int8 dot products (told so here: this CPU's flags cannot be
+    changed), a CPU INT8 model gives way to the FP32 model it was made from, saying why; a copy whose FP32
+    model is nowhere is refused, naming it."""
+    import shutil
+
+    from inpdiff.runtime.backends import cpu_int8_dot_product
+
+    int8 = EDGE_C.parent / "edge-c-int8-cpu"
+    here = json.loads(run(PROBE, "runnable", int8, cwd=ROOT).stdout)
+    assert here["dot_product"] == cpu_int8_dot_product()[0]  # read from /proc/cpuinfo alike
+    told = json.loads(run(PROBE, "runnable", int8, "no-dot-product", cwd=ROOT).stdout)
+    assert Path(told["path"]).resolve() == EDGE_C.resolve() and "running the FP32 model" in told["why"]
+    fp32 = json.loads(run(PROBE, "runnable", EDGE_C, "no-dot-product", cwd=ROOT).stdout)
+    assert fp32 == {"dot_product": False, "path": str(EDGE_C), "why": ""}
+    shutil.copytree(int8, tmp_path / "lone-int8")
+    p = run(PROBE, "runnable", tmp_path / "lone-int8", "no-dot-product", cwd=tmp_path)
+    assert p.returncode == 1 and "its FP32 model (models/edge-c) is not there" in p.stderr, p.stderr
+
+
 def test_installed_tree_runs_where_it_is_copied(tmp_path):
     """`cmake --install`: the command, the library, headers and the shipped model; the tree still runs
     (its model and ONNX Runtime found beside it) after being moved."""

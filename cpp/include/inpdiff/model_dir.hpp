@@ -7,6 +7,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -43,6 +44,16 @@ struct ModelDir {
 // A model folder: a path, or the name of a shipped model (edge-c, edge-c-int8-cpu, ...), looked up where
 // the shipped models are installed, as trt-localize's model_path does; empty: the shipped edge-c.
 std::filesystem::path model_path(const std::string& model = "");
+
+// Whether this CPU has the int8 dot products ONNX Runtime's uint8 x int8 kernels need to be fast and
+// exact (x86: AVX-512 VNNI or AVX-VNNI; ARM: the dot-product extension), and what it has, from
+// /proc/cpuinfo (trt-localize's cpu_int8_dot_product).
+std::pair<bool, std::string> cpu_int8_dot_product();
+
+// `model`, or where it is a CPU INT8 model and `dot_product` is false, the FP32 model it was made from
+// (its manifest's source folder, or a sibling of that name), with the reason in `why` (trt-localize's
+// Localizer does the same): on such a CPU those kernels are slow and can saturate.
+ModelDir runnable_here(ModelDir model, const std::pair<bool, std::string>& dot_product, std::string& why);
 
 // Row of step i (0-based) of a `steps`-step sampler in `mode` (inpdiff/steps.py).
 long step_row(const std::string& mode, int steps, int i, int max_steps);
