@@ -129,8 +129,7 @@ class OutFolder:
                         if "restarted" in c:
                             self.crashes.clear()
                         if "crashed_on" in c:
-                            alone = c.get("alone") is True or self.crashes.get(c["crashed_on"], (False, 0))[0]
-                            self.crashes[c["crashed_on"]] = (alone, int(c.get("signal") or 0))
+                            self._note(c["crashed_on"], c.get("alone") is True, int(c.get("signal") or 0))
                             continue
                         stem = self.out / c["stem"]  # journaled relative to OUT: any working folder
                         self.stems.add(_key(stem))
@@ -146,9 +145,13 @@ class OutFolder:
             self._write_journal([{"restarted": True}])
             return
         paths, sig, _ = self._crashed or ([], 0, "")
-        alone = len(paths) == 1
-        self.crashes.update({p: (alone or self.crashes.get(p, (False, 0))[0], sig) for p in paths})
-        self._write_journal([{"crashed_on": p, "alone": alone, "signal": sig} for p in paths])
+        for p in paths:
+            self._note(p, len(paths) == 1, sig)
+        self._write_journal([{"crashed_on": p, "alone": len(paths) == 1, "signal": sig} for p in paths])
+
+    def _note(self, path: str, alone: bool, sig: int) -> None:
+        """A crash with `path` in flight: once crashed on alone, it stays so (until a --restart)."""
+        self.crashes[path] = (alone or self.crashes.get(path, (False, 0))[0], sig)
 
     def last_crash(self) -> str | None:
         """What to tell the user of a crash the last run died of (its notes are in the journal by now)."""

@@ -222,6 +222,13 @@ class OutFolder {
                                "); run with the same settings to resume, choose another --out, or add --restart");
   }
 
+  // A crash with `path` in flight: once crashed on alone, it stays so (until a --restart).
+  void note(const std::string& path, bool alone, int signal) {
+    Crash& crash = crashes_[path];
+    crash.alone = crash.alone || alone;
+    crash.signal = signal;
+  }
+
   static std::string read_all(int fd) {
     std::string text;
     char buf[4096];
@@ -244,9 +251,7 @@ class OutFolder {
                     : name.rfind("Floating", 0) == 0 ? SIGFPE : name == "Illegal instruction" ? SIGILL : 0;
     for (const auto& p : paths) {
       if (!p.is_string()) continue;
-      Crash& crash = crashes_[p.get<std::string>()];
-      crash.alone = crash.alone || paths.size() == 1;
-      crash.signal = sig;
+      note(p.get<std::string>(), paths.size() == 1, sig);
       journal_ << json{{"crashed_on", p}, {"alone", paths.size() == 1}, {"signal", sig}}.dump() << "\n";
     }
     journal_.flush();
@@ -270,9 +275,7 @@ class OutFolder {
       json c = json::parse(raw, nullptr, false);
       if (!c.is_discarded() && c.contains("restarted")) crashes_.clear();  // notes before a --restart are void
       if (!c.is_discarded() && c.contains("crashed_on") && c["crashed_on"].is_string()) {
-        Crash& crash = crashes_[c["crashed_on"].get<std::string>()];
-        crash.alone = crash.alone || c.value("alone", false);
-        crash.signal = c.value("signal", 0);
+        note(c["crashed_on"].get<std::string>(), c.value("alone", false), c.value("signal", 0));
       }
       if (c.is_discarded() || !c.contains("path") || !c.contains("stem")) continue;
       fs::path stem = out_ / c["stem"].get<std::string>();
