@@ -198,28 +198,31 @@ def _columns(parts, most: int) -> Blocks:
     return f[:, :n], sd[:n], at[:n]
 
 
-def _sorted_keys(f: np.ndarray, at: np.ndarray, s: NearCopySettings) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted packed keys, whose low bits are the blocks' indices; and `order`, which takes the blocks'
-    raster order to key order). Only the keys are sorted: the features are gathered for the few pairs
-    that pass a first test (`_matches`), not moved as a whole."""
-    # One sort of packed keys: each key part in 11 bits (|F| / q < 1024), the index in the low 31.
+INDEX = (1 << 31) - 1  # a packed key's position bits
+
+
+def _sorted_keys(f: np.ndarray, s: NearCopySettings) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted packed keys, and `order`, which takes the blocks' raster order to key order). Only the
+    keys are sorted, not the features (they are gathered for the few pairs that pass a first test,
+    `_matches`), and with each block's position in their low bits, so a plain sort gives the order too:
+    several times faster than an argsort, and the same order, since positions follow raster order."""
+    # Each key part in 11 bits (|F| / q < 1024), the position in the low 31.
     key = (_part(f[0], s).astype(np.int64) + 1024) << 53
     key |= (_part(f[1], s).astype(np.int64) + 1024) << 42
     key |= (_part(f[2], s).astype(np.int64) + 1024) << 31
-    key |= at
-    order = np.argsort(key)
-    return key[order], order
+    key |= np.arange(len(key))
+    key.sort()
+    return key, key & INDEX
 
 
 CHUNK = 1 << 20  # pairs compared at a time: bounds the temporaries, changes nothing
-INDEX = (1 << 31) - 1  # a packed key's index bits
 
 
 def _matches(blocks: Blocks, s: NearCopySettings, w: int) -> tuple[np.ndarray, np.ndarray]:
     """(p, d) of the matches among `blocks`: p the earlier block's index, d its offset coded as
     dy * 2w + (dx + w)."""
     f, sd, at = blocks
-    key, order = _sorted_keys(f, at, s)
+    key, order = _sorted_keys(f, s)
     n = len(key)
     # A first test on two features in key order, which most pairs fail: a pair whose feature 3 or 6
     # differs by more than its tolerance (+1, for float32's rounding of it) is too far apart whatever
@@ -243,7 +246,7 @@ def _matches(blocks: Blocks, s: NearCopySettings, w: int) -> tuple[np.ndarray, n
             for i in range(len(PAIRS)):
                 dist += np.square((f[i, p] - f[i, q]).astype(np.float64))
             alike = maybe[dist <= limit]
-            p, q = key[alike] & INDEX, key[alike + j] & INDEX
+            p, q = at[order[alike]], at[order[alike + j]]
             S.append(p), S.append(q)
             (py, px), (qy, qx) = np.divmod(p, w), np.divmod(q, w)
             dy, dx = qy - py, qx - px
