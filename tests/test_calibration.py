@@ -210,3 +210,43 @@ def test_the_cpu_form_has_uint8_activations_and_falls_back_to_fp32_without_int8_
     assert fallback.model_dir == fp32 and "running the FP32 model" in str(said[0].message)
     reference = Localizer(fp32, "onnxruntime").localize(image)
     assert np.array_equal(fallback.localize(image).prob, reference.prob)
+
+
+def test_the_cpu_forms_float_convolutions_are_padded_to_16_channels_without_changing_an_output():
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from inpdiff.calibration.layout import pad_conv_outputs
+
+    rng = np.random.default_rng(0)
+
+    def tensor(name, *shape):
+        return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+
+    nodes = [helper.make_node("Constant", [], ["w1"], value=tensor("w1", 15, 3, 5, 5)),
+             helper.make_node("Conv", ["x", "w1", "b1"], ["hp"], name="hp", pads=[2, 2, 2, 2]),
+             helper.make_node("Clip", ["hp", "lo", "hi"], ["clipped"]),
+             helper.make_node("Conv", ["clipped", "w2", "b2"], ["y"], name="next", pads=[1, 1, 1, 1]),
+             # read by an Add: left alone, and its bias, shared with "hp" (as the exporter shares equal
+             # constants), stays as it was
+             helper.make_node("Conv", ["x", "w3", "b1"], ["side"], name="side"),
+             helper.make_node("Add", ["side", "side"], ["y2"])]
+    inits = [tensor("b1", 15), tensor("w2", 12, 15, 3, 3), tensor("b2", 12), tensor("w3", 15, 3, 3, 3),
+             numpy_helper.from_array(np.float32(-1), "lo"), numpy_helper.from_array(np.float32(1), "hi")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 12, 32, 32]),
+                               helper.make_tensor_value_info("y2", TensorProto.FLOAT, [1, 15, 30, 30])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.uniform(0, 1, (1, 3, 32, 32)).astype(np.float32)
+
+    def run(m):
+        return ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})
+
+    before = run(model)
+    assert pad_conv_outputs(model) == ["hp"]
+    shapes = {t.name: list(t.dims) for t in model.graph.initializer}
+    reads = {n.name: [shapes.get(i) for i in n.input[1:]] for n in model.graph.node if n.op_type == "Conv"}
+    assert reads == {"hp": [[16, 3, 5, 5], [16]], "next": [[12, 16, 3, 3], [12]], "side": [[15, 3, 3, 3], [15]]}
+    onnx.checker.check_model(model)
+    for a, b in zip(before, run(model)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)  # float32 sums in another order
