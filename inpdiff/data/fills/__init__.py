@@ -7,9 +7,7 @@ family, one module a family. Blending and post-processing (post.py) wrap any of 
   unet-w24) and two adversarial ones with sharp texture (unet-gan, ffc-gan: LaMa's Fourier design);
 - latent: a real latent-diffusion autoencoder's decoder renders the hole (taef2, taef2-paste);
 - gmic, pypatchmatch, criminisi, shiftmap, fsr: real third-party tools, one family each (tools.py),
-  so that each can be held out of training in turn;
-- reprocess: not a fill but a training signal, the photo's own content under another processing
-  history (reprocess.py).
+  so that each can be held out of training in turn.
 """
 from __future__ import annotations
 
@@ -23,7 +21,6 @@ from .classical import biharmonic, opencv
 from .latent import taef2, taef2_paste
 from .learned import LearnedFill
 from .patchmatch import patchmatch
-from .reprocess import reprocess
 from .tools import criminisi, fsr, gmic, pypatchmatch, shiftmap
 
 Fill = Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
@@ -38,7 +35,6 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "criminisi": ("criminisi",),
     "shiftmap": ("shiftmap",),
     "fsr": ("fsr",),
-    "reprocess": ("reprocess",),
 }
 
 
@@ -64,7 +60,6 @@ FILLS: dict[str, Fill] = {
     "criminisi": criminisi,
     "shiftmap": shiftmap,
     "fsr": fsr,
-    "reprocess": reprocess,
 }
 
 
