@@ -71,11 +71,10 @@ def pad_conv_outputs(model: onnx.ModelProto, multiple: int = 16) -> list[str]:
         if not convs:
             continue
         extra = -constant(n.input[1]).dims[0] % multiple
-        for i in (1, 2)[:len(n.input) - 1]:  # the weight, and the bias where there is one
-            if n.input[i]:
-                _pad(g, n, i, constant(n.input[i]), 0, extra)
-        for c in {c.name: c for c in convs}.values():
-            _pad(g, c, 1, constant(c.input[1]), 1, extra)
+        for node, i, axis in [(n, i, 0) for i in (1, 2)[:len(n.input) - 1] if n.input[i]] + [
+                (c, 1, 1) for c in {c.name: c for c in convs}.values()]:  # weight and bias; the readers' weights
+            t = _pad(g, node, i, constant(node.input[i]), axis, extra)
+            inits[t.name] = t  # a reader padded here may be padded again as a producer later
         padded.append(n.name)
         stale.update(passed)
     keep = [v for v in g.value_info if v.name not in stale]  # shapes recorded before the padding
@@ -90,7 +89,7 @@ def pad_conv_outputs(model: onnx.ModelProto, multiple: int = 16) -> list[str]:
     return padded
 
 
-def _pad(g, node, i: int, t: onnx.TensorProto, axis: int, extra: int) -> None:
+def _pad(g, node, i: int, t: onnx.TensorProto, axis: int, extra: int) -> onnx.TensorProto:
     """Node's input i (`t`) with `extra` zeros along `axis`, as a tensor of its own: the exporter
     shares equal constants (zero biases, say) between nodes, which must not change with it."""
     a = numpy_helper.to_array(t)
@@ -98,3 +97,4 @@ def _pad(g, node, i: int, t: onnx.TensorProto, axis: int, extra: int) -> None:
     name = f"{node.input[i]}/padded:{node.name}"
     g.initializer.append(numpy_helper.from_array(np.concatenate([a, zeros], axis=axis), name))
     node.input[i] = name
+    return g.initializer[-1]
