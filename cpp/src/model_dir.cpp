@@ -118,6 +118,14 @@ ModelDir ModelDir::load(const fs::path& dir, bool verify) {
   return d;
 }
 
+namespace {
+std::string joined(const std::set<std::string>& words) {
+  std::string list;
+  for (const std::string& w : words) list += (list.empty() ? "" : ", ") + w;
+  return list;
+}
+}  // namespace
+
 fs::path model_path(const std::string& model) {
   if (!model.empty() && (fs::exists(model) || fs::path(model).has_parent_path())) return model;  // a path
   // Installed beside the running program (wherever the installed tree was copied), at the configured
@@ -135,10 +143,8 @@ fs::path model_path(const std::string& model) {
     if (!dir.empty() && fs::is_directory(dir, ec))
       for (const auto& d : fs::directory_iterator(dir, ec))
         if (fs::is_regular_file(d.path() / "manifest.json")) shipped.insert(d.path().filename().string());
-  std::string list;
-  for (const std::string& s : shipped) list += (list.empty() ? "" : ", ") + s;
   throw ModelError(model + ": no such model folder, nor a shipped model of that name (shipped: " +
-                   (list.empty() ? "none" : list) + ")");
+                   (shipped.empty() ? "none" : joined(shipped)) + ")");
 }
 
 std::pair<bool, std::string> cpu_int8_dot_product() {
@@ -152,9 +158,7 @@ std::pair<bool, std::string> cpu_int8_dot_product() {
       if (w == "avx512_vnni" || w == "avx_vnni" || w == "amx_int8" || w == "asimddp") found.insert(w);
   }
   if (found.empty()) return {false, "a CPU without VNNI or the dot-product extension"};
-  std::string list;
-  for (const std::string& f : found) list += (list.empty() ? "" : ", ") + f;
-  return {true, "a CPU with " + list};
+  return {true, "a CPU with " + joined(found)};
 }
 
 ModelDir runnable_here(ModelDir model, const std::pair<bool, std::string>& dot_product, std::string& why) {

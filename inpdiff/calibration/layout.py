@@ -8,6 +8,8 @@ Only what is safe to pad is padded: a float convolution with constant weights an
 whose output reaches nothing but such convolutions, through Relu or a Clip that keeps 0 at 0."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -71,8 +73,9 @@ def pad_conv_outputs(model: onnx.ModelProto, multiple: int = 16) -> list[str]:
         if not convs:
             continue
         extra = -constant(n.input[1]).dims[0] % multiple
-        for node, i, axis in [(n, i, 0) for i in (1, 2)[:len(n.input) - 1] if n.input[i]] + [
-                (c, 1, 1) for c in {c.name: c for c in convs}.values()]:  # weight and bias; the readers' weights
+        targets = [(n, i, 0) for i in (1, 2) if i < len(n.input) and n.input[i]]  # its weight and bias
+        targets += [(c, 1, 1) for c in {c.name: c for c in convs}.values()]  # its readers' weights
+        for node, i, axis in targets:
             t = _pad(g, node, i, constant(node.input[i]), axis, extra)
             inits[t.name] = t  # a reader padded here may be padded again as a producer later
         padded.append(n.name)
@@ -87,6 +90,13 @@ def pad_conv_outputs(model: onnx.ModelProto, multiple: int = 16) -> list[str]:
         del items[:]
         items.extend(kept)
     return padded
+
+
+def pad_conv_file(path: Path) -> None:
+    """pad_conv_outputs on the graph in `path`, in place."""
+    model = onnx.load(str(path))
+    if pad_conv_outputs(model):
+        onnx.save(model, str(path))
 
 
 def _pad(g, node, i: int, t: onnx.TensorProto, axis: int, extra: int) -> onnx.TensorProto:

@@ -85,12 +85,8 @@ def calibration_method(name: str):
 def quantize_graph(fp32: Path, target: Path, ranges: Path, cfg: CalibrateConfig, exclude: list[str] = (),
                    only: list[str] | None = None) -> None:
     """Write the Q/DQ version of one graph from cached calibration ranges: TensorRT's settings (see
-    the module docstring); `exclude` stays float; `only`, when given, is all that is quantized. The CPU
-    form's float convolutions are then padded to ONNX Runtime's 16-channel blocks (inpdiff.calibration.layout)."""
-    import onnx
+    the module docstring); `exclude` stays float; `only`, when given, is all that is quantized."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
-    from .layout import pad_conv_outputs
 
     cpu = cfg.target == "cpu"
     quantize_static(str(fp32), str(target), None, quant_format=QuantFormat.QDQ,
@@ -99,7 +95,3 @@ def quantize_graph(fp32: Path, target: Path, ranges: Path, cfg: CalibrateConfig,
                     nodes_to_quantize=only, nodes_to_exclude=list(exclude),
                     calibrate_method=calibration_method(cfg.method), calibration_cache_path=str(ranges),
                     extra_options={"ActivationSymmetric": not cpu, "WeightSymmetric": True, "QuantizeBias": False})
-    if cpu:
-        model = onnx.load(str(target))
-        if pad_conv_outputs(model):
-            onnx.save(model, str(target))

@@ -31,6 +31,7 @@ from ..runtime.localizer import Localizer, LocalizeConfig
 from ..sampling import GRAPHS
 from .collect import CalibrationError, Collected, chunks, find_images
 from .derived import fp32_manifest, write_derived_manifest
+from .layout import pad_conv_file
 from .qdq import TARGETS, CalibrateConfig, calibration_method, head_nodes, quantizable, quantize_graph, quiet_ort
 from .sensitivity import layer_sensitivity
 
@@ -116,8 +117,14 @@ def calibrate(model_dir: str | Path, out_dir: str | Path, images_dir: str | Path
     for g, fp32 in models.items():
         kept_float[g] = sorted(set(head_nodes(fp32, cfg.op_types)) | (exclude & set(quantizable(fp32, cfg.op_types))))
         target, source = out / f"{g}.onnx", model_dir / f"{g}.onnx"
+
+        def write(p: Path, g: str = g, src: Path = source) -> None:
+            quantize_graph(src, p, cache[g], cfg, kept_float[g])
+            if cfg.target == "cpu":  # the CPU form's layout: ONNX Runtime's 16-channel blocks
+                pad_conv_file(p)
+
         with quiet_ort():
-            atomic_write(target, lambda p, g=g, src=source: quantize_graph(src, p, cache[g], cfg, kept_float[g]))
+            atomic_write(target, write)
         files[target.name] = sha256(target)
     quantized = {**manifest, "files": files, "precision": "int8",
                  "quantization": {"quantizer": "onnxruntime.quantization.quantize_static (QDQ)",

@@ -32,9 +32,9 @@ def model_path(model: str | Path | None = None) -> Path:
     for root in roots:
         if (root / name / "manifest.json").is_file():
             return root / name
-    shipped = sorted({d.name for r in roots for d in r.iterdir() if (d / "manifest.json").is_file()})
     if model is None:
         raise ModelError(f"the shipped model {DEFAULT_MODEL} is not installed; name one with --model DIR")
+    shipped = sorted({d.name for r in roots for d in r.iterdir() if (d / "manifest.json").is_file()})
     raise ModelError(f"{model}: no such model folder, nor a shipped model of that name "
                      f"(shipped: {', '.join(shipped) or 'none'})")
 
