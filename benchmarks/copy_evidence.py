@@ -46,6 +46,7 @@ def main() -> None:
     p.add_argument("--sizes", default="4,12,48", help="megapixels, of 4, 12, 48")
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--model", default=str(ROOT / "models" / "edge-c"))
+    p.add_argument("--max-tile", help="passed to both commands (0: 256-pixel tiles, as before larger tiles)")
     a = p.parse_args()
     work = Path(tempfile.mkdtemp())
     commands = {"trt-localize (Python)": [sys.executable, "-m", "inpdiff.runtime.cli", "--no-html"]}
@@ -58,8 +59,9 @@ def main() -> None:
         for name, command in commands.items():
             row = []
             for extra in ([], ["--no-copies"]):
+                tiles = ["--max-tile", a.max_tile] if a.max_tile is not None else []
                 row.append(timed([*command, str(photo), "-o", str(work / "out"), "--quiet", "--restart",
-                                  "--model", a.model, *extra], a.repeat))
+                                  "--model", a.model, *tiles, *extra], a.repeat))
             (t1, m1), (t0, m0) = row
             h, w = SIZES[mp]
             print(f"| {w}x{h} | {name} | {t1:.2f} s ({t1 / (h * w / 1e6):.2f} s/MP), {m1:.0f} MB | {t0:.2f} s, {m0:.0f} MB | "

@@ -87,17 +87,19 @@ def pipeline_vs_compute(model: Path, image: np.ndarray, cpp: Path) -> None:
     cond, step = (ort.InferenceSession(str(model / f"{g}.onnx"), opts) for g in ("condition", "denoise_step"))
     names = [o.name for o in cond.get_outputs()]
 
-    def batch(first: int) -> None:  # what one worker does for two tiles: conditions, then every step
-        idx = list(range(first, min(first + 2, n)))
-        tiles = np.stack([plan.tile(i, loc.tile) for i in idx])
-        noise = np.concatenate([tile_noise(0, *plan.origins[i], loc.steps, 1, loc.tile) for i in idx], axis=1)
+    per_call = loc.batch(plan.shape, 2)  # what `trt-localize --batch 2` (the CPU default) runs per call
+
+    def batch(first: int) -> None:  # what one worker does for one call's tiles: conditions, then every step
+        idx = list(range(first, min(first + per_call, n)))
+        tiles = np.stack([plan.tile(i) for i in idx])
+        noise = np.concatenate([tile_noise(0, *plan.origins[i], loc.steps, 1, plan.shape) for i in idx], axis=1)
         conds = dict(zip(names, cond.run(None, {"image": tiles})))
         x = noise[0]
         for i in range(loc.steps):
             x = step.run(None, step_feed(x, i, noise[i + 1], conds))[0]
 
     def on_every_core() -> None:  # the plan's batches on one single-threaded worker per core, side by side
-        todo = list(range(0, n, 2))
+        todo = list(range(0, n, per_call))
         lock = threading.Lock()
 
         def worker() -> None:
@@ -113,7 +115,7 @@ def pipeline_vs_compute(model: Path, image: np.ndarray, cpp: Path) -> None:
         for t in threads:
             t.join()
 
-    per_tile = best_of(lambda: batch(0), 3) / 2
+    per_tile = best_of(lambda: batch(0), 3) / per_call
     ideal = n * per_tile / cores
     compute = best_of(on_every_core, 2)
     path = Path(tempfile.mkdtemp()) / "big.png"
@@ -121,7 +123,8 @@ def pipeline_vs_compute(model: Path, image: np.ndarray, cpp: Path) -> None:
     commands = {"trt-localize": [sys.executable, "-m", "inpdiff.runtime.cli", "--no-html"]}
     if cpp.is_file():
         commands["trt-localize-cpp"] = [str(cpp)]
-    print(f"\n2048x2048 photo, {n} tiles, {cores} cores: pure compute {per_tile * 1000:.0f} ms a tile on one thread "
+    print(f"\n2048x2048 photo, {n} tiles of {plan.shape[0]}x{plan.shape[1]}, {cores} cores: pure compute "
+          f"{per_tile * 1000:.0f} ms a tile on one thread "
           f"({ideal:.2f} s for the {n} tiles if {cores} cores scaled perfectly); the same batches on {cores} "
           f"single-threaded workers side by side, measured: {compute:.2f} s\n")
     print("| command, start to output | with the copy evidence (default) | `--no-copies` |\n|---|---|---|")
@@ -138,7 +141,7 @@ def pipeline_vs_compute(model: Path, image: np.ndarray, cpp: Path) -> None:
             end_to_end[name, bool(extra)] = seconds
             row.append(f"{seconds:.2f} s ({seconds / compute:.2f}x the measured compute)")
         print(f"| {name} | {' | '.join(row)} |")
-    flops = per_tile_flops(model, loc.steps)
+    flops = per_tile_flops(model, loc.steps, plan.shape)
     peak, formula = fp32_peak()
     if flops:
         print(f"\n{flops / 1e9:.2f} GFLOP a tile: {flops / per_tile / 1e9:.0f} GFLOP/s on one core in pure compute, "
@@ -146,7 +149,7 @@ def pipeline_vs_compute(model: Path, image: np.ndarray, cpp: Path) -> None:
               f"FP32 peak {formula}")
 
 
-def per_tile_flops(model: Path, steps: int) -> float | None:
+def per_tile_flops(model: Path, steps: int, shape: tuple[int, int]) -> float | None:
     """FLOPs of one tile's call (torch's counter on the checkpoint beside the export), or None without torch."""
     try:
         import torch
@@ -157,12 +160,11 @@ def per_tile_flops(model: Path, steps: int) -> float | None:
     except ImportError:
         return None
     m = load_model(model).eval()
-    T = m.cfg.tile
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        conds = ConditionGraph(m)(torch.zeros(1, T, T, 3, dtype=torch.uint8))
+        conds = ConditionGraph(m)(torch.zeros(1, *shape, 3, dtype=torch.uint8))
     cond_flops = counter.get_total_flops()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        StepGraph(m, 32)(torch.zeros(1, 1, T, T), torch.tensor([0]), torch.zeros(1, 1, T, T), *conds)
+        StepGraph(m, 32)(torch.zeros(1, 1, *shape), torch.tensor([0]), torch.zeros(1, 1, *shape), *conds)
     return cond_flops + steps * counter.get_total_flops()
 
 

@@ -88,11 +88,13 @@ def main() -> None:
     ap.add_argument("--sizes", default="1,4,12,48,99", help=f"megapixels, of {sorted(SIZES)}")
     ap.add_argument("--spill-above", help="passed to trt-localize (0: hold every photo whole)")
     ap.add_argument("--no-copies", action="store_true", help="passed to trt-localize")
+    ap.add_argument("--max-tile", help="passed to trt-localize (0: 256-pixel tiles, as before larger tiles)")
     ap.add_argument("--command", default="trt-localize", help="the command to run")
     ap.add_argument("--count", type=int, default=1, help="distinct photos of each size, localized in one run")
     ap.add_argument("--png", action="store_true", help="PNG mosaics (zlib level 1) instead of JPEG (quality 92)")
     a = ap.parse_args()
-    extra = (["--spill-above", a.spill_above] if a.spill_above is not None else []) + (["--no-copies"] if a.no_copies else [])
+    extra = ((["--spill-above", a.spill_above] if a.spill_above is not None else []) + (["--no-copies"] if a.no_copies else [])
+             + (["--max-tile", a.max_tile] if a.max_tile is not None else []))
     print(f"| photo | photos | megapixels | seconds | s/MP | peak RSS, process tree | peak RSS, main process |\n"
           "|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:

@@ -30,7 +30,6 @@ def main() -> None:
     photos = [read_image(p) for p in list_images(a.photos)[:a.count]]
     ref_loc = Localizer(a.model, "onnxruntime", LocalizeConfig(overlap=Localizer(a.model, "onnxruntime").tile // 2 - 1))
     refs = [ref_loc.localize(p).prob for p in photos]
-    T = ref_loc.tile
     print(f"{len(photos)} photos from {a.photos}; reference overlap {ref_loc.overlap}\n")
     print("| overlap | max abs diff | 99.9th percentile | pixels computed per output pixel |\n|---|---|---|---|")
     for overlap in map(int, a.overlaps.split(",")):
@@ -38,7 +37,7 @@ def main() -> None:
         diffs, computed, out = [], 0, 0
         for photo, ref in zip(photos, refs):
             plan = loc.plan(photo)
-            computed += len(plan.origins) * T * T
+            computed += len(plan.origins) * plan.shape[0] * plan.shape[1]
             out += photo.shape[0] * photo.shape[1]
             diffs.append(np.abs(loc.localize(photo).prob - ref).ravel())
         d = np.concatenate(diffs)

@@ -60,7 +60,8 @@ def _eval(a: argparse.Namespace) -> int:
         # An exported model folder: the shipped runtime (tiled, calibrated score and pixel threshold).
         from .runtime.localizer import LocalizeConfig
 
-        config = LocalizeConfig(steps=a.steps, samples=a.samples or 1, seed=a.seed, copies=not a.no_copies)
+        config = LocalizeConfig(steps=a.steps, samples=a.samples or 1, seed=a.seed, copies=not a.no_copies,
+                                max_tile=LocalizeConfig.max_tile if a.max_tile is None else a.max_tile)
         predict, loc = runtime_predict(a.checkpoint, a.threads, config=config)
         threshold, what = loc.mask_threshold, (f"runtime, ONNX Runtime, {loc.manifest.get('precision', 'fp32')}, "
                                                f"{loc.steps} step(s), {config.samples} sample(s)")
@@ -239,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=0, help="evaluate an evenly spread subset of this size")
     e.add_argument("--seed", type=int, default=0, help="sampling seed (a checkpoint's diffusion)")
     e.add_argument("--no-copies", action="store_true", help="the network's map alone, without the copy evidence")
+    e.add_argument("--max-tile", type=int, help="an exported model folder: largest tile side, as trt-localize's "
+                                                "(0: the model's own tile)")
     e.add_argument("--threads", type=int, default=0, help="torch CPU threads")
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
     e.add_argument("--quiet", action="store_true", help="no progress bar")

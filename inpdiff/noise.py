@@ -44,7 +44,8 @@ def normals(seed: int, step: int, y: int, x: int, count: int) -> np.ndarray:
     return z.reshape(-1)[:count].astype(np.float32)
 
 
-def tile_noise(seed: int, y: int, x: int, steps: int, samples: int, tile: int) -> np.ndarray:
-    """(steps + 1, samples, 1, tile, tile): noise[0] starts the sampler, noise[i + 1] is step i's."""
-    n = samples * tile * tile
-    return np.stack([normals(seed, s, y, x, n).reshape(samples, 1, tile, tile) for s in range(steps + 1)])
+def tile_noise(seed: int, y: int, x: int, steps: int, samples: int, shape: tuple[int, int]) -> np.ndarray:
+    """(steps + 1, samples, 1, h, w) for a tile of `shape` (h, w): noise[0] starts the sampler, noise[i + 1]
+    is step i's."""
+    n = samples * shape[0] * shape[1]
+    return np.stack([normals(seed, s, y, x, n).reshape(samples, 1, *shape) for s in range(steps + 1)])

@@ -92,7 +92,7 @@ def test_tiles_are_blended_in_plan_order_whatever_order_they_finish_in(model_dir
     loc = Localizer(model_dir, config=LocalizeConfig(steps=1), threads=1)
     plan = loc.plan(make_photo(300, 400, 2))
     rng = np.random.default_rng(1)
-    maps = rng.random((len(plan.origins), 1, loc.tile, loc.tile), dtype=np.float32)
+    maps = rng.random((len(plan.origins), 1, *plan.shape), dtype=np.float32)
     pending = _Pending(None, plan, 0.0, loc.accumulator(plan))
     order = rng.permutation(len(maps))
     last = [pending.add(loc, i, maps[i], None) for i in order]

@@ -19,7 +19,7 @@ from inpdiff.calibration.report import compare
 from inpdiff.calibration.score import calibrate_score
 from inpdiff.data.datasets import discover
 from inpdiff.io import sha256
-from inpdiff.export.checks import trt_lint
+from inpdiff.export.checks import tile_shapes, trt_lint
 from inpdiff.runtime.localizer import Localizer, LocalizeConfig
 from inpdiff.runtime.model_dir import ModelError
 
@@ -54,8 +54,13 @@ def test_qdq_structure_is_tensorrt_ready(int8, tiny_export):
     for name in manifest["files"]:
         fp32 = onnx.load(str(tiny_export[0] / "onnx" / name))
         model = onnx.load(str(out / name))
-        trt_lint(out / name)
+        trt_lint(out / name, tile_shapes(manifest["tile"], manifest["conditions"]))
         assert _io(model) == _io(fp32)  # inputs and outputs keep their types (fp32; the image uint8)
+        # and take TensorRT's tile only, on every backend (the FP32 graphs take any size)
+        shapes = {v.name: [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim]
+                  for v in [*model.graph.input, *model.graph.output]}
+        assert all(dims[1:] == tile_shapes(64, manifest["conditions"])[name][1:] and dims[0] == "batch"
+                   for name, dims in shapes.items() if name != "row"), shapes
         inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
         produced_by = {o: n for n in model.graph.node for o in n.output}
         dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
@@ -101,7 +106,8 @@ def test_calibration_covers_every_step_and_lists_skipped_images(int8, tiny_expor
 
 def test_int8_output_is_close_to_fp32_on_real_images(int8, tiny_export, tiny_dataset, tmp_path):
     cfg = LocalizeConfig(steps=10, seed=3)
-    fp32 = Localizer(tiny_export[0] / "onnx", config=cfg)
+    # FP32 at TensorRT's tile, which TensorRT's INT8 form runs (its graphs take no other)
+    fp32 = Localizer(tiny_export[0] / "onnx", config=LocalizeConfig(steps=10, seed=3, max_tile=0))
     model = shutil.copytree(int8[0], tmp_path / "int8")
     with pytest.raises(ModelError, match=f"without its own calibrated image score; run `inpdiff calibrate-score {model}"):
         Localizer(model, config=cfg)

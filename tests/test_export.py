@@ -6,7 +6,7 @@ import pytest
 from onnx import helper, TensorProto
 
 from inpdiff import steps
-from inpdiff.export.checks import LintError, onnx_probability, trt_lint
+from inpdiff.export.checks import LintError, tile_shapes, onnx_probability, trt_lint
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def test_graph_interfaces(exported):
     (image,) = cond.graph.input
     assert image.type.tensor_type.elem_type == TensorProto.UINT8
     dims = [d.dim_value or d.dim_param for d in image.type.tensor_type.shape.dim]
-    assert dims == ["batch", 64, 64, 3]
+    assert dims == ["batch", "height", "width", 3]  # any tile for ONNX Runtime; TensorRT's profiles fix it
     step = onnx.load(str(root / "onnx" / "denoise_step.onnx"))
     assert [i.name for i in step.graph.input] == ["x_t", "row", "noise", "cond0", "cond1", "cond2", "cond3"]
     assert [o.name for o in step.graph.output] == ["x_next", "prob", "edge"]
@@ -54,6 +54,12 @@ def test_onnx_runtime_runs_any_batch_and_matches_pytorch(exported):
     assert ours.shape == (3, 1, 64, 64)
     model.cfg.diffusion.eta = 1.0
     assert np.abs(ours - reference_probability(model, tiles, noise, 4)).max() < 5e-4
+    # A tile of another size and shape (what the runtime plans for larger photos)
+    tiles = rng.integers(0, 256, (2, 96, 160, 3), dtype=np.uint8)
+    noise = rng.standard_normal((5, 2, 1, 96, 160)).astype(np.float32)
+    ours = onnx_probability(root / "onnx", tiles, noise, 4, "ddpm", 12)
+    assert ours.shape == (2, 1, 96, 160)
+    assert np.abs(ours - reference_probability(model, tiles, noise, 4)).max() < 5e-4
 
 
 def test_step_rows_cover_every_length_and_mode():
@@ -69,9 +75,9 @@ def _model_with(node, inputs, outputs, opset=17):
 
 
 def test_lint_refuses_unsupported_ops_and_data_dependent_shapes(tmp_path, exported):
-    root, _ = exported
+    root, manifest = exported
     for name in ("condition.onnx", "denoise_step.onnx"):
-        trt_lint(root / "onnx" / name)  # the export passes
+        trt_lint(root / "onnx" / name, tile_shapes(manifest["tile"], manifest["conditions"]))  # the export passes
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
     nz = helper.make_tensor_value_info("y", TensorProto.INT64, [2, None])
     onnx.save(_model_with(helper.make_node("NonZero", ["x"], ["y"]), [x], [nz]), tmp_path / "nz.onnx")

@@ -351,10 +351,10 @@ def test_edited_manifest_is_refused_naming_the_field(model_dir, tmp_path):
     for f in model_dir.iterdir():
         (edited / f.name).write_bytes(f.read_bytes())
     manifest = json.loads((edited / "manifest.json").read_text())
-    (edited / "manifest.json").write_text(json.dumps({**manifest, "tile": manifest["tile"] * 2}))
+    (edited / "manifest.json").write_text(json.dumps({**manifest, "tile": manifest["tile"] + 1}))
     run.model = edited
     r = run.run(src, "-o", tmp_path / "out")
-    assert r.returncode == 2 and "field 'tile'" in r.stderr, r.stderr
+    assert r.returncode == 2 and "field 'tile' is 65, not a positive multiple of 32" in r.stderr, r.stderr
     (edited / "manifest.json").write_text("{}")
     r = run.run(src, "-o", tmp_path / "out")
     assert r.returncode == 2 and "field 'files' is missing" in r.stderr, r.stderr

@@ -24,5 +24,5 @@ def test_normals_are_standard_reproducible_and_keyed():
     assert np.array_equal(normals(7, 3, 224, 448, 10), z[:10])  # a prefix: the count changes nothing before it
     for other in [(8, 3, 224, 448), (7, 4, 224, 448), (7, 3, 0, 448), (7, 3, 224, 0)]:
         assert np.corrcoef(z[:10_000], normals(*other, 10_000))[0, 1] < 0.05
-    noise = tile_noise(7, 224, 448, steps=3, samples=2, tile=16)
+    noise = tile_noise(7, 224, 448, steps=3, samples=2, shape=(16, 16))
     assert noise.shape == (4, 2, 1, 16, 16) and np.array_equal(noise[3].ravel(), normals(7, 3, 224, 448, 512))

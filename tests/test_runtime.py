@@ -13,7 +13,8 @@ from PIL import Image
 
 from inpdiff.export.checks import onnx_probability
 from inpdiff.noise import tile_noise
-from inpdiff.runtime.localizer import Localizer, LocalizeConfig, axis_weight, blend_ramp, find_regions, tile_origins
+from inpdiff.runtime.localizer import (Localizer, LocalizeConfig, axis_tile, axis_weight, blend_ramp, find_regions,
+                                      tile_origins)
 from inpdiff.runtime.model_dir import ModelDir, ModelError
 
 from conftest import make_photo
@@ -52,11 +53,50 @@ def test_summed_tile_windows_are_the_outer_product_of_the_axis_weights():
     assert np.allclose(summed, np.outer(axis_weight(h, ys, ramp), axis_weight(w, xs, ramp)), rtol=1e-6)
 
 
+def test_graphs_of_any_size_get_the_tiles_that_compute_the_fewest_pixels():
+    def cost(length, t):
+        return len(tile_origins(length, t, 32)) * t
+    for length in range(1, 3000, 7):
+        t = axis_tile(length, 256, 512, 32)
+        assert t % 32 == 0 and 256 <= t <= 512
+        assert cost(length, t) == min(cost(length, c) for c in range(256, 513, 32))
+    assert axis_tile(481, 256, 512, 32) == 512 and axis_tile(321, 256, 512, 32) == 352  # a BSDS photo: one tile
+    assert axis_tile(2048, 256, 512, 32) == 448  # 5 tiles, 2,240 pixels computed per row, against 9 x 256 = 2,304
+    assert axis_tile(5000, 256, 0, 32) == axis_tile(5000, 256, 256, 32) == 256  # graphs of one size
+
+
+def test_a_photo_is_planned_in_tiles_of_one_shape_that_the_graphs_take_and_fixed_graphs_keep_theirs(model_dir):
+    # The shipped FP32 graphs take any size; the TensorRT INT8 folder's graphs (made before) take 256 only.
+    photo = make_photo(321, 481, 3)
+    with Localizer(ROOT / "models" / "edge-c", "onnxruntime", LocalizeConfig(copies=False)) as loc:
+        plan = loc.plan(photo)
+        assert plan.shape == (352, 512) and plan.origins == [(0, 0)] and plan.work.shape[:2] == (352, 512)
+        assert loc.batch(plan.shape, 8) == 2  # eight 256-pixel tiles' worth of pixels
+    with Localizer(ROOT / "models" / "edge-c", "onnxruntime", LocalizeConfig(copies=False, max_tile=0)) as loc:
+        assert loc.plan(photo).shape == (256, 256) and len(loc.plan(photo).origins) == 6
+    with Localizer(ROOT / "models" / "edge-c-int8", "onnxruntime", LocalizeConfig(copies=False)) as loc:
+        assert loc.plan(photo).shape == (256, 256)
+    # The tiny test model (64-pixel tiles): a larger photo is tiled with the overlap, the maps blended, and
+    # a photo within one tile is that one tile, mirror-padded to a multiple of 32
+    loc = Localizer(model_dir, config=LocalizeConfig(steps=2, max_tile=128, copies=False))
+    plan = loc.plan(make_photo(300, 200, 4))
+    assert plan.shape == (128, 128) and {y for y, _ in plan.origins} == {0, 86, 172}
+    assert loc.localize(make_photo(300, 200, 4)).prob.shape == (300, 200)
+    image = make_photo(70, 100, 5)
+    result = Localizer(model_dir, config=LocalizeConfig(steps=4, seed=7, max_tile=128)).localize(image)
+    padded = cv2.copyMakeBorder(image, 0, 26, 0, 28, cv2.BORDER_REFLECT_101)
+    noise = tile_noise(7, 0, 0, steps=4, samples=1, shape=(96, 128))
+    ref = onnx_probability(model_dir, padded[None], noise, 4, "ddim", 12)[0, 0, :70, :100]
+    assert np.abs(result.prob - ref).max() < 1e-6
+    with pytest.raises(ValueError, match="max_tile must be a multiple of 32"):
+        Localizer(model_dir, config=LocalizeConfig(max_tile=100))
+
+
 def test_one_tile_image_equals_the_plain_two_graph_loop(model_dir):
     # The localizer's loop, noise and blending reduce to the plain ONNX loop on a tile-sized image.
     image = make_photo(64, 64, 5)
     result = Localizer(model_dir, config=LocalizeConfig(steps=4, seed=7)).localize(image)
-    noise = tile_noise(7, 0, 0, steps=4, samples=1, tile=64)  # the one noise definition (inpdiff.noise)
+    noise = tile_noise(7, 0, 0, steps=4, samples=1, shape=(64, 64))  # the one noise definition (inpdiff.noise)
     ref = onnx_probability(model_dir, image[None], noise, 4, "ddim", 12)[0, 0]
     assert np.abs(result.prob - ref).max() < 1e-6
 
@@ -179,6 +219,8 @@ def test_trt_localize_json_fail_on_detect_and_usage(model_dir, tmp_path):
     r = trt_localize(img, "--model", model_dir, "-o", tmp_path / "o2", "--steps", "1", "--quiet")
     assert r.returncode == 0 and r.stdout.count("\n") == 1 and "1 image(s)" in r.stdout
     assert trt_localize(img, "--threshold", "2").returncode == 2
+    r = trt_localize(img, "--model", model_dir, "-o", tmp_path / "o3", "--max-tile", "100")
+    assert r.returncode == 2 and "max_tile must be a multiple of 32, got 100" in r.stderr
     assert trt_localize().returncode == 2
     r = trt_localize(tmp_path / "nothing*.png", "--model", model_dir)
     assert r.returncode == 2 and "no images found" in r.stderr

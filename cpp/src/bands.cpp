@@ -120,22 +120,23 @@ void combine_samples(const std::vector<cv::Mat>& per_sample, cv::Mat& prob, cv::
   cv::sqrt(sq / static_cast<float>(S), uncertainty);
 }
 
-RowAccumulator::RowAccumulator(int samples, cv::Size size, int tile, std::vector<float> wy, std::vector<float> wx)
+RowAccumulator::RowAccumulator(int samples, cv::Size size, cv::Size tile, std::vector<float> wy, std::vector<float> wx)
     : samples_(samples), tile_(tile), size_(size), wy_(std::move(wy)), wx_(std::move(wx)), prob_(size.width, CV_32F) {
-  for (int s = 0; s < samples; ++s) buf_.push_back(cv::Mat::zeros(tile, size.width, CV_32F));
+  for (int s = 0; s < samples; ++s) buf_.push_back(cv::Mat::zeros(tile.height, size.width, CV_32F));
   if (samples > 1) uncertainty_.emplace(size.width, CV_32F);
 }
 
-void add_tile(cv::Mat& acc, int y, int x, const float* map, const std::vector<float>& window, int tile) {
-  for (int r = 0; r < tile; ++r) {
+void add_tile(cv::Mat& acc, int y, int x, const float* map, const std::vector<float>& window, cv::Size tile) {
+  for (int r = 0; r < tile.height; ++r) {
     float* a = acc.ptr<float>(y + r) + x;
-    for (int c = 0; c < tile; ++c) a[c] += map[r * tile + c] * window[r * tile + c];
+    const size_t row = static_cast<size_t>(r) * tile.width;
+    for (int c = 0; c < tile.width; ++c) a[c] += map[row + c] * window[row + c];
   }
 }
 
 void RowAccumulator::add(int y, int x, const float* maps, const std::vector<float>& window) {
   if (y > lo_) flush(y);
-  const size_t plane = static_cast<size_t>(tile_) * tile_;
+  const size_t plane = static_cast<size_t>(tile_.area());
   for (int s = 0; s < samples_; ++s) add_tile(buf_[s], y - lo_, x, maps + s * plane, window, tile_);
 }
 
@@ -152,8 +153,8 @@ void RowAccumulator::flush(int upto) {
   prob_.write(prob);
   if (uncertainty_) uncertainty_->write(uncertainty);
   for (cv::Mat& b : buf_) {  // the rows still open move up; the rows below them start at zero
-    std::memmove(b.ptr(0), b.ptr(n), (tile_ - n) * b.step[0]);
-    b.rowRange(tile_ - n, tile_).setTo(0);
+    std::memmove(b.ptr(0), b.ptr(n), (tile_.height - n) * b.step[0]);
+    b.rowRange(tile_.height - n, tile_.height).setTo(0);
   }
   lo_ += n;
 }

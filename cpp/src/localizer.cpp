@@ -20,10 +20,10 @@
 
 namespace inpdiff {
 
-std::vector<float> GraphBackend::sample(const uint8_t* tiles, int n, int samples, const std::vector<float>& noise,
-                                        const std::vector<long>& rows) {
-  const size_t b = static_cast<size_t>(n) * samples, plane = static_cast<size_t>(tile()) * tile(), maps = b * plane;
-  std::vector<Tensor> conds = condition(tiles, n);
+std::vector<float> GraphBackend::sample(const uint8_t* tiles, int n, int h, int w, int samples,
+                                        const std::vector<float>& noise, const std::vector<long>& rows) {
+  const size_t b = static_cast<size_t>(n) * samples, plane = static_cast<size_t>(h) * w, maps = b * plane;
+  std::vector<Tensor> conds = condition(tiles, n, h, w);
   if (samples > 1) {  // each tile's conditions repeated for its samples (np.repeat along the batch)
     for (Tensor& c : conds) {
       size_t per = c.data.size() / n;
@@ -37,12 +37,22 @@ std::vector<float> GraphBackend::sample(const uint8_t* tiles, int n, int samples
   }
   std::vector<float> x(noise.begin(), noise.begin() + maps), next(maps), prob(maps), total(maps, 0.0f);
   for (size_t i = 0; i < rows.size(); ++i) {
-    step(x.data(), rows[i], noise.data() + (i + 1) * maps, conds, static_cast<int>(b), next.data(), prob.data());
+    step(x.data(), rows[i], noise.data() + (i + 1) * maps, conds, static_cast<int>(b), h, w, next.data(), prob.data());
     for (size_t k = 0; k < maps; ++k) total[k] += prob[k];
     x.swap(next);
   }
   for (float& v : total) v /= static_cast<float>(rows.size());
   return total;
+}
+
+int axis_tile(int length, int tile, int max_tile, int overlap) {
+  int best = tile;
+  long fewest = static_cast<long>(tile_origins(length, tile, overlap).size()) * tile;
+  for (int t = tile + 32; t <= max_tile; t += 32) {
+    const long cost = static_cast<long>(tile_origins(length, t, overlap).size()) * t;
+    if (cost <= fewest) fewest = cost, best = t;  // the larger on a tie, as Python's
+  }
+  return best;
 }
 
 std::vector<int> tile_origins(int length, int tile, int overlap) {
@@ -93,6 +103,8 @@ int Localizer::check(const ModelDir& model, const LocalizeConfig& config) {
   const int tile = model.tile, overlap = config.overlap < 0 ? tile / 8 : config.overlap;
   if (overlap >= tile / 2)
     throw std::invalid_argument("overlap must be in [0, " + std::to_string(tile / 2) + "), got " + std::to_string(overlap));
+  if (config.max_tile < 0 || config.max_tile % 32)
+    throw std::invalid_argument("max tile must be a multiple of 32, got " + std::to_string(config.max_tile));
   if (model.precision != "fp32" && !model.score)
     throw ModelError(model.path.string() + ": a " + model.precision +
                      " model without its own calibrated image score; run `inpdiff calibrate-score " +
@@ -105,12 +117,9 @@ Localizer::Localizer(ModelDir model, std::unique_ptr<Backend> backend, LocalizeC
   overlap_ = check(model_, config_);
   const int steps = steps_for(model_, config_), tile = model_.tile;
   for (int i = 0; i < steps; ++i) rows_.push_back(step_row(model_.mode, steps, i, model_.max_steps));
-  ramp_ = blend_ramp(tile, overlap_);
-  window_.resize(static_cast<size_t>(tile) * tile);
-  for (int y = 0; y < tile; ++y)
-    for (int x = 0; x < tile; ++x) window_[static_cast<size_t>(y) * tile + x] = ramp_[y] * ramp_[x];
   mask_threshold_ = mask_threshold_for(model_, config_);
-  if (backend_->tile() != tile)
+  max_tile_ = backend_->tile() ? tile : std::max(tile, config_.max_tile);
+  if (backend_->tile() && backend_->tile() != tile)
     throw ModelError((model_.path / "manifest.json").string() + ": field 'tile' is " + std::to_string(tile) +
                      ", but condition.onnx takes " + std::to_string(backend_->tile()) + "x" +
                      std::to_string(backend_->tile()) + " tiles (the manifest was edited; re-export the model)");
@@ -120,13 +129,19 @@ Localizer::Localizer(ModelDir model, std::unique_ptr<Backend> backend, LocalizeC
 struct Localizer::Plan {
   cv::Mat work;                               // downscaled (max_side) and padded to at least a tile
   cv::Size size;                              // of `work` before padding
+  cv::Size tile;                              // of every tile
+  std::vector<float> ramp_y, ramp_x, window;  // the tile's blend ramps, and their outer product
   std::vector<std::pair<int, int>> origins;   // (y, x) of every tile in `work`
   const SpilledMat* file = nullptr;           // `work`'s file, told of the rows read (a photo in a file)
 };
 
+cv::Size Localizer::tile_for(cv::Size size) const {
+  return {axis_tile(size.width, model_.tile, max_tile_, overlap_), axis_tile(size.height, model_.tile, max_tile_, overlap_)};
+}
+
 Localizer::Plan Localizer::plan(const cv::Mat& rgb) const {
   if (rgb.type() != CV_8UC3) throw std::invalid_argument("expected an (H, W, 3) uint8 RGB image");
-  const int T = model_.tile, h = rgb.rows, w = rgb.cols;
+  const int h = rgb.rows, w = rgb.cols;
   Plan p;
   p.work = rgb;
   if (config_.max_side && std::max(h, w) > config_.max_side) {
@@ -135,26 +150,31 @@ Localizer::Plan Localizer::plan(const cv::Mat& rgb) const {
                                      std::max(1, static_cast<int>(std::nearbyint(h * s)))), 0, 0, cv::INTER_AREA);
   }
   p.size = p.work.size();
-  int ph = std::max(0, T - p.size.height), pw = std::max(0, T - p.size.width);
+  p.tile = tile_for(p.size);
+  p.ramp_y = blend_ramp(p.tile.height, overlap_);
+  p.ramp_x = blend_ramp(p.tile.width, overlap_);
+  for (float ry : p.ramp_y)
+    for (float rx : p.ramp_x) p.window.push_back(ry * rx);
+  int ph = std::max(0, p.tile.height - p.size.height), pw = std::max(0, p.tile.width - p.size.width);
   if (ph || pw) {  // smaller than a tile: mirror-pad (replicate for 1-pixel sides, which cannot mirror)
     int border = std::min(p.size.height, p.size.width) > 1 ? cv::BORDER_REFLECT_101 : cv::BORDER_REPLICATE;
     cv::copyMakeBorder(p.work, p.work, 0, ph, 0, pw, border);
   }
-  for (int y : tile_origins(p.work.rows, T, overlap_))
-    for (int x : tile_origins(p.work.cols, T, overlap_)) p.origins.emplace_back(y, x);
+  for (int y : tile_origins(p.work.rows, p.tile.height, overlap_))
+    for (int x : tile_origins(p.work.cols, p.tile.width, overlap_)) p.origins.emplace_back(y, x);
   return p;
 }
 
 std::vector<float> Localizer::infer(const Plan& p, size_t first, int n) const {
-  const int T = model_.tile, S = config_.samples, n_steps = steps();
-  const size_t plane = static_cast<size_t>(T) * T;
+  const int th = p.tile.height, tw = p.tile.width, S = config_.samples, n_steps = steps();
+  const size_t plane = static_cast<size_t>(th) * tw;
   std::vector<uint8_t> tiles(n * plane * 3);
   for (int t = 0; t < n; ++t) {
     auto [y, x] = p.origins[first + t];
-    for (int r = 0; r < T; ++r) std::copy_n(p.work.ptr<uint8_t>(y + r) + 3 * x, 3 * T, tiles.data() + (t * plane + r * T) * 3);
-    if (p.file) p.file->read(T);
+    for (int r = 0; r < th; ++r) std::copy_n(p.work.ptr<uint8_t>(y + r) + 3 * x, 3 * tw, tiles.data() + (t * plane + r * tw) * 3);
+    if (p.file) p.file->read(th);
   }
-  // noise (steps + 1, n * S, 1, T, T): Philox keyed to each tile's origin, so batching does not change it
+  // noise (steps + 1, n * S, 1, th, tw): Philox keyed to each tile's origin, so batching does not change it
   std::vector<float> noise;
   if (model_.diffusion) {
     std::vector<std::vector<float>> per_tile(n);
@@ -168,7 +188,7 @@ std::vector<float> Localizer::infer(const Plan& p, size_t first, int n) const {
   } else {  // the single-pass model starts from an empty mask, and its probability map takes no noise
     noise.assign((n_steps + 1) * n * S * plane, 0.0f);
   }
-  return backend_->sample(tiles.data(), n, S, noise, rows_);
+  return backend_->sample(tiles.data(), n, th, tw, S, noise, rows_);
 }
 
 TaskPool::TaskPool(int threads) {
@@ -207,8 +227,10 @@ void TaskPool::submit(std::function<void()> task) {
 
 void Localizer::run(const Plan& p, const std::function<void(size_t, const float*)>& take) const {
   const int S = config_.samples, T = model_.tile;
-  const size_t plane = static_cast<size_t>(T) * T, count = p.origins.size();
-  const size_t batch = std::max(1, config_.batch), batches = (count + batch - 1) / batch;
+  const size_t plane = p.tile.area(), count = p.origins.size();
+  // config.batch model-sized tiles' worth of pixels, so that a call's memory does not grow with the tile
+  const size_t batch = std::max<size_t>(1, static_cast<size_t>(std::max(1, config_.batch)) * T * T / plane);
+  const size_t batches = (count + batch - 1) / batch;
   auto size_of = [&](size_t k) { return static_cast<int>(std::min(batch, count - k * batch)); };
   // The pool's threads run the batches (one backend call each); this thread hands them on in plan
   // order as they arrive, so the sums, hence the maps, do not depend on the number of threads.
@@ -270,18 +292,19 @@ std::vector<float> Localizer::axis_weight(const Plan& p, int length, bool rows) 
   std::set<int> starts;
   for (auto [y, x] : p.origins) starts.insert(rows ? y : x);
   std::vector<float> w(length, 0.0f);
+  const std::vector<float>& ramp = rows ? p.ramp_y : p.ramp_x;
   for (int o : starts)
-    for (int i = 0; i < model_.tile; ++i) w[o + i] += ramp_[i];
+    for (size_t i = 0; i < ramp.size(); ++i) w[o + i] += ramp[i];
   return w;
 }
 
 std::vector<cv::Mat> Localizer::blend(const Plan& p) const {
-  const int T = model_.tile, H = p.work.rows, W = p.work.cols;
-  const size_t plane = static_cast<size_t>(T) * T;
+  const int H = p.work.rows, W = p.work.cols;
+  const size_t plane = p.tile.area();
   std::vector<cv::Mat> acc(config_.samples);
   for (cv::Mat& a : acc) a = cv::Mat::zeros(H, W, CV_32F);
   run(p, [&](size_t i, const float* maps) {
-    for (size_t s = 0; s < acc.size(); ++s) add_tile(acc[s], p.origins[i].first, p.origins[i].second, maps + s * plane, window_, T);
+    for (size_t s = 0; s < acc.size(); ++s) add_tile(acc[s], p.origins[i].first, p.origins[i].second, maps + s * plane, p.window, p.tile);
   });
   const std::vector<float> wy = axis_weight(p, H, true), wx = axis_weight(p, W, false);
   for (cv::Mat& a : acc) normalise_rows(a, 0, wy, wx);
@@ -351,7 +374,8 @@ Result Localizer::localize(const cv::Mat& rgb) {
 
 Result Localizer::localize(const SpilledMat& photo) {
   const cv::Mat& rgb = photo.mat();
-  if (config_.max_side || std::min(rgb.rows, rgb.cols) < model_.tile) return localize(rgb.clone());
+  const cv::Size tile = tile_for(rgb.size());
+  if (config_.max_side || rgb.rows < tile.height || rgb.cols < tile.width) return localize(rgb.clone());
   Plan p = plan(rgb);
   p.file = &photo;
   std::future<cv::Mat> cover;
@@ -364,9 +388,9 @@ Result Localizer::localize(const SpilledMat& photo) {
         check_stop();
       });
     });
-  const int T = model_.tile, H = rgb.rows, W = rgb.cols;
-  RowAccumulator acc(config_.samples, rgb.size(), T, axis_weight(p, H, true), axis_weight(p, W, false));
-  run(p, [&](size_t i, const float* maps) { acc.add(p.origins[i].first, p.origins[i].second, maps, window_); });
+  const int H = rgb.rows, W = rgb.cols;
+  RowAccumulator acc(config_.samples, rgb.size(), p.tile, axis_weight(p, H, true), axis_weight(p, W, false));
+  run(p, [&](size_t i, const float* maps) { acc.add(p.origins[i].first, p.origins[i].second, maps, p.window); });
   auto [before, uncertainty] = acc.close();
   Finish finish(*this, config_.copies ? cover.get() : cv::Mat(), evidence, rgb.size());
   RowWriter prob(W, CV_32F), mask(W, CV_8U);

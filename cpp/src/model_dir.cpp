@@ -76,6 +76,10 @@ static json read_manifest(const fs::path& dir, bool verify) {
                        " (re-export the model with `inpdiff export`)");
     }
   }
+  if (int tile = m["tile"].get<int>(); tile <= 0 || tile % 32)  // the network's coarsest stride
+    throw ModelError(path.string() + ": field 'tile' is " + std::to_string(tile) +
+                     ", not a positive multiple of 32 (the manifest was edited; re-export the model with "
+                     "`inpdiff export`)");
   if (verify) {
     for (const auto& [name, digest] : m["files"].items()) {
       fs::path f = dir / name;

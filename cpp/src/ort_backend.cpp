@@ -37,7 +37,8 @@ OrtBackend::OrtBackend(const ModelDir& model, int threads) : impl_(std::make_uni
   opts.SetLogSeverityLevel(3);
   impl_->cond = Ort::Session(impl_->env, (model.path / "condition.onnx").c_str(), opts);
   impl_->step = Ort::Session(impl_->env, (model.path / "denoise_step.onnx").c_str(), opts);
-  impl_->tile = static_cast<int>(impl_->cond.GetInputTypeInfo(0).GetTensorTypeAndShapeInfo().GetShape().at(1));
+  // -1 where the graphs take any size (a current export): tile() says 0
+  impl_->tile = std::max(0, static_cast<int>(impl_->cond.GetInputTypeInfo(0).GetTensorTypeAndShapeInfo().GetShape().at(1)));
 }
 
 OrtBackend::~OrtBackend() = default;
@@ -46,11 +47,10 @@ std::string OrtBackend::name() const { return "onnxruntime-cpu"; }
 
 int OrtBackend::tile() const { return impl_->tile; }
 
-std::vector<Tensor> OrtBackend::condition(const uint8_t* tiles, int n) {
-  const int64_t T = impl_->tile;
-  const int64_t shape[] = {n, T, T, 3};
+std::vector<Tensor> OrtBackend::condition(const uint8_t* tiles, int n, int h, int w) {
+  const int64_t shape[] = {n, h, w, 3};
   Ort::Value image = Ort::Value::CreateTensor<uint8_t>(impl_->cpu, const_cast<uint8_t*>(tiles),
-                                                       static_cast<size_t>(n * T * T * 3), shape, 4);
+                                                       static_cast<size_t>(n) * h * w * 3, shape, 4);
   auto outs = impl_->cond.Run(Ort::RunOptions{nullptr}, kImage, &image, 1, kConditions, 4);
   std::vector<Tensor> conds(4);
   for (size_t i = 0; i < 4; ++i) {
@@ -62,10 +62,10 @@ std::vector<Tensor> OrtBackend::condition(const uint8_t* tiles, int n) {
   return conds;
 }
 
-void OrtBackend::step(const float* x_t, long row, const float* noise, std::vector<Tensor>& conds, int b,
-                      float* x_next, float* prob) {
-  const int64_t T = impl_->tile, map_shape[] = {b, 1, T, T}, row_shape[] = {1};
-  const size_t maps = static_cast<size_t>(b) * T * T;
+void OrtBackend::step(const float* x_t, long row, const float* noise, std::vector<Tensor>& conds, int b, int h,
+                      int w, float* x_next, float* prob) {
+  const int64_t map_shape[] = {b, 1, h, w}, row_shape[] = {1};
+  const size_t maps = static_cast<size_t>(b) * h * w;
   int64_t row_value = row;
   std::vector<Ort::Value> in;
   in.push_back(Ort::Value::CreateTensor<float>(impl_->cpu, const_cast<float*>(x_t), maps, map_shape, 4));

@@ -287,9 +287,12 @@ std::string TrtBackend::name() const { return "tensorrt-" + impl_->precision; }
 
 int TrtBackend::tile() const { return impl_->tile; }
 
-std::vector<float> TrtBackend::sample(const uint8_t* tiles, int n, int samples, const std::vector<float>& noise,
-                                      const std::vector<long>& rows) {
+std::vector<float> TrtBackend::sample(const uint8_t* tiles, int n, int h, int w, int samples,
+                                      const std::vector<float>& noise, const std::vector<long>& rows) {
   Impl& m = *impl_;
+  if (h != m.tile || w != m.tile)  // the Localizer plans the engines' tile (tile() is not 0)
+    throw std::invalid_argument("the TensorRT engines take " + std::to_string(m.tile) + "-pixel tiles, not " +
+                                std::to_string(h) + "x" + std::to_string(w));
   if (m.rows != rows || !m.image) m.allocate(rows);
   // The condition engine runs once per (tile, sample), so both engines share one batch size and one
   // graph covers the call.

@@ -52,6 +52,7 @@ def photos(tmp_path_factory) -> list[Path]:
     cv2.imwrite(str(d / "telea_q85.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 85])  # the JPEG decoder
     cv2.imwrite(str(d / "odd_300x517.png"), img[50:350, :517])                  # uneven tiling
     cv2.imwrite(str(d / "small_120x200.png"), img[100:220, 100:300])            # mirror-padded to a tile
+    cv2.imwrite(str(d / "large_700x1100.png"), cv2.resize(img, (1100, 700)))    # 2 x 3 tiles of 384 x 416
     cv2.imwrite(str(d / "grey16.png"), (cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257 + 3))
     copied = img[:301, :509].copy()  # exact copies (the copy evidence), an odd size
     copied[250:290, 400:443] = copied[20:60, 30:73]
@@ -400,6 +401,8 @@ def test_bad_model_and_busy_folder_exit_2(tmp_path):
         f.write(b"\0")
     p = run(CLI, EXAMPLES / "astronaut_pristine.png", "-o", tmp_path / "o1", "--model", model)
     assert p.returncode == 2 and "condition.onnx: does not match the manifest's sha256" in p.stderr
+    p = run(CLI, EXAMPLES / "astronaut_pristine.png", "-o", tmp_path / "o1", "--max-tile", "100")
+    assert p.returncode == 2 and "max tile must be a multiple of 32, got 100" in p.stderr
 
     import fcntl
 

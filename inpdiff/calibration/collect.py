@@ -84,7 +84,7 @@ def chunks(localizer: Localizer, paths: list[Path], tiles_per_image: int, images
                     continue
                 picked = sorted(rng.choice(len(plan.origins), min(tiles_per_image, len(plan.origins)),
                                            replace=False))
-                localizer.infer(np.stack([plan.tile(i, localizer.tile) for i in picked]),
+                localizer.infer(np.stack([plan.tile(i) for i in picked]),
                                 [plan.origins[i] for i in picked])
                 report.images.append(str(path))
                 report.tiles += len(picked)

@@ -21,7 +21,7 @@ def compare_engines(model_dir: str | Path, engines_dir: str | Path, images_dir: 
 
     model_dir, engines_dir = Path(model_dir), Path(engines_dir)
     # Recorded from the FP32-or-not model folder itself: each precision is compared with its own ONNX.
-    localizer = Localizer(model_dir, "onnxruntime", LocalizeConfig(), require_score=False)
+    localizer = Localizer(model_dir, "onnxruntime", LocalizeConfig(max_tile=0), require_score=False)
     recorder = next(chunks(localizer, find_images(images_dir, images, 0), 2, images, 0, Collected()), None)
     localizer.close()
     if recorder is None:

@@ -77,7 +77,7 @@ def boundary_nodes(model) -> list[str]:
 def _reference_data(model_dir: Path, images_dir: Path, cfg: Fp16Config, tmp: Path) -> Collected:
     """Record both graphs' real inputs, one .npz a call (AutoCast's multi-batch layout)."""
     paths = find_images(images_dir, cfg.images, cfg.seed)
-    localizer = Localizer(model_dir, "onnxruntime", LocalizeConfig(seed=cfg.seed), cfg.threads)
+    localizer = Localizer(model_dir, "onnxruntime", LocalizeConfig(seed=cfg.seed, max_tile=0), cfg.threads)
     collected = Collected()
     for g in GRAPHS:
         (tmp / g).mkdir()
@@ -98,7 +98,7 @@ def convert(model_dir: str | Path, out_dir: str | Path, images_dir: str | Path,
     """Write the FP16 model folder `out_dir` from the FP32 export in `model_dir`; returns its manifest."""
     import onnx
 
-    from ..export.checks import trt_lint
+    from ..export.checks import fix_tile, tile_shapes, trt_lint
 
     try:
         from modelopt import __version__ as modelopt_version
@@ -127,9 +127,10 @@ def convert(model_dir: str | Path, out_dir: str | Path, images_dir: str | Path,
                     op_types_to_exclude=list(cfg.keep_op_types), data_max=cfg.data_max, keep_io_types=True,
                     calibration_data=str(Path(tmp) / g), providers=["cpu"])
             counts[g] = precision_counts(fp16)
+            fix_tile(fp16, manifest["tile"], manifest["conditions"])
             target = out / f"{g}.onnx"
             atomic_write(target, lambda p, m=fp16: onnx.save(m, str(p)))
-            trt_lint(target)
+            trt_lint(target, tile_shapes(manifest["tile"], manifest["conditions"]))
             files[target.name] = sha256(target)
     converted = {**manifest, "files": files, "precision": "fp16",
                  "fp16": {"converter": f"nvidia-modelopt {modelopt_version} autocast", "io": "fp32",

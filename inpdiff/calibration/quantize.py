@@ -26,6 +26,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+from ..export.checks import fix_tile
 from ..io import atomic_write, sha256
 from ..runtime.localizer import Localizer, LocalizeConfig
 from ..sampling import GRAPHS
@@ -52,7 +53,7 @@ def collect_ranges(model_dir: Path, images_dir: Path, cache: dict[str, Path], cf
     paths = find_images(images_dir, cfg.images, cfg.seed)
     if len(paths) < cfg.min_images:
         raise CalibrationError(f"{images_dir}: {len(paths)} image(s); calibration needs at least {cfg.min_images}")
-    localizer = Localizer(model_dir, "onnxruntime", LocalizeConfig(seed=cfg.seed), cfg.threads)
+    localizer = Localizer(model_dir, "onnxruntime", LocalizeConfig(seed=cfg.seed, max_tile=0), cfg.threads)
     collected = Collected()
     extra = {"symmetric": cfg.target == "tensorrt"}  # the CPU form's uint8 activations take min..max ranges
     if cfg.method == "percentile":
@@ -122,6 +123,10 @@ def calibrate(model_dir: str | Path, out_dir: str | Path, images_dir: str | Path
             quantize_graph(src, p, cache[g], cfg, kept_float[g])
             if cfg.target == "cpu":  # the CPU form's layout: ONNX Runtime's 16-channel blocks
                 pad_conv_file(p)
+            else:  # TensorRT's form runs TensorRT's tile everywhere
+                graph = onnx.load(str(p))
+                fix_tile(graph, manifest["tile"], manifest["conditions"])
+                onnx.save(graph, str(p))
 
         with quiet_ort():
             atomic_write(target, write)

@@ -17,6 +17,7 @@ import numpy as np
 from ..data.datasets import Sample, discover, evenly
 from ..evaluation import runtime_predict, score_samples
 from ..io import atomic_write
+from ..runtime.localizer import LocalizeConfig
 from .qdq import CalibrateConfig
 from .quantize import calibrate
 
@@ -24,14 +25,16 @@ GOAL = {"pixel_auc": 0.005, "f1": 0.01}  # INT8 or FP16 may lose at most this mu
 FAR = 0.1  # probability maps' pixels this far apart are counted: the max alone is one pixel
 
 
-def compare(models: dict[str, Path], samples: list[Sample], threads: int = 0) -> dict:
+def compare(models: dict[str, Path], samples: list[Sample], threads: int = 0, max_tile: int | None = None) -> dict:
     """Run every model on every sample through the one harness; the first model is the reference the
-    others are held to, map by map."""
+    others are held to, map by map, all at the tiles of `max_tile` (LocalizeConfig's; 0 for TensorRT's
+    forms, whose graphs take TensorRT's tile only, so that the maps differ by precision alone)."""
     ref = next(iter(models))
     reference: list[np.ndarray] = []
     summary = {"reference": ref, "models": {}, "errors": []}
     for name, folder in models.items():
-        predict, loc = runtime_predict(folder, threads, require_score=False)
+        config = LocalizeConfig() if max_tile is None else LocalizeConfig(max_tile=max_tile)
+        predict, loc = runtime_predict(folder, threads, require_score=False, config=config)
         diff = {"max": 0.0, "sum": 0.0, "over": 0, "pixels": 0}
         seen = itertools.count()
 
@@ -72,7 +75,7 @@ def report(model_dir: str | Path, int8_dir: str | Path, cfg: CalibrateConfig, da
             shutil.copytree(int8_dir / "calibration", Path(plain) / "calibration")
             calibrate(model_dir, plain, None, dataclasses.replace(cfg, exclude=(), exclude_sensitive=0))
             models = {"fp32": model_dir, "int8 plain": Path(plain), "int8": int8_dir}
-        summary = compare(models, samples, cfg.threads)
+        summary = compare(models, samples, cfg.threads, 0 if cfg.target == "tensorrt" else None)
     summary["data"], summary["images"] = str(data), len(samples)
     save(summary, int8_dir / "calibration")
     return summary
@@ -82,7 +85,7 @@ def fp16_report(model_dir: str | Path, fp16_dir: str | Path, data: str | Path, l
                 ) -> dict:
     """FP32 against the FP16 model on the dataset `data`; saved as FP16_DIR/report.{json,md}."""
     samples = evenly(discover(data), limit)
-    summary = compare({"fp32": Path(model_dir), "fp16": Path(fp16_dir)}, samples, threads)
+    summary = compare({"fp32": Path(model_dir), "fp16": Path(fp16_dir)}, samples, threads, max_tile=0)
     summary["data"], summary["images"] = str(data), len(samples)
     save(summary, Path(fp16_dir))
     return summary

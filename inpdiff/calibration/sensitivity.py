@@ -47,7 +47,7 @@ def layer_sensitivity(model_dir: str | Path, out_dir: str | Path, images_dir: st
     if images_dir is None:
         raise CalibrationError(f"{target}: no layer sensitivity measured with these ranges; give --images DIR "
                                "(or --exclude-sensitive 0)")
-    localizer = Localizer(model_dir, "onnxruntime", LocalizeConfig(seed=cfg.seed), cfg.threads)
+    localizer = Localizer(model_dir, "onnxruntime", LocalizeConfig(seed=cfg.seed, max_tile=0), cfg.threads)
     n = cfg.sensitivity_images
     recorder = next(chunks(localizer, find_images(images_dir, n, cfg.seed + 1), cfg.tiles_per_image, n, cfg.seed,
                            Collected()))

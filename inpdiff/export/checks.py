@@ -24,10 +24,27 @@ class LintError(ValueError):
     pass
 
 
-def trt_lint(path: str | Path, batch: int = 3) -> None:
+def tile_shapes(tile: int, conditions: dict[str, list[int]], batch: int = 3) -> dict[str, list[int]]:
+    """Both graphs' inputs and outputs at the tile TensorRT builds for (`conditions`: the manifest's,
+    without batch)."""
+    maps = {name: [batch, 1, tile, tile] for name in (*sampling.STEP_INPUTS, *sampling.STEP_OUTPUTS) if name != "row"}
+    return {sampling.IMAGE: [batch, tile, tile, 3], **maps, **{name: [batch, *shape] for name, shape in conditions.items()}}
+
+
+def fix_tile(model, tile: int, conditions: dict[str, list[int]]) -> None:
+    """Give an ONNX graph's inputs and outputs the spatial sizes of `tile`, the batch left dynamic: a
+    TensorRT form (FP16, TensorRT's INT8) then runs TensorRT's tile on every backend, so that ONNX Runtime
+    reproduces what the engines give and the score calibration is fitted on the maps they make."""
+    shapes = tile_shapes(tile, conditions)
+    for vi in [*model.graph.input, *model.graph.output]:
+        for d, size in list(zip(vi.type.tensor_type.shape.dim, shapes.get(vi.name, [])))[1:]:
+            d.dim_value = size
+
+
+def trt_lint(path: str | Path, shapes: dict[str, list[int]] | None = None, batch: int = 3) -> None:
     """Fail if an op is outside TRT_OPS, if a uint8 input feeds anything but a Cast, or if any tensor's
-    shape is data-dependent: with every input's shape fixed (the dynamic batch set to `batch`), shape
-    inference must know every dimension."""
+    shape is data-dependent: with every input's shape fixed (`shapes` by name, tile_shapes; other
+    dynamic sizes set to `batch`), shape inference must know every dimension."""
     import onnx
 
     path = Path(path)
@@ -44,10 +61,15 @@ def trt_lint(path: str | Path, batch: int = 3) -> None:
         if node.op_type != "Cast" and uint8 & set(node.input):
             problems.append(f"{node.op_type} ({node.name}) reads a uint8 input; TensorRT allows only a Cast there")
     del model.graph.value_info[:]
-    for vi in list(model.graph.input) + list(model.graph.output):
+    for vi in model.graph.input:
+        for d, size in zip(vi.type.tensor_type.shape.dim, (shapes or {}).get(vi.name, [])):
+            d.dim_value = size
         for d in vi.type.tensor_type.shape.dim:
             if not d.HasField("dim_value"):
                 d.dim_value = batch
+    for vi in model.graph.output:  # inferred from the inputs
+        if any(not d.HasField("dim_value") for d in vi.type.tensor_type.shape.dim):
+            vi.type.tensor_type.ClearField("shape")
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     for vi in model.graph.value_info:
         if vi.type.HasField("tensor_type"):

@@ -3,7 +3,8 @@
 condition.onnx     image (B, H, W, 3) uint8 RGB -> cond0..cond3 (the DN-ready conditions)
 denoise_step.onnx  x_t (B, 1, H, W), row (1,) int64, noise (B, 1, H, W), cond0..cond3
                    -> x_next, prob (= (x0 + 1) / 2), edge
-H = W = the tile size; B is dynamic. The input preprocessing (uint8 -> [0, 1], NHWC -> NCHW) is in the
+B and the spatial sizes are dynamic (H, W multiples of 32): ONNX Runtime runs tiles of any size, and
+TensorRT's profiles fix them at the manifest's tile. The input preprocessing (uint8 -> [0, 1], NHWC -> NCHW) is in the
 condition graph and the sampler update in the step graph (tables indexed by `row`, see inpdiff.steps),
 so a runtime only moves tensors between the two.
 """
@@ -21,7 +22,7 @@ from ..io import sha256
 from ..model import load_model
 from ..model.graphs import ConditionGraph, StepGraph
 from ..runtime.model_dir import ModelDir
-from .checks import parity, trt_lint
+from .checks import tile_shapes, parity, trt_lint
 
 OPSET = 17
 
@@ -43,7 +44,11 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outpu
     # The exporter restores the module's training flag afterwards, recursively: a wrapper left in
     # training mode would switch the model's BatchNorms to batch statistics for everything after.
     module.eval()
-    dynamic = {name: {0: "batch"} for name in inputs + outputs if name != "row"}
+    # Each tensor's spatial axes get names of their own: the exporter would otherwise have to prove
+    # that the conditions' sizes at strides 4..32 are the image's divided.
+    dynamic = {name: {0: "batch", **({1: "height", 2: "width"} if name == sampling.IMAGE else
+                                     {2: f"{name}_height", 3: f"{name}_width"})}
+               for name in inputs + outputs if name != "row"}
     torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs, opset_version=opset,
                       dynamic_axes=dynamic, do_constant_folding=True, dynamo=False)
 
@@ -120,7 +125,7 @@ def export(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig = Expo
     }
     if cfg.check:
         for name in files:
-            trt_lint(out / name)
+            trt_lint(out / name, tile_shapes(tile, manifest["conditions"]))
         manifest["parity"] = parity(model, out, cfg.max_steps, check_images, cfg.tolerance,
                                     cfg.sample_tolerance)
     return ModelDir.write(out, manifest).manifest

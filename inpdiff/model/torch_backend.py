@@ -45,6 +45,7 @@ class TorchBackend:
         self.cond = ConditionGraph(model).eval()
         # The step graph's sampler tables are made on the CPU: they follow the model to its device.
         self.step_graph = StepGraph(model, folder.max_steps).to(self.device).eval()
+        self.tile = None  # any size: eager runs it, the graph variants capture one graph per shape
         self.name = "torch-" + "-".join([self.device.type, "fp16" if fp16 else "fp32"] + (["graph"] if graph else []))
         self._graphs: dict[tuple, object] = {}
         self._lock = threading.Lock()

@@ -24,7 +24,7 @@ class Backend(Protocol):
         """Free what the backend holds (sessions, engines, buffers); it is not used again."""
 
     def condition(self, tiles: np.ndarray) -> dict[str, np.ndarray]:
-        """(B, T, T, 3) uint8 RGB tiles -> the named condition tensors."""
+        """(B, h, w, 3) uint8 RGB tiles -> the named condition tensors."""
 
     def step(self, x_t: np.ndarray, row: int, noise: np.ndarray, conds: dict[str, np.ndarray]
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -38,7 +38,7 @@ class FusedBackend(Protocol):
         """Free what the backend holds (engines, streams, buffers, graphs); it is not used again."""
 
     def sample(self, tiles: np.ndarray, samples: int, noise: np.ndarray, rows: list[int]) -> np.ndarray:
-        """(N, T, T, 3) uint8 tiles; noise (steps + 1, N * samples, 1, T, T), tile-major, noise[0] the
+        """(N, h, w, 3) uint8 tiles; noise (steps + 1, N * samples, 1, h, w), tile-major, noise[0] the
         start; rows the step-table rows -> the mean over the steps of prob, (N * samples, 1, T, T)."""
 
 
@@ -76,7 +76,8 @@ class OnnxRuntimeBackend:
         self._cond, self._step = (ort.InferenceSession(str(model_dir / sampling.onnx_file(g)), opts, providers=providers)
                                   for g in sampling.GRAPHS)
         self._cond_names = [o.name for o in self._cond.get_outputs()]
-        self.tile = self._cond.get_inputs()[0].shape[1]  # what the graph takes, for the manifest check
+        side = self._cond.get_inputs()[0].shape[1]
+        self.tile = side if isinstance(side, int) else None  # what the graph takes (None: any size)
         self.name = "onnxruntime-cuda" if providers[0] == "CUDAExecutionProvider" else "onnxruntime-cpu"
 
     def close(self) -> None:

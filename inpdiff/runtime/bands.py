@@ -24,20 +24,20 @@ class RowAccumulator:
     """The (S, H, W) sum of a plan's tiles, held one tile tall: rows above the tile row being blended
     are final, so they are divided by the tiles' summed ramps (as Localizer.finish does) and written."""
 
-    def __init__(self, samples: int, shape: tuple[int, int], tile: int, wy: np.ndarray, wx: np.ndarray):
+    def __init__(self, samples: int, shape: tuple[int, int], tile_rows: int, wy: np.ndarray, wx: np.ndarray):
         self.H, self.W = shape
-        self.tile, self.wy, self.wx = tile, wy, wx
-        self.buf = np.zeros((samples, tile, self.W), np.float32)
+        self.tile, self.wy, self.wx = tile_rows, wy, wx
+        self.buf = np.zeros((samples, tile_rows, self.W), np.float32)
         self.lo = 0  # the image row of buf's first row
         self.prob = RowWriter(None, (self.W,), np.float32)
         self.uncertainty = RowWriter(None, (self.W,), np.float32) if samples > 1 else None
 
     def add(self, y: int, x: int, block: np.ndarray) -> None:
-        """A tile's (S, T, T) weighted map at (y, x); tiles come in plan order (row by row)."""
+        """A tile's (S, h, w) weighted map at (y, x); tiles come in plan order (row by row)."""
         if y > self.lo:
             self._flush(y)
-        T = self.tile
-        self.buf[:, y - self.lo:y - self.lo + T, x:x + T] += block
+        h, w = block.shape[1:]
+        self.buf[:, y - self.lo:y - self.lo + h, x:x + w] += block
 
     def _flush(self, upto: int) -> None:
         n = min(upto, self.H) - self.lo

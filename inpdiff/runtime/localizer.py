@@ -1,10 +1,14 @@
 """The localizer: tiling, the sampling loop and ensembling, written once for every backend.
 
 Tiling policy. Inpainting leaves high-frequency traces that resizing destroys, so the model runs at
-the image's native resolution on tiles of the export's size (256 for edge-s). Tiles overlap by at
-least `overlap` pixels, are spread evenly so the last one ends at the border, and are blended with a
-linear ramp at their edges (the model sees zero padding there, so edge pixels are trusted less).
-An image smaller than a tile is mirror-padded to it. `max_side` downscales very large images first
+the image's native resolution, on tiles. Graphs of a fixed size (TensorRT's engines, older exports)
+take tiles of the export's size (256); graphs that take any size (ONNX Runtime on a current export)
+take, along each axis, the tile of 256 to `max_tile` pixels (a multiple of 32) that covers the image
+with the fewest computed pixels: a 481x321 photo is one 512x352 tile instead of six 256-pixel ones,
+and the model compares each region with more of its image. Tiles overlap by at least `overlap`
+pixels, are spread evenly so the last one ends at the border, and are blended with a linear ramp at
+their edges (the model sees zero padding there, so edge pixels are trusted less). An image smaller
+than its tile is mirror-padded to it. `max_side` downscales very large images first
 (trading the finest traces for speed); the maps are then resized back, so every output has the
 input's exact size.
 
@@ -44,8 +48,11 @@ class LocalizeConfig:
     seed: int = 0
     threshold: float | None = None  # mask threshold; None: the model's calibrated one (else 0.5)
     max_side: int | None = None   # downscale images whose longer side exceeds this
-    batch: int = 8                # tiles per backend call
-    overlap: int | None = None    # minimum overlap of neighbouring tiles (None: an eighth of a tile)
+    batch: int = 8                # tiles per backend call, counted in tiles of the model's size (256)
+    overlap: int | None = None    # minimum overlap of neighbouring tiles (None: an eighth of the model's tile)
+    # Largest tile side where the graphs take any size; 0: the model's tile only, as TensorRT runs it
+    # (calibration records those tiles)
+    max_tile: int = 512
     min_region: int = 16          # connected regions smaller than this (pixels) are not reported
     copies: bool = True           # fuse the copy evidence (inpdiff.copies) into the probability map
     near_copies: bool = True      # and its near copies (inpdiff.near_copies): re-saved exemplar fills, at a cost in speed
@@ -74,6 +81,14 @@ class Result:
     def summary(self) -> dict:
         return {"score": round(self.score, 4), "inpainted": self.inpainted,
                 "regions": [asdict(r) for r in self.regions]}
+
+
+def axis_tile(length: int, tile: int, max_tile: int, overlap: int) -> int:
+    """The tile length along one axis: `tile` where the graphs are fixed (max_tile <= tile), else the
+    multiple of 32 from `tile` to `max_tile` whose tiles compute the fewest pixels (the larger on a tie:
+    fewer calls, more context)."""
+    sizes = range(tile, max(tile, max_tile) + 1, 32)
+    return min(sizes, key=lambda t: (len(tile_origins(length, t, overlap)) * t, -t))
 
 
 def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
@@ -114,12 +129,13 @@ class Plan:
     image: np.ndarray                 # the input, as given (a SpilledArray: worked a band at a time)
     work: np.ndarray                  # downscaled (max_side) and padded to at least a tile
     size: tuple[int, int]             # (h, w) of `work` before padding
+    shape: tuple[int, int]            # (h, w) of every tile
     origins: list[tuple[int, int]]    # (y, x) of every tile in `work`
     cover: Future | None = None       # the copy cover of `image`, once start_copies has begun it
 
-    def tile(self, i: int, size: int) -> np.ndarray:
-        y, x = self.origins[i]
-        return self.work[y:y + size, x:x + size]
+    def tile(self, i: int) -> np.ndarray:
+        (y, x), (h, w) = self.origins[i], self.shape
+        return self.work[y:y + h, x:x + w]
 
 
 class Localizer:
@@ -146,8 +162,8 @@ class Localizer:
         self.overlap = self.tile // 8 if self.config.overlap is None else self.config.overlap
         if not 0 <= self.overlap < self.tile // 2:
             raise ValueError(f"overlap must be in [0, {self.tile // 2}), got {self.overlap}")
-        self.ramp = blend_ramp(self.tile, self.overlap)
-        self.window = np.outer(self.ramp, self.ramp)
+        if self.config.max_tile % 32:
+            raise ValueError(f"max_tile must be a multiple of 32, got {self.config.max_tile}")
         if require_score and self.model.precision != "fp32" and self.model.score is None:
             # Its graphs differ from the FP32 model's, so the FP32 score calibration does not carry over,
             # and the uncalibrated "any region" rule would decide differently from the model it came from.
@@ -164,10 +180,12 @@ class Localizer:
         self.copy_settings = CopySettings() if self.config.near_copies else CopySettings(near=None)
         self.backend = (make_backend(backend, self.model_dir, threads) if isinstance(backend, (str, BackendSpec))
                         else backend)
-        graph_tile = getattr(self.backend, "tile", None)
-        if isinstance(graph_tile, int) and graph_tile != self.tile:
+        graph_tile = getattr(self.backend, "tile", self.tile)  # None: graphs that take any size
+        if graph_tile is not None and graph_tile != self.tile:
             raise ModelError(f"{self.model_dir / 'manifest.json'}: field 'tile' is {self.tile}, but condition.onnx "
                              f"takes {graph_tile}x{graph_tile} tiles (the manifest was edited; re-export the model)")
+        self.max_tile = self.tile if graph_tile else max(self.tile, self.config.max_tile)
+        self._windows: dict[tuple[int, int], np.ndarray] = {}  # blend windows by tile shape
 
     def _fp32_where_int8_is_slow(self) -> None:
         """A CPU INT8 model on a CPU without int8 dot products (where ONNX Runtime's uint8 kernels are
@@ -202,11 +220,11 @@ class Localizer:
         if isinstance(image, (str, Path)):
             image = read_image(image)
         plan = self.start_copies(self.plan(image))
-        n, b = len(plan.origins), self.config.batch
+        n, b = len(plan.origins), self.batch(plan.shape)
 
         def maps():  # a batch at a time, blended as they come: a large photo's maps are not held together
             for i in range(0, n, b):
-                yield from self.infer(np.stack([plan.tile(j, self.tile) for j in range(i, min(i + b, n))]),
+                yield from self.infer(np.stack([plan.tile(j) for j in range(i, min(i + b, n))]),
                                       plan.origins[i:i + b])
         result = self.assemble(plan, maps())
         result.timings.update(tiles=n, total_ms=(time.perf_counter() - t0) * 1000)
@@ -216,21 +234,32 @@ class Localizer:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         h, w = image.shape[:2]
-        T = self.tile
-        if isinstance(image, SpilledArray) and (self.config.max_side or min(h, w) < T):
-            image = image[:]  # to be downscaled or padded first: then it is small enough to hold
+        if isinstance(image, SpilledArray) and self.config.max_side:
+            image = image[:]  # to be downscaled first: then it is small enough to hold
         work = image
         if self.config.max_side and max(h, w) > self.config.max_side:
             s = self.config.max_side / max(h, w)
             work = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
         size = work.shape[:2]
-        ph, pw = max(0, T - size[0]), max(0, T - size[1])
+        shape = tuple(axis_tile(n, self.tile, self.max_tile, self.overlap) for n in size)
+        ph, pw = max(0, shape[0] - size[0]), max(0, shape[1] - size[1])
         if ph or pw:  # smaller than a tile: mirror-pad (replicate for 1-pixel sides, which cannot mirror)
+            if isinstance(work, SpilledArray):
+                work = work[:]  # within one tile on that side: small enough to hold
             border = cv2.BORDER_REFLECT_101 if min(size) > 1 else cv2.BORDER_REPLICATE
             work = cv2.copyMakeBorder(work, 0, ph, 0, pw, border)
         H, W = work.shape[:2]
-        origins = [(y, x) for y in tile_origins(H, T, self.overlap) for x in tile_origins(W, T, self.overlap)]
-        return Plan(image, work, size, origins)
+        origins = [(y, x) for y in tile_origins(H, shape[0], self.overlap) for x in tile_origins(W, shape[1], self.overlap)]
+        return Plan(image, work, size, shape, origins)
+
+    def batch(self, shape: tuple[int, int], tiles: int | None = None) -> int:
+        """Tiles of `shape` per backend call: `tiles` (default: config.batch) model-sized tiles' worth of
+        pixels, so that a call's memory does not grow with the tile."""
+        return max(1, (tiles or self.config.batch) * self.tile * self.tile // (shape[0] * shape[1]))
+
+    def ramps(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """The blend ramps of a tile of `shape`, along y and x."""
+        return blend_ramp(shape[0], self.overlap), blend_ramp(shape[1], self.overlap)
 
     def start_copies(self, plan: Plan) -> Plan:
         """Begin the plan's copy search on a thread of the copy pool, so that it runs beside the inference of its
@@ -240,45 +269,52 @@ class Localizer:
         return plan
 
     def infer(self, tiles: np.ndarray, origins: list[tuple[int, int]]) -> np.ndarray:
-        """(N, T, T, 3) uint8 tiles at `origins` -> per-sample probability maps (N, S, T, T), the mean
+        """(N, h, w, 3) uint8 tiles at `origins` -> per-sample probability maps (N, S, h, w), the mean
         over the sampling steps. Noise is Philox keyed to (seed, step, tile position) (inpdiff.noise), so
         a tile's map does not depend on which tiles, or which images' tiles, share its batch, and any
         runtime that implements the same generator draws the same numbers."""
-        S, T = self.config.samples, self.tile
+        S, shape = self.config.samples, tiles.shape[1:3]
         if self.diffusion:
-            noise = np.concatenate([tile_noise(self.config.seed, y, x, self.steps, S, T) for y, x in origins], axis=1)
+            noise = np.concatenate([tile_noise(self.config.seed, y, x, self.steps, S, shape) for y, x in origins], axis=1)
         else:  # the single-pass model starts from an empty mask, and its probability map takes no noise
-            noise = np.zeros((self.steps + 1, len(origins) * S, 1, T, T), np.float32)
+            noise = np.zeros((self.steps + 1, len(origins) * S, 1, *shape), np.float32)
         if hasattr(self.backend, "sample"):  # the backend runs the whole loop (one CUDA graph)
-            return self.backend.sample(tiles, S, noise, self.rows).reshape(len(origins), S, T, T)
+            return self.backend.sample(tiles, S, noise, self.rows).reshape(len(origins), S, *shape)
         mean = sampling.sample_loop(self.backend.condition, self.backend.step, tiles, S, noise, self.rows,
                                     lambda c, n: np.repeat(c, n, axis=0))
-        return mean.reshape(len(origins), S, T, T)
+        return mean.reshape(len(origins), S, *shape)
 
     def assemble(self, plan: Plan, maps: Iterable[np.ndarray]) -> Result:
-        """Blend the tiles' maps, (S, T, T) each in plan order, into a Result at the input's size."""
+        """Blend the tiles' maps, (S, h, w) each in plan order, into a Result at the input's size."""
         acc = self.accumulator(plan)
-        for origin, m in zip(plan.origins, maps):
-            self.blend(acc, origin, m)
+        for i, m in enumerate(maps):
+            self.blend(plan, acc, i, m)
         return self.finish(plan, acc)
 
     def accumulator(self, plan: Plan) -> np.ndarray | RowAccumulator:
         """(S, H, W) zeros at the plan's working size, for `blend` (for a spilled image, a window of them
         that writes out each row once the tiles are past it)."""
         if isinstance(plan.work, SpilledArray):
-            (H, W), ys, xs = plan.work.shape[:2], sorted({y for y, _ in plan.origins}), sorted({x for _, x in plan.origins})
-            return RowAccumulator(self.config.samples, (H, W), self.tile, axis_weight(H, ys, self.ramp),
-                                  axis_weight(W, xs, self.ramp))
+            return RowAccumulator(self.config.samples, plan.work.shape[:2], plan.shape[0], *self.axis_weights(plan))
         return np.zeros((self.config.samples, *plan.work.shape[:2]), np.float32)
 
-    def blend(self, acc: np.ndarray | RowAccumulator, origin: tuple[int, int], m: np.ndarray) -> None:
-        """Add one tile's (S, T, T) map at `origin`. Callers blend in plan order: float sums in another
-        order would differ in the last bits from `localize` (and a RowAccumulator needs the order)."""
-        (y, x), T = origin, self.tile
+    def axis_weights(self, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
+        """The tiles' summed ramps along y and x: the tiles form a grid, so their summed windows are
+        outer(wy, wx), and no image-sized weight map is needed."""
+        (H, W), (ry, rx) = plan.work.shape[:2], self.ramps(plan.shape)
+        return (axis_weight(H, sorted({y for y, _ in plan.origins}), ry),
+                axis_weight(W, sorted({x for _, x in plan.origins}), rx))
+
+    def blend(self, plan: Plan, acc: np.ndarray | RowAccumulator, i: int, m: np.ndarray) -> None:
+        """Add tile i's (S, h, w) map, weighted by its window. Callers blend in plan order: float sums in
+        another order would differ in the last bits from `localize` (and a RowAccumulator needs the order)."""
+        if plan.shape not in self._windows:
+            self._windows[plan.shape] = np.outer(*self.ramps(plan.shape))
+        (y, x), (h, w) = plan.origins[i], plan.shape
         if isinstance(acc, RowAccumulator):
-            acc.add(y, x, m * self.window)
+            acc.add(y, x, m * self._windows[plan.shape])
         else:
-            acc[:, y:y + T, x:x + T] += m * self.window
+            acc[:, y:y + h, x:x + w] += m * self._windows[plan.shape]
 
     def finish(self, plan: Plan, acc: np.ndarray | RowAccumulator) -> Result:
         """Every tile blended into `acc` (which this normalises in place) -> the Result at the input's size."""
@@ -286,12 +322,10 @@ class Localizer:
             *maps, score, regions, inpainted = finish_bands(
                 acc, self._cover(plan), self.copy_settings, self.mask_threshold, self.config.min_region, self.calibration)
             return Result(*maps, score, [Region(*r) for r in regions], inpainted, {"tiles": len(plan.origins)})
-        H, W = plan.work.shape[:2]
         S = acc.shape[0]
-        # The tiles form a grid, so their summed windows are outer(wy, wx): no image-sized weight map.
-        # In place, so that a large image's maps are held once.
-        acc /= axis_weight(H, sorted({y for y, _ in plan.origins}), self.ramp)[:, None]
-        acc /= axis_weight(W, sorted({x for _, x in plan.origins}), self.ramp)
+        wy, wx = self.axis_weights(plan)
+        acc /= wy[:, None]  # in place, so that a large image's maps are held once
+        acc /= wx
         per_sample = acc[:, :plan.size[0], :plan.size[1]]
         h, w = plan.image.shape[:2]
         if per_sample.shape[1:] != (h, w):
@@ -319,4 +353,5 @@ class Localizer:
         return plan.cover.result() if plan.cover else copy_cover(plan.image, self.copy_settings)
 
 
-__all__ = ["Localizer", "LocalizeConfig", "Plan", "Region", "Result", "ModelError", "tile_origins", "blend_ramp", "axis_weight"]
+__all__ = ["Localizer", "LocalizeConfig", "Plan", "Region", "Result", "ModelError", "axis_tile", "tile_origins",
+           "blend_ramp", "axis_weight"]

@@ -61,6 +61,9 @@ def _read(model_dir: str | Path, verify: bool) -> dict:
         if not isinstance(manifest.get(field), kind) or isinstance(manifest.get(field), bool):
             what = "missing" if field not in manifest else f"not {'an integer' if kind is int else 'a mapping'}"
             raise ModelError(f"{path}: field '{field}' is {what} (re-export the model with `inpdiff export`)")
+    if manifest["tile"] <= 0 or manifest["tile"] % 32:  # the network's coarsest stride
+        raise ModelError(f"{path}: field 'tile' is {manifest['tile']}, not a positive multiple of 32 (the manifest "
+                         "was edited; re-export the model with `inpdiff export`)")
     files = manifest["files"]
     if verify:
         for name, digest in files.items():

@@ -85,7 +85,7 @@ class _Pending:
             if not self.error:
                 self.early[i] = m
                 while self.blended in self.early:
-                    localizer.blend(self.acc, self.plan.origins[self.blended], self.early.pop(self.blended))
+                    localizer.blend(self.plan, self.acc, self.blended, self.early.pop(self.blended))
                     self.blended += 1
             self.remaining -= 1
             return self.remaining == 0
@@ -184,7 +184,7 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
             if stop.is_set():
                 continue  # drain without running
             try:
-                tiles = np.stack([p.plan.tile(i, localizer.tile) for p, i in chunk])
+                tiles = np.stack([p.plan.tile(i) for p, i in chunk])
                 maps = localizer.infer(tiles, [p.plan.origins[i] for p, i in chunk])
                 error = None
             except Exception as e:
@@ -255,29 +255,33 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
 def _tile(localizer: Localizer, cfg: PipelineConfig, decoder: IsolatedDecoder, budget: _PixelBudget,
           decoded: queue.Queue, batches: queue.Queue, finished: queue.Queue, stop: threading.Event,
           on_tiles: Callable[[int, int], None]) -> None:
-    """The tiler (runs in the calling thread, so Ctrl-C reaches it): images -> batches of tiles.
-    Full batches while more images are waiting; otherwise what is held is sent at once, so the last
-    image, or a lone one, is not kept waiting for a batch to fill."""
-    held: list[tuple[_Pending, int]] = []
+    """The tiler (runs in the calling thread, so Ctrl-C reaches it): images -> batches of tiles of one
+    shape. Full batches while more images are waiting; otherwise what is held is sent at once, so the
+    last image, or a lone one, is not kept waiting for a batch to fill."""
+    held: dict[tuple[int, int], list[tuple[_Pending, int]]] = {}  # by tile shape: a call takes one
     item = decoded.get()
     while item is not _END and not stop.is_set():
-        held += _cut(localizer, decoder, budget, *item, finished, on_tiles)
+        for tile in _cut(localizer, decoder, budget, *item, finished, on_tiles):
+            held.setdefault(tile[0].plan.shape, []).append(tile)
         try:
             item = decoded.get_nowait()
         except queue.Empty:
             item = _WAITING
-        if item is _WAITING or item is _END:
-            # Spread what is held over the workers, in calls of at most a batch, so that a lone large
-            # image keeps every worker busy and its progress shows tile by tile.
-            size = max(1, min(cfg.batch, -(-len(held) // cfg.workers)))
-            for k in range(0, len(held), size):
-                batches.put(held[k:k + size])
-            held = []
-            item = item if item is _END else decoded.get()
-        else:
-            while len(held) >= cfg.batch:
-                batches.put(held[:cfg.batch])
-                del held[:cfg.batch]
+        for shape, tiles in held.items():
+            batch = localizer.batch(shape, cfg.batch)
+            if item is _WAITING or item is _END:
+                # Spread what is held over the workers, in calls of at most a batch, so that a lone large
+                # image keeps every worker busy and its progress shows tile by tile.
+                batch = max(1, min(batch, -(-len(tiles) // cfg.workers)))
+                for k in range(0, len(tiles), batch):
+                    batches.put(tiles[k:k + batch])
+                tiles.clear()
+            while len(tiles) >= batch:
+                batches.put(tiles[:batch])
+                del tiles[:batch]
+        held = {shape: tiles for shape, tiles in held.items() if tiles}
+        if item is _WAITING:
+            item = decoded.get()
 
 
 def _cut(localizer: Localizer, decoder: IsolatedDecoder, budget: _PixelBudget, job: Job, started: float,

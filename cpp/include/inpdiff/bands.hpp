@@ -57,25 +57,26 @@ class BandStatistic {
 // divided by the tiles' summed ramps (wy, wx), combined across samples and written to files.
 class RowAccumulator {
  public:
-  RowAccumulator(int samples, cv::Size size, int tile, std::vector<float> wy, std::vector<float> wx);
-  // A tile's per-sample maps (samples x tile x tile) at (y, x), weighted by `window`; tiles come in
-  // plan order (row by row).
+  // tile: the plan's tile size (every tile's)
+  RowAccumulator(int samples, cv::Size size, cv::Size tile, std::vector<float> wy, std::vector<float> wx);
+  // A tile's per-sample maps (samples x tile) at (y, x), weighted by `window`; tiles come in plan
+  // order (row by row).
   void add(int y, int x, const float* maps, const std::vector<float>& window);
   // The map before copies, and the spread across samples (empty for one sample).
   std::pair<SpilledMat, SpilledMat> close();
 
  private:
   void flush(int upto);
-  int samples_, tile_, lo_ = 0;
-  cv::Size size_;
+  int samples_, lo_ = 0;
+  cv::Size tile_, size_;
   std::vector<float> wy_, wx_;
   std::vector<cv::Mat> buf_;  // per sample, tile rows from image row lo_
   RowWriter prob_;
   std::optional<RowWriter> uncertainty_;  // more than one sample
 };
 
-// One tile's map (tile x tile), weighted by `window`, added to acc's rows y.., columns x...
-void add_tile(cv::Mat& acc, int y, int x, const float* map, const std::vector<float>& window, int tile);
+// One tile's map (tile.height x tile.width), weighted by `window`, added to acc's rows y.., columns x...
+void add_tile(cv::Mat& acc, int y, int x, const float* map, const std::vector<float>& window, cv::Size tile);
 // Each tile-blended map divided by the summed ramps (rows y0.., columns 0..), in place.
 void normalise_rows(cv::Mat& rows, int y0, const std::vector<float>& wy, const std::vector<float>& wx);
 // Per-sample maps -> their mean and spread (the spread empty for one sample).

@@ -28,10 +28,11 @@ struct LocalizeConfig {
   uint64_t seed = 0;
   std::optional<double> threshold;   // mask threshold; empty: the model's calibrated one
   int max_side = 0;                  // downscale images whose longer side exceeds this (0: never)
-  int batch = 2;                     // tiles per backend call
+  int batch = 2;                     // tiles per backend call, counted in tiles of the model's size (256)
   int workers = 1;                   // backend calls in flight, for all calls of localize() together (a
                                      // backend that allows it: ONNX Runtime)
-  int overlap = -1;                  // minimum overlap of neighbouring tiles (-1: an eighth of a tile)
+  int overlap = -1;                  // minimum overlap of neighbouring tiles (-1: an eighth of the model's tile)
+  int max_tile = 512;                // largest tile side where the graphs take any size (0: the model's tile)
   int min_region = 16;               // connected regions smaller than this (pixels) are not reported
   bool copies = true;                // fuse the copy evidence (copies.hpp) into the probability map
   bool near_copies = true;           // and its near copies (re-saved exemplar fills), at a cost in speed
@@ -117,6 +118,7 @@ class Localizer {
   void run(const Plan& p, const std::function<void(size_t, const float*)>& take) const;
   std::vector<cv::Mat> blend(const Plan& p) const;  // every tile inferred and blended: per-sample maps
   std::vector<float> axis_weight(const Plan& p, int length, bool rows) const;  // the tiles' summed ramps
+  cv::Size tile_for(cv::Size size) const;  // the tile size of a plan for a (downscaled) image of `size`
   double score(double statistic) const;  // calibrated where the model carries a calibration
   void check_stop() const;               // throws Stopped where config.stop is set
 
@@ -125,11 +127,14 @@ class Localizer {
   LocalizeConfig config_;
   std::unique_ptr<TaskPool> pool_;  // config.workers threads where the backend takes concurrent calls, else 1
   std::vector<long> rows_;
-  int overlap_;
+  int overlap_, max_tile_;
   double mask_threshold_;
-  std::vector<float> ramp_, window_;  // the blend ramp, and its outer product
 };
 
+// The tile length along one axis (localizer.py axis_tile): `tile` where the graphs are fixed
+// (max_tile <= tile), else the multiple of 32 from `tile` to `max_tile` whose tiles compute the fewest
+// pixels (the larger on a tie).
+int axis_tile(int length, int tile, int max_tile, int overlap);
 // Start offsets of tiles covering [0, length) with at least `overlap` pixels shared.
 std::vector<int> tile_origins(int length, int tile, int overlap);
 // Connected regions of the mask (8-connected) of at least `min_area` pixels, largest first, each

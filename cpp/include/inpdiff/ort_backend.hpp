@@ -17,9 +17,9 @@ class OrtBackend : public GraphBackend {
   bool concurrent() const override { return true; }
 
  protected:
-  std::vector<Tensor> condition(const uint8_t* tiles, int n) override;
-  void step(const float* x_t, long row, const float* noise, std::vector<Tensor>& conds, int b, float* x_next,
-            float* prob) override;
+  std::vector<Tensor> condition(const uint8_t* tiles, int n, int h, int w) override;
+  void step(const float* x_t, long row, const float* noise, std::vector<Tensor>& conds, int b, int h, int w,
+            float* x_next, float* prob) override;
 
  private:
   struct Impl;  // ONNX Runtime's types stay out of the public headers

@@ -19,7 +19,7 @@ class TrtBackend : public Backend {
   static bool gpu_visible();
   std::string name() const override;
   int tile() const override;
-  std::vector<float> sample(const uint8_t* tiles, int n, int samples, const std::vector<float>& noise,
+  std::vector<float> sample(const uint8_t* tiles, int n, int h, int w, int samples, const std::vector<float>& noise,
                             const std::vector<long>& rows) override;
 
  private:
