@@ -72,6 +72,9 @@ def test_a_photo_is_planned_in_tiles_of_one_shape_that_the_graphs_take_and_fixed
         plan = loc.plan(photo)
         assert plan.shape == (352, 512) and plan.origins == [(0, 0)] and plan.work.shape[:2] == (352, 512)
         assert loc.batch(plan.shape, 8) == 2  # eight 256-pixel tiles' worth of pixels
+        # Up to 16 MP only: above, the bands a large photo is worked in would grow with the tile
+        assert loc.plan(np.zeros((4000, 4000, 3), np.uint8)).shape == (480, 480)
+        assert loc.plan(np.zeros((4000, 4001, 3), np.uint8)).shape == (256, 256)
     with Localizer(ROOT / "models" / "edge-c", "onnxruntime", LocalizeConfig(copies=False, max_tile=0)) as loc:
         assert loc.plan(photo).shape == (256, 256) and len(loc.plan(photo).origins) == 6
     with Localizer(ROOT / "models" / "edge-c-int8", "onnxruntime", LocalizeConfig(copies=False)) as loc:

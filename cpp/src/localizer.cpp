@@ -136,7 +136,8 @@ struct Localizer::Plan {
 };
 
 cv::Size Localizer::tile_for(cv::Size size) const {
-  return {axis_tile(size.width, model_.tile, max_tile_, overlap_), axis_tile(size.height, model_.tile, max_tile_, overlap_)};
+  const int largest = static_cast<long>(size.area()) <= kLargeTilesUpTo ? max_tile_ : model_.tile;
+  return {axis_tile(size.width, model_.tile, largest, overlap_), axis_tile(size.height, model_.tile, largest, overlap_)};
 }
 
 Localizer::Plan Localizer::plan(const cv::Mat& rgb) const {

@@ -131,6 +131,8 @@ class Localizer {
   double mask_threshold_;
 };
 
+// Larger tiles only for photos of up to this many pixels (localizer.py LARGE_TILES_UP_TO, which says why).
+constexpr long kLargeTilesUpTo = 16000000;
 // The tile length along one axis (localizer.py axis_tile): `tile` where the graphs are fixed
 // (max_tile <= tile), else the multiple of 32 from `tile` to `max_tile` whose tiles compute the fewest
 // pixels (the larger on a tie).
