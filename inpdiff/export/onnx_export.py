@@ -4,9 +4,9 @@ condition.onnx     image (B, H, W, 3) uint8 RGB -> cond0..cond3 (the DN-ready co
 denoise_step.onnx  x_t (B, 1, H, W), row (1,) int64, noise (B, 1, H, W), cond0..cond3
                    -> x_next, prob (= (x0 + 1) / 2), edge
 B and the spatial sizes are dynamic (H, W multiples of 32): ONNX Runtime runs tiles of any size, and
-TensorRT's profiles fix them at the manifest's tile. The input preprocessing (uint8 -> [0, 1], NHWC -> NCHW) is in the
-condition graph and the sampler update in the step graph (tables indexed by `row`, see inpdiff.steps),
-so a runtime only moves tensors between the two.
+TensorRT's profiles fix them at the manifest's tile. The input preprocessing (uint8 -> [0, 1], NHWC ->
+NCHW) is in the condition graph and the sampler update in the step graph (tables indexed by `row`, see
+inpdiff.steps), so a runtime only moves tensors between the two.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from ..io import sha256
 from ..model import load_model
 from ..model.graphs import ConditionGraph, StepGraph
 from ..runtime.model_dir import ModelDir
-from .checks import tile_shapes, parity, trt_lint
+from .checks import parity, tile_shapes, trt_lint
 
 OPSET = 17
 
