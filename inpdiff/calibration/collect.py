@@ -19,11 +19,18 @@ from .. import steps as step_rows
 from ..io import ImageError, read_image
 from ..runtime.backends import Backend
 from ..runtime.inputs import walk
-from ..runtime.localizer import Localizer
+from ..runtime.localizer import Localizer, LocalizeConfig
 
 
 class CalibrationError(ValueError):
     """Calibration cannot go on; the message says why and what to do."""
+
+
+def recording_localizer(model_dir: Path, seed: int = 0, threads: int = 0, require_score: bool = True) -> Localizer:
+    """The Localizer whose tiles calibration records: the model's own tiles (max_tile=0), which TensorRT
+    runs, whatever sizes the graphs would take."""
+    return Localizer(model_dir, "onnxruntime", LocalizeConfig(seed=seed, max_tile=0), threads,
+                     require_score=require_score)
 
 
 class Recorder:

@@ -7,9 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..runtime.engines import engine_files
-from ..runtime.localizer import Localizer, LocalizeConfig
 from ..sampling import GRAPHS, onnx_file
-from .collect import CalibrationError, Collected, chunks, find_images
+from .collect import CalibrationError, Collected, chunks, find_images, recording_localizer
 
 
 def compare_engines(model_dir: str | Path, engines_dir: str | Path, images_dir: str | Path, images: int = 4,
@@ -21,7 +20,7 @@ def compare_engines(model_dir: str | Path, engines_dir: str | Path, images_dir: 
 
     model_dir, engines_dir = Path(model_dir), Path(engines_dir)
     # Recorded from the FP32-or-not model folder itself: each precision is compared with its own ONNX.
-    localizer = Localizer(model_dir, "onnxruntime", LocalizeConfig(max_tile=0), require_score=False)
+    localizer = recording_localizer(model_dir, require_score=False)
     recorder = next(chunks(localizer, find_images(images_dir, images, 0), 2, images, 0, Collected()), None)
     localizer.close()
     if recorder is None:

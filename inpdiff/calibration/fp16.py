@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_write, sha256
-from ..runtime.localizer import Localizer, LocalizeConfig
 from ..sampling import GRAPHS
-from .collect import CalibrationError, Collected, chunks, find_images
+from .collect import CalibrationError, Collected, chunks, find_images, recording_localizer
 from .derived import fp32_manifest, write_derived_manifest
 from .qdq import quiet_ort
 
@@ -77,7 +76,7 @@ def boundary_nodes(model) -> list[str]:
 def _reference_data(model_dir: Path, images_dir: Path, cfg: Fp16Config, tmp: Path) -> Collected:
     """Record both graphs' real inputs, one .npz a call (AutoCast's multi-batch layout)."""
     paths = find_images(images_dir, cfg.images, cfg.seed)
-    localizer = Localizer(model_dir, "onnxruntime", LocalizeConfig(seed=cfg.seed, max_tile=0), cfg.threads)
+    localizer = recording_localizer(model_dir, cfg.seed, cfg.threads)
     collected = Collected()
     for g in GRAPHS:
         (tmp / g).mkdir()

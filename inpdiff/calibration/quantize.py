@@ -28,9 +28,8 @@ from pathlib import Path
 
 from ..export.checks import fix_tile
 from ..io import atomic_write, sha256
-from ..runtime.localizer import Localizer, LocalizeConfig
 from ..sampling import GRAPHS
-from .collect import CalibrationError, Collected, chunks, find_images
+from .collect import CalibrationError, Collected, chunks, find_images, recording_localizer
 from .derived import fp32_manifest, write_derived_manifest
 from .layout import pad_conv_file
 from .qdq import TARGETS, CalibrateConfig, calibration_method, head_nodes, quantizable, quantize_graph, quiet_ort
@@ -53,7 +52,7 @@ def collect_ranges(model_dir: Path, images_dir: Path, cache: dict[str, Path], cf
     paths = find_images(images_dir, cfg.images, cfg.seed)
     if len(paths) < cfg.min_images:
         raise CalibrationError(f"{images_dir}: {len(paths)} image(s); calibration needs at least {cfg.min_images}")
-    localizer = Localizer(model_dir, "onnxruntime", LocalizeConfig(seed=cfg.seed, max_tile=0), cfg.threads)
+    localizer = recording_localizer(model_dir, cfg.seed, cfg.threads)
     collected = Collected()
     extra = {"symmetric": cfg.target == "tensorrt"}  # the CPU form's uint8 activations take min..max ranges
     if cfg.method == "percentile":

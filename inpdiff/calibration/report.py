@@ -23,17 +23,18 @@ from .quantize import calibrate
 
 GOAL = {"pixel_auc": 0.005, "f1": 0.01}  # INT8 or FP16 may lose at most this much against FP32
 FAR = 0.1  # probability maps' pixels this far apart are counted: the max alone is one pixel
+TENSORRT_TILES = LocalizeConfig(max_tile=0)  # the model's own tiles, as TensorRT's forms run them
 
 
-def compare(models: dict[str, Path], samples: list[Sample], threads: int = 0, max_tile: int | None = None) -> dict:
+def compare(models: dict[str, Path], samples: list[Sample], threads: int = 0,
+            config: LocalizeConfig | None = None) -> dict:
     """Run every model on every sample through the one harness; the first model is the reference the
-    others are held to, map by map, all at the tiles of `max_tile` (LocalizeConfig's; 0 for TensorRT's
-    forms, whose graphs take TensorRT's tile only, so that the maps differ by precision alone)."""
+    others are held to, map by map, all with `config` (TENSORRT_TILES for TensorRT's forms, whose graphs
+    take TensorRT's tile only, so that the maps differ by precision alone)."""
     ref = next(iter(models))
     reference: list[np.ndarray] = []
     summary = {"reference": ref, "models": {}, "errors": []}
     for name, folder in models.items():
-        config = LocalizeConfig() if max_tile is None else LocalizeConfig(max_tile=max_tile)
         predict, loc = runtime_predict(folder, threads, require_score=False, config=config)
         diff = {"max": 0.0, "sum": 0.0, "over": 0, "pixels": 0}
         seen = itertools.count()
@@ -75,7 +76,7 @@ def report(model_dir: str | Path, int8_dir: str | Path, cfg: CalibrateConfig, da
             shutil.copytree(int8_dir / "calibration", Path(plain) / "calibration")
             calibrate(model_dir, plain, None, dataclasses.replace(cfg, exclude=(), exclude_sensitive=0))
             models = {"fp32": model_dir, "int8 plain": Path(plain), "int8": int8_dir}
-        summary = compare(models, samples, cfg.threads, 0 if cfg.target == "tensorrt" else None)
+        summary = compare(models, samples, cfg.threads, TENSORRT_TILES if cfg.target == "tensorrt" else None)
     summary["data"], summary["images"] = str(data), len(samples)
     save(summary, int8_dir / "calibration")
     return summary
@@ -85,7 +86,7 @@ def fp16_report(model_dir: str | Path, fp16_dir: str | Path, data: str | Path, l
                 ) -> dict:
     """FP32 against the FP16 model on the dataset `data`; saved as FP16_DIR/report.{json,md}."""
     samples = evenly(discover(data), limit)
-    summary = compare({"fp32": Path(model_dir), "fp16": Path(fp16_dir)}, samples, threads, max_tile=0)
+    summary = compare({"fp32": Path(model_dir), "fp16": Path(fp16_dir)}, samples, threads, TENSORRT_TILES)
     summary["data"], summary["images"] = str(data), len(samples)
     save(summary, Path(fp16_dir))
     return summary

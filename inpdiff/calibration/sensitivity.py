@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_write, sha256
-from ..runtime.localizer import Localizer, LocalizeConfig
 from ..sampling import GRAPHS
-from .collect import CalibrationError, Collected, chunks, find_images
+from .collect import CalibrationError, Collected, chunks, find_images, recording_localizer
 from .qdq import CalibrateConfig, head_nodes, quantizable, quantize_graph, quiet_ort
 
 
@@ -47,7 +46,7 @@ def layer_sensitivity(model_dir: str | Path, out_dir: str | Path, images_dir: st
     if images_dir is None:
         raise CalibrationError(f"{target}: no layer sensitivity measured with these ranges; give --images DIR "
                                "(or --exclude-sensitive 0)")
-    localizer = Localizer(model_dir, "onnxruntime", LocalizeConfig(seed=cfg.seed, max_tile=0), cfg.threads)
+    localizer = recording_localizer(model_dir, cfg.seed, cfg.threads)
     n = cfg.sensitivity_images
     recorder = next(chunks(localizer, find_images(images_dir, n, cfg.seed + 1), cfg.tiles_per_image, n, cfg.seed,
                            Collected()))

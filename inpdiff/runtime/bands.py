@@ -26,7 +26,7 @@ class RowAccumulator:
 
     def __init__(self, samples: int, shape: tuple[int, int], tile_rows: int, wy: np.ndarray, wx: np.ndarray):
         self.H, self.W = shape
-        self.tile, self.wy, self.wx = tile_rows, wy, wx
+        self.tile_rows, self.wy, self.wx = tile_rows, wy, wx
         self.buf = np.zeros((samples, tile_rows, self.W), np.float32)
         self.lo = 0  # the image row of buf's first row
         self.prob = RowWriter(None, (self.W,), np.float32)
@@ -47,8 +47,8 @@ class RowAccumulator:
         self.prob.write(rows.mean(axis=0) if rows.shape[0] > 1 else rows[0])
         if self.uncertainty:
             self.uncertainty.write(rows.std(axis=0))
-        self.buf[:, :self.tile - n] = self.buf[:, n:].copy()
-        self.buf[:, self.tile - n:] = 0
+        self.buf[:, :self.tile_rows - n] = self.buf[:, n:].copy()
+        self.buf[:, self.tile_rows - n:] = 0
         self.lo += n
 
     def close(self) -> tuple[SpilledArray, SpilledArray | None]:

@@ -276,9 +276,10 @@ def _tile(localizer: Localizer, cfg: PipelineConfig, decoder: IsolatedDecoder, b
                 for k in range(0, len(tiles), batch):
                     batches.put(tiles[k:k + batch])
                 tiles.clear()
-            while len(tiles) >= batch:
-                batches.put(tiles[:batch])
-                del tiles[:batch]
+            else:
+                while len(tiles) >= batch:
+                    batches.put(tiles[:batch])
+                    del tiles[:batch]
         held = {shape: tiles for shape, tiles in held.items() if tiles}
         if item is _WAITING:
             item = decoded.get()
