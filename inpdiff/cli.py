@@ -61,7 +61,7 @@ def _eval(a: argparse.Namespace) -> int:
         from .runtime.localizer import LocalizeConfig
 
         config = LocalizeConfig(steps=a.steps, samples=a.samples or 1, seed=a.seed, copies=not a.no_copies,
-                                max_tile=LocalizeConfig.max_tile if a.max_tile is None else a.max_tile)
+                                max_tile=LocalizeConfig.max_tile if a.max_tile is None else a.max_tile, flips=a.flips)
         predict, loc = runtime_predict(a.checkpoint, a.threads, config=config)
         threshold, what = loc.mask_threshold, (f"runtime, ONNX Runtime, {loc.manifest.get('precision', 'fp32')}, "
                                                f"{loc.steps} step(s), {config.samples} sample(s)")
@@ -242,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-copies", action="store_true", help="the network's map alone, without the copy evidence")
     e.add_argument("--max-tile", type=int, help="an exported model folder: largest tile side, as trt-localize's "
                                                 "(0: the model's own tile)")
+    e.add_argument("--flips", type=int, default=1, choices=(1, 2, 4),
+                   help="an exported model folder: tiles also run mirrored, maps averaged, as trt-localize's")
     e.add_argument("--threads", type=int, default=0, help="torch CPU threads")
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
     e.add_argument("--quiet", action="store_true", help="no progress bar")

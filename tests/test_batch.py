@@ -70,12 +70,13 @@ def test_inputs_stream_mirror_and_stay_inside_out(tmp_path):
     assert all(out in j.out_stem.parents for j in jobs)
 
 
-@pytest.mark.parametrize("copies", [True, False])  # assembled on assembler threads / on the inference workers
-def test_pipeline_equals_localize_image_by_image(model_dir, tmp_path, copies):
+# assembled on assembler threads / on the inference workers; flips: more tiles a call than the batch's
+@pytest.mark.parametrize("copies, flips", [(True, 1), (False, 1), (False, 4)])
+def test_pipeline_equals_localize_image_by_image(model_dir, tmp_path, copies, flips):
     paths = photos(tmp_path, 3) + [tmp_path / "missing.png"]
     cv2.imwrite(str(tmp_path / "big.png"), make_photo(150, 200, 9)[:, :, ::-1])
     paths.insert(1, tmp_path / "big.png")
-    loc = Localizer(model_dir, config=LocalizeConfig(steps=3, seed=4, copies=copies), threads=1)
+    loc = Localizer(model_dir, config=LocalizeConfig(steps=3, seed=4, copies=copies, flips=flips), threads=1)
     done = {}
     run_pipeline(loc, iter_jobs(map(str, paths), tmp_path / "out"), PipelineConfig(batch=3, workers=2),
                  lambda d: done.setdefault(d.job.path.name, d))
@@ -224,6 +225,11 @@ def test_report_drops_torn_and_duplicate_lines_and_refuses_other_settings(tmp_pa
         Report(out, {"threshold": 0.6})
     Report(out, {"threshold": 0.6}, restart=True).close()
     assert (out / "report.jsonl").read_text() == ""
+    # A setting added since (flips) reads, in a folder made before it, as what those runs worked with.
+    Report(out, {"threshold": 0.6}).close()
+    Report(out, {"threshold": 0.6, "flips": 1}).close()
+    with pytest.raises(ResumeError, match="flips 1 -> 4"):
+        Report(out, {"threshold": 0.6, "flips": 4})
 
 
 def test_resume_after_a_kill_processes_only_what_is_missing(model_dir, tmp_path):

@@ -104,6 +104,32 @@ def test_one_tile_image_equals_the_plain_two_graph_loop(model_dir):
     assert np.abs(result.prob - ref).max() < 1e-6
 
 
+def test_flips_average_the_mirrored_views_of_each_tile(model_dir):
+    """A tile-sized image: its map with flips is the mean of its mirrored images' maps mirrored back (the
+    diffusion model too, whose views share their tile's noise: the noise of a mirrored image is not
+    mirrored); the noise-free, single-pass shipped model alike on a photo of several tiles (only the
+    flips' own part of the plan differs: the plan's tiles are the same). Flips must be 1, 2 or 4."""
+    image = make_photo(64, 64, 6)
+    views = ((lambda a: a), (lambda a: a[:, ::-1]), (lambda a: a[::-1]), (lambda a: a[::-1, ::-1]))
+    one = Localizer(model_dir, config=LocalizeConfig(steps=3, seed=2, copies=False))
+    mirrored = [v(one.localize(np.ascontiguousarray(v(image))).prob) for v in views]
+    for flips in (2, 4):
+        got = Localizer(model_dir, config=LocalizeConfig(steps=3, seed=2, copies=False, flips=flips)).localize(image)
+        assert np.abs(got.prob - sum(mirrored[:flips]) / flips).max() < 1e-6
+    assert np.abs(mirrored[1] - mirrored[0]).max() > 1e-3  # so the test could fail
+    photo = make_photo(300, 520, 8)
+    with Localizer(ROOT / "models" / "edge-c", "onnxruntime", LocalizeConfig(copies=False, max_tile=256, flips=4)) as loc:
+        plan = loc.plan(photo)
+        tiles = np.stack([plan.tile(i) for i in range(len(plan.origins))])
+        tile_views = (tiles, tiles[:, :, ::-1], tiles[:, ::-1], tiles[:, ::-1, ::-1])  # (N, h, w, 3)
+        maps = [loc._run(np.ascontiguousarray(t), plan.origins)[:, 0] for t in tile_views]  # (N, h, w)
+        ref = (maps[0] + maps[1][:, :, ::-1] + maps[2][:, ::-1] + maps[3][:, ::-1, ::-1]) / 4
+        got = loc.infer(tiles, plan.origins)[:, 0]
+        assert len(plan.origins) > 1 and np.abs(got - ref).max() < 1e-5
+    with pytest.raises(ValueError, match="flips must be 1, 2 or 4, got 3"):
+        Localizer(model_dir, config=LocalizeConfig(flips=3))
+
+
 @pytest.mark.parametrize("shape", [(64, 64), (100, 190), (37, 23), (1, 1), (300, 70)])
 def test_maps_have_the_input_size(model_dir, shape):
     image = make_photo(max(shape[0], 64), max(shape[1], 64), 1)[: shape[0], : shape[1]]
@@ -224,6 +250,8 @@ def test_trt_localize_json_fail_on_detect_and_usage(model_dir, tmp_path):
     assert trt_localize(img, "--threshold", "2").returncode == 2
     r = trt_localize(img, "--model", model_dir, "-o", tmp_path / "o3", "--max-tile", "100")
     assert r.returncode == 2 and "max_tile must be a multiple of 32, got 100" in r.stderr
+    r = trt_localize(img, "--model", model_dir, "-o", tmp_path / "o3", "--flips", "3")
+    assert r.returncode == 2 and "flips must be 1, 2 or 4, got 3" in r.stderr
     assert trt_localize().returncode == 2
     r = trt_localize(tmp_path / "nothing*.png", "--model", model_dir)
     assert r.returncode == 2 and "no images found" in r.stderr

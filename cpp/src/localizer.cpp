@@ -1,6 +1,7 @@
 #include "inpdiff/localizer.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
@@ -105,6 +106,8 @@ int Localizer::check(const ModelDir& model, const LocalizeConfig& config) {
     throw std::invalid_argument("overlap must be in [0, " + std::to_string(tile / 2) + "), got " + std::to_string(overlap));
   if (config.max_tile < 0 || config.max_tile % 32)
     throw std::invalid_argument("max tile must be a multiple of 32, got " + std::to_string(config.max_tile));
+  if (config.flips != 1 && config.flips != 2 && config.flips != 4)
+    throw std::invalid_argument("flips must be 1, 2 or 4, got " + std::to_string(config.flips));
   if (model.precision != "fp32" && !model.score)
     throw ModelError(model.path.string() + ": a " + model.precision +
                      " model without its own calibrated image score; run `inpdiff calibrate-score " +
@@ -166,30 +169,70 @@ Localizer::Plan Localizer::plan(const cv::Mat& rgb) const {
   return p;
 }
 
+namespace {
+
+// Test-time flips, (rows, columns) mirrored, in the order their maps are summed (Python's FLIPS).
+constexpr std::array<std::array<bool, 2>, 4> kFlips{{{false, false}, {false, true}, {true, false}, {true, true}}};
+
+// Plane i of `from` (planes of h x w elements, `channels` each) mirrored as asked, into `to`.
+template <typename T>
+void flip_plane(const T* from, T* to, int h, int w, int channels, bool rows, bool columns) {
+  for (int r = 0; r < h; ++r) {
+    const T* src = from + static_cast<size_t>(rows ? h - 1 - r : r) * w * channels;
+    T* dst = to + static_cast<size_t>(r) * w * channels;
+    if (!columns) {
+      std::copy_n(src, static_cast<size_t>(w) * channels, dst);
+      continue;
+    }
+    for (int c = 0; c < w; ++c) std::copy_n(src + static_cast<size_t>(w - 1 - c) * channels, channels, dst + static_cast<size_t>(c) * channels);
+  }
+}
+
+}  // namespace
+
 std::vector<float> Localizer::infer(const Plan& p, size_t first, int n) const {
-  const int th = p.tile.height, tw = p.tile.width, S = config_.samples, n_steps = steps();
+  const int th = p.tile.height, tw = p.tile.width, S = config_.samples, n_steps = steps(), F = config_.flips;
   const size_t plane = static_cast<size_t>(th) * tw;
-  std::vector<uint8_t> tiles(n * plane * 3);
+  std::vector<uint8_t> tiles(static_cast<size_t>(F) * n * plane * 3);
   for (int t = 0; t < n; ++t) {
     auto [y, x] = p.origins[first + t];
     for (int r = 0; r < th; ++r) std::copy_n(p.work.ptr<uint8_t>(y + r) + 3 * x, 3 * tw, tiles.data() + (t * plane + r * tw) * 3);
     if (p.file) p.file->read(th);
   }
-  // noise (steps + 1, n * S, 1, th, tw): Philox keyed to each tile's origin, so batching does not change it
+  // The mirrored views follow the tiles, view after view, each with its tile's noise.
+  for (int f = 1; f < F; ++f)
+    for (int t = 0; t < n; ++t)
+      flip_plane(tiles.data() + t * plane * 3, tiles.data() + (static_cast<size_t>(f) * n + t) * plane * 3, th, tw, 3,
+                 kFlips[f][0], kFlips[f][1]);
+  // noise (steps + 1, F * n * S, 1, th, tw): Philox keyed to each tile's origin, so batching does not change it
   std::vector<float> noise;
   if (model_.diffusion) {
     std::vector<std::vector<float>> per_tile(n);
     for (int t = 0; t < n; ++t)
       for (int s = 0; s <= n_steps; ++s)
         normals(config_.seed, s, p.origins[first + t].first, p.origins[first + t].second, S * plane, per_tile[t]);
-    noise.reserve((n_steps + 1) * n * S * plane);
+    noise.reserve((n_steps + 1) * F * n * S * plane);
     for (int s = 0; s <= n_steps; ++s)
-      for (int t = 0; t < n; ++t)
-        noise.insert(noise.end(), per_tile[t].begin() + s * S * plane, per_tile[t].begin() + (s + 1) * S * plane);
+      for (int f = 0; f < F; ++f)
+        for (int t = 0; t < n; ++t)
+          noise.insert(noise.end(), per_tile[t].begin() + s * S * plane, per_tile[t].begin() + (s + 1) * S * plane);
   } else {  // the single-pass model starts from an empty mask, and its probability map takes no noise
-    noise.assign((n_steps + 1) * n * S * plane, 0.0f);
+    noise.assign((n_steps + 1) * F * n * S * plane, 0.0f);
   }
-  return backend_->sample(tiles.data(), n, th, tw, S, noise, rows_);
+  std::vector<float> maps = backend_->sample(tiles.data(), F * n, th, tw, S, noise, rows_);
+  if (F == 1) return maps;
+  // A tile's map: its views' maps mirrored back, summed in kFlips order, divided by their number.
+  const size_t view = static_cast<size_t>(n) * S * plane;
+  std::vector<float> mirrored(plane);
+  for (int f = 1; f < F; ++f)
+    for (size_t m = 0; m < static_cast<size_t>(n) * S; ++m) {
+      flip_plane(maps.data() + f * view + m * plane, mirrored.data(), th, tw, 1, kFlips[f][0], kFlips[f][1]);
+      float* sum = maps.data() + m * plane;
+      for (size_t i = 0; i < plane; ++i) sum[i] += mirrored[i];
+    }
+  maps.resize(view);
+  for (float& v : maps) v /= static_cast<float>(F);
+  return maps;
 }
 
 TaskPool::TaskPool(int threads) {
@@ -230,7 +273,8 @@ void Localizer::run(const Plan& p, const std::function<void(size_t, const float*
   const int S = config_.samples, T = model_.tile;
   const size_t plane = p.tile.area(), count = p.origins.size();
   // config.batch model-sized tiles' worth of pixels, so that a call's memory does not grow with the tile
-  const size_t batch = std::max<size_t>(1, static_cast<size_t>(std::max(1, config_.batch)) * T * T / plane);
+  // (and the flips, each a tile more)
+  const size_t batch = std::max<size_t>(1, static_cast<size_t>(std::max(1, config_.batch)) * T * T / (plane * config_.flips));
   const size_t batches = (count + batch - 1) / batch;
   auto size_of = [&](size_t k) { return static_cast<int>(std::min(batch, count - k * batch)); };
   // The pool's threads run the batches (one backend call each); this thread hands them on in plan

@@ -47,8 +47,8 @@ namespace {
 const char* const kUsage =
     "usage: trt-localize-cpp [PATH...] [--list FILE] [-o OUT] [--model DIR|NAME]\n"
     "       [--backend auto|onnxruntime|tensorrt] [--engines DIR]\n"
-    "       [--steps N] [--samples N] [--seed N] [--threshold P] [--max-side PX] [--max-tile PX] [--max-pixels N]\n"
-    "       [--batch N] [--workers N] [--threads N] [--outputs all|report] [--restart] [--fail-on-detect]\n"
+    "       [--steps N] [--samples N] [--seed N] [--threshold P] [--max-side PX] [--max-tile PX] [--flips 1|2|4]\n"
+    "       [--max-pixels N] [--batch N] [--workers N] [--threads N] [--outputs all|report] [--restart] [--fail-on-detect]\n"
     "       [--spill-above N] [--no-copies] [--no-near-copies] [--quiet] [--json]\n";
 
 std::atomic<bool> g_stop{false};  // set by SIGINT/SIGTERM; a signal handler can reach nothing else
@@ -101,6 +101,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--seed") o.cfg.seed = static_cast<uint64_t>(number(a, value(), 0));
     else if (a == "--max-side") o.cfg.max_side = static_cast<int>(number(a, value(), 1));
     else if (a == "--max-tile") o.cfg.max_tile = static_cast<int>(number(a, value(), 0));
+    else if (a == "--flips") o.cfg.flips = static_cast<int>(number(a, value(), 1));
     else if (a == "--max-pixels") o.max_pixels = number(a, value(), 1);
     else if (a == "--spill-above") o.spill_above = number(a, value(), 0);
     else if (a == "--batch") o.cfg.batch = static_cast<int>(number(a, value(), 1));
@@ -226,7 +227,7 @@ int main(int argc, char** argv) {
     json settings = {{"model", model.files}, {"steps", Localizer::steps_for(model, o.cfg)}, {"samples", o.cfg.samples},
                      {"seed", o.cfg.seed}, {"mask_threshold", Localizer::mask_threshold_for(model, o.cfg)},
                      {"max_side", o.cfg.max_side ? json(o.cfg.max_side) : json(nullptr)}, {"max_tile", o.cfg.max_tile},
-                     {"copies", o.cfg.copies},
+                     {"flips", o.cfg.flips}, {"copies", o.cfg.copies},
                      {"near_copies", o.cfg.copies && o.cfg.near_copies}, {"outputs", o.outputs},
                      {"score", model.manifest.contains("score") ? json(model.manifest["score"]) : json(nullptr)}};
     folder = std::make_unique<OutFolder>(o.out, settings, o.restart);

@@ -361,6 +361,38 @@ def test_outputs_do_not_depend_on_workers_batch_or_photos_side_by_side(tmp_path)
             assert Path(line["outputs"]["prob"]).read_bytes() == Path(other["outputs"]["prob"]).read_bytes(), (name, path)
 
 
+def test_flips_give_what_python_gives_and_a_run_resumes_only_with_its_own(photos, tmp_path):
+    """--flips 4 (each tile's mirrored views averaged) on photos of one tile, of 2 x 3 tiles and mirror-padded:
+    the Python command's files and report values; a folder made with them refuses other flips, in both
+    commands, and one made before flips were recorded resumes with none."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for image in photos:
+        if image.name in ("astronaut_00_telea.png", "large_700x1100.png", "small_120x200.png"):
+            (src / image.name).write_bytes(image.read_bytes())
+    cpp = run(CLI, src, "-o", tmp_path / "cpp", "--flips", "4", "--quiet")
+    py = run(sys.executable, "-m", "inpdiff.runtime.cli", src, "-o", tmp_path / "py", "--flips", "4", "--no-html", "--quiet")
+    assert (cpp.returncode, py.returncode) == (0, 0), cpp.stderr + py.stderr
+    theirs = {line["path"]: line for line in _lines(tmp_path / "py")}
+    plain = run(CLI, src, "-o", tmp_path / "plain", "--quiet")
+    assert plain.returncode == 0, plain.stderr
+    unflipped = {line["path"]: line for line in _lines(tmp_path / "plain")}
+    for a in _lines(tmp_path / "cpp"):
+        b = theirs[a["path"]]
+        assert (a["score"], a["regions"]) == (b["score"], b["regions"]), a["path"]
+        assert np.array_equal(cv2.imread(a["outputs"]["prob"]), cv2.imread(b["outputs"]["prob"])), a["path"]
+        assert not np.array_equal(cv2.imread(a["outputs"]["prob"]), cv2.imread(unflipped[a["path"]]["outputs"]["prob"]))
+    for command in ([CLI], [sys.executable, "-m", "inpdiff.runtime.cli"]):
+        p = run(*command, src, "-o", tmp_path / "cpp", "--flips", "2")
+        assert p.returncode == 2 and "other settings (flips" in p.stderr, p.stderr
+    settings = tmp_path / "plain" / ".trt-localize.json"
+    saved = json.loads(settings.read_text())
+    assert saved.pop("flips") == 1
+    settings.write_text(json.dumps(saved))
+    p = run(CLI, src, "-o", tmp_path / "plain")
+    assert p.returncode == 0 and p.stdout.startswith("0 image(s)") and len(_lines(tmp_path / "plain")) == 3, p.stdout + p.stderr
+
+
 def test_never_overwrites_resumes_and_refuses(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -403,6 +435,8 @@ def test_bad_model_and_busy_folder_exit_2(tmp_path):
     assert p.returncode == 2 and "condition.onnx: does not match the manifest's sha256" in p.stderr
     p = run(CLI, EXAMPLES / "astronaut_pristine.png", "-o", tmp_path / "o1", "--max-tile", "100")
     assert p.returncode == 2 and "max tile must be a multiple of 32, got 100" in p.stderr
+    p = run(CLI, EXAMPLES / "astronaut_pristine.png", "-o", tmp_path / "o1", "--flips", "3")
+    assert p.returncode == 2 and "flips must be 1, 2 or 4, got 3" in p.stderr
 
     import fcntl
 

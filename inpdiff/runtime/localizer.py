@@ -62,6 +62,19 @@ class LocalizeConfig:
     copies: bool = True           # fuse the copy evidence (inpdiff.copies) into the probability map
     near_copies: bool = True      # and its near copies (inpdiff.near_copies): re-saved exemplar fills, at a cost in speed
     copy_threads: int = 0         # images whose copies are searched at once (0: one per core)
+    flips: int = 1                # 1, 2 or 4: each tile also run mirrored (FLIPS), the maps averaged, at that cost
+
+
+# Test-time flips, (rows, columns) mirrored, in the order their maps are summed: the network is not
+# mirror-symmetric, so its mirrored views err differently and their mean is steadier (README, "Flips").
+FLIPS = ((False, False), (False, True), (True, False), (True, True))
+
+
+def flip(a: np.ndarray, rows: bool, columns: bool, axes: tuple[int, int]) -> np.ndarray:
+    """A view of `a` mirrored along its `axes` (rows, columns) as asked."""
+    index = [slice(None)] * a.ndim
+    index[axes[0]], index[axes[1]] = slice(None, None, -1 if rows else 1), slice(None, None, -1 if columns else 1)
+    return a[tuple(index)]
 
 
 @dataclass
@@ -169,6 +182,8 @@ class Localizer:
             raise ValueError(f"overlap must be in [0, {self.tile // 2}), got {self.overlap}")
         if self.config.max_tile % 32:
             raise ValueError(f"max_tile must be a multiple of 32, got {self.config.max_tile}")
+        if self.config.flips not in (1, 2, 4):
+            raise ValueError(f"flips must be 1, 2 or 4, got {self.config.flips}")
         if require_score and self.model.precision != "fp32" and self.model.score is None:
             # Its graphs differ from the FP32 model's, so the FP32 score calibration does not carry over,
             # and the uncalibrated "any region" rule would decide differently from the model it came from.
@@ -260,8 +275,8 @@ class Localizer:
 
     def batch(self, shape: tuple[int, int], tiles: int | None = None) -> int:
         """Tiles of `shape` per backend call: `tiles` (default: config.batch) model-sized tiles' worth of
-        pixels, so that a call's memory does not grow with the tile."""
-        return max(1, (tiles or self.config.batch) * self.tile * self.tile // (shape[0] * shape[1]))
+        pixels, so that a call's memory does not grow with the tile (nor with the flips, which each add a tile)."""
+        return max(1, (tiles or self.config.batch) * self.tile * self.tile // (shape[0] * shape[1] * self.config.flips))
 
     def ramps(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """The blend ramps of a tile of `shape`, along y and x."""
@@ -278,7 +293,20 @@ class Localizer:
         """(N, h, w, 3) uint8 tiles at `origins` -> per-sample probability maps (N, S, h, w), the mean
         over the sampling steps. Noise is Philox keyed to (seed, step, tile position) (inpdiff.noise), so
         a tile's map does not depend on which tiles, or which images' tiles, share its batch, and any
-        runtime that implements the same generator draws the same numbers."""
+        runtime that implements the same generator draws the same numbers. With `flips`, the tiles'
+        mirrored views run in the same call, each with its tile's noise, and a tile's map is the sum of its
+        views' maps mirrored back, in FLIPS order, divided by their number."""
+        F, N = self.config.flips, len(origins)
+        if F == 1:
+            return self._run(tiles, origins)
+        maps = self._run(np.concatenate([flip(tiles, r, c, (1, 2)) for r, c in FLIPS[:F]]), origins * F)
+        total = maps[:N].copy()
+        for k, (r, c) in enumerate(FLIPS[1:F], 1):
+            total += flip(maps[k * N:(k + 1) * N], r, c, (2, 3))
+        total /= np.float32(F)
+        return total
+
+    def _run(self, tiles: np.ndarray, origins: list[tuple[int, int]]) -> np.ndarray:
         S, shape = self.config.samples, tiles.shape[1:3]
         if self.diffusion:
             noise = np.concatenate([tile_noise(self.config.seed, y, x, self.steps, S, shape) for y, x in origins], axis=1)

@@ -58,6 +58,10 @@ def path_key(path: str | Path) -> int:
     return int.from_bytes(hashlib.blake2b(str(path).encode("utf-8", "surrogateescape"), digest_size=8).digest(),
                           "little")
 
+# Settings recorded since a later release, with the value that runs before them worked with: their
+# folders resume alike (trt-localize-cpp's out_folder.hpp has the same list).
+ADDED_SETTINGS = {"flips": 1}
+
 
 class Report:
     def __init__(self, out: Path, settings: dict, restart: bool = False, retry_failed: bool = False,
@@ -80,6 +84,7 @@ class Report:
             except (ValueError, UnicodeDecodeError) as e:
                 raise ResumeError(f"{saved}: unreadable settings file ({e}); it records how {out}'s results were "
                                   "made: restore it, or add --restart to start over") from None
+            before = {**ADDED_SETTINGS, **before}
             changed = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
             if changed:
                 what = ", ".join(_differs(k, a, b) for k, (a, b) in changed.items())

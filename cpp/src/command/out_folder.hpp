@@ -214,6 +214,8 @@ class OutFolder {
     } catch (const json::exception& e) {
       throw std::runtime_error(saved.string() + ": unreadable settings file (" + e.what() + "); restore it, or add --restart");
     }
+    // Settings recorded since a later release, with the value that runs before them worked with (report.py's).
+    if (before.is_object() && !before.contains("flips")) before["flips"] = 1;
     std::string changed;
     for (const auto& [key, value] : now.items())
       if (!before.contains(key) || before[key] != value) changed += (changed.empty() ? "" : ", ") + key;
