@@ -70,7 +70,7 @@ def test_inputs_stream_mirror_and_stay_inside_out(tmp_path):
     assert all(out in j.out_stem.parents for j in jobs)
 
 
-# assembled on assembler threads / on the inference workers; flips: more tiles a call than the batch's
+# assembled on assembler threads / on the inference workers; flips: a call a mirrored view
 @pytest.mark.parametrize("copies, flips", [(True, 1), (False, 1), (False, 4)])
 def test_pipeline_equals_localize_image_by_image(model_dir, tmp_path, copies, flips):
     paths = photos(tmp_path, 3) + [tmp_path / "missing.png"]

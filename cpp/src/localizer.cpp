@@ -174,7 +174,7 @@ namespace {
 // Test-time flips, (rows, columns) mirrored, in the order their maps are summed (Python's FLIPS).
 constexpr std::array<std::array<bool, 2>, 4> kFlips{{{false, false}, {false, true}, {true, false}, {true, true}}};
 
-// Plane i of `from` (planes of h x w elements, `channels` each) mirrored as asked, into `to`.
+// One plane of h x w elements (of `channels` values each), mirrored as asked, from `from` into `to`.
 template <typename T>
 void flip_plane(const T* from, T* to, int h, int w, int channels, bool rows, bool columns) {
   for (int r = 0; r < h; ++r) {
@@ -191,47 +191,45 @@ void flip_plane(const T* from, T* to, int h, int w, int channels, bool rows, boo
 }  // namespace
 
 std::vector<float> Localizer::infer(const Plan& p, size_t first, int n) const {
-  const int th = p.tile.height, tw = p.tile.width, S = config_.samples, n_steps = steps(), F = config_.flips;
+  const int th = p.tile.height, tw = p.tile.width, S = config_.samples, n_steps = steps();
   const size_t plane = static_cast<size_t>(th) * tw;
-  std::vector<uint8_t> tiles(static_cast<size_t>(F) * n * plane * 3);
+  std::vector<uint8_t> tiles(n * plane * 3);
   for (int t = 0; t < n; ++t) {
     auto [y, x] = p.origins[first + t];
     for (int r = 0; r < th; ++r) std::copy_n(p.work.ptr<uint8_t>(y + r) + 3 * x, 3 * tw, tiles.data() + (t * plane + r * tw) * 3);
     if (p.file) p.file->read(th);
   }
-  // The mirrored views follow the tiles, view after view, each with its tile's noise.
-  for (int f = 1; f < F; ++f)
-    for (int t = 0; t < n; ++t)
-      flip_plane(tiles.data() + t * plane * 3, tiles.data() + (static_cast<size_t>(f) * n + t) * plane * 3, th, tw, 3,
-                 kFlips[f][0], kFlips[f][1]);
-  // noise (steps + 1, F * n * S, 1, th, tw): Philox keyed to each tile's origin, so batching does not change it
+  // noise (steps + 1, n * S, 1, th, tw): Philox keyed to each tile's origin, so batching does not change it
   std::vector<float> noise;
   if (model_.diffusion) {
     std::vector<std::vector<float>> per_tile(n);
     for (int t = 0; t < n; ++t)
       for (int s = 0; s <= n_steps; ++s)
         normals(config_.seed, s, p.origins[first + t].first, p.origins[first + t].second, S * plane, per_tile[t]);
-    noise.reserve((n_steps + 1) * F * n * S * plane);
+    noise.reserve((n_steps + 1) * n * S * plane);
     for (int s = 0; s <= n_steps; ++s)
-      for (int f = 0; f < F; ++f)
-        for (int t = 0; t < n; ++t)
-          noise.insert(noise.end(), per_tile[t].begin() + s * S * plane, per_tile[t].begin() + (s + 1) * S * plane);
+      for (int t = 0; t < n; ++t)
+        noise.insert(noise.end(), per_tile[t].begin() + s * S * plane, per_tile[t].begin() + (s + 1) * S * plane);
   } else {  // the single-pass model starts from an empty mask, and its probability map takes no noise
-    noise.assign((n_steps + 1) * F * n * S * plane, 0.0f);
+    noise.assign((n_steps + 1) * n * S * plane, 0.0f);
   }
-  std::vector<float> maps = backend_->sample(tiles.data(), F * n, th, tw, S, noise, rows_);
-  if (F == 1) return maps;
-  // A tile's map: its views' maps mirrored back, summed in kFlips order, divided by their number.
-  const size_t view = static_cast<size_t>(n) * S * plane;
+  std::vector<float> maps = backend_->sample(tiles.data(), n, th, tw, S, noise, rows_);
+  if (config_.flips == 1) return maps;
+  // Each mirrored view a call of its own, with its tiles' noise (a call's memory stays what it is without
+  // flips); a tile's map is its views' maps mirrored back, summed in kFlips order, divided by their number.
+  std::vector<uint8_t> view(tiles.size());
   std::vector<float> mirrored(plane);
-  for (int f = 1; f < F; ++f)
+  for (int f = 1; f < config_.flips; ++f) {
+    for (int t = 0; t < n; ++t)
+      flip_plane(tiles.data() + t * plane * 3, view.data() + t * plane * 3, th, tw, 3, kFlips[f][0], kFlips[f][1]);
+    std::vector<float> more = backend_->sample(view.data(), n, th, tw, S, noise, rows_);
     for (size_t m = 0; m < static_cast<size_t>(n) * S; ++m) {
-      flip_plane(maps.data() + f * view + m * plane, mirrored.data(), th, tw, 1, kFlips[f][0], kFlips[f][1]);
+      flip_plane(more.data() + m * plane, mirrored.data(), th, tw, 1, kFlips[f][0], kFlips[f][1]);
       float* sum = maps.data() + m * plane;
       for (size_t i = 0; i < plane; ++i) sum[i] += mirrored[i];
     }
-  maps.resize(view);
-  for (float& v : maps) v /= static_cast<float>(F);
+  }
+  for (float& v : maps) v /= static_cast<float>(config_.flips);
   return maps;
 }
 
@@ -273,8 +271,7 @@ void Localizer::run(const Plan& p, const std::function<void(size_t, const float*
   const int S = config_.samples, T = model_.tile;
   const size_t plane = p.tile.area(), count = p.origins.size();
   // config.batch model-sized tiles' worth of pixels, so that a call's memory does not grow with the tile
-  // (and the flips, each a tile more)
-  const size_t batch = std::max<size_t>(1, static_cast<size_t>(std::max(1, config_.batch)) * T * T / (plane * config_.flips));
+  const size_t batch = std::max<size_t>(1, static_cast<size_t>(std::max(1, config_.batch)) * T * T / plane);
   const size_t batches = (count + batch - 1) / batch;
   auto size_of = [&](size_t k) { return static_cast<int>(std::min(batch, count - k * batch)); };
   // The pool's threads run the batches (one backend call each); this thread hands them on in plan

@@ -275,8 +275,8 @@ class Localizer:
 
     def batch(self, shape: tuple[int, int], tiles: int | None = None) -> int:
         """Tiles of `shape` per backend call: `tiles` (default: config.batch) model-sized tiles' worth of
-        pixels, so that a call's memory does not grow with the tile (nor with the flips, which each add a tile)."""
-        return max(1, (tiles or self.config.batch) * self.tile * self.tile // (shape[0] * shape[1] * self.config.flips))
+        pixels, so that a call's memory does not grow with the tile."""
+        return max(1, (tiles or self.config.batch) * self.tile * self.tile // (shape[0] * shape[1]))
 
     def ramps(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """The blend ramps of a tile of `shape`, along y and x."""
@@ -293,16 +293,15 @@ class Localizer:
         """(N, h, w, 3) uint8 tiles at `origins` -> per-sample probability maps (N, S, h, w), the mean
         over the sampling steps. Noise is Philox keyed to (seed, step, tile position) (inpdiff.noise), so
         a tile's map does not depend on which tiles, or which images' tiles, share its batch, and any
-        runtime that implements the same generator draws the same numbers. With `flips`, the tiles'
-        mirrored views run in the same call, each with its tile's noise, and a tile's map is the sum of its
+        runtime that implements the same generator draws the same numbers. With `flips`, each mirrored view
+        of the tiles runs as a call of its own, with its tiles' noise, and a tile's map is the sum of its
         views' maps mirrored back, in FLIPS order, divided by their number."""
-        F, N = self.config.flips, len(origins)
+        F = self.config.flips
         if F == 1:
             return self._run(tiles, origins)
-        maps = self._run(np.concatenate([flip(tiles, r, c, (1, 2)) for r, c in FLIPS[:F]]), origins * F)
-        total = maps[:N].copy()
-        for k, (r, c) in enumerate(FLIPS[1:F], 1):
-            total += flip(maps[k * N:(k + 1) * N], r, c, (2, 3))
+        total = self._run(tiles, origins).copy()  # a backend may reuse its output's memory in its next call
+        for r, c in FLIPS[1:F]:  # a call a view: a call's memory stays what it is without flips
+            total += flip(self._run(np.ascontiguousarray(flip(tiles, r, c, (1, 2))), origins), r, c, (2, 3))
         total /= np.float32(F)
         return total
 
