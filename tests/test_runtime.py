@@ -118,11 +118,13 @@ def test_flips_average_the_mirrored_views_of_each_tile(model_dir):
         assert np.abs(got.prob - sum(mirrored[:flips]) / flips).max() < 1e-6
     assert np.abs(mirrored[1] - mirrored[0]).max() > 1e-3  # so the test could fail
     photo = make_photo(300, 520, 8)
-    with Localizer(ROOT / "models" / "edge-c", "onnxruntime", LocalizeConfig(copies=False, max_tile=256, flips=4)) as loc:
+    shipped = ROOT / "models" / "edge-c"
+    with (Localizer(shipped, "onnxruntime", LocalizeConfig(copies=False, max_tile=256, flips=4)) as loc,
+          Localizer(shipped, "onnxruntime", LocalizeConfig(copies=False, max_tile=256)) as plain):
         plan = loc.plan(photo)
         tiles = np.stack([plan.tile(i) for i in range(len(plan.origins))])
         tile_views = (tiles, tiles[:, :, ::-1], tiles[:, ::-1], tiles[:, ::-1, ::-1])  # (N, h, w, 3)
-        maps = [loc._run(np.ascontiguousarray(t), plan.origins)[:, 0] for t in tile_views]  # (N, h, w)
+        maps = [plain.infer(np.ascontiguousarray(t), plan.origins)[:, 0] for t in tile_views]  # (N, h, w)
         ref = (maps[0] + maps[1][:, :, ::-1] + maps[2][:, ::-1] + maps[3][:, ::-1, ::-1]) / 4
         got = loc.infer(tiles, plan.origins)[:, 0]
         assert len(plan.origins) > 1 and np.abs(got - ref).max() < 1e-5
