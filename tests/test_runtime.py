@@ -106,9 +106,9 @@ def test_one_tile_image_equals_the_plain_two_graph_loop(model_dir):
 
 def test_flips_average_the_mirrored_views_of_each_tile(model_dir):
     """A tile-sized image: its map with flips is the mean of its mirrored images' maps mirrored back (the
-    diffusion model too, whose views share their tile's noise: the noise of a mirrored image is not
-    mirrored); the noise-free, single-pass shipped model alike on a photo of several tiles (only the
-    flips' own part of the plan differs: the plan's tiles are the same). Flips must be 1, 2 or 4."""
+    diffusion model too: each view takes its tile's noise, unmirrored). On a photo of several tiles, the
+    shipped single-pass model: each tile's map is the mean of its mirrored tiles' maps, mirrored back.
+    Flips must be 1, 2 or 4."""
     image = make_photo(64, 64, 6)
     views = ((lambda a: a), (lambda a: a[:, ::-1]), (lambda a: a[::-1]), (lambda a: a[::-1, ::-1]))
     one = Localizer(model_dir, config=LocalizeConfig(steps=3, seed=2, copies=False))
