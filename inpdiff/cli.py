@@ -219,10 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     i = add("train-inpainter", help="train a CNN inpainter, used by synth as a learned fill method")
     i.add_argument("photos", help="folder of training photos (several: comma-separated)")
     i.add_argument("-o", "--out", required=True, help="checkpoint folder, e.g. models/inpainters/unet-w16")
-    i.add_argument("--arch", choices=("gated-unet", "ffc"), default=InpainterConfig.arch, help="network design")
+    i.add_argument("--arch", choices=("gated-unet", "ffc", "ae8"), default=InpainterConfig.arch, help="network design")
     i.add_argument("--adversarial", action="store_true", help="add a PatchGAN hinge loss and feature matching")
     add_settings(i, InpainterConfig, {
         "width": "channels of the first level", "blocks": "ffc: residual Fourier blocks",
+        "latent": "ae8: latent channels", "adv_start": "share of the run on L1 alone before the adversarial loss joins",
         "crop": "training crop size", "batch": "crops per step", "steps": "training steps (unless --seconds)",
         "seconds": "train for this wall time instead of --steps", "max_frac": "largest hole, as a share of the crop",
         "lr": "peak learning rate", "seed": "seed of crops, masks and weights", "threads": "CPU threads"})

@@ -6,6 +6,7 @@ family, one module a family. Blending and post-processing (post.py) wrap any of 
 - learned: CNN inpainters the project trains itself (models/inpainters/): two L1 U-Nets (unet-w16,
   unet-w24) and two adversarial ones with sharp texture (unet-gan, ffc-gan: LaMa's Fourier design);
 - latent: a real latent-diffusion autoencoder's decoder renders the hole (taef2, taef2-paste);
+- latent-own: the same with the project's own latent autoencoder (ae8, ae8-paste), a second decoder;
 - gmic, pypatchmatch, criminisi, shiftmap, fsr: real third-party tools, one family each (tools.py),
   so that each can be held out of training in turn.
 """
@@ -18,7 +19,7 @@ import cv2
 import numpy as np
 
 from .classical import biharmonic, opencv
-from .latent import taef2, taef2_paste
+from .latent import OwnLatentFill, taef2, taef2_paste
 from .learned import LearnedFill
 from .patchmatch import patchmatch
 from .tools import criminisi, fsr, gmic, pypatchmatch, shiftmap
@@ -30,6 +31,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "patch": ("patchmatch",),
     "learned": ("unet-w16", "unet-w24", "unet-gan", "ffc-gan"),
     "latent": ("taef2", "taef2-paste"),
+    "latent-own": ("ae8", "ae8-paste"),
     "gmic": ("gmic",),
     "pypatchmatch": ("pypatchmatch",),
     "criminisi": ("criminisi",),
@@ -55,6 +57,8 @@ FILLS: dict[str, Fill] = {
     **{name: LearnedFill(inpainters_dir() / name) for name in FAMILIES["learned"]},
     "taef2": taef2,
     "taef2-paste": taef2_paste,
+    "ae8": OwnLatentFill(inpainters_dir() / "ae8", paste=False),
+    "ae8-paste": OwnLatentFill(inpainters_dir() / "ae8", paste=True),
     "gmic": gmic,
     "pypatchmatch": pypatchmatch,
     "criminisi": criminisi,

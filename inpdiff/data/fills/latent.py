@@ -9,7 +9,11 @@ Methods:
 - `taef2`: encode, fill the hole's latents (smooth fill from the border + noise shaped like the
   neighbourhood's latents), decode, and blend the decoded region in with a soft edge;
 - `taef2-paste`: the same latents, but the whole image makes the round trip and the original is pasted
-  back outside the mask, as many inpainting pipelines do.
+  back outside the mask, as many inpainting pipelines do;
+- `ae8`, `ae8-paste` (family `latent-own`): the same two with the project's own latent autoencoder
+  (`models/inpainters/ae8`, see learned.py) in place of TAEF2: a second decoder of the same kind, so
+  that a detector can learn what a decoder leaves while TAEF2's family is held out and stands for the
+  decoders of tools it never saw.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from .learned import load_inpainter
 
 LATENT_SCALE = 8  # the decoder upsamples 2x three times
 
@@ -104,11 +110,12 @@ def _pad(image: np.ndarray) -> np.ndarray:
     return cv2.copyMakeBorder(image, 0, -h % LATENT_SCALE, 0, -w % LATENT_SCALE, cv2.BORDER_REFLECT_101)
 
 
-def roundtrip(image: np.ndarray, folder: str | None = None, edit=None) -> np.ndarray:
-    """Encode and decode an RGB uint8 image (any size); `edit` may change the (C, h, w) latents between."""
+def roundtrip(image: np.ndarray, folder: str | None = None, edit=None, nets=None) -> np.ndarray:
+    """Encode and decode an RGB uint8 image (any size); `edit` may change the (C, h, w) latents between.
+    `nets`: (encoder, decoder) of another autoencoder than TAEF2."""
     import torch
 
-    encoder, decoder = load_taef2(folder)
+    encoder, decoder = nets or load_taef2(folder)
     h, w = image.shape[:2]
     with torch.no_grad():
         z = encoder(_to_tensor(_pad(image)))
@@ -142,24 +149,38 @@ def fill_latents(z: np.ndarray, hole: np.ndarray, rng: np.random.Generator) -> n
     return filled
 
 
-def _latent_fill(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _latent_fill(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, nets=None) -> np.ndarray:
     """The whole image decoded from latents whose hole was filled."""
     def fill(z: np.ndarray) -> np.ndarray:
         hole = cv2.resize(_pad(mask.astype(np.uint8)), (z.shape[2], z.shape[1]), interpolation=cv2.INTER_AREA) > 0
         return fill_latents(z, hole, rng)
 
-    return roundtrip(image, edit=fill)
+    return roundtrip(image, edit=fill, nets=nets)
 
 
-def taef2(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def taef2(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, nets=None) -> np.ndarray:
     """Decoded fill blended in: alpha 1 on the hole falling to 0 over a few pixels inside its edge.
     (The mask is the edited region: nothing outside it changes.)"""
-    decoded = _latent_fill(image, mask, rng).astype(np.float32)
+    decoded = _latent_fill(image, mask, rng, nets).astype(np.float32)
     dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
     alpha = np.clip(dist / rng.uniform(2, 6), 0, 1)[:, :, None] * (mask[:, :, None] > 0)
     return np.clip(alpha * decoded + (1 - alpha) * image + 0.5, 0, 255).astype(np.uint8)
 
 
-def taef2_paste(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def taef2_paste(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, nets=None) -> np.ndarray:
     """The whole image decoded; the registry pastes the original back outside the mask."""
-    return _latent_fill(image, mask, rng)
+    return _latent_fill(image, mask, rng, nets)
+
+
+class OwnLatentFill:
+    """`taef2` (blended) or `taef2-paste` with the project's own autoencoder (a learned.py `ae8` folder)."""
+
+    def __init__(self, checkpoint: Path, paste: bool):
+        self.checkpoint, self.paste = Path(checkpoint), paste
+        self._nets = None
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self._nets is None:
+            body = load_inpainter(self.checkpoint).body
+            self._nets = body.encoder, body.decoder
+        return (taef2_paste if self.paste else taef2)(image, mask, rng, self._nets)

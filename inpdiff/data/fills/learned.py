@@ -2,13 +2,18 @@
 inpainting network can be downloaded here, and deep inpainting leaves traces that diffusion-style
 classical fills do not (learned upsampling, decoder textures, a network's colour statistics).
 
-Two designs, each a fingerprint of its own:
+Three designs, each a fingerprint of its own:
 - `gated-unet`: a U-Net of gated convolutions (DeepFill v2's free-form-mask convolution: features
   times a learned sigmoid gate), downsampled twice by strided convolutions and upsampled by transposed
   convolutions (their checkerboard fingerprint is part of what a detector must learn to see);
 - `ffc`: LaMa's design: downsample twice, residual fast-Fourier-convolution blocks whose global half
   mixes the whole image in the frequency domain (an image-wide receptive field from the first block),
-  transposed-convolution upsampling.
+  transposed-convolution upsampling;
+- `ae8`: not an inpainter but a latent autoencoder of the latent-diffusion kind (8x smaller latents, a
+  decoder that upsamples by nearest-neighbour 2x and a convolution, three times, as Stable Diffusion's
+  and FLUX's do): a second latent decoder beside TAEF2 (latent.py fills its latents), so that a model
+  can learn what a decoder leaves while TAEF2's family stays held out. It sees the whole image; the
+  loss still weights the "hole" 6x and, with `adversarial`, the discriminator judges the patches there.
 
 Losses: L1, weighted 6x inside the hole; with `adversarial`, also a PatchGAN discriminator's hinge
 loss on the patches the hole touches and L1 feature matching on its layers (LaMa, pix2pixHD), which
@@ -36,11 +41,13 @@ HOLE_WEIGHT = 6.0
 
 @dataclass
 class InpainterConfig:
-    arch: str = "gated-unet"  # or "ffc"
+    arch: str = "gated-unet"  # or "ffc", "ae8"
     width: int = 16        # channels of the first level (x2, x4 below)
     blocks: int = 6        # ffc: residual blocks at 1/4 resolution
+    latent: int = 16       # ae8: latent channels
     adversarial: bool = False
     adv_weight: float = 0.1
+    adv_start: float = 0.0  # share of the run trained on L1 alone first (ae8 collapses to a flat image without it)
     fm_weight: float = 1.0
     crop: int = 80         # training crops
     batch: int = 12
@@ -139,7 +146,24 @@ def _network(cfg: InpainterConfig):
         def forward(self, x):
             return self.up(self.body(self.down(x)))
 
-    nets = {"gated-unet": UNet, "ffc": FFCNet}
+    class AE8(nn.Module):
+        def __init__(self):
+            super().__init__()
+            def down():
+                return nn.Conv2d(w, w, 3, 2, 1), nn.SiLU(), nn.Conv2d(w, w, 3, 1, 1), nn.SiLU()
+
+            def up():
+                return nn.Upsample(scale_factor=2), nn.Conv2d(w, w, 3, 1, 1), nn.SiLU(), nn.Conv2d(w, w, 3, 1, 1), nn.SiLU()
+
+            self.encoder = nn.Sequential(nn.Conv2d(3, w, 3, 1, 1), nn.SiLU(), *down(), *down(), *down(),
+                                         nn.Conv2d(w, cfg.latent, 3, 1, 1))
+            self.decoder = nn.Sequential(nn.Conv2d(cfg.latent, w, 3, 1, 1), nn.SiLU(), nn.Conv2d(w, w, 3, 1, 1),
+                                         nn.SiLU(), *up(), *up(), *up(), nn.Conv2d(w, 3, 3, 1, 1), nn.Sigmoid())
+
+        def forward(self, x):
+            return self.decoder(self.encoder(x))
+
+    nets = {"gated-unet": UNet, "ffc": FFCNet, "ae8": AE8}
     if cfg.arch not in nets:
         raise ValueError(f"unknown inpainter arch {cfg.arch!r}; choose from {sorted(nets)}")
     body = nets[cfg.arch]()
@@ -150,6 +174,8 @@ def _network(cfg: InpainterConfig):
             self.body = body
 
         def forward(self, rgb01, mask):
+            if cfg.arch == "ae8":  # an autoencoder sees the whole image (its decoder ends in a sigmoid)
+                return self.body(rgb01)
             return torch.sigmoid(self.body(torch.cat([rgb01 * (1 - mask), mask], 1)))
 
     return Inpainter()
@@ -233,7 +259,7 @@ def train_inpainter(photos_dir: str | Path, out_dir: str | Path, cfg: InpainterC
         m = torch.rot90(m, int(rng.integers(4)), (2, 3))
         out = net(img, m)
         loss = ((out - img).abs() * (1 + (HOLE_WEIGHT - 1) * m)).mean()
-        if disc is not None:
+        if disc is not None and progress >= cfg.adv_start:
             fake = img * (1 - m) + out * m
             # The discriminator judges the patches the hole touches; the rest of a fake is real pixels.
             d_real, f_real = disc(img)
@@ -265,6 +291,26 @@ def train_inpainter(photos_dir: str | Path, out_dir: str | Path, cfg: InpainterC
     return meta
 
 
+def load_inpainter(checkpoint: Path):
+    """A trained network from its folder (model.safetensors + config.json), in eval mode on the CPU."""
+    from safetensors.torch import load_file
+
+    if not (checkpoint / "config.json").is_file():
+        # `pip install .` ships the runtime's graphs only; the inpainters' weights live in the checkout.
+        raise ToolMissing(f"fill method {checkpoint.name!r} needs the project's trained network, "
+                          f"not found at {checkpoint}: run from a source checkout "
+                          "(pip install -e '.[train]') or train it (inpdiff train-inpainter)")
+    meta = json.loads((checkpoint / "config.json").read_text())
+    known = InpainterConfig.__dataclass_fields__
+    net = _network(InpainterConfig(**{k: v for k, v in meta["config"].items() if k in known}))
+    state = load_file(str(checkpoint / "model.safetensors"))
+    # Checkpoints from before the Inpainter wrapper hold the U-Net's keys at the top level.
+    if not any(k.startswith("body.") for k in state):
+        state = {f"body.{k}": v for k, v in state.items()}
+    net.load_state_dict(state)
+    return net.eval().requires_grad_(False)
+
+
 class LearnedFill:
     """A trained inpainter as a fill method: fill(image, mask, rng) -> RGB uint8 (deterministic)."""
 
@@ -272,29 +318,11 @@ class LearnedFill:
         self.checkpoint = Path(checkpoint)
         self._net = None
 
-    def _load(self):
-        from safetensors.torch import load_file
-
-        if not (self.checkpoint / "config.json").is_file():
-            # `pip install .` ships the runtime's graphs only; the inpainters' weights live in the checkout.
-            raise ToolMissing(f"fill method {self.checkpoint.name!r} needs the project's trained inpainter, "
-                              f"not found at {self.checkpoint}: run from a source checkout "
-                              "(pip install -e '.[train]') or train it (inpdiff train-inpainter)")
-        meta = json.loads((self.checkpoint / "config.json").read_text())
-        known = InpainterConfig.__dataclass_fields__
-        net = _network(InpainterConfig(**{k: v for k, v in meta["config"].items() if k in known}))
-        state = load_file(str(self.checkpoint / "model.safetensors"))
-        # Checkpoints from before the Inpainter wrapper hold the U-Net's keys at the top level.
-        if not any(k.startswith("body.") for k in state):
-            state = {f"body.{k}": v for k, v in state.items()}
-        net.load_state_dict(state)
-        self._net = net.eval()
-
     def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         import torch
 
         if self._net is None:
-            self._load()
+            self._net = load_inpainter(self.checkpoint)
         h, w = image.shape[:2]
         ph, pw = -h % 4, -w % 4
         img = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect")
