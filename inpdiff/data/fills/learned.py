@@ -149,6 +149,7 @@ def _network(cfg: InpainterConfig):
     class AE8(nn.Module):
         def __init__(self):
             super().__init__()
+
             def down():
                 return nn.Conv2d(w, w, 3, 2, 1), nn.SiLU(), nn.Conv2d(w, w, 3, 1, 1), nn.SiLU()
 
