@@ -178,7 +178,7 @@ def _build(a: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .calibration.qdq import TARGETS, CalibrateConfig
     from .data.fills import FAMILIES
-    from .data.fills.learned import InpainterConfig
+    from .data.fills.learned import ARCHS, InpainterConfig
     from .runtime.cli import HelpFormatter, add_settings
     from .runtime.trt_build import BuildConfig
 
@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     i = add("train-inpainter", help="train a CNN inpainter, used by synth as a learned fill method")
     i.add_argument("photos", help="folder of training photos (several: comma-separated)")
     i.add_argument("-o", "--out", required=True, help="checkpoint folder, e.g. models/inpainters/unet-w16")
-    i.add_argument("--arch", choices=("gated-unet", "ffc", "ae8"), default=InpainterConfig.arch, help="network design")
+    i.add_argument("--arch", choices=ARCHS, default=InpainterConfig.arch, help="network design")
     i.add_argument("--adversarial", action="store_true", help="add a PatchGAN hinge loss and feature matching")
     add_settings(i, InpainterConfig, {
         "width": "channels of the first level", "blocks": "ffc: residual Fourier blocks",

@@ -37,11 +37,12 @@ from ..masks import random_mask
 from .tools import ToolMissing
 
 HOLE_WEIGHT = 6.0
+ARCHS = ("gated-unet", "ffc", "ae8")  # the designs above, as `_network` builds them
 
 
 @dataclass
 class InpainterConfig:
-    arch: str = "gated-unet"  # or "ffc", "ae8"
+    arch: str = "gated-unet"  # one of ARCHS
     width: int = 16        # channels of the first level (x2, x4 below)
     blocks: int = 6        # ffc: residual blocks at 1/4 resolution
     latent: int = 16       # ae8: latent channels
@@ -164,10 +165,9 @@ def _network(cfg: InpainterConfig):
         def forward(self, x):
             return self.decoder(self.encoder(x))
 
-    nets = {"gated-unet": UNet, "ffc": FFCNet, "ae8": AE8}
-    if cfg.arch not in nets:
-        raise ValueError(f"unknown inpainter arch {cfg.arch!r}; choose from {sorted(nets)}")
-    body = nets[cfg.arch]()
+    if cfg.arch not in ARCHS:
+        raise ValueError(f"unknown inpainter arch {cfg.arch!r}; choose from {sorted(ARCHS)}")
+    body = dict(zip(ARCHS, (UNet, FFCNet, AE8)))[cfg.arch]()
 
     class Inpainter(nn.Module):
         def __init__(self):
