@@ -42,6 +42,6 @@ setup(
         # Everything that installs on a CPU-only machine (TensorRT's builder does not).
         "dev": TRAIN + EXPORT + MODELOPT + RAY + TEST + FILLS,
     },
-    entry_points={"console_scripts": ["inpdiff=inpdiff.cli:main", "trt-localize=inpdiff.runtime.cli:main"],
+    entry_points={"console_scripts": ["inpdiff=inpdiff.cli:main", "trt-localize=inpdiff.runtime.launch:main"],
                   "inpdiff.backends": ["torch = inpdiff.model.torch_backend:make"]},
 )

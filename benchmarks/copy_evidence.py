@@ -49,7 +49,7 @@ def main() -> None:
     p.add_argument("--max-tile", help="passed to both commands (0: 256-pixel tiles, as before larger tiles)")
     a = p.parse_args()
     work = Path(tempfile.mkdtemp())
-    commands = {"trt-localize (Python)": [sys.executable, "-m", "inpdiff.runtime.cli", "--no-html"]}
+    commands = {"trt-localize (Python)": [sys.executable, "-m", "inpdiff.runtime.launch", "--no-html"]}
     if CPP.is_file():
         commands["trt-localize-cpp (C++)"] = [str(CPP)]
     print("| photo | command | with copy evidence | `--no-copies` | added |\n|---|---|---|---|---|")

@@ -40,7 +40,7 @@ from inpdiff.runtime.localizer import Localizer, LocalizeConfig  # noqa: E402
 EXAMPLE = ROOT / "examples" / "images" / "astronaut_00_telea.png"
 # `python -c PEAK_RSS_CHILD ARGS...` runs trt-localize ARGS and prints its own peak RSS (VmHWM, kB,
 # Linux) last on stderr: ru_maxrss would include the forked copy of a torch-loaded parent.
-PEAK_RSS_CHILD = ("import re, sys\nfrom inpdiff.runtime.cli import main\ncode = main(sys.argv[1:])\n"
+PEAK_RSS_CHILD = ("import re, sys\nfrom inpdiff.runtime.launch import main\ncode = main(sys.argv[1:])\n"
                   "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1], file=sys.stderr)\n"
                   "sys.exit(code)")
 
@@ -120,7 +120,7 @@ def pipeline_vs_compute(model: Path, image: np.ndarray, cpp: Path) -> None:
     compute = best_of(on_every_core, 2)
     path = Path(tempfile.mkdtemp()) / "big.png"
     cv2.imwrite(str(path), big[:, :, ::-1])
-    commands = {"trt-localize": [sys.executable, "-m", "inpdiff.runtime.cli", "--no-html"]}
+    commands = {"trt-localize": [sys.executable, "-m", "inpdiff.runtime.launch", "--no-html"]}
     if cpp.is_file():
         commands["trt-localize-cpp"] = [str(cpp)]
     print(f"\n2048x2048 photo, {n} tiles of {plan.shape[0]}x{plan.shape[1]}, {cores} cores: pure compute "
@@ -240,7 +240,7 @@ def cpp_vs_python(model: Path, image: np.ndarray, cpp: Path, sizes: str, repeat:
         w, h = round(side), round(side * 3 / 4)
         photo = work / f"photo_{mp:g}mp.png"
         cv2.imwrite(str(photo), cv2.resize(image, (w, h), interpolation=cv2.INTER_CUBIC)[:, :, ::-1])
-        for name, command in (("trt-localize (Python)", [sys.executable, "-m", "inpdiff.runtime.cli", "--no-html"]),
+        for name, command in (("trt-localize (Python)", [sys.executable, "-m", "inpdiff.runtime.launch", "--no-html"]),
                               ("trt-localize-cpp (C++)", [str(cpp)])):
             best, rss = float("inf"), 0.0
             for _ in range(repeat):

@@ -55,7 +55,7 @@ def end_to_end(model: Path, photo: Path, out: Path, repeat: int = 2) -> tuple[li
     runs, rss = [], 0.0
     for _ in range(repeat):
         t = time.perf_counter()
-        r = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "inpdiff.runtime.cli", str(photo), "-o",
+        r = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "inpdiff.runtime.launch", str(photo), "-o",
                             str(out), "--quiet", "--restart", "--no-html", "--model", str(model)],
                            capture_output=True, text=True, cwd=ROOT)
         runs.append(time.perf_counter() - t)

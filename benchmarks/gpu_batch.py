@@ -22,7 +22,7 @@ import numpy as np
 
 def run(photos: str, out: Path, backend: str, extra: list[str]) -> float:
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "inpdiff.runtime.cli", photos, "-o", str(out), "--backend", backend,
+    subprocess.run([sys.executable, "-m", "inpdiff.runtime.launch", photos, "-o", str(out), "--backend", backend,
                     "--quiet", *extra], check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t
 

@@ -82,7 +82,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         img = (img.astype(np.float32) / 257.0).round().astype(np.uint8)
     elif img.dtype != np.uint8:
         raise ImageError(f"{path}: unsupported sample type {img.dtype}")
-    return np.ascontiguousarray(img[:, :, ::-1])  # BGR -> RGB
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)  # several times faster than a reversed copy
 
 
 def spill_image(path: str | Path, dest: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[int, int, int] | None:

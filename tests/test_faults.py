@@ -56,7 +56,7 @@ class Runner:
         self.env = {**ENV, "INPDIFF_TEST_TAG": self.tag, "HOME": str(self.home)}
 
     def args(self, *args, steps: bool = True) -> list[str]:
-        return [sys.executable, "-m", "inpdiff.runtime.cli", *map(str, args), "--model", str(self.model),
+        return [sys.executable, "-m", "inpdiff.runtime.launch", *map(str, args), "--model", str(self.model),
                 *(["--steps", "2"] if steps else []), "--quiet"]
 
     def run(self, *args, cwd: Path | None = None, steps: bool = True) -> subprocess.CompletedProcess:
@@ -361,6 +361,7 @@ def test_edited_manifest_is_refused_naming_the_field(model_dir, tmp_path):
     run.model = tmp_path / "no-such-model"
     r = run.run(src, "-o", tmp_path / "out")
     assert r.returncode == 2 and "no such model folder" in r.stderr, r.stderr
+    run.assert_no_process_left()  # the decoder process, started before the model was read, went with the run
 
 
 def test_clear_messages_for_bad_out_and_bad_settings_files(model_dir, tmp_path):
@@ -378,6 +379,7 @@ def test_clear_messages_for_bad_out_and_bad_settings_files(model_dir, tmp_path):
     for bad in (["--steps", "0"], ["--max-side", "0"], ["--samples", "0"], ["--decoders", "0"]):
         r = run.run(src, "-o", out, *bad, steps=False)
         assert r.returncode == 2 and "must be at least" in r.stderr, (bad, r.stderr)
+    run.assert_no_process_left()
 
 
 def test_resume_compares_effective_settings_and_names_the_differences(model_dir, tmp_path):

@@ -19,10 +19,12 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable
 
 from .backends import BACKENDS, BackendSpec, uses_gpu
+from .decoder_pool import DECODERS, new_pool
 from .inputs import iter_jobs
 from .localizer import Localizer, LocalizeConfig
 from .malloc import few_arenas
@@ -164,7 +166,8 @@ MINIMA = {"steps": 1, "samples": 1, "max_side": 1, "max_tile": 0, "flips": 1, "m
           "workers": 0, "decoders": 1, "threads": 0}
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, decoders: ProcessPoolExecutor | None = None) -> int:
+    """`decoders`: a pool of DECODERS decoder processes started before this module was imported (launch.py)."""
     parser = build_parser()
     a = parser.parse_args(argv)
     if a.threshold is not None and not 0 <= a.threshold <= 1:
@@ -190,6 +193,13 @@ def main(argv: list[str] | None = None) -> int:
         print("trt-localize: no images found in " + " ".join(a.paths + a.list), file=sys.stderr)
         return 2
     folder = localizer = None
+    if decoders and (a.ray or a.decoders != DECODERS):
+        decoders.shutdown(cancel_futures=True)
+        decoders = None
+    # A decoder process starts now, so that its start-up overlaps the model's loading (0.2-0.3 s of a
+    # one-photo run otherwise spent waiting for it); run_pipeline takes the pool over.
+    if not a.ray:
+        decoders = decoders or new_pool(max(1, a.decoders), start=True)
     try:
         backend = BackendSpec(a.backend, a.engines, a.build_missing)
         gpu = uses_gpu(a.backend)
@@ -224,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             folder.close()
         if localizer:
             localizer.close()
+        if decoders:
+            decoders.shutdown(cancel_futures=True)
         print(f"trt-localize: {e}", file=sys.stderr)
         return 2
     jobs = (folder.claim(j) for j in itertools.chain([first], jobs)
@@ -269,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                                   max_pixels=a.max_pixels, spill_above=a.spill_above)
             run_pipeline(localizer, jobs, pipe,
                          lambda done: write(lambda: report_line(done, localizer, a.outputs, thumbs_of)), stop,
-                         progress.tiles, folder)
+                         progress.tiles, folder, decoders)
     except KeyboardInterrupt:
         stopped = 130
     except Exception as e:  # the run as a whole failed (Ray unreachable, say); what was written stays

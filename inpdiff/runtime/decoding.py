@@ -8,12 +8,9 @@ process of its own, so the innocent ones still decode and only the culprit is re
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
-import signal
 import tempfile
 import threading
-import time
 import warnings
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -25,7 +22,8 @@ import numpy as np
 
 from ..io import ImageError, image_pixels, read_image, spill_image
 from ..spill import SpilledArray
-from .malloc import few_arenas, fixed_mmap_threshold, trim
+from .decoder_pool import new_pool
+from .malloc import fixed_mmap_threshold, trim
 
 Decode = Callable[[Path, int], "np.ndarray | Spill"]  # (path, max_pixels) -> RGB uint8; picklable (top level)
 
@@ -81,21 +79,6 @@ def decode_or_spill(path: Path, max_pixels: int, spill_above: int, folder: str |
     return read_image(path, max_pixels)
 
 
-def _init_decoder(parent: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    few_arenas()
-
-    # A parent killed outright (SIGKILL) cannot shut the pool down: the decoder notices that it was
-    # orphaned and exits, so no process outlives the run. (PR_SET_PDEATHSIG would fire when the
-    # parent *thread* that started this process ends, which the pool's threads do.)
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
-
-
 def _decode(decode: Decode, path: Path, max_pixels: int) -> np.ndarray | Spill:
     try:
         return decode(path, max_pixels)
@@ -104,15 +87,14 @@ def _decode(decode: Decode, path: Path, max_pixels: int) -> np.ndarray | Spill:
 
 
 class IsolatedDecoder:
-    def __init__(self, processes: int, max_pixels: int, decode: Decode = read_image):
+    """Decodes in a pool of processes: `pool`, one started earlier (decoder_pool.new_pool) that this takes
+    over, or a new one."""
+
+    def __init__(self, processes: int, max_pixels: int, decode: Decode = read_image,
+                 pool: ProcessPoolExecutor | None = None):
         self.processes, self.max_pixels, self.decode = processes, max_pixels, decode
         self._lock = threading.Lock()
-        self._pool = self._new_pool(processes)
-
-    def _new_pool(self, n: int) -> ProcessPoolExecutor:
-        # spawn, not fork: the parent runs ONNX Runtime's threads, which a fork would copy mid-flight.
-        return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_init_decoder,
-                                   initargs=(os.getpid(),))
+        self._pool = pool or new_pool(processes)
 
     def submit(self, path: Path) -> Future:
         pool = self._pool
@@ -129,7 +111,7 @@ class IsolatedDecoder:
             return future.result()
         except BrokenProcessPool:
             self._replace(future.pool)
-        with self._new_pool(1) as alone:  # which file was it? this one, alone
+        with new_pool(1) as alone:  # which file was it? this one, alone
             try:
                 return alone.submit(_decode, self.decode, path, self.max_pixels).result()
             except BrokenProcessPool:
@@ -139,7 +121,7 @@ class IsolatedDecoder:
         with self._lock:
             if self._pool is broken:
                 broken.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._new_pool(self.processes)
+                self._pool = new_pool(self.processes)
             return self._pool
 
     def close(self) -> None:

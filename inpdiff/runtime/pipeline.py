@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
@@ -33,6 +34,7 @@ from typing import Callable, Iterable, Protocol
 import numpy as np
 
 from ..io import MAX_PIXELS, ImageError, image_pixels, read_image
+from .decoder_pool import DECODERS
 from .decoding import Decode, IsolatedDecoder, Spill, decode_or_spill
 from .inputs import Job
 from .localizer import Localizer, Plan, Result
@@ -45,7 +47,7 @@ _WAITING = object()  # no decoded image is ready yet
 class PipelineConfig:
     batch: int = 8                 # tiles per backend call, gathered across images
     workers: int = 1               # threads calling the backend at once
-    decoders: int = 2              # processes decoding images (see decoding.py)
+    decoders: int = DECODERS       # processes decoding images (see decoding.py)
     prefetch: int = 8              # decoded images waiting for inference at most
     max_pixels: int = MAX_PIXELS
     # Pixels: larger photos are worked a band of rows at a time (inpdiff.spill), and the photos in flight
@@ -150,10 +152,12 @@ class _PixelBudget:
 
 def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
                  write: Callable[[Done], None], stop: threading.Event | None = None,
-                 on_tiles: Callable[[int, int], None] | None = None, crashes: CrashNotes | None = None) -> None:
+                 on_tiles: Callable[[int, int], None] | None = None, crashes: CrashNotes | None = None,
+                 decoders: ProcessPoolExecutor | None = None) -> None:
     """Localize every job; `write` is called once per job, from one writer thread, in completion order.
     `on_tiles(planned, inferred)` hears of tiles as images are cut up and as batches finish (progress);
-    `crashes` keeps the photos in flight for a crash to leave behind, and says what the last one left."""
+    `crashes` keeps the photos in flight for a crash to leave behind, and says what the last one left;
+    `decoders`, a pool started early (decoder_pool.new_pool), is the pipeline's to use and shut down."""
     stop = stop or threading.Event()
     on_tiles = on_tiles or (lambda planned, inferred: None)
     decoded: queue.Queue = queue.Queue(cfg.prefetch)
@@ -220,7 +224,7 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
     if cfg.spill_above and decode is read_image and not localizer.config.max_side:  # max_side makes them small
         spills = tempfile.mkdtemp(prefix="inpdiff-spill-")
         decode = functools.partial(decode_or_spill, spill_above=cfg.spill_above, folder=spills)
-    decoder = IsolatedDecoder(cfg.decoders, cfg.max_pixels, decode)
+    decoder = IsolatedDecoder(cfg.decoders, cfg.max_pixels, decode, decoders)
     feeder = threading.Thread(target=feed, name="feeder", daemon=True)
     feeder.start()
     try:
