@@ -234,7 +234,7 @@ def cpp_vs_python(model: Path, image: np.ndarray, cpp: Path, sizes: str, repeat:
         print(f"\n(C++ runtime not built at {cpp}: cpp/test.sh builds it; its table is skipped)")
         return
     work = Path(tempfile.mkdtemp())
-    print(f"\n| photo | megapixels | command | seconds | seconds per MP | peak RSS |\n|---|---|---|---|---|---|")
+    print("\n| photo | megapixels | command | seconds | seconds per MP | peak RSS |\n|---|---|---|---|---|---|")
     for mp in (float(s) for s in sizes.split(",")):
         side = (mp * 1e6 * 4 / 3) ** 0.5
         w, h = round(side), round(side * 3 / 4)

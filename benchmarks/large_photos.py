@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -95,7 +94,7 @@ def main() -> None:
     a = ap.parse_args()
     extra = ((["--spill-above", a.spill_above] if a.spill_above is not None else []) + (["--no-copies"] if a.no_copies else [])
              + (["--max-tile", a.max_tile] if a.max_tile is not None else []))
-    print(f"| photo | photos | megapixels | seconds | s/MP | peak RSS, process tree | peak RSS, main process |\n"
+    print("| photo | photos | megapixels | seconds | s/MP | peak RSS, process tree | peak RSS, main process |\n"
           "|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for mp in (int(s) for s in a.sizes.split(",")):
