@@ -74,6 +74,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if size and size[0] * size[1] > max_pixels:
         raise ImageError(f"{path}: {size[0]}x{size[1]} is over the {max_pixels} pixel limit")
     img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    del data  # a decoder holds the photo and, as it hands it back, its pickle: not the file too
     if img is None:
         raise ImageError(f"{path}: cannot decode the image (corrupt, truncated or not an image)")
     if img.shape[0] * img.shape[1] > max_pixels:
@@ -82,7 +83,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         img = (img.astype(np.float32) / 257.0).round().astype(np.uint8)
     elif img.dtype != np.uint8:
         raise ImageError(f"{path}: unsupported sample type {img.dtype}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)  # several times faster than a reversed copy
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img)  # in place, and several times faster than a reversed copy
 
 
 def spill_image(path: str | Path, dest: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[int, int, int] | None:

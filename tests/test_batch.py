@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from inpdiff.io import read_image
+from inpdiff.runtime.decoding import Handover, IsolatedDecoder, _decode
 from inpdiff.runtime.inputs import Job, iter_jobs, mirrored
 from inpdiff.runtime.localizer import Localizer, LocalizeConfig
 from inpdiff.runtime.pipeline import PipelineConfig, _Pending, _PixelBudget, run_pipeline
@@ -204,6 +206,44 @@ def test_a_decoder_crash_fails_that_file_only(model_dir, tmp_path):
     assert set(done) == {p.name for p in paths}
     assert "decoder crashed on this file" in done["poison.png"].error and "poison.png" in done["poison.png"].error
     assert all(done[p.name].result is not None for p in paths if p.name != "poison.png")
+
+
+def test_decoded_photos_come_back_through_files_that_go_and_without_them_where_none_can_be_written(tmp_path):
+    """Photos come back from the decoder processes as raw files (decoding.Handover), read whole and
+    unlinked; where the folder cannot take them they come back pickled, the same pixels."""
+    paths = photos(tmp_path / "in", 2, (90, 70))
+    folder = tmp_path / "handover"
+    folder.mkdir()
+    handed = _decode(read_image, paths[0], 10**8, str(folder))  # what a decoder process does
+    assert isinstance(handed, Handover) and Path(handed.path).parent == folder
+    assert np.array_equal(handed.open(), read_image(paths[0])) and not Path(handed.path).exists()
+    assert isinstance(_decode(read_image, paths[0], 10**8, str(tmp_path / "no-such-folder")), np.ndarray)
+    for where in (str(folder), str(tmp_path / "no-such-folder"), None):
+        decoder = IsolatedDecoder(1, 10**8, folder=where)
+        try:
+            for path in paths:
+                image = decoder.result(path, decoder.submit(path))
+                assert isinstance(image, np.ndarray) and image.flags.writeable
+                assert np.array_equal(image, read_image(path))
+        finally:
+            decoder.close()
+        assert not any(folder.iterdir())
+
+
+def test_the_run_sweeps_photo_folders_of_runs_that_were_killed(model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / "tmp" / f"inpdiff-spill-{gone.stdout.strip()}-abc"
+    live = tmp_path / "tmp" / f"inpdiff-spill-{os.getppid()}-abc"  # a run in progress (this test's parent)
+    for d in (dead, live):
+        d.mkdir()
+        (d / "photo-x.rgb").write_bytes(b"left by a kill -9")
+    loc = Localizer(model_dir, config=LocalizeConfig(steps=1), threads=1)
+    run_pipeline(loc, iter_jobs(map(str, photos(tmp_path / "in", 1)), tmp_path / "out"), PipelineConfig(workers=1),
+                 lambda d: None)
+    assert not dead.exists() and (live / "photo-x.rgb").exists()
+    assert sorted(p.name for p in (tmp_path / "tmp").iterdir()) == [live.name]  # the run's own folder went too
 
 
 def test_report_drops_torn_and_duplicate_lines_and_refuses_other_settings(tmp_path):

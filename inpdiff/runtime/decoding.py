@@ -79,43 +79,76 @@ def decode_or_spill(path: Path, max_pixels: int, spill_above: int, folder: str |
     return read_image(path, max_pixels)
 
 
-def _decode(decode: Decode, path: Path, max_pixels: int) -> np.ndarray | Spill:
+@dataclass(frozen=True)
+class Handover:
+    """A photo a decoder process decoded whole, handed back in a raw file rather than pickled: pickling
+    a 16 MP photo held it twice more in the decoder (the pickle, and its buffer as it grew) and once more
+    here as it arrived, 100-150 MB on top of a batch's peak. `open` reads it whole and unlinks the file."""
+    path: str
+    shape: tuple[int, int, int]
+
+    def open(self) -> np.ndarray:
+        try:
+            return np.fromfile(self.path, np.uint8).reshape(self.shape)
+        finally:
+            os.unlink(self.path)
+
+
+def _hand_over(image: np.ndarray, folder: str) -> np.ndarray | Handover:
+    """The photo written to a raw file in `folder`; the photo itself (pickled, then) where that fails,
+    a full TMPDIR say, so that no photo fails for it."""
     try:
-        return decode(path, max_pixels)
+        fd, dest = tempfile.mkstemp(prefix="photo-", suffix=".rgb", dir=folder)
+    except OSError:
+        return image
+    try:
+        with os.fdopen(fd, "wb") as f:
+            image.tofile(f)
+    except OSError:
+        os.unlink(dest)
+        return image
+    return Handover(dest, image.shape)
+
+
+def _decode(decode: Decode, path: Path, max_pixels: int, folder: str | None) -> np.ndarray | Spill | Handover:
+    try:
+        image = decode(path, max_pixels)
+        return _hand_over(image, folder) if folder and isinstance(image, np.ndarray) else image
     finally:
         trim()
 
 
 class IsolatedDecoder:
     """Decodes in a pool of processes: `pool`, one started earlier (decoder_pool.new_pool) that this takes
-    over, or a new one."""
+    over, or a new one. Photos come back through files in `folder` (Handover) where one is given."""
 
     def __init__(self, processes: int, max_pixels: int, decode: Decode = read_image,
-                 pool: ProcessPoolExecutor | None = None):
-        self.processes, self.max_pixels, self.decode = processes, max_pixels, decode
+                 pool: ProcessPoolExecutor | None = None, folder: str | None = None):
+        self.processes, self.max_pixels, self.decode, self.folder = processes, max_pixels, decode, folder
         self._lock = threading.Lock()
         self._pool = pool or new_pool(processes)
 
     def submit(self, path: Path) -> Future:
         pool = self._pool
         try:
-            future = pool.submit(_decode, self.decode, path, self.max_pixels)
+            future = pool.submit(_decode, self.decode, path, self.max_pixels, self.folder)
         except BrokenProcessPool:
             pool = self._replace(pool)
-            future = pool.submit(_decode, self.decode, path, self.max_pixels)
+            future = pool.submit(_decode, self.decode, path, self.max_pixels, self.folder)
         future.pool = pool  # the pool to replace if this decode finds it broken
         return future
 
-    def result(self, path: Path, future: Future) -> np.ndarray:
+    def result(self, path: Path, future: Future) -> np.ndarray | Spill:
         try:
-            return future.result()
+            image = future.result()
         except BrokenProcessPool:
             self._replace(future.pool)
-        with new_pool(1) as alone:  # which file was it? this one, alone
-            try:
-                return alone.submit(_decode, self.decode, path, self.max_pixels).result()
-            except BrokenProcessPool:
-                raise ImageError(f"{path}: the image decoder crashed on this file (damaged or hostile data)") from None
+            with new_pool(1) as alone:  # which file was it? this one, alone
+                try:
+                    image = alone.submit(_decode, self.decode, path, self.max_pixels, self.folder).result()
+                except BrokenProcessPool:
+                    raise ImageError(f"{path}: the image decoder crashed on this file (damaged or hostile data)") from None
+        return image.open() if isinstance(image, Handover) else image
 
     def _replace(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
         with self._lock:

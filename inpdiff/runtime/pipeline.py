@@ -19,6 +19,7 @@ their pixels (`_PixelBudget`), so a batch of large photos is held about as one o
 from __future__ import annotations
 
 import functools
+import os
 import queue
 import shutil
 import sys
@@ -220,11 +221,10 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
                   for i in range(cfg.workers if localizer.config.copies else 0)]
     for t in [write_thread, *assemblers, *workers]:
         t.start()
-    decode, spills = cfg.decode, None
+    spills, decode = _spill_folder(), cfg.decode
     if cfg.spill_above and decode is read_image and not localizer.config.max_side:  # max_side makes them small
-        spills = tempfile.mkdtemp(prefix="inpdiff-spill-")
         decode = functools.partial(decode_or_spill, spill_above=cfg.spill_above, folder=spills)
-    decoder = IsolatedDecoder(cfg.decoders, cfg.max_pixels, decode, decoders)
+    decoder = IsolatedDecoder(cfg.decoders, cfg.max_pixels, decode, decoders, spills)
     feeder = threading.Thread(target=feed, name="feeder", daemon=True)
     feeder.start()
     try:
@@ -250,10 +250,31 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
             except queue.Empty:
                 feeder.join(0.05)
         decoder.close()
-        if spills:  # photos decoded but never opened (a stopped run), which would otherwise stay in TMPDIR
-            shutil.rmtree(spills, ignore_errors=True)
+        shutil.rmtree(spills, ignore_errors=True)  # photos decoded but never opened (a stopped run)
     if input_errors:
         raise RuntimeError(f"reading the inputs failed: {input_errors[0]}") from input_errors[0]
+
+
+def _spill_folder() -> str:
+    """A new folder in TMPDIR for the run's photo files: photos come back from the decoders through
+    files there (decoding.Handover), and photos above spill_above are worked from files there
+    (inpdiff.spill). It is named for this process, and the folders of runs whose process is gone (a
+    kill -9 cannot clean up) are removed first."""
+    for old in Path(tempfile.gettempdir()).glob("inpdiff-spill-*-*"):
+        pid = old.name.split("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"inpdiff-spill-{os.getpid()}-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        pass
+    return True
 
 
 def _tile(localizer: Localizer, cfg: PipelineConfig, decoder: IsolatedDecoder, budget: _PixelBudget,
