@@ -96,7 +96,7 @@ PASS_BLOCKS = 1 << 22   # blocks per sorting pass: about 32 MB of keys, 100 MB w
 
 def _band_keys(image, s: CopySettings, y0: int, y1: int, bits: np.uint64) -> np.ndarray:
     """Keys (hash above, index below) of the textured blocks with top rows y0..y1, in raster order."""
-    h, w = image.shape[0] - BLOCK + 1, image.shape[1] - BLOCK + 1
+    w = image.shape[1] - BLOCK + 1
     kernel, anchor = np.ones((BLOCK, BLOCK), np.uint8), (0, 0)  # anchored at the top-left: the block at (y, x)
     rows = np.asarray(image[y0:y1 + BLOCK - 1])
     total = np.add(rows[..., 0], rows[..., 1], dtype=np.uint16) + rows[..., 2]
