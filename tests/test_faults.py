@@ -282,6 +282,28 @@ def test_a_photo_the_run_crashed_on_is_reported_not_retried_forever(model_dir, t
     assert_complete(out, small + [src / "a_large.png"])
 
 
+def test_a_crash_report_survives_the_list_in_flight_being_rewritten_after_it(tmp_path):
+    """faulthandler appends its report from a signal handler while other threads go on: one of them that
+    rewrites the photos in flight (a photo written, say) must not cut the report off, or the crash leaves
+    no notes (seen under load). Here the order is forced: the report is appended, the list rewritten
+    shorter, and the process dies; the next run must see the crash, with the list as it was last."""
+    out = tmp_path / "out"
+    a, b = str(tmp_path / ("a" * 40 + ".png")), str(tmp_path / "b.png")
+    script = (f"import os, pathlib\nfrom inpdiff.runtime.out_folder import OutFolder, LOCK_FILE\n"
+              f"f = OutFolder(pathlib.Path({str(out)!r}))\n"
+              f"f.in_flight([{a!r}, {b!r}])\n"
+              "with open(f.out / LOCK_FILE, 'a') as log: log.write('Fatal Python error: Segmentation fault\\n\\nThread 0x1:\\n')\n"
+              f"f.in_flight([{a!r}])\nos._exit(0)  # as the signal ends it: no close\n")
+    subprocess.run([sys.executable, "-c", script], env=ENV, check=True, timeout=60)
+    from inpdiff.runtime.out_folder import OutFolder
+
+    again = OutFolder(out)
+    try:
+        assert "crashed (signal 11) with 1 photo(s) in flight" in (again.last_crash() or ""), again.last_crash()
+    finally:
+        again.close()
+
+
 def test_a_torn_claims_line_is_cut_off_before_new_claims_follow_it(model_dir, tmp_path):
     """A kill or a full disk can leave half a line at the end of the claims journal; the next run's
     first claim must start a line of its own, or a later resume could not read it."""

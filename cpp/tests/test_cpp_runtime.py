@@ -642,3 +642,21 @@ def test_a_full_disk_leaves_whole_lines_and_a_plain_resume_finishes(tmp_path):
         assert len(lines) == n and len({line["path"] for line in lines}) == n and "error" not in str(lines)
     finally:
         run("umount", "-l", disk)
+
+
+def test_a_crash_the_python_command_left_is_read(tmp_path):
+    """The lock file as trt-localize leaves it after a fatal signal (its PID line and the photos in flight,
+    padded to a fixed length, then faulthandler's report): trt-localize-cpp notes the crash, and a photo
+    that was alone in flight gets an error line instead of a third try."""
+    from inpdiff.runtime.out_folder import LOCK_FILE, OutFolder
+
+    out, photo = tmp_path / "out", EXAMPLES / "astronaut_pristine.png"
+    left = OutFolder(out)
+    left.in_flight([str(photo)])
+    with open(out / LOCK_FILE, "a") as log:
+        log.write("Fatal Python error: Segmentation fault\n\nCurrent thread 0x1 (most recent call first):\n")
+    os.close(left._lock)  # the process died: its lock goes, nothing else is done
+    p = run(CLI, photo, "-o", out)
+    assert p.returncode == 1 and "crashed (signal 11) while working on this file alone" in p.stderr, p.stderr
+    notes = [json.loads(line) for line in (out / ".trt-localize.claims").read_text().splitlines()]
+    assert {"crashed_on": str(photo), "alone": True, "signal": int(signal.SIGSEGV)} in notes

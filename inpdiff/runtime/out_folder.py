@@ -91,6 +91,8 @@ class OutFolder:
             raise BusyError(f"{out}: another trt-localize (PID {pid}) is writing to this folder; wait for it "
                             "to finish or choose another --out") from None
         self._crashed = _crash_left(previous)
+        self._head = 4096  # bytes of the PID line and the list in flight (in_flight), grown where needed
+        os.ftruncate(self._lock, 0)  # what the last run left, read above: before faulthandler can append
         self.in_flight([])
         self._fault_log = None
         self.stems: set[int] = set()           # every stem of this OUT: claimed or reported
@@ -106,12 +108,16 @@ class OutFolder:
 
     def in_flight(self, paths: list[str]) -> None:
         """The photos now in the run's hands, for a crash to leave behind (the pipeline calls this as they
-        come and go, one call at a time). Written over the old list, then cut to length, so that a crash
-        at any point leaves a whole list on the second line. A full disk costs the notes, not the run."""
-        text = f"{os.getpid()}\n{json.dumps(paths)}\n".encode()
+        come and go, one call at a time). The PID line and the list are padded to a fixed length and
+        written over in place, never cut: faulthandler appends its report after them from a signal
+        handler while other threads go on, and a list cut to length by one of them then cut the report
+        off too (seen: a crash with photos in flight that left no notes). A list that does not fit grows
+        the padded length; only a crash at that very write could garble the file. A full disk costs the
+        notes, not the run."""
+        text = f"{os.getpid()}\n{json.dumps(paths)}".encode()
+        self._head = max(self._head, len(text) + 1)
         try:
-            os.pwrite(self._lock, text, 0)
-            os.ftruncate(self._lock, len(text))
+            os.pwrite(self._lock, text.ljust(self._head - 1) + b"\n", 0)
         except OSError:
             pass
 
