@@ -5,20 +5,23 @@ module and decoder_pool import the standard library only, so that the decoder pr
 the entry point's module again (spawn), starts as fast."""
 from __future__ import annotations
 
+import sys
+
 from .decoder_pool import DECODERS, new_pool
 
 
 def main(argv: list[str] | None = None) -> int:
-    decoders = new_pool(DECODERS, start=True)
+    args = sys.argv[1:] if argv is None else argv
+    # --help needs no decoder, and would wait for one to start before it could exit.
+    decoders = None if {"-h", "--help"} & set(args) else new_pool(DECODERS, start=True)
     try:
         from .cli import main as run
 
-        return run(argv, decoders)
+        return run(args, decoders)
     finally:
-        decoders.shutdown(cancel_futures=True)  # where the run did not take it over (bad usage, say); idempotent
+        if decoders:  # where the run did not take it over (bad usage, say); idempotent
+            decoders.shutdown(cancel_futures=True)
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main())
