@@ -196,8 +196,9 @@ def main(argv: list[str] | None = None, decoders: ProcessPoolExecutor | None = N
     if decoders and (a.ray or a.decoders != DECODERS):
         decoders.shutdown(cancel_futures=True)
         decoders = None
-    # A decoder process starts now, so that its start-up overlaps the model's loading (0.2-0.3 s of a
-    # one-photo run otherwise spent waiting for it); run_pipeline takes the pool over.
+    # Where launch.py has not started one, a decoder process starts now, so that its start-up overlaps
+    # the model's loading (0.2-0.3 s of a one-photo run otherwise spent waiting for it); run_pipeline
+    # takes the pool over.
     if not a.ray:
         decoders = decoders or new_pool(max(1, a.decoders), start=True)
     try:
