@@ -74,7 +74,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if size and size[0] * size[1] > max_pixels:
         raise ImageError(f"{path}: {size[0]}x{size[1]} is over the {max_pixels} pixel limit")
     img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
-    del data  # a decoder holds the photo and, as it hands it back, its pickle: not the file too
+    del data  # the photo is what a decoder should hold from here on, not the file too
     if img is None:
         raise ImageError(f"{path}: cannot decode the image (corrupt, truncated or not an image)")
     if img.shape[0] * img.shape[1] > max_pixels:
