@@ -21,6 +21,7 @@ PHOTO = ROOT.parent / "shared" / "data" / "photos" / "bsds300" / "val" / "img_00
 have_taef2 = (latent_fills.taef2_dir() / "taef2_decoder.pth").is_file()
 needs_taef2 = pytest.mark.skipif(not have_taef2, reason=f"TAEF2 weights not found in {latent_fills.taef2_dir()}")
 have = {"gmic": shutil.which("gmic") is not None}
+have["gimp-heal"] = have["gimp-clone"] = shutil.which("gimp-console") is not None
 for module, name in (("patchmatch.patch_match", "pypatchmatch"), ("exemplar_based_inpainting", "criminisi")):
     try:
         __import__(module)
@@ -31,7 +32,8 @@ have["shiftmap"] = have["fsr"] = shutil.which(tools.DEBIAN_PYTHON) is not None a
     [tools.DEBIAN_PYTHON, "-c", "import cv2; cv2.xphoto"], capture_output=True).returncode == 0
 
 
-@pytest.mark.parametrize("method", ["gmic", "pypatchmatch", "criminisi", "shiftmap", "fsr", "taef2", "taef2-paste"])
+@pytest.mark.parametrize("method", ["gmic", "pypatchmatch", "criminisi", "shiftmap", "fsr", "gimp-heal", "gimp-clone",
+                                    "taef2", "taef2-paste"])
 def test_mask_is_the_changed_region_and_runs_are_seeded(method):
     if method.startswith("taef2") and not have_taef2:
         pytest.skip("TAEF2 weights not found")
@@ -50,13 +52,15 @@ def test_mask_is_the_changed_region_and_runs_are_seeded(method):
 def test_each_tool_is_its_own_family():
     for name in ("gmic", "pypatchmatch", "criminisi", "shiftmap", "fsr"):
         assert FAMILIES[name] == (name,) and family(name) == name
-    assert family("taef2-paste") == "latent"
+    assert family("taef2-paste") == "latent" and family("gimp-heal") == family("gimp-clone") == "gimp"
 
 
 def test_a_missing_tool_names_its_package(monkeypatch):
     monkeypatch.setattr(tools.shutil, "which", lambda exe: None)
     with pytest.raises(tools.ToolMissing, match="apt-get install gmic"):
         tools.gmic(make_photo(32, 32, 1), np.ones((32, 32), np.uint8), np.random.default_rng(0))
+    with pytest.raises(tools.ToolMissing, match="apt-get install gimp"):
+        tools.gimp_heal(make_photo(32, 32, 1), np.ones((32, 32), np.uint8), np.random.default_rng(0))
     monkeypatch.setitem(sys.modules, "exemplar_based_inpainting.inpainter", None)
     with pytest.raises(tools.ToolMissing, match="exemplar-based-inpainting"):
         tools.criminisi(make_photo(32, 32, 1), np.ones((32, 32), np.uint8), np.random.default_rng(0))
@@ -65,6 +69,17 @@ def test_a_missing_tool_names_its_package(monkeypatch):
         monkeypatch.setattr(tools, "DEBIAN_PYTHON", python)
         with pytest.raises(tools.ToolMissing, match="apt-get install python3-opencv"):
             tools.shiftmap(make_photo(32, 32, 1), np.ones((32, 32), np.uint8), np.random.default_rng(0))
+
+
+@pytest.mark.skipif(not have["gimp-heal"], reason="GIMP is not installed (apt-get install gimp)")
+def test_gimp_runs_with_a_profile_of_its_own(tmp_path, monkeypatch):
+    # A user's GIMP settings (in their home folder) are not the synth run's to create or change.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("GIMP2_DIRECTORY", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    tools.gimp_clone(make_photo(48, 48, 1), random_mask(48, 48, np.random.default_rng(1), 0.05, 0.1),
+                     np.random.default_rng(0))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_missing_inpainter_checkpoint_says_where_it_comes_from(tmp_path):

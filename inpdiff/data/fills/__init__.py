@@ -8,7 +8,7 @@ family, one module a family. Blending and post-processing (post.py) wrap any of 
 - latent: a real latent-diffusion autoencoder's decoder renders the hole (taef2, taef2-paste);
 - latent-own: the same with the project's own latent autoencoder (ae8, ae8-paste), a second decoder;
 - gmic, pypatchmatch, criminisi, shiftmap, fsr: real third-party tools, one family each (tools.py),
-  so that each can be held out of training in turn.
+  so that each can be held out of training in turn; gimp: GIMP's healing brush and clone tool.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from .classical import biharmonic, opencv
 from .latent import OwnLatentFill, taef2, taef2_paste
 from .learned import LearnedFill
 from .patchmatch import patchmatch
-from .tools import criminisi, fsr, gmic, pypatchmatch, shiftmap
+from .tools import criminisi, fsr, gimp_clone, gimp_heal, gmic, pypatchmatch, shiftmap
 
 Fill = Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
 
@@ -37,6 +37,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "criminisi": ("criminisi",),
     "shiftmap": ("shiftmap",),
     "fsr": ("fsr",),
+    "gimp": ("gimp-heal", "gimp-clone"),
 }
 
 
@@ -64,6 +65,8 @@ FILLS: dict[str, Fill] = {
     "criminisi": criminisi,
     "shiftmap": shiftmap,
     "fsr": fsr,
+    "gimp-heal": gimp_heal,
+    "gimp-clone": gimp_clone,
 }
 
 

@@ -7,6 +7,7 @@
 | `criminisi`    | Criminisi et al. exemplar-based inpainting        | LGPL-3.0 | PyPI `exemplar-based-inpainting` |
 | `shiftmap`     | OpenCV contrib's shift-map inpainting (`xphoto`)  | Apache-2.0 | Debian package `python3-opencv` |
 | `fsr`          | OpenCV contrib's frequency-selective reconstruction (`xphoto`, fast) | Apache-2.0 | Debian package `python3-opencv` |
+| `gimp-heal`, `gimp-clone` | GIMP 2.10's healing brush and clone tool, stroked over the hole | GPL-3.0 | Debian package `gimp` |
 
 The two OpenCV contrib methods run in Debian's own Python (`/usr/bin/python3`), whose OpenCV has
 the contrib modules: the pip wheel the project uses has none, and the contrib wheel would replace it.
@@ -15,6 +16,7 @@ part of the runtime. A missing tool is a `ToolMissing` error naming the package 
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -30,14 +32,14 @@ class ToolMissing(RuntimeError):
 
 
 def _run_on_files(name: str, command: Callable[[str, str, str], list[str]], image: np.ndarray,
-                  mask: np.ndarray) -> np.ndarray:
+                  mask: np.ndarray, env: dict[str, str] | None = None) -> np.ndarray:
     """Run a tool that reads an image file and a mask file (255 in the hole) and writes the fill to a
     third; command(image, mask, out) is its argument list."""
     with tempfile.TemporaryDirectory(prefix=f"inpdiff-{name}-") as tmp:
         src, hole, out = (str(Path(tmp) / n) for n in ("image.png", "mask.png", "out.png"))
         cv2.imwrite(src, image[:, :, ::-1])
         cv2.imwrite(hole, mask.astype(np.uint8) * 255)
-        done = subprocess.run(command(src, hole, out), capture_output=True, text=True, timeout=600)
+        done = subprocess.run(command(src, hole, out), capture_output=True, text=True, timeout=600, env=env)
         filled = cv2.imread(out, cv2.IMREAD_COLOR)
         if done.returncode or filled is None:
             raise RuntimeError(f"{name} failed ({done.returncode}): {done.stderr.strip()[-300:]}")
@@ -120,3 +122,105 @@ def fsr(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.nda
     """Frequency-selective reconstruction (Seiler et al.): the hole extrapolated block by block from a
     sparse Fourier model of its surroundings. Deterministic."""
     return _xphoto("fsr", image, mask)
+
+
+# GIMP's healing brush and clone tool as a user removing an object works them: the hole selected (so
+# nothing outside it changes), then piece by piece a source spot picked beside the piece and the
+# brush swept over it in rows. Run by GIMP's batch mode with a profile and caches of its own, so
+# nothing in the user's home folder is created or changed.
+GIMP_SCRIPT = """
+(define (inpdiff-paint src hole out heal size pieces)
+  (let* ((image (car (gimp-file-load RUN-NONINTERACTIVE src src)))
+         (layer (car (gimp-image-get-active-layer image)))
+         (holes (car (gimp-file-load-layer RUN-NONINTERACTIVE image hole))))
+    (gimp-image-insert-layer image holes 0 -1)
+    (gimp-context-set-antialias FALSE)
+    (gimp-context-set-feather FALSE)
+    (gimp-context-set-sample-threshold 0)
+    (gimp-image-select-color image CHANNEL-OP-REPLACE holes '(255 255 255))
+    (gimp-image-remove-layer image holes)
+    (gimp-context-set-brush "2. Hardness 075")
+    (gimp-context-set-brush-size size)
+    (for-each
+      (lambda (piece)
+        (let ((sx (car piece)) (sy (cadr piece)) (strokes (caddr piece)))
+          (if (= heal 1)
+              (gimp-heal layer layer sx sy (vector-length strokes) strokes)
+              (gimp-clone layer layer CLONE-IMAGE sx sy (vector-length strokes) strokes))))
+      pieces)
+    (gimp-file-save RUN-NONINTERACTIVE image layer out out)))
+"""
+DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (1, -1), (-1, 1), (-1, -1))
+
+
+def _width(region: np.ndarray) -> float:
+    """The diameter of the largest disc that fits in the region: a stroke's thickness, a blob's width."""
+    return 2 * float(cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, 3).max()) + 1
+
+
+def _source_offset(image: np.ndarray, piece: np.ndarray, hole: np.ndarray,
+                   rng: np.random.Generator) -> tuple[int, int]:
+    """Where a user would take a piece's source from: of spots beside it (a little more than its width
+    away, in eight directions), the one whose surroundings look most like the piece's. A spot must
+    lie in the photo and overlap the hole little; failing that, the one most inside the photo."""
+    h, w = hole.shape
+    width = _width(piece)
+    ys, xs = np.nonzero(piece)
+    ry, rx = np.nonzero((cv2.dilate(piece.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0) & ~hole)
+    ranked = []
+    for dy, dx in DIRECTIONS:
+        reach = rng.uniform(1.1, 1.8) * width / np.hypot(dy, dx)
+        oy, ox = round(dy * reach), round(dx * reach)
+        sy, sx = ys + oy, xs + ox
+        inside = (sy >= 0) & (sy < h) & (sx >= 0) & (sx < w)
+        overlap = hole[sy[inside], sx[inside]].mean() if inside.any() else 1.0
+        ok = (ry + oy >= 0) & (ry + oy < h) & (rx + ox >= 0) & (rx + ox < w)
+        cost = (np.abs(image[ry[ok], rx[ok]].astype(np.int16) - image[ry[ok] + oy, rx[ok] + ox]).mean()
+                if ok.any() else 255.0)
+        ranked.append((not (inside.all() and overlap <= 0.2), -inside.mean(), cost, (oy, ox)))
+    return min(ranked)[-1]
+
+
+def _gimp(heal: bool, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    exe = shutil.which("gimp-console") or shutil.which("gimp")
+    name = "gimp-heal" if heal else "gimp-clone"
+    if exe is None:
+        raise ToolMissing(f"fill method {name!r} needs GIMP: apt-get install gimp")
+    hole = mask.astype(bool)
+    size = float(np.clip(rng.uniform(0.3, 0.7) * _width(hole), 8, 60))
+    cell = int(max(4 * size, 48))  # the stretch a user heals before picking a new source
+    pieces = []
+    for y0 in range(0, hole.shape[0], cell):
+        for x0 in range(0, hole.shape[1], cell):
+            piece = np.zeros_like(hole)
+            piece[y0:y0 + cell, x0:x0 + cell] = hole[y0:y0 + cell, x0:x0 + cell]
+            if not piece.any():
+                continue
+            oy, ox = _source_offset(image, piece, hole, rng)
+            ys, xs = np.nonzero(piece)
+            # A serpentine sweep in rows a quarter of the brush apart covers every pixel of the piece.
+            rows = np.arange(ys.min() - size / 4, ys.max() + 1 + size / 4, size / 4)
+            ends = (xs.min() - size / 4, xs.max() + 1 + size / 4)
+            points = [(x, y) for i, y in enumerate(rows) for x in (ends if i % 2 == 0 else ends[::-1])]
+            strokes = " ".join(f"{v:.1f}" for p in points for v in p)
+            pieces.append(f"(list {points[0][0] + ox:.1f} {points[0][1] + oy:.1f} #({strokes}))")
+
+    with tempfile.TemporaryDirectory(prefix=f"inpdiff-{name}-") as tmp:
+        def command(src: str, hole_file: str, out: str) -> list[str]:
+            call = f'(inpdiff-paint "{src}" "{hole_file}" "{out}" {int(heal)} {size:.1f} (list {" ".join(pieces)}))'
+            return [exe, "-i", "-n", "-f", "-b", f"(begin {GIMP_SCRIPT} {call})", "-b", "(gimp-quit 0)"]
+
+        env = {**os.environ, "GIMP2_DIRECTORY": f"{tmp}/profile", "XDG_CACHE_HOME": f"{tmp}/cache",
+               "XDG_DATA_HOME": f"{tmp}/data", "XDG_CONFIG_HOME": f"{tmp}/config"}
+        return _run_on_files(name, command, image, mask, env=env)
+
+
+def gimp_heal(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """GIMP's healing brush: the source's texture, with its colour and shading corrected to the
+    hole's border (a Poisson-style correction), as Photoshop's healing brush does."""
+    return _gimp(True, image, mask, rng)
+
+
+def gimp_clone(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """GIMP's clone stamp: the source copied as it is, through a soft brush."""
+    return _gimp(False, image, mask, rng)
