@@ -11,8 +11,8 @@ SHIPPED = ROOT / "models" / "edge-c"
 EXAMPLES = ROOT / "examples"
 
 
-def run(*args, timeout=600, cwd=ROOT, **kw):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def run(*args, timeout=600, cwd=ROOT, env_extra=None, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd, **kw)
 
 
@@ -31,6 +31,15 @@ def test_bad_usage_gets_a_clear_message_and_exit_2(tmp_path):
     assert r.returncode == 2 and "unknown setting 'epochz'" in r.stderr
     r = run("-m", "inpdiff.cli", "synth", str(tmp_path), str(tmp_path / "o"), "--methods", "magic")
     assert r.returncode == 2 and "unknown fill method 'magic'" in r.stderr
+
+
+def test_a_missing_fill_tool_stops_synth_with_its_package_and_exit_2(photos_dir, tmp_path):
+    (tmp_path / "bin").mkdir()  # a PATH on which GIMP is not found
+    r = run("-m", "inpdiff.cli", "synth", str(photos_dir), str(tmp_path / "out"), "--per-image", "1",
+            "--methods", "gimp-clone", "--workers", "1", "--quiet", env_extra={"PATH": str(tmp_path / "bin")})
+    assert r.returncode == 2, r.stderr
+    assert "fill method 'gimp-clone' needs GIMP: apt-get install gimp" in r.stderr and "Traceback" not in r.stderr
+    assert not list((tmp_path / "out" / "images").glob("*gimp*"))
 
 
 def test_torchrun_ddp_training(tiny_cfg, tmp_path):

@@ -17,6 +17,7 @@ import numpy as np
 
 from .fills import FAMILIES, FILLS, expand, family
 from .fills.post import BLENDS, POSTS, edit
+from .fills.tools import ToolMissing
 from ..io import ImageError, atomic_write, jpeg_quality, list_images, read_image, read_mask, write_png
 from .masks import random_mask, with_shadow
 
@@ -121,6 +122,9 @@ def synthesize(photos_dirs: str | Path | list, out_dir: str | Path, cfg: SynthCo
                 records.extend(fut.result())
             except ImageError as e:  # one bad photo never costs the others their samples
                 errors.append(str(e))
+            except ToolMissing:  # every other photo would fail the same way: stop now
+                pool.shutdown(cancel_futures=True)
+                raise
     lines = "".join(json.dumps(r) + "\n" for r in records)
     atomic_write(out / "samples.jsonl", lambda p: p.write_text(lines))
     atomic_write(out / "synth.json", lambda p: p.write_text(json.dumps({**asdict(cfg), "skipped": errors}, indent=2)))

@@ -27,8 +27,8 @@ import cv2
 import numpy as np
 
 
-class ToolMissing(RuntimeError):
-    """A third-party inpainting tool is not installed."""
+class ToolMissing(FileNotFoundError):
+    """A third-party inpainting tool is not installed (a missing file, to the command line: exit 2)."""
 
 
 def _run_on_files(name: str, command: Callable[[str, str, str], list[str]], image: np.ndarray,
