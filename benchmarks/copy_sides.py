@@ -1,0 +1,97 @@
+"""Which end of a copy is the edit? A feasibility check for the copy evidence, which marks both.
+
+    python benchmarks/copy_sides.py cache/synth/val-gimp:gimp-clone cache/synth/val-criminisi:criminisi
+
+For every edit of the named method saved losslessly (`post` none in samples.jsonl): the exact copies
+of textured 4x4 blocks (the copy evidence's hash and texture rule) grouped by their offset; for each
+offset with at least --min-blocks pairs, the two ends A and B (the blocks at p and at p + offset),
+and, for each end, the gradient magnitude on its border over that inside it. A pasted region meets
+the photo around it at a seam; the region it was copied from does not. Counted: the groups where one
+end lies mostly in the edit's mask and the other mostly outside it, and the share of them where the
+end with the stronger border is the one in the mask (0.5: the seam says nothing).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from inpdiff.copies import BLOCK, CopySettings, block_hashes
+from inpdiff.io import read_image, read_mask
+
+
+def gradient(image: np.ndarray) -> np.ndarray:
+    g = image.astype(np.float32).sum(2)
+    return np.abs(cv2.Sobel(g, cv2.CV_32F, 1, 0)) + np.abs(cv2.Sobel(g, cv2.CV_32F, 0, 1))
+
+
+def border_strength(region: np.ndarray, grad: np.ndarray) -> float:
+    """Gradient on the region's border (a pixel either side) over the gradient inside it."""
+    k3, k5 = np.ones((3, 3), np.uint8), np.ones((5, 5), np.uint8)
+    border = (cv2.dilate(region, k3) > 0) & ~(cv2.erode(region, k3) > 0)
+    inner = cv2.erode(region, k5) > 0
+    return float(grad[border].mean() / (grad[inner].mean() + 1e-3)) if inner.any() else float("nan")
+
+
+def copy_groups(image: np.ndarray, s: CopySettings, min_blocks: int):
+    """(offset, block corners of end A) for each offset shared by at least min_blocks copied blocks."""
+    hashes = block_hashes(image)
+    total = image.astype(np.float32).sum(2)
+    k = np.ones((BLOCK, BLOCK), np.uint8)
+    h, w = hashes.shape
+    spread = (cv2.dilate(total, k, anchor=(0, 0)) - cv2.erode(total, k, anchor=(0, 0)))[:h, :w]
+    ys, xs = np.nonzero(spread >= s.min_range)
+    keys = hashes[ys, xs]
+    order = np.argsort(keys, kind="stable")
+    keys, ys, xs = keys[order], ys[order], xs[order]
+    a = np.nonzero(keys[1:] == keys[:-1])[0]
+    b = a + 1
+    # One sign for each offset: A is the end that comes first in raster order.
+    first = (ys[a] < ys[b]) | ((ys[a] == ys[b]) & (xs[a] < xs[b]))
+    ay, ax = np.where(first, ys[a], ys[b]), np.where(first, xs[a], xs[b])
+    dy, dx = np.where(first, ys[b] - ys[a], ys[a] - ys[b]), np.where(first, xs[b] - xs[a], xs[a] - xs[b])
+    far = np.maximum(np.abs(dy), np.abs(dx)) >= s.min_distance
+    ay, ax, dy, dx = ay[far], ax[far], dy[far], dx[far]
+    for (oy, ox), n in Counter(zip(dy.tolist(), dx.tolist())).items():
+        if n >= min_blocks:
+            sel = (dy == oy) & (dx == ox)
+            yield (oy, ox), ay[sel], ax[sel]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("sets", nargs="+", help="FOLDER:METHOD, a synth folder and the fill method to look at")
+    ap.add_argument("--min-blocks", type=int, default=30, help="copied blocks an offset needs to count")
+    args = ap.parse_args()
+    s = CopySettings()
+    print("| set | method | lossless edits | copy groups, one end in the edit | stronger border is the edit |")
+    print("|---|---|---|---|---|")
+    for spec in args.sets:
+        folder, method = spec.rsplit(":", 1)
+        folder = Path(folder)
+        samples = [json.loads(line) for line in open(folder / "samples.jsonl")]
+        names = [r["name"] for r in samples if r["method"] == method and r.get("post") == "none"]
+        right = []
+        for name in names:
+            image = read_image(folder / "images" / f"{name}.png")
+            mask = read_mask(folder / "masks" / f"{name}.png") > 0
+            grad = gradient(image)
+            for (oy, ox), ay, ax in copy_groups(image, s, args.min_blocks):
+                ends = np.zeros((2, *mask.shape), np.uint8)
+                for y, x in zip(ay, ax):
+                    ends[0, y:y + BLOCK, x:x + BLOCK] = 1
+                    ends[1, y + oy:y + oy + BLOCK, x + ox:x + ox + BLOCK] = 1
+                inside = [mask[e > 0].mean() for e in ends]
+                strength = [border_strength(e, grad) for e in ends]
+                if abs(inside[0] - inside[1]) >= 0.5 and not np.isnan(strength).any():
+                    right.append((strength[0] > strength[1]) == (inside[0] > inside[1]))
+        share = f"{np.mean(right):.3f}" if right else "-"
+        print(f"| {folder.name} | {method} | {len(names)} | {len(right)} | {share} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
