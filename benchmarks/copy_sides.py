@@ -73,7 +73,7 @@ def main() -> None:
     for spec in args.sets:
         folder, method = spec.rsplit(":", 1)
         folder = Path(folder)
-        samples = [json.loads(line) for line in open(folder / "samples.jsonl")]
+        samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
         names = [r["name"] for r in samples if r["method"] == method and r.get("post") == "none"]
         right = []
         for name in names:
