@@ -9,6 +9,11 @@ and, for each end, the gradient magnitude on its border over that inside it. A p
 the photo around it at a seam; the region it was copied from does not. Counted: the groups where one
 end lies mostly in the edit's mask and the other mostly outside it, and the share of them where the
 end with the stronger border is the one in the mask (0.5: the seam says nothing).
+
+With --maps DIR (the edits' `NAME.prob.png` from `trt-localize --no-copies`, one set at a time) it
+also prints what the cue could be worth: the pixel AUC of a simplified copy map (exact copies only,
+the pairs of every offset, blurred and scaled as the runtime's, maxed with the network's map; no near
+copies, no boost) with both ends of every group marked, and with only each group's stronger end.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import numpy as np
 
 from inpdiff.copies import BLOCK, CopySettings, block_hashes
 from inpdiff.io import read_image, read_mask
+from inpdiff.metrics import roc_auc
 
 
 def gradient(image: np.ndarray) -> np.ndarray:
@@ -66,6 +72,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sets", nargs="+", help="FOLDER:METHOD, a synth folder and the fill method to look at")
     ap.add_argument("--min-blocks", type=int, default=30, help="copied blocks an offset needs to count")
+    ap.add_argument("--maps", help="folder of the network's maps (trt-localize --no-copies) of the one set")
     args = ap.parse_args()
     s = CopySettings()
     print("| set | method | lossless edits | copy groups, one end in the edit | stronger border is the edit |")
@@ -91,6 +98,37 @@ def main() -> None:
                     right.append((strength[0] > strength[1]) == (inside[0] > inside[1]))
         share = f"{np.mean(right):.3f}" if right else "-"
         print(f"| {folder.name} | {method} | {len(names)} | {len(right)} | {share} |", flush=True)
+        if args.maps:
+            worth(folder, names, Path(args.maps), s)
+
+
+def worth(folder: Path, names: list[str], maps: Path, s: CopySettings) -> None:
+    """Pixel AUC of the network's map, and of it maxed with a simplified copy map of both ends or of
+    the stronger end only; the last two paired over the edits."""
+    auc: dict[str, list[float]] = {"network": [], "both ends": [], "stronger end": []}
+    for name in names:
+        image = read_image(folder / "images" / f"{name}.png")
+        mask = read_mask(folder / "masks" / f"{name}.png") > 0
+        prob = cv2.imread(str(maps / f"{name}.prob.png"), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
+        grad = gradient(image)
+        both, stronger = np.zeros(mask.shape, np.float32), np.zeros(mask.shape, np.float32)
+        for (oy, ox), ay, ax in copy_groups(image, s, 1):
+            ends = np.zeros((2, *mask.shape), np.uint8)
+            for y, x in zip(ay, ax):
+                ends[0, y:y + BLOCK, x:x + BLOCK] = 1
+                ends[1, y + oy:y + oy + BLOCK, x + ox:x + ox + BLOCK] = 1
+            strength = [border_strength(e, grad) for e in ends]
+            both = np.maximum(both, ends.max(0))
+            stronger = np.maximum(stronger, ends.max(0) if np.isnan(strength).any() else ends[int(strength[1] > strength[0])])
+        auc["network"].append(roc_auc(prob.ravel(), mask.ravel()))
+        for key, cover in (("both ends", both), ("stronger end", stronger)):
+            copies = np.clip(s.gain * cv2.GaussianBlur(cover, (0, 0), s.sigma), 0, 1)
+            auc[key].append(roc_auc(np.maximum(prob, copies).ravel(), mask.ravel()))
+    d = np.array(auc["stronger end"]) - np.array(auc["both ends"])
+    rng = np.random.default_rng(0)
+    boot = [rng.choice(d, len(d)).mean() for _ in range(2000)]
+    print("\n" + ", ".join(f"{k} {np.mean(v):.3f}" for k, v in auc.items()) + f"; stronger - both {d.mean():+.3f} "
+          f"({np.percentile(boot, 2.5):+.3f} to {np.percentile(boot, 97.5):+.3f}), better on {(d > 0).sum()} of {len(d)}\n")
 
 
 if __name__ == "__main__":
