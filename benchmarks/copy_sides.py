@@ -3,7 +3,7 @@
     python benchmarks/copy_sides.py cache/synth/val-gimp:gimp-clone cache/synth/val-criminisi:criminisi
 
 For every edit of the named method saved losslessly (`post` none in samples.jsonl): the exact copies
-of textured 4x4 blocks (the copy evidence's hash and texture rule) grouped by their offset; for each
+of textured 4x4 blocks (the copy evidence's own blocks and keys) grouped by their offset; for each
 offset with at least --min-blocks pairs, the two ends A and B (the blocks at p and at p + offset),
 and, for each end, the gradient magnitude on its border over that inside it. A pasted region meets
 the photo around it at a seam; the region it was copied from does not. Counted: the groups where one
@@ -25,9 +25,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inpdiff.copies import BLOCK, CopySettings, block_hashes
+from inpdiff.copies import BLOCK, CopySettings, _sorted_parts
 from inpdiff.io import read_image, read_mask
 from inpdiff.metrics import roc_auc
+from inpdiff.near_copies import mark_blocks
 
 
 def gradient(image: np.ndarray) -> np.ndarray:
@@ -44,28 +45,27 @@ def border_strength(region: np.ndarray, grad: np.ndarray) -> float:
 
 
 def copy_groups(image: np.ndarray, s: CopySettings, min_blocks: int):
-    """(offset, block corners of end A) for each offset shared by at least min_blocks copied blocks."""
-    hashes = block_hashes(image)
-    total = image.astype(np.float32).sum(2)
-    k = np.ones((BLOCK, BLOCK), np.uint8)
-    h, w = hashes.shape
-    spread = (cv2.dilate(total, k, anchor=(0, 0)) - cv2.erode(total, k, anchor=(0, 0)))[:h, :w]
-    ys, xs = np.nonzero(spread >= s.min_range)
-    keys = hashes[ys, xs]
-    order = np.argsort(keys, kind="stable")
-    keys, ys, xs = keys[order], ys[order], xs[order]
-    a = np.nonzero(keys[1:] == keys[:-1])[0]
-    b = a + 1
-    # One sign for each offset: A is the end that comes first in raster order.
-    first = (ys[a] < ys[b]) | ((ys[a] == ys[b]) & (xs[a] < xs[b]))
-    ay, ax = np.where(first, ys[a], ys[b]), np.where(first, xs[a], xs[b])
-    dy, dx = np.where(first, ys[b] - ys[a], ys[a] - ys[b]), np.where(first, xs[b] - xs[a], xs[a] - xs[b])
+    """The two ends (2, H, W) uint8 of each offset shared by at least min_blocks pairs of copied blocks:
+    the runtime's textured blocks and their keys (inpdiff.copies), each pair of equal neighbours in the
+    sorted keys a copy; end 0 holds the blocks that come first in raster order."""
+    H, W = image.shape[:2]
+    w = W - BLOCK + 1
+    bits = np.uint64(int((H - BLOCK + 1) * w).bit_length())
+    keys = next(_sorted_parts(image, s, 1, bits))  # one part: the whole photo's keys, sorted
+    a = np.flatnonzero((keys[1:] >> bits) == (keys[:-1] >> bits))
+    # Sorted by hash, then index: the first of a pair is the first in raster order.
+    (ay, ax), (by, bx) = (np.divmod((keys[i] & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64), w)
+                          for i in (a, a + 1))
+    dy, dx = by - ay, bx - ax
     far = np.maximum(np.abs(dy), np.abs(dx)) >= s.min_distance
-    ay, ax, dy, dx = ay[far], ax[far], dy[far], dx[far]
+    ay, ax, by, bx, dy, dx = ay[far], ax[far], by[far], bx[far], dy[far], dx[far]
     for (oy, ox), n in Counter(zip(dy.tolist(), dx.tolist())).items():
         if n >= min_blocks:
             sel = (dy == oy) & (dx == ox)
-            yield (oy, ox), ay[sel], ax[sel]
+            ends = np.zeros((2, H, W), np.uint8)
+            mark_blocks(ends[0], ay[sel], ax[sel], BLOCK)
+            mark_blocks(ends[1], by[sel], bx[sel], BLOCK)
+            yield ends
 
 
 def main() -> None:
@@ -87,11 +87,7 @@ def main() -> None:
             image = read_image(folder / "images" / f"{name}.png")
             mask = read_mask(folder / "masks" / f"{name}.png") > 0
             grad = gradient(image)
-            for (oy, ox), ay, ax in copy_groups(image, s, args.min_blocks):
-                ends = np.zeros((2, *mask.shape), np.uint8)
-                for y, x in zip(ay, ax):
-                    ends[0, y:y + BLOCK, x:x + BLOCK] = 1
-                    ends[1, y + oy:y + oy + BLOCK, x + ox:x + ox + BLOCK] = 1
+            for ends in copy_groups(image, s, args.min_blocks):
                 inside = [mask[e > 0].mean() for e in ends]
                 strength = [border_strength(e, grad) for e in ends]
                 if abs(inside[0] - inside[1]) >= 0.5 and not np.isnan(strength).any():
@@ -112,11 +108,7 @@ def worth(folder: Path, names: list[str], maps: Path, s: CopySettings) -> None:
         prob = cv2.imread(str(maps / f"{name}.prob.png"), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
         grad = gradient(image)
         both, stronger = np.zeros(mask.shape, np.float32), np.zeros(mask.shape, np.float32)
-        for (oy, ox), ay, ax in copy_groups(image, s, 1):
-            ends = np.zeros((2, *mask.shape), np.uint8)
-            for y, x in zip(ay, ax):
-                ends[0, y:y + BLOCK, x:x + BLOCK] = 1
-                ends[1, y + oy:y + oy + BLOCK, x + ox:x + ox + BLOCK] = 1
+        for ends in copy_groups(image, s, 1):
             strength = [border_strength(e, grad) for e in ends]
             both = np.maximum(both, ends.max(0))
             stronger = np.maximum(stronger, ends.max(0) if np.isnan(strength).any() else ends[int(strength[1] > strength[0])])
