@@ -192,10 +192,10 @@ def _gimp(heal: bool, image: np.ndarray, mask: np.ndarray, rng: np.random.Genera
     pieces = []
     for y0 in range(0, hole.shape[0], cell):
         for x0 in range(0, hole.shape[1], cell):
+            if not hole[y0:y0 + cell, x0:x0 + cell].any():
+                continue
             piece = np.zeros_like(hole)
             piece[y0:y0 + cell, x0:x0 + cell] = hole[y0:y0 + cell, x0:x0 + cell]
-            if not piece.any():
-                continue
             oy, ox = _source_offset(image, piece, hole, rng)
             ys, xs = np.nonzero(piece)
             # A serpentine sweep in rows a quarter of the brush apart covers every pixel of the piece.
