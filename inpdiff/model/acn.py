@@ -168,14 +168,22 @@ class ACN(nn.Module):
         """pixels: (B, 3, H, W) float in [0, 255] (what the deployed graph casts its uint8 input to), H and
         W multiples of 32."""
         sem_feats = self.backbone(pixels * self.scale + self.shift)
-        # The SRM and learned high-pass residuals in one convolution, truncated at 8 gray levels and
-        # scaled to [-1, 1]: the full-resolution work, a large part of a CPU's condition graph, done once.
-        kernels = self.srm if self.bayar is None else torch.cat([self.srm, self.bayar.kernels()])
-        residual = F.conv2d(pixels, kernels / 8, padding=kernels.shape[-1] // 2).clamp(-1, 1)
+        residual = self.highpass(pixels)
         hf_feats = [c(f) for c, f in zip(self.context, self.hf(residual))]
         sem = [s(f) for s, f in zip(self.semantic, sem_feats)]
         edge = [e(f) for e, f in zip(self.edge, hf_feats)]
         return sem, edge
+
+    def highpass(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The SRM and learned high-pass residuals in one convolution, truncated at 8 gray levels and
+        scaled to [-1, 1]: the full-resolution work, a large part of a CPU's condition graph, done once.
+        Always in full fp32: the residuals are a gray level or two out of 255, and TF32 or fp16
+        arithmetic on a GPU moves them by about as much (a lent H200 measured it in the maps)."""
+        kernels = self.srm if self.bayar is None else torch.cat([self.srm, self.bayar.kernels()])
+        with torch.autocast(pixels.device.type, enabled=False), torch.backends.cudnn.flags(
+                enabled=torch.backends.cudnn.enabled, benchmark=torch.backends.cudnn.benchmark,
+                deterministic=torch.backends.cudnn.deterministic, allow_tf32=False):
+            return F.conv2d(pixels.float(), kernels.float() / 8, padding=kernels.shape[-1] // 2).clamp(-1, 1)
 
     def load_backbone(self, path: str | Path) -> None:
         """Load backbone weights from a local safetensors file (keys with or without a `backbone.` prefix)."""
