@@ -181,3 +181,15 @@ def test_augmentations_pad_small_images():
     im, m = augment(np.zeros((30, 40, 3), np.uint8), np.ones((30, 40), np.uint8),
                     DataConfig(crop=64, p_resize=0), np.random.default_rng(0))
     assert im.shape == (64, 64, 3) and m.sum() == 30 * 40
+
+
+def test_synth_workers_run_torch_on_one_thread_even_if_it_was_imported_first():
+    """A spawned worker re-imports the main module: if that imported torch, OMP_NUM_THREADS comes too
+    late, and every worker's learned fills would take every core."""
+    import subprocess
+    import sys
+
+    code = ("import torch; torch.set_num_threads(2); from inpdiff.data.synth import _one_thread; _one_thread(); "
+            "print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"

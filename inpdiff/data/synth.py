@@ -136,11 +136,14 @@ def synthesize(photos_dirs: str | Path | list, out_dir: str | Path, cfg: SynthCo
 def _one_thread() -> None:
     """Synth runs one process per core: each fill (OpenCV, a learned fill's torch) on one thread."""
     import os
+    import sys
 
     import cv2
 
     os.environ["OMP_NUM_THREADS"] = "1"  # read by torch when a learned fill first imports it
     cv2.setNumThreads(1)
+    if "torch" in sys.modules:  # imported already by the main module, which a spawned worker re-imports
+        sys.modules["torch"].set_num_threads(1)
 
 
 def _progress(items, enabled: bool):
