@@ -9,7 +9,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PHOTOS=${1:-examples/images}
-pip install -q -e ".[test]" || echo "gpu_check: pip install failed; using what is installed"
+# A lent GPU machine reaches no package index: install from the tree (and from wheels carried in .whl,
+# onnxsim for the tests' export), else run from the tree with the egg-info's entry points.
+python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . \
+  || { echo "gpu_check: pip install failed; running from the tree"; export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}; }
+if compgen -G ".whl/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --target /tmp/gpu_check_site .whl/*.whl
+  export PYTHONPATH=/tmp/gpu_check_site${PYTHONPATH:+:$PYTHONPATH}
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 if python3 -c "import tensorrt" 2>/dev/null; then
   for m in edge-c edge-c-fp16 edge-c-int8; do
