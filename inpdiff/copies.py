@@ -20,9 +20,23 @@ Defined exactly, so that every runtime computes the same map (the C++ runtime do
 - the sort key of a counted block is its hash with the low n bits replaced by its index y * (W - 3) + x,
   n the bit length of the number of blocks; counted blocks whose keys agree above those n bits form a
   group; a group of 2..`max_group` blocks whose positions span at least `min_distance` pixels in y or
-  x marks its blocks (larger groups are repetitive patterns, not copies);
-- a pixel is covered if a marked block contains it, or if the near-copy evidence (inpdiff.near_copies,
-  which finds the copies a JPEG re-save or a blended fill leaves) covers it, unless `near` is None;
+  x is a copy (larger groups are repetitive patterns, not copies): a group of three or more marks its
+  blocks, and a group of two is a pair (its block of the lower index first);
+- the near-copy evidence (inpdiff.near_copies, which finds the copies a JPEG re-save or a blended fill
+  leaves; none if `near` is None) gives pairs of 8x8 blocks, ordered so that the second lies later
+  in raster order (a greater y, or the same y and a greater x);
+- which end of a copy is the edit: a pasted region meets the photo around it at a seam, the region it
+  was copied from does not. The pairs of both kinds are grouped by offset (second corner minus
+  first). If a group holds at least `seam_pairs` pairs, each of its two ends is the union of its
+  pairs' blocks at that end (4x4 or 8x8), drawn in the end's box: the blocks' extent grown by 2
+  pixels and cut at the photo's edges. If that box exceeds `seam_area` pixels, the group keeps both
+  ends. Otherwise g = |Sobel_x| + |Sobel_y| of R+G+B over the box (OpenCV's 3x3 kernels, reflected
+  border), the border is the 3x3 dilation minus the 3x3 erosion of the end, the inside its 5x5
+  erosion (OpenCV's default borders). An end's strength is (sum of g on the border / its pixels) /
+  (sum of g inside / its pixels + 0.001), the sums exact in float64. If both ends have a border and
+  an inside and their strengths differ, the group marks only its stronger end's blocks; every other
+  pair marks both;
+- a pixel is covered if a marked block contains it;
   the map is the coverage blurred with a Gaussian of `sigma` (OpenCV's kernel size for that sigma,
   reflected border), times `gain`, clipped to 1;
 - fused with the network's probability map p (`raise_to_copies`): where the photo has any cover, p is
@@ -44,7 +58,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .near_copies import NearCopySettings, mark_blocks, near_copy_cover
+from .near_copies import B as NEAR_BLOCK, NearCopySettings, mark_blocks, near_pairs
 from .spill import RowWriter
 
 _MASK64 = (1 << 64) - 1
@@ -62,6 +76,8 @@ class CopySettings:
     boost: float = 3.0         # the network's map near copies, up to x(1 + boost): chosen on half the validation photos (README)
     boost_sigma: float = 24.0  # pixels; the boost is computed on 8x8 cells, so this is 3 cells
     near: NearCopySettings | None = NearCopySettings()  # None: exact copies only
+    seam_pairs: int = 16       # copies of one offset that mark only the end with the stronger border (0: both ends, always)
+    seam_area: int = 1 << 20   # pixels: an end whose box is larger keeps both (bounded memory)
 
 
 def splitmix64(i: int) -> int:
@@ -144,33 +160,88 @@ def copy_cover(image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarra
     1 where a pixel lies in a marked block or a near copy."""
     H, W = image.shape[:2]
     cover = np.zeros((H, W), np.uint8)
+    pairs, sizes = [np.zeros((0, 4), np.int64)], [np.zeros(0, np.int64)]
     if s.near is not None:
-        near_copy_cover(image, s.near, cover)
-    if H < BLOCK or W < BLOCK:
-        return cover
-    h, w = H - BLOCK + 1, W - BLOCK + 1
-    bits = np.uint64(int(h * w).bit_length())
-    parts = 1 << max(0, (h * w - 1) // PASS_BLOCKS).bit_length()
-    for keys in _sorted_parts(image, s, parts, bits):
-        _mark_groups(cover, keys, bits, w, s)
-        del keys  # before the next part is read
+        near = near_pairs(image, s.near)
+        flip = (near[:, 2] < near[:, 0]) | ((near[:, 2] == near[:, 0]) & (near[:, 3] < near[:, 1]))
+        near[flip] = near[flip][:, [2, 3, 0, 1]]  # the later block second, as in an exact pair
+        pairs.append(near), sizes.append(np.full(len(near), NEAR_BLOCK, np.int64))
+    if H >= BLOCK and W >= BLOCK:
+        h, w = H - BLOCK + 1, W - BLOCK + 1
+        bits = np.uint64(int(h * w).bit_length())
+        parts = 1 << max(0, (h * w - 1) // PASS_BLOCKS).bit_length()
+        for keys in _sorted_parts(image, s, parts, bits):
+            exact = _mark_groups(cover, keys, bits, w, s)
+            pairs.append(exact), sizes.append(np.full(len(exact), BLOCK, np.int64))
+            del keys  # before the next part is read
+    pairs, sizes = np.concatenate(pairs), np.concatenate(sizes)
+    keep = _seam_ends(image, pairs, sizes, s)
+    for end in (0, 1):
+        for size in (NEAR_BLOCK, BLOCK):
+            sel = keep[:, end] & (sizes == size)
+            mark_blocks(cover, pairs[sel, 2 * end], pairs[sel, 2 * end + 1], size)
     return cover
 
 
-def _mark_groups(cover: np.ndarray, keys: np.ndarray, bits: np.uint64, w: int, s: CopySettings) -> None:
-    """Mark the blocks of every group of equal hashes among the sorted `keys` that is a copy."""
+def _mark_groups(cover: np.ndarray, keys: np.ndarray, bits: np.uint64, w: int, s: CopySettings) -> np.ndarray:
+    """Mark the blocks of every group of equal hashes among the sorted `keys` that is a copy of three
+    or more; return those of two as pairs (n, 4): the corners (y, x, y', x'), the later block second."""
     hashes = keys >> bits
     same = hashes[1:] == hashes[:-1]
     shared = np.r_[same, False] | np.r_[False, same]  # most blocks are unique: keep the rest only
     if not shared.any():
-        return
+        return np.zeros((0, 4), np.int64)
     hashes, (ys, xs) = hashes[shared], np.divmod((keys[shared] & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64), w)
     starts = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]])
     counts = np.diff(np.r_[starts, len(hashes)])
     span = np.maximum(np.maximum.reduceat(ys, starts) - np.minimum.reduceat(ys, starts),
                       np.maximum.reduceat(xs, starts) - np.minimum.reduceat(xs, starts))
-    marked = np.repeat((counts <= s.max_group) & (span >= s.min_distance), counts)
+    copy = (counts <= s.max_group) & (span >= s.min_distance)
+    marked = np.repeat(copy & (counts > 2), counts)
     mark_blocks(cover, ys[marked], xs[marked], BLOCK)
+    first = starts[copy & (counts == 2)]  # sorted by index within a group: the later block second
+    return np.stack([ys[first], xs[first], ys[first + 1], xs[first + 1]], axis=1)
+
+
+def _seam_ends(image, pairs: np.ndarray, sizes: np.ndarray, s: CopySettings) -> np.ndarray:
+    """(n, 2) bool: which ends of each pair to mark. Pairs of one offset, if there are `seam_pairs` of
+    them, keep only the end whose border is stronger (_border_strength); all else keeps both."""
+    keep = np.ones((len(pairs), 2), bool)
+    if not s.seam_pairs or not len(pairs):
+        return keep
+    dy, dx = pairs[:, 2] - pairs[:, 0], pairs[:, 3] - pairs[:, 1]
+    order = np.lexsort((dx, dy))
+    new = np.r_[True, (dy[order][1:] != dy[order][:-1]) | (dx[order][1:] != dx[order][:-1])]
+    for group in np.split(order, np.flatnonzero(new)[1:]):
+        if len(group) < s.seam_pairs:
+            continue
+        a, b = (_border_strength(image, pairs[group, 2 * e], pairs[group, 2 * e + 1], sizes[group], s) for e in (0, 1))
+        if a is not None and b is not None and a != b:
+            keep[group, int(a > b)] = False  # the weaker end
+    return keep
+
+
+def _border_strength(image, ys: np.ndarray, xs: np.ndarray, sizes: np.ndarray, s: CopySettings) -> float | None:
+    """The gradient on the border of the blocks' union (a pixel either side) over that inside it (at
+    least 2 pixels in), or None where nothing is inside or its box exceeds `seam_area`."""
+    H, W = image.shape[:2]
+    y0, x0 = max(0, int(ys.min()) - 2), max(0, int(xs.min()) - 2)
+    y1, x1 = min(H, int((ys + sizes).max()) + 2), min(W, int((xs + sizes).max()) + 2)
+    if (y1 - y0) * (x1 - x0) > s.seam_area:
+        return None
+    region = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    for size in np.unique(sizes):
+        mark_blocks(region, ys[sizes == size] - y0, xs[sizes == size] - x0, int(size))
+    total = np.asarray(image[y0:y1])[:, x0:x1].sum(axis=2, dtype=np.int16)
+    grad = np.abs(cv2.Sobel(total, cv2.CV_32F, 1, 0)) + np.abs(cv2.Sobel(total, cv2.CV_32F, 0, 1))
+    k3 = np.ones((3, 3), np.uint8)
+    border = (cv2.dilate(region, k3) - cv2.erode(region, k3)).view(bool)
+    inner = cv2.erode(region, np.ones((5, 5), np.uint8)).view(bool)
+    n_border, n_inner = np.count_nonzero(border), np.count_nonzero(inner)
+    if not n_border or not n_inner:
+        return None
+    # Sums of integers in float64: exact, so every runtime compares the same numbers.
+    return float(grad[border].sum(dtype=np.float64)) / n_border / (float(grad[inner].sum(dtype=np.float64)) / n_inner + 1e-3)
 
 
 CELL = 8  # the boost's grid: its blur is wide (3 cells), so a coarse grid changes little and costs a 64th of full resolution's

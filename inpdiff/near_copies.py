@@ -89,10 +89,17 @@ def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings(),
                     cover: np.ndarray | None = None) -> np.ndarray:
     """RGB uint8 (H, W, 3), or any array-like whose rows slice as one (inpdiff.spill), -> (H, W)
     uint8, 1 where a pixel lies in a block of a kept match; marked into `cover` where one is given."""
+    cover = np.zeros(image.shape[:2], np.uint8) if cover is None else cover
+    pairs = near_pairs(image, s)
+    mark_blocks(cover, np.r_[pairs[:, 0], pairs[:, 2]], np.r_[pairs[:, 1], pairs[:, 3]], B)
+    return cover
+
+
+def near_pairs(image: np.ndarray, s: NearCopySettings = NearCopySettings()) -> np.ndarray:
+    """(n, 4) int64: the kept matches as the top-left corners (y, x, y', x') of their two 8x8 blocks."""
     H, W = image.shape[:2]
-    cover = np.zeros((H, W), np.uint8) if cover is None else cover
     if H < B or W < B:
-        return cover
+        return np.zeros((0, 4), np.int64)
     h, w = H - B + 1, W - B + 1
     rows = max(1, BAND_BLOCKS // w)
     bands = [(y0, min(y0 + rows, h)) for y0 in range(0, h, rows)]
@@ -103,7 +110,7 @@ def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings(),
     p = np.concatenate([m[0] for m in matches] or [np.zeros(0, np.int64)])
     d = np.concatenate([m[1] for m in matches] or [np.zeros(0, np.int64)])
     if not len(p):
-        return cover
+        return np.zeros((0, 4), np.int64)
     # Keep a match if its neighbours moved by the same offset: a copied area, not one lookalike.
     code = np.unique(d.astype(np.int64) * (h * w) + p)  # sorted: offset first, then position
     d, p = np.divmod(code, h * w)
@@ -122,8 +129,7 @@ def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings(),
     py, px, d = py[kept], px[kept], d[kept]
     dy, dx = np.divmod(d, 2 * w)
     dx -= w
-    mark_blocks(cover, np.r_[py, py + dy], np.r_[px, px + dx], B)
-    return cover
+    return np.stack([py, px, py + dy, px + dx], axis=1).astype(np.int64)
 
 
 def mark_blocks(cover: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int) -> None:

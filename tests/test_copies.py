@@ -47,10 +47,13 @@ def test_a_pasted_region_is_marked_and_the_real_photo_is_not():
     core = np.zeros_like(mask)
     core[310:338, 90:118] = True
     assert m[core].min() >= 0.81
-    # A region pasted whole marks its source as strongly (which of the two is the copy, pixels cannot
-    # say); nothing else is marked.
+    # The paste meets the photo around it at a seam and its source does not: only the paste is marked.
     source = np.roll(core, (40 - 300, 300 - 80), axis=(0, 1))
-    assert m[source].min() >= 0.81
+    assert m[source].max() == 0.0
+    assert m[cv2.dilate(mask.astype(np.uint8), np.ones((61, 61), np.uint8)) == 0].max() == 0.0
+    # Without the seam rule both ends are marked (pixels alone cannot say which came first); nothing else.
+    m = copy_map(edited, CopySettings(near=None, seam_pairs=0))
+    assert m[core].min() >= 0.81 and m[source].min() >= 0.81
     both = mask | np.roll(mask, (40 - 300, 300 - 80), axis=(0, 1))
     assert m[cv2.dilate(both.astype(np.uint8), np.ones((61, 61), np.uint8)) == 0].max() == 0.0
 
@@ -116,7 +119,8 @@ def test_a_jpeg_resave_breaks_exact_copies_and_near_copies_find_them():
         saved = jpeg(edited, quality)
         assert copy_map(saved, EXACT).max() < 0.81  # exact equality does not survive the re-save
         m = copy_map(saved)
-        assert m[core].min() >= found and m[np.roll(core, (350 - 60, 140 - 380), axis=(0, 1))].min() >= found
+        # The paste is found, and the seam tells it from its source, which stays unmarked.
+        assert m[core].min() >= found and m[np.roll(core, (350 - 60, 140 - 380), axis=(0, 1))].max() == 0.0
         # The real photo and its re-save: a few lookalike blocks, far from the 1% an analyst would see.
         for clean in (photo, jpeg(photo, quality)):
             assert (copy_map(clean) >= 0.65).mean() < 0.003
@@ -216,11 +220,12 @@ def test_the_localizer_raises_its_map_to_the_copy_evidence():
         maps = fused.infer(np.stack([plan.tile(i) for i in range(len(plan.origins))]), plan.origins)
         np.testing.assert_array_equal(fused.assemble(plan, maps).prob, after.prob)  # found at assembly instead
     assert after.mask[mask].mean() > before.mask[mask].mean() + 0.3
-    # The analyst sees why: the regions over the copy and its source say how much of them is copied.
+    # The analyst sees why: the region over the copy says how much of it is copied; its source, which
+    # the seam rule leaves unmarked, has no copied region.
     assert all(r.copied is None for r in before.regions)
     def copied_at(y, x):
         return [r.copied for r in after.regions if r.bbox[0] <= x < r.bbox[0] + r.bbox[2] and r.bbox[1] <= y < r.bbox[1] + r.bbox[3]]
-    assert copied_at(324, 104)[0] > 0.5 and copied_at(64, 324)[0] > 0.5  # the copy and its source
+    assert copied_at(324, 104)[0] > 0.5 and not any(copied_at(64, 324))
 
 
 def test_the_localizer_leaves_near_copies_out_when_told():

@@ -1,6 +1,7 @@
 #include "inpdiff/copies.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -312,10 +313,16 @@ void dilate_marks(cv::Mat& cover, int k) {
   }
 }
 
-// Near copies' blocks marked (bit 1) in `cover`, not yet dilated.
-void mark_near_copies(const cv::Mat& rgb, const NearCopySettings& s, const RowsRead& read, cv::Mat& cover) {
+// A copy: the top-left corners of its two blocks (side `size`), the later one in raster order second.
+struct CopyPair {
+  int y[2], x[2], size;
+};
+
+// The kept near-copy matches, as inpdiff/near_copies.py's near_pairs gives them (in no particular order).
+std::vector<CopyPair> near_pairs(const cv::Mat& rgb, const NearCopySettings& s, const RowsRead& read) {
   const int H = rgb.rows, W = rgb.cols;
-  if (H < kNear || W < kNear) return;
+  std::vector<CopyPair> pairs;
+  if (H < kNear || W < kNear) return pairs;
   const int h = H - kNear + 1, w = W - kNear + 1;
   const int64_t n = static_cast<int64_t>(h) * w;
   std::vector<std::pair<int64_t, int64_t>> matches;  // (p, d)
@@ -351,16 +358,76 @@ void mark_near_copies(const cv::Mat& rgb, const NearCopySettings& s, const RowsR
       }
     if (support < s.support) continue;
     const int64_t dy = d / (2 * w), dx = d % (2 * w) - w;
-    cover.at<uint8_t>(static_cast<int>(py), static_cast<int>(px)) |= 2;
-    cover.at<uint8_t>(static_cast<int>(py + dy), static_cast<int>(px + dx)) |= 2;
+    pairs.push_back({{static_cast<int>(py), static_cast<int>(py + dy)}, {static_cast<int>(px), static_cast<int>(px + dx)}, kNear});
   }
+  return pairs;
+}
+
+// An end's border strength (inpdiff/copies.py _border_strength): the gradient on the border of its
+// blocks' union over that inside it; negative where nothing is inside or its box exceeds seam_area.
+double border_strength(const cv::Mat& rgb, const std::vector<const CopyPair*>& group, int end, const CopySettings& s) {
+  int y0 = rgb.rows, x0 = rgb.cols, y1 = 0, x1 = 0;
+  for (const CopyPair* p : group) {
+    y0 = std::min(y0, p->y[end]), x0 = std::min(x0, p->x[end]);
+    y1 = std::max(y1, p->y[end] + p->size), x1 = std::max(x1, p->x[end] + p->size);
+  }
+  y0 = std::max(0, y0 - 2), x0 = std::max(0, x0 - 2), y1 = std::min(rgb.rows, y1 + 2), x1 = std::min(rgb.cols, x1 + 2);
+  if (static_cast<int64_t>(y1 - y0) * (x1 - x0) > s.seam_area) return -1;
+  cv::Mat region = cv::Mat::zeros(y1 - y0, x1 - x0, CV_8U), total(y1 - y0, x1 - x0, CV_16S);
+  for (const CopyPair* p : group) region(cv::Rect(p->x[end] - x0, p->y[end] - y0, p->size, p->size)) = 1;
+  for (int y = y0; y < y1; ++y) {
+    const uint8_t* c = rgb.ptr<uint8_t>(y) + 3 * x0;
+    int16_t* t = total.ptr<int16_t>(y - y0);
+    for (int x = 0; x < x1 - x0; ++x) t[x] = static_cast<int16_t>(c[3 * x] + c[3 * x + 1] + c[3 * x + 2]);
+  }
+  cv::Mat gx, gy, grown, shrunk, inner;
+  cv::Sobel(total, gx, CV_32F, 1, 0);
+  cv::Sobel(total, gy, CV_32F, 0, 1);
+  const cv::Mat grad = cv::abs(gx) + cv::abs(gy);
+  cv::dilate(region, grown, cv::Mat::ones(3, 3, CV_8U));
+  cv::erode(region, shrunk, cv::Mat::ones(3, 3, CV_8U));
+  cv::erode(region, inner, cv::Mat::ones(5, 5, CV_8U));
+  double on_border = 0, inside = 0;  // sums of integers: exact, as Python's float64 sums
+  int64_t n_border = 0, n_inner = 0;
+  for (int y = 0; y < region.rows; ++y) {
+    const float* g = grad.ptr<float>(y);
+    const uint8_t *a = grown.ptr<uint8_t>(y), *b = shrunk.ptr<uint8_t>(y), *i = inner.ptr<uint8_t>(y);
+    for (int x = 0; x < region.cols; ++x) {
+      if (a[x] && !b[x]) on_border += g[x], ++n_border;
+      if (i[x]) inside += g[x], ++n_inner;
+    }
+  }
+  if (!n_border || !n_inner) return -1;
+  return on_border / static_cast<double>(n_border) / (inside / static_cast<double>(n_inner) + 1e-3);
+}
+
+// Which ends of each pair to mark (inpdiff/copies.py _seam_ends): a group of at least seam_pairs
+// pairs of one offset keeps only its end with the stronger border.
+std::vector<std::array<bool, 2>> seam_ends(const cv::Mat& rgb, const std::vector<CopyPair>& pairs, const CopySettings& s) {
+  std::vector<std::array<bool, 2>> keep(pairs.size(), {true, true});
+  if (!s.seam_pairs) return keep;
+  std::vector<size_t> order(pairs.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  const auto offset = [&](size_t i) { return std::make_pair(pairs[i].y[1] - pairs[i].y[0], pairs[i].x[1] - pairs[i].x[0]); };
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return offset(a) < offset(b); });
+  for (size_t i = 0, j; i < order.size(); i = j) {
+    for (j = i + 1; j < order.size() && offset(order[j]) == offset(order[i]); ++j) {}
+    if (j - i < static_cast<size_t>(s.seam_pairs)) continue;
+    std::vector<const CopyPair*> group;
+    for (size_t k = i; k < j; ++k) group.push_back(&pairs[order[k]]);
+    const double a = border_strength(rgb, group, 0, s), b = border_strength(rgb, group, 1, s);
+    if (a < 0 || b < 0 || a == b) continue;
+    for (size_t k = i; k < j; ++k) keep[order[k]][a > b ? 1 : 0] = false;  // the weaker end
+  }
+  return keep;
 }
 
 }  // namespace
 
 cv::Mat near_copy_cover(const cv::Mat& rgb, const NearCopySettings& s) {
   cv::Mat cover = cv::Mat::zeros(rgb.size(), CV_8U);
-  mark_near_copies(rgb, s, {}, cover);
+  for (const CopyPair& p : near_pairs(rgb, s, {}))
+    for (int e = 0; e < 2; ++e) cover.at<uint8_t>(p.y[e], p.x[e]) |= 2;
   dilate_marks(cover, kNear);
   return cover;
 }
@@ -368,11 +435,25 @@ cv::Mat near_copy_cover(const cv::Mat& rgb, const NearCopySettings& s) {
 cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s, const RowsRead& read) {
   const int H = rgb.rows, W = rgb.cols, b = kBlock;
   cv::Mat cover = cv::Mat::zeros(H, W, CV_8U);
+  std::vector<CopyPair> pairs;
   if (s.near) {
-    mark_near_copies(rgb, s.near_settings, read, cover);
-    dilate_marks(cover, kNear);
+    pairs = near_pairs(rgb, s.near_settings, read);
+    for (CopyPair& p : pairs)  // the later block second, as in an exact pair
+      if (p.y[1] < p.y[0] || (p.y[1] == p.y[0] && p.x[1] < p.x[0])) std::swap(p.y[0], p.y[1]), std::swap(p.x[0], p.x[1]);
   }
-  if (H < b || W < b) return cover;
+  const auto mark_ends = [&] {  // the pairs' ends that the seam rule keeps, each kind dilated by its side
+    const std::vector<std::array<bool, 2>> keep = seam_ends(rgb, pairs, s);
+    for (const int size : {kNear, b}) {
+      for (size_t i = 0; i < pairs.size(); ++i)
+        for (int e = 0; e < 2; ++e)
+          if (pairs[i].size == size && keep[i][e]) cover.at<uint8_t>(pairs[i].y[e], pairs[i].x[e]) |= 2;
+      dilate_marks(cover, size);
+    }
+  };
+  if (H < b || W < b) {
+    mark_ends();
+    return cover;
+  }
   const cv::Mat img = rgb.isContinuous() ? rgb : rgb.clone();
   const int h = H - b + 1, w = W - b + 1;
   const uint64_t n = static_cast<uint64_t>(h) * w;
@@ -393,6 +474,11 @@ cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s, const RowsRead& re
       const size_t count = j - i;
       if (count > static_cast<size_t>(s.max_group) || std::max(ymax - ymin, xmax - xmin) < s.min_distance)
         continue;
+      if (count == 2) {  // a pair, for the seam rule; the group sort leaves the lower index first
+        const int64_t p = static_cast<int64_t>(keys[i] & low), q = static_cast<int64_t>(keys[i + 1] & low);
+        pairs.push_back({{static_cast<int>(p / w), static_cast<int>(q / w)}, {static_cast<int>(p % w), static_cast<int>(q % w)}, b});
+        continue;
+      }
       for (size_t k = i; k < j; ++k)
         cover.at<uint8_t>(static_cast<int>((keys[k] & low) / w), static_cast<int>((keys[k] & low) % w)) |= 2;
     }
@@ -419,7 +505,8 @@ cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s, const RowsRead& re
       mark(keys);
     }
   }
-  dilate_marks(cover, b);
+  dilate_marks(cover, b);  // the groups of three or more
+  mark_ends();
   return cover;
 }
 

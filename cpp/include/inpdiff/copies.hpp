@@ -3,6 +3,7 @@
 // runtimes fuse the same map.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 
 #include <opencv2/core.hpp>
@@ -31,6 +32,8 @@ struct CopySettings {  // inpdiff/copies.py CopySettings: the defaults are writt
   float boost = 3.0f;  // the network's map near copies, up to x(1 + boost), as inpdiff/copies.py defines it
   double boost_sigma = 24.0;  // pixels, on a grid of 8x8 cells
   bool near = true;  // also cover near copies (NearCopySettings), as inpdiff/near_copies.py defines them
+  int seam_pairs = 16;  // copies of one offset that mark only the end with the stronger border (0: both ends)
+  int64_t seam_area = int64_t{1} << 20;  // pixels: an end whose box is larger keeps both
   NearCopySettings near_settings;
 };
 
