@@ -1,4 +1,4 @@
-"""Which end of a copy is the edit? A feasibility check for the copy evidence, which marks both.
+"""Which end of a copy is the edit? The check behind the copy evidence's seam rule (inpdiff.copies).
 
     python benchmarks/copy_sides.py cache/synth/val-gimp:gimp-clone cache/synth/val-criminisi:criminisi
 
@@ -14,6 +14,7 @@ With --maps DIR (the edits' `NAME.prob.png` from `trt-localize --no-copies`, one
 also prints what the cue could be worth: the pixel AUC of a simplified copy map (exact copies only,
 the pairs of every offset, blurred and scaled as the runtime's, maxed with the network's map; no near
 copies, no boost) with both ends of every group marked, and with only each group's stronger end.
+The runtime's rule differs: 16 or more pairs of one offset, exact and near copies together.
 """
 from __future__ import annotations
 
@@ -25,29 +26,24 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inpdiff.copies import BLOCK, CopySettings, _sorted_parts
+from inpdiff.copies import BLOCK, CopySettings, _border_strength, _sorted_parts
 from inpdiff.io import read_image, read_mask
 from inpdiff.metrics import roc_auc
 from inpdiff.near_copies import mark_blocks
 
 
-def gradient(image: np.ndarray) -> np.ndarray:
-    g = image.astype(np.float32).sum(2)
-    return np.abs(cv2.Sobel(g, cv2.CV_32F, 1, 0)) + np.abs(cv2.Sobel(g, cv2.CV_32F, 0, 1))
-
-
-def border_strength(region: np.ndarray, grad: np.ndarray) -> float:
-    """Gradient on the region's border (a pixel either side) over the gradient inside it."""
-    k3, k5 = np.ones((3, 3), np.uint8), np.ones((5, 5), np.uint8)
-    border = (cv2.dilate(region, k3) > 0) & ~(cv2.erode(region, k3) > 0)
-    inner = cv2.erode(region, k5) > 0
-    return float(grad[border].mean() / (grad[inner].mean() + 1e-3)) if inner.any() else float("nan")
+def strength(image: np.ndarray, corners: tuple[np.ndarray, np.ndarray]) -> float:
+    """The runtime's border strength of one end (its blocks' top-left corners), NaN where it has none."""
+    ys, xs = corners
+    value = _border_strength(image, ys, xs, np.full(len(ys), BLOCK), CopySettings(seam_area=1 << 62))
+    return float("nan") if value is None else value
 
 
 def copy_groups(image: np.ndarray, s: CopySettings, min_blocks: int):
-    """The two ends (2, H, W) uint8 of each offset shared by at least min_blocks pairs of copied blocks:
-    the runtime's textured blocks and their keys (inpdiff.copies), each pair of equal neighbours in the
-    sorted keys a copy; end 0 holds the blocks that come first in raster order."""
+    """The two ends of each offset shared by at least min_blocks pairs of copied blocks, as (2, H, W)
+    uint8 masks and as their blocks' corners: the runtime's textured blocks and their keys
+    (inpdiff.copies), each pair of equal neighbours in the sorted keys a copy; end 0 holds the blocks
+    that come first in raster order."""
     H, W = image.shape[:2]
     w = W - BLOCK + 1
     bits = np.uint64(int((H - BLOCK + 1) * w).bit_length())
@@ -65,7 +61,7 @@ def copy_groups(image: np.ndarray, s: CopySettings, min_blocks: int):
             ends = np.zeros((2, H, W), np.uint8)
             mark_blocks(ends[0], ay[sel], ax[sel], BLOCK)
             mark_blocks(ends[1], by[sel], bx[sel], BLOCK)
-            yield ends
+            yield ends, ((ay[sel], ax[sel]), (by[sel], bx[sel]))
 
 
 def main() -> None:
@@ -86,12 +82,11 @@ def main() -> None:
         for name in names:
             image = read_image(folder / "images" / f"{name}.png")
             mask = read_mask(folder / "masks" / f"{name}.png") > 0
-            grad = gradient(image)
-            for ends in copy_groups(image, s, args.min_blocks):
+            for ends, corners in copy_groups(image, s, args.min_blocks):
                 inside = [mask[e > 0].mean() for e in ends]
-                strength = [border_strength(e, grad) for e in ends]
-                if abs(inside[0] - inside[1]) >= 0.5 and not np.isnan(strength).any():
-                    right.append((strength[0] > strength[1]) == (inside[0] > inside[1]))
+                border = [strength(image, c) for c in corners]
+                if abs(inside[0] - inside[1]) >= 0.5 and not np.isnan(border).any():
+                    right.append((border[0] > border[1]) == (inside[0] > inside[1]))
         share = f"{np.mean(right):.3f}" if right else "-"
         print(f"| {folder.name} | {method} | {len(names)} | {len(right)} | {share} |", flush=True)
         if args.maps:
@@ -106,12 +101,11 @@ def worth(folder: Path, names: list[str], maps: Path, s: CopySettings) -> None:
         image = read_image(folder / "images" / f"{name}.png")
         mask = read_mask(folder / "masks" / f"{name}.png") > 0
         prob = cv2.imread(str(maps / f"{name}.prob.png"), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
-        grad = gradient(image)
         both, stronger = np.zeros(mask.shape, np.float32), np.zeros(mask.shape, np.float32)
-        for ends in copy_groups(image, s, 1):
-            strength = [border_strength(e, grad) for e in ends]
+        for ends, corners in copy_groups(image, s, 1):
+            border = [strength(image, c) for c in corners]
             both = np.maximum(both, ends.max(0))
-            stronger = np.maximum(stronger, ends.max(0) if np.isnan(strength).any() else ends[int(strength[1] > strength[0])])
+            stronger = np.maximum(stronger, ends.max(0) if np.isnan(border).any() else ends[int(border[1] > border[0])])
         auc["network"].append(roc_auc(prob.ravel(), mask.ravel()))
         for key, cover in (("both ends", both), ("stronger end", stronger)):
             copies = np.clip(s.gain * cv2.GaussianBlur(cover, (0, 0), s.sigma), 0, 1)
