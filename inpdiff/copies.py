@@ -34,8 +34,8 @@ Defined exactly, so that every runtime computes the same map (the C++ runtime do
   border), the border is the 3x3 dilation minus the 3x3 erosion of the end, the inside its 5x5
   erosion (OpenCV's default borders). An end's strength is (sum of g on the border / its pixels) /
   (sum of g inside / its pixels + 0.001), the sums exact in float64. If both ends have a border and
-  an inside and their strengths differ, the group marks only its stronger end's blocks; every other
-  pair marks both;
+  an inside and the stronger exceeds `seam_margin` times the weaker (one float64 product), the group
+  marks only its stronger end's blocks; every other pair marks both;
 - a pixel is covered if a marked block contains it;
   the map is the coverage blurred with a Gaussian of `sigma` (OpenCV's kernel size for that sigma,
   reflected border), times `gain`, clipped to 1;
@@ -77,6 +77,7 @@ class CopySettings:
     boost_sigma: float = 24.0  # pixels; the boost is computed on 8x8 cells, so this is 3 cells
     near: NearCopySettings | None = NearCopySettings()  # None: exact copies only
     seam_pairs: int = 16       # copies of one offset that mark only the end with the stronger border (0: both ends, always)
+    seam_margin: float = 1.05  # how much stronger: nearer, a healing brush or a blended fill is as likely to pick the source
     seam_area: int = 1 << 20   # pixels: an end whose box is larger keeps both (bounded memory)
 
 
@@ -205,7 +206,8 @@ def _mark_groups(cover: np.ndarray, keys: np.ndarray, bits: np.uint64, w: int, s
 
 def _seam_ends(image, pairs: np.ndarray, sizes: np.ndarray, s: CopySettings) -> np.ndarray:
     """(n, 2) bool: which ends of each pair to mark. Pairs of one offset, if there are `seam_pairs` of
-    them, keep only the end whose border is stronger (_border_strength); all else keeps both."""
+    them, keep only the end whose border is stronger by `seam_margin` (_border_strength); all else
+    keeps both."""
     keep = np.ones((len(pairs), 2), bool)
     if not s.seam_pairs or not len(pairs):
         return keep
@@ -216,7 +218,7 @@ def _seam_ends(image, pairs: np.ndarray, sizes: np.ndarray, s: CopySettings) -> 
         if len(group) < s.seam_pairs:
             continue
         a, b = (_border_strength(image, pairs[group, 2 * e], pairs[group, 2 * e + 1], sizes[group], s) for e in (0, 1))
-        if a is not None and b is not None and a != b:
+        if a is not None and b is not None and max(a, b) > s.seam_margin * min(a, b):
             keep[group, int(a > b)] = False  # the weaker end
     return keep
 

@@ -402,7 +402,7 @@ double border_strength(const cv::Mat& rgb, const std::vector<const CopyPair*>& g
 }
 
 // Which ends of each pair to mark (inpdiff/copies.py _seam_ends): a group of at least seam_pairs
-// pairs of one offset keeps only its end with the stronger border.
+// pairs of one offset keeps only its end whose border is stronger by seam_margin.
 std::vector<std::array<bool, 2>> seam_ends(const cv::Mat& rgb, const std::vector<CopyPair>& pairs, const CopySettings& s) {
   std::vector<std::array<bool, 2>> keep(pairs.size(), {true, true});
   if (!s.seam_pairs) return keep;
@@ -416,7 +416,7 @@ std::vector<std::array<bool, 2>> seam_ends(const cv::Mat& rgb, const std::vector
     std::vector<const CopyPair*> group;
     for (size_t k = i; k < j; ++k) group.push_back(&pairs[order[k]]);
     const double a = border_strength(rgb, group, 0, s), b = border_strength(rgb, group, 1, s);
-    if (a < 0 || b < 0 || a == b) continue;
+    if (a < 0 || b < 0 || !(std::max(a, b) > s.seam_margin * std::min(a, b))) continue;
     for (size_t k = i; k < j; ++k) keep[order[k]][a > b ? 1 : 0] = false;  // the weaker end
   }
   return keep;

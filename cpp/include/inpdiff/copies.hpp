@@ -33,6 +33,7 @@ struct CopySettings {  // inpdiff/copies.py CopySettings: the defaults are writt
   double boost_sigma = 24.0;  // pixels, on a grid of 8x8 cells
   bool near = true;  // also cover near copies (NearCopySettings), as inpdiff/near_copies.py defines them
   int seam_pairs = 16;  // copies of one offset that mark only the end with the stronger border (0: both ends)
+  double seam_margin = 1.05;  // how much stronger
   int64_t seam_area = int64_t{1} << 20;  // pixels: an end whose box is larger keeps both
   NearCopySettings near_settings;
 };
