@@ -77,7 +77,7 @@ class CopySettings:
     boost_sigma: float = 24.0  # pixels; the boost is computed on 8x8 cells, so this is 3 cells
     near: NearCopySettings | None = NearCopySettings()  # None: exact copies only
     seam_pairs: int = 16       # copies of one offset that mark only the end with the stronger border (0: both ends, always)
-    seam_margin: float = 1.05  # how much stronger: nearer, a healing brush or a blended fill is as likely to pick the source
+    seam_margin: float = 1.05  # how much stronger; closer than that, a healed or blended seam picks the source as often
     seam_area: int = 1 << 20   # pixels: an end whose box is larger keeps both (bounded memory)
 
 
