@@ -58,7 +58,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .near_copies import B as NEAR_BLOCK, NearCopySettings, mark_blocks, near_pairs
+from .near_copies import B as NEAR_BLOCK
+from .near_copies import NearCopySettings, mark_blocks, near_pairs
 from .spill import RowWriter
 
 _MASK64 = (1 << 64) - 1
