@@ -39,8 +39,11 @@ def main() -> None:
                 continue
             image = read_image(folder / "images" / f"{r['name']}.png")
             cached = maps / f"{r['name']}.npy"
-            prob = np.load(cached) if cached.exists() else loc.localize(image).prob.astype(np.float32)
-            np.save(cached, prob)
+            if cached.exists():
+                prob = np.load(cached)
+            else:
+                prob = loc.localize(image).prob.astype(np.float32)
+                np.save(cached, prob)
             mask = read_mask(folder / "masks" / f"{r['name']}.png") > 0
             scores = []
             for s in (both, rule):

@@ -165,16 +165,16 @@ def copy_cover(image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarra
     pairs, sizes = [np.zeros((0, 4), np.int64)], [np.zeros(0, np.int64)]
     if s.near is not None:
         near = near_pairs(image, s.near)
-        flip = (near[:, 2] < near[:, 0]) | ((near[:, 2] == near[:, 0]) & (near[:, 3] < near[:, 1]))
-        near[flip] = near[flip][:, [2, 3, 0, 1]]  # the later block second, as in an exact pair
-        pairs.append(near), sizes.append(np.full(len(near), NEAR_BLOCK, np.int64))
+        pairs.append(near)
+        sizes.append(np.full(len(near), NEAR_BLOCK, np.int64))
     if H >= BLOCK and W >= BLOCK:
         h, w = H - BLOCK + 1, W - BLOCK + 1
         bits = np.uint64(int(h * w).bit_length())
         parts = 1 << max(0, (h * w - 1) // PASS_BLOCKS).bit_length()
         for keys in _sorted_parts(image, s, parts, bits):
             exact = _mark_groups(cover, keys, bits, w, s)
-            pairs.append(exact), sizes.append(np.full(len(exact), BLOCK, np.int64))
+            pairs.append(exact)
+            sizes.append(np.full(len(exact), BLOCK, np.int64))
             del keys  # before the next part is read
     pairs, sizes = np.concatenate(pairs), np.concatenate(sizes)
     keep = _seam_ends(image, pairs, sizes, s)

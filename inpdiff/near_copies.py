@@ -96,7 +96,8 @@ def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings(),
 
 
 def near_pairs(image: np.ndarray, s: NearCopySettings = NearCopySettings()) -> np.ndarray:
-    """(n, 4) int64: the kept matches as the top-left corners (y, x, y', x') of their two 8x8 blocks."""
+    """(n, 4) int64: the kept matches as the top-left corners (y, x, y', x') of their two 8x8 blocks,
+    the later block in raster order second (as in an exact pair of inpdiff.copies)."""
     H, W = image.shape[:2]
     if H < B or W < B:
         return np.zeros((0, 4), np.int64)
@@ -129,7 +130,10 @@ def near_pairs(image: np.ndarray, s: NearCopySettings = NearCopySettings()) -> n
     py, px, d = py[kept], px[kept], d[kept]
     dy, dx = np.divmod(d, 2 * w)
     dx -= w
-    return np.stack([py, px, py + dy, px + dx], axis=1).astype(np.int64)
+    pairs = np.stack([py, px, py + dy, px + dx], axis=1).astype(np.int64)
+    earlier = (dy < 0) | ((dy == 0) & (dx < 0))
+    pairs[earlier] = pairs[earlier][:, [2, 3, 0, 1]]
+    return pairs
 
 
 def mark_blocks(cover: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int) -> None:

@@ -45,7 +45,6 @@ def test_the_fused_high_pass_is_the_srm_and_constrained_filters_truncated_at_8_l
     assert (expected.abs() == 1).any() and (expected.abs() < 1).any()  # both clipped and unclipped taps
 
 
-
 def test_the_high_pass_stays_fp32_under_autocast(tiny_cfg):
     """Residuals of a gray level or two drown in reduced-precision arithmetic of 255-scale pixels: on a
     lent H200, fp16 autocast moved them by up to 13 gray levels. bfloat16 autocast on the CPU is the same
@@ -58,6 +57,7 @@ def test_the_high_pass_stays_fp32_under_autocast(tiny_cfg):
         rounded = torch.nn.functional.conv2d(pixels, torch.cat([acn.srm, acn.bayar.kernels()]) / 8, padding=2)
     assert reduced.dtype == torch.float32 and torch.equal(reduced, exact)
     assert (rounded.float().clamp(-1, 1) - exact).abs().max() > 1 / 8  # what autocast alone would give
+
 
 def test_acn_gives_both_conditions_at_four_scales(tiny_cfg):
     acn = ACN(tiny_cfg.model)

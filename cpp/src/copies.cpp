@@ -318,7 +318,8 @@ struct CopyPair {
   int y[2], x[2], size;
 };
 
-// The kept near-copy matches, as inpdiff/near_copies.py's near_pairs gives them (in no particular order).
+// The kept near-copy matches, as inpdiff/near_copies.py's near_pairs gives them (in no particular
+// order; within a pair, the later block in raster order second).
 std::vector<CopyPair> near_pairs(const cv::Mat& rgb, const NearCopySettings& s, const RowsRead& read) {
   const int H = rgb.rows, W = rgb.cols;
   std::vector<CopyPair> pairs;
@@ -358,7 +359,9 @@ std::vector<CopyPair> near_pairs(const cv::Mat& rgb, const NearCopySettings& s, 
       }
     if (support < s.support) continue;
     const int64_t dy = d / (2 * w), dx = d % (2 * w) - w;
-    pairs.push_back({{static_cast<int>(py), static_cast<int>(py + dy)}, {static_cast<int>(px), static_cast<int>(px + dx)}, kNear});
+    CopyPair pair{{static_cast<int>(py), static_cast<int>(py + dy)}, {static_cast<int>(px), static_cast<int>(px + dx)}, kNear};
+    if (dy < 0 || (dy == 0 && dx < 0)) std::swap(pair.y[0], pair.y[1]), std::swap(pair.x[0], pair.x[1]);
+    pairs.push_back(pair);
   }
   return pairs;
 }
@@ -436,11 +439,7 @@ cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s, const RowsRead& re
   const int H = rgb.rows, W = rgb.cols, b = kBlock;
   cv::Mat cover = cv::Mat::zeros(H, W, CV_8U);
   std::vector<CopyPair> pairs;
-  if (s.near) {
-    pairs = near_pairs(rgb, s.near_settings, read);
-    for (CopyPair& p : pairs)  // the later block second, as in an exact pair
-      if (p.y[1] < p.y[0] || (p.y[1] == p.y[0] && p.x[1] < p.x[0])) std::swap(p.y[0], p.y[1]), std::swap(p.x[0], p.x[1]);
-  }
+  if (s.near) pairs = near_pairs(rgb, s.near_settings, read);
   const auto mark_ends = [&] {  // the pairs' ends that the seam rule keeps, each kind dilated by its side
     const std::vector<std::array<bool, 2>> keep = seam_ends(rgb, pairs, s);
     for (const int size : {kNear, b}) {
