@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from .numpy_sort import prefer_avx2_sort
+
 
 def _synth(a: argparse.Namespace) -> int:
     from .data.synth import SynthConfig, synthesize
@@ -334,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    prefer_avx2_sort()  # before the commands import numpy: the copy evidence of `eval` sorts
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import sys
 
+from ..numpy_sort import prefer_avx2_sort
 from .decoder_pool import DECODERS, new_pool
 
 
 def main(argv: list[str] | None = None) -> int:
+    prefer_avx2_sort()
     args = sys.argv[1:] if argv is None else argv
     # --help needs no decoder, and would wait for one to start before it could exit.
     decoders = None if {"-h", "--help"} & set(args) else new_pool(DECODERS, start=True)
