@@ -23,8 +23,10 @@ Defined exactly, so that every runtime computes the same map (the C++ runtime do
   x is a copy (larger groups are repetitive patterns, not copies): a group of three or more marks its
   blocks, and a group of two is a pair (its block of the lower index first);
 - the near-copy evidence (inpdiff.near_copies, which finds the copies a JPEG re-save or a blended fill
-  leaves; none if `near` is None) gives pairs of 8x8 blocks, ordered so that the second lies later
-  in raster order (a greater y, or the same y and a greater x);
+  leaves) gives pairs of 8x8 blocks, ordered so that the second lies later in raster order (a greater
+  y, or the same y and a greater x): those of each search in `near` (none if it is empty), each
+  pair once, and of those only the pairs whose offset (second corner minus first) at least
+  `near_min_pairs` of them share;
 - which end of a copy is the edit: a pasted region meets the photo around it at a seam, the region it
   was copied from does not. The pairs of both kinds are grouped by offset (second corner minus
   first). If a group holds at least `seam_pairs` pairs, each of its two ends is the union of its
@@ -76,7 +78,13 @@ class CopySettings:
     gain: float = 2.0          # chosen on pristine photos only: their maps stay below 0.81 (README)
     boost: float = 3.0         # the network's map near copies, up to x(1 + boost): chosen on half the validation photos (README)
     boost_sigma: float = 24.0  # pixels; the boost is computed on 8x8 cells, so this is 3 cells
-    near: NearCopySettings | None = NearCopySettings()  # None: exact copies only
+    # The near-copy searches (empty: exact copies only). The second, on the gray summed over 2x2, finds
+    # about 1.5x the area of JPEG re-saved copies; its tolerances (4x q and abs_tol for 4x the features,
+    # 3x rel_tol) and its max_matches of 1 were chosen on val-gimp's and val-xphoto's re-saved edits and
+    # 100 of BSDS500-test's pristine photos (README, "Near copies of the gray summed over 2x2").
+    near: tuple[NearCopySettings, ...] = (NearCopySettings(),
+                                          NearCopySettings(q=2640, abs_tol=880.0, rel_tol=79.2, max_matches=1, blur=True))
+    near_min_pairs: int = 3    # near pairs of one offset: fewer are a lookalike or two, which pristine photos have too
     seam_pairs: int = 16       # copies of one offset that mark only the end with the stronger border (0: both ends, always)
     seam_margin: float = 1.05  # how much stronger; closer than that, a healed or blended seam picks the source as often
     seam_area: int = 1 << 20   # pixels: an end whose box is larger keeps both (bounded memory)
@@ -163,8 +171,10 @@ def copy_cover(image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarra
     H, W = image.shape[:2]
     cover = np.zeros((H, W), np.uint8)
     pairs, sizes = [np.zeros((0, 4), np.int64)], [np.zeros(0, np.int64)]
-    if s.near is not None:
-        near = near_pairs(image, s.near)
+    if s.near:
+        near = np.unique(np.concatenate([near_pairs(image, n) for n in s.near]), axis=0)
+        _, group, count = np.unique(near[:, 2:] - near[:, :2], axis=0, return_inverse=True, return_counts=True)
+        near = near[count[group.ravel()] >= s.near_min_pairs]
         pairs.append(near)
         sizes.append(np.full(len(near), NEAR_BLOCK, np.int64))
     if H >= BLOCK and W >= BLOCK:

@@ -11,6 +11,10 @@ Defined in integers, so that every runtime computes the same cover (the C++ runt
   features F[i] = sum over the block of gray * KY[v](dy) * KX[u](dx) for the (u, v) in `PAIRS`, with
   the small integer cosine-like kernels `KERNELS` (exact in float32: every partial sum is an integer
   below 2^24), and var = 64 * sum(gray^2) - sum(gray)^2 over the block;
+- with `blur`, the features are those of the gray summed over 2x2 (each pixel with the ones right of
+  and below it, 0 past the photo's edge): the same sums over 9x9 pixels with the kernels `BLURRED`
+  (each of `KERNELS` convolved with [1, 1]), about 4 times the gray's. JPEG's noise, which is fine,
+  averages out of them, so a re-saved copy still matches; var and the clip test stay the gray's;
 - a block counts if var >= (64 * min_std)^2 and none of its gray pixels is below `clip` or above
   255 - `clip` (OpenCV's erode and dilate of the 8x8 block); its key is (floor(F0 / q), floor(F1 / q),
   floor(F2 / q), y * (W - 7) + x), and counted blocks are taken in key order;
@@ -21,7 +25,8 @@ Defined in integers, so that every runtime computes the same cover (the C++ runt
 - a match's offset d is from its block earlier in raster order to the later one; a match (p, d) is
   kept if at least `support` of p's 8 neighbouring blocks also match with the same d;
 - the cover is 1 on every pixel of both blocks of every kept match.
-Blocks are compared a share of first key parts at a time, which bounds memory and changes nothing,
+The runtime searches twice (inpdiff.copies CopySettings.near), on the gray and with `blur`, and takes
+both searches' matches. Blocks are compared a share of first key parts at a time, which bounds memory and changes nothing,
 since blocks are only compared within one first key part: their features are computed once, and each
 block is written to the file of its share (inpdiff.spill) until that share's turn.
 """
@@ -41,6 +46,7 @@ KERNELS = np.array([[4, 4, 4, 4, 4, 4, 4, 4],
                     [5, 4, 3, 1, -1, -3, -4, -5],
                     [5, 2, -2, -5, -5, -2, 2, 5],
                     [4, -1, -5, -3, 3, 5, 1, -4]], np.float32)  # about 10x the first four DCT-II rows
+BLURRED = np.array([np.convolve(k, [1, 1]) for k in KERNELS], np.float32)  # KERNELS of the gray summed over 2x2
 PAIRS = [(u, v) for u in range(4) for v in range(4) if 0 < u + v <= 3]  # (x, y) frequencies: the smooth ones survive JPEG
 BAND_BLOCKS = 1 << 18     # blocks whose features are computed at a time, in whole rows: about 20 MB of temporaries
 # Blocks compared at a time: about 100 MB of features, keys and sort order at most. Comparing a 4 MP photo's
@@ -62,6 +68,7 @@ class NearCopySettings:
     min_distance: int = 12
     support: int = 3           # of 8 neighbouring blocks that moved by the same offset
     max_matches: int = 2       # a block like more others is part of a repetitive pattern (windows, railings)
+    blur: bool = False         # features of the gray summed over 2x2, which a JPEG re-save moves less
 
 
 def _band_features(image, y0: int, y1: int, s: NearCopySettings,
@@ -69,13 +76,15 @@ def _band_features(image, y0: int, y1: int, s: NearCopySettings,
     """Blocks with top rows y0..y1: (the first `count` features (count, n) float32, std (n,) float64,
     index (n,) int64) of the counted ones, in raster order. Gray is made of the band's own rows (a
     per-pixel conversion, so the same as the whole image's), so no image-sized gray is held."""
-    rows = cv2.cvtColor(np.asarray(image[y0:y1 + B - 1]), cv2.COLOR_RGB2GRAY)
+    rows = cv2.cvtColor(np.asarray(image[y0:y1 + B - 1 + s.blur]), cv2.COLOR_RGB2GRAY)
     w = image.shape[1] - B + 1
     h = y1 - y0
-    feats = np.empty((count, h * w), np.float32)  # integers, |F| <= 64 * 255 * 25 < 2^24: exact; a feature's row is contiguous
+    kernels = BLURRED if s.blur else KERNELS
+    feats = np.empty((count, h * w), np.float32)  # integers, |F| <= 4 * 64 * 255 * 25 < 2^24: exact; a feature's row is contiguous
     for i, (u, v) in enumerate(PAIRS[:count]):
-        f = cv2.sepFilter2D(rows, cv2.CV_32F, KERNELS[u], KERNELS[v], anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
+        f = cv2.sepFilter2D(rows, cv2.CV_32F, kernels[u], kernels[v], anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
         feats[i].reshape(h, w)[...] = f[:h, :w]
+    rows = rows[:h + B - 1]
     total = cv2.boxFilter(rows, cv2.CV_32S, (B, B), anchor=(0, 0), normalize=False, borderType=cv2.BORDER_CONSTANT)[:h, :w]
     squares = cv2.sqrBoxFilter(rows, cv2.CV_64F, (B, B), anchor=(0, 0), normalize=False, borderType=cv2.BORDER_CONSTANT)[:h, :w]
     var = (B * B * squares - np.square(total, dtype=np.float64)).ravel()  # exact: integers far below 2^53

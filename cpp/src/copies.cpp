@@ -5,8 +5,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <stdexcept>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -125,6 +127,10 @@ const float kKernels[4][kNear] = {{4, 4, 4, 4, 4, 4, 4, 4},
                                   {5, 4, 3, 1, -1, -3, -4, -5},
                                   {5, 2, -2, -5, -5, -2, 2, 5},
                                   {4, -1, -5, -3, 3, 5, 1, -4}};
+const float kBlurred[4][kNear + 1] = {{4, 8, 8, 8, 8, 8, 8, 8, 4},  // kKernels of the gray summed over 2x2
+                                      {5, 9, 7, 4, 0, -4, -7, -9, -5},
+                                      {5, 7, 0, -7, -10, -7, 0, 7, 5},
+                                      {4, 3, -6, -8, 0, 8, 6, -3, -4}};
 const int kPairs[kFeatures][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 0}, {1, 1}, {1, 2}, {2, 0}, {2, 1}, {3, 0}};  // (u, v)
 
 int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
@@ -152,15 +158,18 @@ struct NearKey {  // 24 bytes, sorted: what the first test reads, in key order
 template <class Take>
 void near_band(const cv::Mat& rgb, int y0, int y1, const NearCopySettings& s, int count, const RowsRead& read, Take&& take) {
   const int W = rgb.cols, w = W - kNear + 1, h = y1 - y0;
-  cv::Mat rows;
-  cv::cvtColor(rgb.rowRange(y0, y1 + kNear - 1), rows, cv::COLOR_RGB2GRAY);
-  if (read) read(rows.rows);
+  cv::Mat band;  // with blur, one more row for the 2x2 sums (none past the photo's edge: 0 there)
+  cv::cvtColor(rgb.rowRange(y0, std::min(rgb.rows, y1 + kNear - 1 + s.blur)), band, cv::COLOR_RGB2GRAY);
+  if (read) read(band.rows);
   cv::Mat f[kFeatures], total, squares;
+  const int taps = kNear + s.blur;
   for (int i = 0; i < count; ++i) {
-    const cv::Mat kx(1, kNear, CV_32F, const_cast<float*>(kKernels[kPairs[i][0]]));
-    const cv::Mat ky(1, kNear, CV_32F, const_cast<float*>(kKernels[kPairs[i][1]]));
-    cv::sepFilter2D(rows, f[i], CV_32F, kx, ky, cv::Point(0, 0), 0, cv::BORDER_CONSTANT);
+    const float* x = s.blur ? kBlurred[kPairs[i][0]] : kKernels[kPairs[i][0]];
+    const float* y = s.blur ? kBlurred[kPairs[i][1]] : kKernels[kPairs[i][1]];
+    const cv::Mat kx(1, taps, CV_32F, const_cast<float*>(x)), ky(1, taps, CV_32F, const_cast<float*>(y));
+    cv::sepFilter2D(band, f[i], CV_32F, kx, ky, cv::Point(0, 0), 0, cv::BORDER_CONSTANT);
   }
+  const cv::Mat rows = band.rowRange(0, h + kNear - 1);  // var and the clip test: the gray's blocks
   cv::boxFilter(rows, total, CV_64F, cv::Size(kNear, kNear), cv::Point(0, 0), false, cv::BORDER_CONSTANT);
   cv::sqrBoxFilter(rows, squares, CV_64F, cv::Size(kNear, kNear), cv::Point(0, 0), false, cv::BORDER_CONSTANT);
   const double min_var = static_cast<double>(kNear * kNear * s.min_std) * (kNear * kNear * s.min_std);
@@ -439,7 +448,19 @@ cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s, const RowsRead& re
   const int H = rgb.rows, W = rgb.cols, b = kBlock;
   cv::Mat cover = cv::Mat::zeros(H, W, CV_8U);
   std::vector<CopyPair> pairs;
-  if (s.near) pairs = near_pairs(rgb, s.near_settings, read);
+  for (const NearCopySettings& n : s.near) {  // each search's pairs, each pair once
+    const std::vector<CopyPair> found = near_pairs(rgb, n, read);
+    pairs.insert(pairs.end(), found.begin(), found.end());
+  }
+  const auto corners = [](const CopyPair& p) { return std::make_tuple(p.y[0], p.x[0], p.y[1], p.x[1]); };
+  std::sort(pairs.begin(), pairs.end(), [&](const CopyPair& a, const CopyPair& b) { return corners(a) < corners(b); });
+  pairs.erase(std::unique(pairs.begin(), pairs.end(), [&](const CopyPair& a, const CopyPair& b) { return corners(a) == corners(b); }),
+              pairs.end());
+  std::map<std::pair<int, int>, int> shared;  // pairs of each offset: fewer than near_min_pairs are lookalikes
+  const auto offset = [](const CopyPair& p) { return std::make_pair(p.y[1] - p.y[0], p.x[1] - p.x[0]); };
+  for (const CopyPair& p : pairs) ++shared[offset(p)];
+  pairs.erase(std::remove_if(pairs.begin(), pairs.end(), [&](const CopyPair& p) { return shared[offset(p)] < s.near_min_pairs; }),
+              pairs.end());
   const auto mark_ends = [&] {  // the pairs' ends that the seam rule keeps, each kind dilated by its side
     const std::vector<std::array<bool, 2>> keep = seam_ends(rgb, pairs, s);
     for (const int size : {kNear, b}) {

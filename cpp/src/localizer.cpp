@@ -392,7 +392,7 @@ Result Localizer::localize(const cv::Mat& rgb) {
   // The copy evidence needs only the image: found beside the inference, which leaves a core idle at times.
   std::future<cv::Mat> cover;
   CopySettings evidence;
-  evidence.near = config_.near_copies;
+  if (!config_.near_copies) evidence.near.clear();
   if (config_.copies) cover = std::async(std::launch::async, [&] { return copy_cover(rgb, evidence, [&](int) { check_stop(); }); });
   std::vector<cv::Mat> acc = blend(p);
   std::vector<cv::Mat> per_sample(config_.samples);
@@ -422,7 +422,7 @@ Result Localizer::localize(const SpilledMat& photo) {
   p.file = &photo;
   std::future<cv::Mat> cover;
   CopySettings evidence;
-  evidence.near = config_.near_copies;
+  if (!config_.near_copies) evidence.near.clear();
   if (config_.copies)
     cover = std::async(std::launch::async, [&] {
       return copy_cover(rgb, evidence, [&](int rows) {

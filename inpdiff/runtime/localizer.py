@@ -197,7 +197,7 @@ class Localizer:
         # many-core machine (numpy and OpenCV release the GIL for most of it).
         self._copies = (ThreadPoolExecutor(self.config.copy_threads or os.cpu_count() or 1, thread_name_prefix="copies")
                         if self.config.copies else None)
-        self.copy_settings = CopySettings() if self.config.near_copies else CopySettings(near=None)
+        self.copy_settings = CopySettings() if self.config.near_copies else CopySettings(near=())
         self.backend = (make_backend(backend, self.model_dir, threads) if isinstance(backend, (str, BackendSpec))
                         else backend)
         graph_tile = getattr(self.backend, "tile", self.tile)  # None: graphs that take any size

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include <opencv2/core.hpp>
 
@@ -20,6 +21,7 @@ struct NearCopySettings {  // inpdiff/near_copies.py NearCopySettings: the defau
   int min_distance = 12;
   int support = 3;
   int max_matches = 2;
+  bool blur = false;  // features of the gray summed over 2x2
 };
 
 struct CopySettings {  // inpdiff/copies.py CopySettings: the defaults are written there
@@ -31,11 +33,17 @@ struct CopySettings {  // inpdiff/copies.py CopySettings: the defaults are writt
   float gain = 2.0f;
   float boost = 3.0f;  // the network's map near copies, up to x(1 + boost), as inpdiff/copies.py defines it
   double boost_sigma = 24.0;  // pixels, on a grid of 8x8 cells
-  bool near = true;  // also cover near copies (NearCopySettings), as inpdiff/near_copies.py defines them
+  int near_min_pairs = 3;  // near pairs of one offset: fewer are lookalikes
   int seam_pairs = 16;  // copies of one offset that mark only the end with the stronger border (0: both ends)
   double seam_margin = 1.05;  // how much stronger
   int64_t seam_area = int64_t{1} << 20;  // pixels: an end whose box is larger keeps both
-  NearCopySettings near_settings;
+  std::vector<NearCopySettings> near = near_searches();  // the near-copy searches (empty: exact copies only)
+
+  static std::vector<NearCopySettings> near_searches() {  // on the gray, and on its 2x2 sums
+    NearCopySettings summed;
+    summed.q = 2640, summed.abs_tol = 880.0, summed.rel_tol = 79.2, summed.max_matches = 1, summed.blur = true;
+    return {NearCopySettings{}, summed};
+  }
 };
 
 // RGB CV_8UC3 -> CV_8U of the same size, 1 where a pixel lies in a block of a kept near-copy match.
