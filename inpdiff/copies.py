@@ -78,12 +78,14 @@ class CopySettings:
     gain: float = 2.0          # chosen on pristine photos only: their maps stay below 0.81 (README)
     boost: float = 3.0         # the network's map near copies, up to x(1 + boost): chosen on half the validation photos (README)
     boost_sigma: float = 24.0  # pixels; the boost is computed on 8x8 cells, so this is 3 cells
-    # The near-copy searches (empty: exact copies only). The second, on the gray summed over 2x2, finds
-    # about 1.5x the area of JPEG re-saved copies; its tolerances (4x q and abs_tol for 4x the features,
-    # 3x rel_tol) and its max_matches of 1 were chosen on val-gimp's and val-xphoto's re-saved edits and
-    # 100 of BSDS500-test's pristine photos (README, "Near copies of the gray summed over 2x2").
+    # The near-copy searches (empty: exact copies only). The first compares features that a smooth change
+    # of brightness leaves alone (a healed copy), the second the smooth ones of the gray summed over 2x2
+    # (a re-saved copy), with 4x q and abs_tol for its 4x larger features, 3x rel_tol and max_matches 1,
+    # chosen on val-gimp's and val-xphoto's edits and 100 of BSDS500-test's pristine photos (README,
+    # "Near copies of the gray summed over 2x2" and "Near copies blind to a change of brightness").
     near: tuple[NearCopySettings, ...] = (NearCopySettings(),
-                                          NearCopySettings(q=2640, abs_tol=880.0, rel_tol=79.2, max_matches=1, blur=True))
+                                          NearCopySettings(q=2640, abs_tol=880.0, rel_tol=79.2, max_matches=1, blur=True,
+                                                           ramp_free=False))
     near_min_pairs: int = 3    # near pairs of one offset: fewer are a lookalike or two, which pristine photos have too
     seam_pairs: int = 16       # copies of one offset that mark only the end with the stronger border (0: both ends, always)
     seam_margin: float = 1.05  # how much stronger; closer than that, a healed or blended seam picks the source as often

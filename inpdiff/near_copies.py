@@ -1,16 +1,18 @@
-"""Near-copy evidence: blocks that repeat elsewhere in the photo up to JPEG noise.
+"""Near-copy evidence: blocks that repeat elsewhere in the photo up to JPEG noise and a smooth change of
+brightness.
 
 The exact copy evidence (inpdiff.copies) finds exemplar fills saved losslessly; a JPEG re-save breaks
 the equality it relies on, and PatchMatch-style fills blend their copies slightly. This finds the same
-repetition by comparing smooth features of 8x8 blocks instead of their bytes: the classical
+repetition by comparing low-frequency features of 8x8 blocks instead of their bytes: the classical
 copy-move detector (sort block features, compare neighbours in sort order), with a check that a
 copy's neighbours were copied by the same offset, which natural self-similarity rarely passes.
 
 Defined in integers, so that every runtime computes the same cover (the C++ runtime does):
 - gray is OpenCV's RGB -> gray of the uint8 image; every 8x8 block, by its top-left (y, x), gets nine
-  features F[i] = sum over the block of gray * KY[v](dy) * KX[u](dx) for the (u, v) in `PAIRS`, with
-  the small integer cosine-like kernels `KERNELS` (exact in float32: every partial sum is an integer
-  below 2^24), and var = 64 * sum(gray^2) - sum(gray)^2 over the block;
+  features F[i] = sum over the block of gray * KY[v](dy) * KX[u](dx) for the (u, v) in `RAMP_FREE`
+  (with `ramp_free`, the default) or in `PAIRS`, with the small integer cosine-like kernels `KERNELS`
+  (exact in float32: every partial sum is an integer below 2^24), and var = 64 * sum(gray^2) -
+  sum(gray)^2 over the block;
 - with `blur`, the features are those of the gray summed over 2x2 (each pixel with the ones right of
   and below it, 0 past the photo's edge): the same sums over 9x9 pixels with the kernels `BLURRED`
   (each of `KERNELS` convolved with [1, 1]), about 4 times the gray's. JPEG's noise, which is fine,
@@ -25,10 +27,11 @@ Defined in integers, so that every runtime computes the same cover (the C++ runt
 - a match's offset d is from its block earlier in raster order to the later one; a match (p, d) is
   kept if at least `support` of p's 8 neighbouring blocks also match with the same d;
 - the cover is 1 on every pixel of both blocks of every kept match.
-The runtime searches twice (inpdiff.copies CopySettings.near), on the gray and with `blur`, and takes
-both searches' matches. Blocks are compared a share of first key parts at a time, which bounds memory and changes nothing,
-since blocks are only compared within one first key part: their features are computed once, and each
-block is written to the file of its share (inpdiff.spill) until that share's turn.
+The runtime searches twice (inpdiff.copies CopySettings.near): with the RAMP_FREE features on the gray,
+and with PAIRS' on its 2x2 sums, and takes both searches' matches. Blocks are compared a share of
+first key parts at a time, which bounds memory and changes nothing, since blocks are only compared
+within one first key part: their features are computed once, and each block is written to the file
+of its share (inpdiff.spill) until that share's turn.
 """
 from __future__ import annotations
 
@@ -48,6 +51,12 @@ KERNELS = np.array([[4, 4, 4, 4, 4, 4, 4, 4],
                     [4, -1, -5, -3, 3, 5, 1, -4]], np.float32)  # about 10x the first four DCT-II rows
 BLURRED = np.array([np.convolve(k, [1, 1]) for k in KERNELS], np.float32)  # KERNELS of the gray summed over 2x2
 PAIRS = [(u, v) for u in range(4) for v in range(4) if 0 < u + v <= 3]  # (x, y) frequencies: the smooth ones survive JPEG
+# Pairs whose feature a plane added over the block leaves unchanged (the smooth change of brightness a
+# healing brush or a blending fill makes): the kernels but the first sum to 0, and the first and third
+# are symmetric, so a ramp in x moves only (1, 0) and (3, 0), and one in y only (0, 1) and (0, 3). The
+# first three are the key; the fourth and seventh, which the first test in `_matches` reads, are the
+# largest of the rest (with (1, 3) seventh, the comparisons took 2.5 times as long).
+RAMP_FREE = [(0, 2), (2, 0), (1, 1), (1, 2), (2, 2), (1, 3), (2, 1), (3, 1), (3, 3)]
 BAND_BLOCKS = 1 << 18     # blocks whose features are computed at a time, in whole rows: about 20 MB of temporaries
 # Blocks compared at a time: about 100 MB of features, keys and sort order at most. Comparing a 4 MP photo's
 # 4M blocks at once took 300 MB (trt-localize's peak 517-530 MB, against 449-451) to be 2-5% faster.
@@ -69,6 +78,7 @@ class NearCopySettings:
     support: int = 3           # of 8 neighbouring blocks that moved by the same offset
     max_matches: int = 2       # a block like more others is part of a repetitive pattern (windows, railings)
     blur: bool = False         # features of the gray summed over 2x2, which a JPEG re-save moves less
+    ramp_free: bool = True     # the RAMP_FREE features, blind to a smooth change of brightness; else PAIRS
 
 
 def _band_features(image, y0: int, y1: int, s: NearCopySettings,
@@ -81,7 +91,7 @@ def _band_features(image, y0: int, y1: int, s: NearCopySettings,
     h = y1 - y0
     kernels = BLURRED if s.blur else KERNELS
     feats = np.empty((count, h * w), np.float32)  # integers, |F| <= 4 * 64 * 255 * 25 < 2^24: exact; a feature's row is contiguous
-    for i, (u, v) in enumerate(PAIRS[:count]):
+    for i, (u, v) in enumerate((RAMP_FREE if s.ramp_free else PAIRS)[:count]):
         f = cv2.sepFilter2D(rows, cv2.CV_32F, kernels[u], kernels[v], anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
         feats[i].reshape(h, w)[...] = f[:h, :w]
     rows = rows[:h + B - 1]

@@ -132,6 +132,8 @@ const float kBlurred[4][kNear + 1] = {{4, 8, 8, 8, 8, 8, 8, 8, 4},  // kKernels 
                                       {5, 7, 0, -7, -10, -7, 0, 7, 5},
                                       {4, 3, -6, -8, 0, 8, 6, -3, -4}};
 const int kPairs[kFeatures][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 0}, {1, 1}, {1, 2}, {2, 0}, {2, 1}, {3, 0}};  // (u, v)
+// The (u, v) whose feature a plane added over the block leaves unchanged (near_copies.py RAMP_FREE).
+const int kRampFree[kFeatures][2] = {{0, 2}, {2, 0}, {1, 1}, {1, 2}, {2, 2}, {1, 3}, {2, 1}, {3, 1}, {3, 3}};
 
 int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 
@@ -164,8 +166,9 @@ void near_band(const cv::Mat& rgb, int y0, int y1, const NearCopySettings& s, in
   cv::Mat f[kFeatures], total, squares;
   const int taps = kNear + s.blur;
   for (int i = 0; i < count; ++i) {
-    const float* x = s.blur ? kBlurred[kPairs[i][0]] : kKernels[kPairs[i][0]];
-    const float* y = s.blur ? kBlurred[kPairs[i][1]] : kKernels[kPairs[i][1]];
+    const int* uv = s.ramp_free ? kRampFree[i] : kPairs[i];
+    const float* x = s.blur ? kBlurred[uv[0]] : kKernels[uv[0]];
+    const float* y = s.blur ? kBlurred[uv[1]] : kKernels[uv[1]];
     const cv::Mat kx(1, taps, CV_32F, const_cast<float*>(x)), ky(1, taps, CV_32F, const_cast<float*>(y));
     cv::sepFilter2D(band, f[i], CV_32F, kx, ky, cv::Point(0, 0), 0, cv::BORDER_CONSTANT);
   }

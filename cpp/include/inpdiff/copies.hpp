@@ -22,6 +22,7 @@ struct NearCopySettings {  // inpdiff/near_copies.py NearCopySettings: the defau
   int support = 3;
   int max_matches = 2;
   bool blur = false;  // features of the gray summed over 2x2
+  bool ramp_free = true;  // the features a plane added over the block leaves unchanged; else the smooth ones
 };
 
 struct CopySettings {  // inpdiff/copies.py CopySettings: the defaults are written there
@@ -42,6 +43,7 @@ struct CopySettings {  // inpdiff/copies.py CopySettings: the defaults are writt
   static std::vector<NearCopySettings> near_searches() {  // on the gray, and on its 2x2 sums
     NearCopySettings summed;
     summed.q = 2640, summed.abs_tol = 880.0, summed.rel_tol = 79.2, summed.max_matches = 1, summed.blur = true;
+    summed.ramp_free = false;
     return {NearCopySettings{}, summed};
   }
 };
