@@ -30,7 +30,7 @@ def image_score(prob: np.ndarray, top: float = 0.01) -> float:
     candidates = flat[flat >= np.partition(sample, j)[j]]
     if candidates.size < k:
         candidates = flat
-    return float(np.partition(candidates, candidates.size - k)[-k:].mean())
+    return float(np.partition(candidates, candidates.size - k)[-k:].mean(dtype=np.float64))
 
 
 def marked_share(prob: np.ndarray, level: float = 0.5) -> float:
@@ -44,8 +44,8 @@ STATISTICS = {"top1": image_score, "marked": marked_share}
 class BandStatistic:
     """A statistic of STATISTICS over a map of `size` pixels given a band of rows at a time (a photo too
     large to hold). top1 keeps the values that can still be among the top 1%, at most a few times that
-    many; its mean is of the same values as image_score's, summed in another order (float32: the two
-    may differ in the seventh digit)."""
+    many; its mean is of the same values as image_score's, summed in another order (in float64: a
+    float32 sum differed from image_score's by 2e-6 in the calibrated score on a 700x610 photo)."""
 
     def __init__(self, statistic: str, size: int, top: float = 0.01, level: float = 0.5):
         if statistic not in STATISTICS:
@@ -69,7 +69,7 @@ class BandStatistic:
     def value(self) -> float:
         if self.statistic == "marked":
             return self.marked / self.size
-        return float(np.partition(self.kept, self.kept.size - self.k)[-self.k:].mean())
+        return float(np.partition(self.kept, self.kept.size - self.k)[-self.k:].mean(dtype=np.float64))
 
 
 def logit(raw: float | np.ndarray) -> np.ndarray:
