@@ -7,8 +7,7 @@ B's; printed per method and post-process, paired. By default A marks both ends o
         [--a "seam_pairs=0"] [--b "near=1"]
 
 --a/--b: CopySettings fields over the defaults; `nearK.FIELD` sets a field of near-copy search K (0, 1),
-`near=N` keeps the first N searches. --maps keeps the
-network maps (NAME.npy) to reuse on a second run.
+`near=N` keeps the first N searches. --maps keeps the network maps (NAME.npy) to reuse on a second run.
 """
 from __future__ import annotations
 
@@ -28,8 +27,7 @@ from inpdiff.runtime.localizer import LocalizeConfig, Localizer
 
 def settings(text: str) -> CopySettings:
     """"seam_pairs=0,near=1,near0.q=700" -> CopySettings with those fields over the defaults."""
-    base, near = CopySettings(), {}
-    top = {}
+    base, top, near = CopySettings(), {}, {}
     for item in filter(None, text.split(",")):
         key, value = item.split("=")
         if key.startswith("near") and "." in key:
