@@ -330,6 +330,8 @@ struct CopyPair {
   int y[2], x[2], size;
 };
 
+std::pair<int, int> offset(const CopyPair& p) { return {p.y[1] - p.y[0], p.x[1] - p.x[0]}; }
+
 // The kept near-copy matches, as inpdiff/near_copies.py's near_pairs gives them (in no particular
 // order; within a pair, the later block in raster order second).
 std::vector<CopyPair> near_pairs(const cv::Mat& rgb, const NearCopySettings& s, const RowsRead& read) {
@@ -423,10 +425,9 @@ std::vector<std::array<bool, 2>> seam_ends(const cv::Mat& rgb, const std::vector
   if (!s.seam_pairs) return keep;
   std::vector<size_t> order(pairs.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  const auto offset = [&](size_t i) { return std::make_pair(pairs[i].y[1] - pairs[i].y[0], pairs[i].x[1] - pairs[i].x[0]); };
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return offset(a) < offset(b); });
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return offset(pairs[a]) < offset(pairs[b]); });
   for (size_t i = 0, j; i < order.size(); i = j) {
-    for (j = i + 1; j < order.size() && offset(order[j]) == offset(order[i]); ++j) {}
+    for (j = i + 1; j < order.size() && offset(pairs[order[j]]) == offset(pairs[order[i]]); ++j) {}
     if (j - i < static_cast<size_t>(s.seam_pairs)) continue;
     std::vector<const CopyPair*> group;
     for (size_t k = i; k < j; ++k) group.push_back(&pairs[order[k]]);
@@ -460,7 +461,6 @@ cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s, const RowsRead& re
   pairs.erase(std::unique(pairs.begin(), pairs.end(), [&](const CopyPair& a, const CopyPair& b) { return corners(a) == corners(b); }),
               pairs.end());
   std::map<std::pair<int, int>, int> shared;  // pairs of each offset: fewer than near_min_pairs are lookalikes
-  const auto offset = [](const CopyPair& p) { return std::make_pair(p.y[1] - p.y[0], p.x[1] - p.x[0]); };
   for (const CopyPair& p : pairs) ++shared[offset(p)];
   pairs.erase(std::remove_if(pairs.begin(), pairs.end(), [&](const CopyPair& p) { return shared[offset(p)] < s.near_min_pairs; }),
               pairs.end());
