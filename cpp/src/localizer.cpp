@@ -390,8 +390,8 @@ struct Localizer::Finish {
 Result Localizer::localize(const cv::Mat& rgb) {
   const Plan p = plan(rgb);
   // The copy evidence needs only the image: found beside the inference, which leaves a core idle at times.
+  CopySettings evidence;  // before the future: if a stop unwinds this, the future's destructor waits for the search reading it
   std::future<cv::Mat> cover;
-  CopySettings evidence;
   if (!config_.near_copies) evidence.near.clear();
   if (config_.copies) cover = std::async(std::launch::async, [&] { return copy_cover(rgb, evidence, [&](int) { check_stop(); }); });
   std::vector<cv::Mat> acc = blend(p);
@@ -420,8 +420,8 @@ Result Localizer::localize(const SpilledMat& photo) {
   if (config_.max_side || rgb.rows < tile.height || rgb.cols < tile.width) return localize(rgb.clone());
   Plan p = plan(rgb);
   p.file = &photo;
+  CopySettings evidence;  // before the future: if a stop unwinds this, the future's destructor waits for the search reading it
   std::future<cv::Mat> cover;
-  CopySettings evidence;
   if (!config_.near_copies) evidence.near.clear();
   if (config_.copies)
     cover = std::async(std::launch::async, [&] {
