@@ -160,6 +160,31 @@ def test_photos_are_admitted_by_pixels_and_let_go_once_written(model_dir, tmp_pa
     assert at_each_cut == [[], [False], [False, False], [False, False, False]]
 
 
+def test_a_stop_while_the_stages_shut_down_is_raised_once_every_thread_is_done(model_dir, tmp_path):
+    """Ctrl-C as the last photo is written, when the main thread is joining the stages: it is raised once
+    they are all done. Raised in the middle of the joins, it left workers inside ONNX Runtime as the
+    sessions were freed (trt-localize aborted, exit -6) and the writer writing to a closed report."""
+    paths = photos(tmp_path, 2)
+    written = []
+
+    def write(done) -> None:
+        written.append(done.job.path.name)
+        if len(written) == len(paths):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)  # the main thread takes the signal while the writer is still at work
+            written.append("whole")
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # pytest may run with SIGINT ignored
+    try:
+        with Localizer(model_dir, config=LocalizeConfig(steps=2), threads=1) as loc:
+            with pytest.raises(KeyboardInterrupt):
+                run_pipeline(loc, iter_jobs(map(str, paths), tmp_path / "out"), PipelineConfig(batch=1, workers=2), write)
+            alive = [t.name for t in threading.enumerate() if t.name.startswith(("infer", "assemble", "writer", "feeder"))]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert alive == [] and written[-1] == "whole"
+
+
 class FailOnBlack:
     """The real ONNX Runtime backend, except that a batch holding an all-black tile raises."""
 

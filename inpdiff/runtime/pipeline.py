@@ -18,10 +18,12 @@ their pixels (`_PixelBudget`), so a batch of large photos is held about as one o
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import queue
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -30,7 +32,7 @@ import traceback
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -233,26 +235,52 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
         stop.set()
         raise
     finally:
-        for _ in workers:
-            batches.put(_END)
-        for t in workers:
-            t.join()
-        for _ in assemblers:
-            complete.put(_END)
-        for t in assemblers:
-            t.join()
-        finished.put(_END)
-        write_thread.join()
-        budget.close()
-        while feeder.is_alive():  # unblock a feeder waiting on a full queue
-            try:
-                decoded.get_nowait()
-            except queue.Empty:
-                feeder.join(0.05)
-        decoder.close()
-        shutil.rmtree(spills, ignore_errors=True)  # photos decoded but never opened (a stopped run)
+        with _interrupts_deferred(stop):
+            for _ in workers:
+                batches.put(_END)
+            for t in workers:
+                t.join()
+            for _ in assemblers:
+                complete.put(_END)
+            for t in assemblers:
+                t.join()
+            finished.put(_END)
+            write_thread.join()
+            budget.close()
+            while feeder.is_alive():  # unblock a feeder waiting on a full queue
+                try:
+                    decoded.get_nowait()
+                except queue.Empty:
+                    feeder.join(0.05)
+            decoder.close()
+            shutil.rmtree(spills, ignore_errors=True)  # photos decoded but never opened (a stopped run)
     if input_errors:
         raise RuntimeError(f"reading the inputs failed: {input_errors[0]}") from input_errors[0]
+
+
+@contextlib.contextmanager
+def _interrupts_deferred(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C or SIGTERM while the stages shut down hurries them (`stop`) and is raised as
+    KeyboardInterrupt once they are all joined. Raised in the middle, it left threads inside ONNX
+    Runtime as the sessions were freed (an abort, exit -6) and the writer writing to a closed report."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread takes signals
+        yield
+        return
+    caught: list[int] = []
+
+    def defer(signum, frame) -> None:
+        stop.set()
+        caught.append(signum)
+
+    previous = {s: signal.signal(s, defer) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            if handler is not None:  # None: a handler set outside Python, which cannot be put back
+                signal.signal(s, handler)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _spill_folder() -> str:
