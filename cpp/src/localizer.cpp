@@ -121,6 +121,7 @@ Localizer::Localizer(ModelDir model, std::unique_ptr<Backend> backend, LocalizeC
   const int steps = steps_for(model_, config_), tile = model_.tile;
   for (int i = 0; i < steps; ++i) rows_.push_back(step_row(model_.mode, steps, i, model_.max_steps));
   mask_threshold_ = mask_threshold_for(model_, config_);
+  if (!config_.near_copies) evidence_.near.clear();
   max_tile_ = backend_->tile() ? tile : std::max(tile, config_.max_tile);
   if (backend_->tile() && backend_->tile() != tile)
     throw ModelError((model_.path / "manifest.json").string() + ": field 'tile' is " + std::to_string(tile) +
@@ -357,10 +358,10 @@ std::vector<cv::Mat> Localizer::blend(const Plan& p) const {
 // whole, or in files): each band raised to the copy cover, thresholded, and fed to the regions and
 // the image score.
 struct Localizer::Finish {
-  Finish(const Localizer& loc, cv::Mat cover, const CopySettings& evidence, cv::Size size)
+  Finish(const Localizer& loc, cv::Mat cover, cv::Size size)
       : loc(loc), cover(std::move(cover)), regions(loc.config_.min_region),
         statistic(loc.model_.score ? loc.model_.score->statistic : "top1", static_cast<size_t>(size.area())) {
-    if (!this->cover.empty()) raiser.emplace(this->cover, evidence);
+    if (!this->cover.empty()) raiser.emplace(this->cover, loc.evidence_);
   }
 
   // Rows y0.. of the map, raised in place; their mask (0 or 1) into `marked`.
@@ -390,10 +391,8 @@ struct Localizer::Finish {
 Result Localizer::localize(const cv::Mat& rgb) {
   const Plan p = plan(rgb);
   // The copy evidence needs only the image: found beside the inference, which leaves a core idle at times.
-  CopySettings evidence;  // before the future: if a stop unwinds this, the future's destructor waits for the search reading it
   std::future<cv::Mat> cover;
-  if (!config_.near_copies) evidence.near.clear();
-  if (config_.copies) cover = std::async(std::launch::async, [&] { return copy_cover(rgb, evidence, [&](int) { check_stop(); }); });
+  if (config_.copies) cover = std::async(std::launch::async, [&] { return copy_cover(rgb, evidence_, [&](int) { check_stop(); }); });
   std::vector<cv::Mat> acc = blend(p);
   std::vector<cv::Mat> per_sample(config_.samples);
   for (size_t s = 0; s < acc.size(); ++s) {
@@ -403,7 +402,7 @@ Result Localizer::localize(const cv::Mat& rgb) {
   }
   Result res;
   combine_samples(per_sample, res.prob, res.uncertainty);
-  Finish finish(*this, config_.copies ? cover.get() : cv::Mat(), evidence, res.prob.size());
+  Finish finish(*this, config_.copies ? cover.get() : cv::Mat(), res.prob.size());
   res.mask.create(res.prob.size(), CV_8U);
   for (int y0 = 0; y0 < res.prob.rows; y0 += kBandRows) {
     const cv::Range r(y0, std::min(res.prob.rows, y0 + kBandRows));
@@ -420,12 +419,10 @@ Result Localizer::localize(const SpilledMat& photo) {
   if (config_.max_side || rgb.rows < tile.height || rgb.cols < tile.width) return localize(rgb.clone());
   Plan p = plan(rgb);
   p.file = &photo;
-  CopySettings evidence;  // before the future: if a stop unwinds this, the future's destructor waits for the search reading it
   std::future<cv::Mat> cover;
-  if (!config_.near_copies) evidence.near.clear();
   if (config_.copies)
     cover = std::async(std::launch::async, [&] {
-      return copy_cover(rgb, evidence, [&](int rows) {
+      return copy_cover(rgb, evidence_, [&](int rows) {
         photo.read(rows);
         check_stop();
       });
@@ -434,7 +431,7 @@ Result Localizer::localize(const SpilledMat& photo) {
   RowAccumulator acc(config_.samples, rgb.size(), p.tile, axis_weight(p, H, true), axis_weight(p, W, false));
   run(p, [&](size_t i, const float* maps) { acc.add(p.origins[i].first, p.origins[i].second, maps, p.window); });
   auto [before, uncertainty] = acc.close();
-  Finish finish(*this, config_.copies ? cover.get() : cv::Mat(), evidence, rgb.size());
+  Finish finish(*this, config_.copies ? cover.get() : cv::Mat(), rgb.size());
   RowWriter prob(W, CV_32F), mask(W, CV_8U);
   for (int y0 = 0; y0 < H; y0 += kBandRows) {
     cv::Mat rows = before.mat().rowRange(y0, std::min(H, y0 + kBandRows)).clone(), marked;

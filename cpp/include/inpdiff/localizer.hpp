@@ -17,6 +17,7 @@
 #include <opencv2/core.hpp>
 
 #include "inpdiff/backend.hpp"
+#include "inpdiff/copies.hpp"
 #include "inpdiff/model_dir.hpp"
 #include "inpdiff/spill.hpp"
 
@@ -126,6 +127,9 @@ class Localizer {
   ModelDir model_;
   std::unique_ptr<Backend> backend_;
   LocalizeConfig config_;
+  // The copy search's settings (no near copies where config says so): a member, since a search still
+  // running when a stop unwinds localize() reads them until its future is joined.
+  CopySettings evidence_;
   std::unique_ptr<TaskPool> pool_;  // config.workers threads where the backend takes concurrent calls, else 1
   std::vector<long> rows_;
   int overlap_, max_tile_;
