@@ -61,7 +61,7 @@ import cv2
 import numpy as np
 
 from .near_copies import B as NEAR_BLOCK
-from .near_copies import NearCopySettings, mark_blocks, near_pairs
+from .near_copies import NearCopySettings, Stop, check, mark_blocks, near_pairs
 from .spill import RowWriter
 
 _MASK64 = (1 << 64) - 1
@@ -140,41 +140,49 @@ def _band_keys(image, s: CopySettings, y0: int, y1: int, bits: np.uint64) -> np.
     return (block_hashes(rows).ravel()[at] >> bits << bits) | (at + np.uint64(y0 * w))
 
 
-def _sorted_parts(image, s: CopySettings, parts: int, bits: np.uint64) -> Iterator[np.ndarray]:
+def _sorted_parts(image, s: CopySettings, parts: int, bits: np.uint64, stop: Stop) -> Iterator[np.ndarray]:
     """Sorted keys of the textured blocks, a part of the hashes at a time (equal hashes always fall in
     the same part, so groups are whole). Hashes are computed once, a band of rows at a time; with more
     than one part, each band's keys are written to their part's file (inpdiff.spill) until its turn."""
     h, w = image.shape[0] - BLOCK + 1, image.shape[1] - BLOCK + 1
     rows = max(1, HASH_BLOCKS // w)
     bands = [(y0, min(y0 + rows, h)) for y0 in range(0, h, rows)]
+
+    def band_keys():
+        for a, b in bands:
+            check(stop)
+            yield _band_keys(image, s, a, b, bits)
+
     if parts == 1:
-        keys = np.concatenate([_band_keys(image, s, a, b, bits) for a, b in bands])
+        keys = np.concatenate(list(band_keys()))
         keys.sort()  # one sort of plain uint64 keys (hash above, index below): several times faster than an argsort
         yield keys
         return
     top = np.uint64(64 - (parts.bit_length() - 1))
     files = [RowWriter(None, (), np.uint64) for _ in range(parts)]
-    for a, b in bands:
-        keys = _band_keys(image, s, a, b, bits)
+    for keys in band_keys():
         part_of = (keys >> top).astype(np.uint16)
         order = np.argsort(part_of, kind="stable")  # a radix sort, on 16 bits
         for file, part in zip(files, np.split(keys[order], np.searchsorted(part_of[order], np.arange(1, parts)))):
             if len(part):
                 file.write(part)
     for file in files:
+        check(stop)
         keys = file.read()
         keys.sort()
         yield keys
 
 
-def copy_cover(image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarray:
+def copy_cover(image: np.ndarray, s: CopySettings = CopySettings(), stop: Stop = None) -> np.ndarray:
     """RGB uint8 (H, W, 3), or any array-like whose rows slice as one (inpdiff.spill), -> (H, W) uint8,
-    1 where a pixel lies in a marked block or a near copy."""
+    1 where a pixel lies in a marked block or a near copy. `stop()` is asked between bands, and True
+    ends the search with Stopped: a 48 MP photo's search takes half a minute, too long for a stopping
+    run to wait for."""
     H, W = image.shape[:2]
     cover = np.zeros((H, W), np.uint8)
     pairs, sizes = [np.zeros((0, 4), np.int64)], [np.zeros(0, np.int64)]
     if s.near:
-        near = np.unique(np.concatenate([near_pairs(image, n) for n in s.near]), axis=0)
+        near = np.unique(np.concatenate([near_pairs(image, n, stop) for n in s.near]), axis=0)
         _, group, count = np.unique(near[:, 2:] - near[:, :2], axis=0, return_inverse=True, return_counts=True)
         near = near[count[group.ravel()] >= s.near_min_pairs]
         pairs.append(near)
@@ -183,12 +191,13 @@ def copy_cover(image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarra
         h, w = H - BLOCK + 1, W - BLOCK + 1
         bits = np.uint64(int(h * w).bit_length())
         parts = 1 << max(0, (h * w - 1) // PASS_BLOCKS).bit_length()
-        for keys in _sorted_parts(image, s, parts, bits):
+        for keys in _sorted_parts(image, s, parts, bits, stop):
             exact = _mark_groups(cover, keys, bits, w, s)
             pairs.append(exact)
             sizes.append(np.full(len(exact), BLOCK, np.int64))
             del keys  # before the next part is read
     pairs, sizes = np.concatenate(pairs), np.concatenate(sizes)
+    check(stop)
     keep = _seam_ends(image, pairs, sizes, s)
     for end in (0, 1):
         for size in (NEAR_BLOCK, BLOCK):

@@ -36,13 +36,24 @@ of its share (inpdiff.spill) until that share's turn.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
 
 from .spill import RowWriter
+
+Stop = Callable[[], bool] | None  # asked between bands: True ends the search with Stopped
+
+
+class Stopped(Exception):
+    """The copy search was asked to stop (the run is stopping): it has no cover to give."""
+
+
+def check(stop: Stop) -> None:
+    if stop is not None and stop():
+        raise Stopped
+
 
 B = 8
 KERNELS = np.array([[4, 4, 4, 4, 4, 4, 4, 4],
@@ -114,9 +125,10 @@ def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings(),
     return cover
 
 
-def near_pairs(image: np.ndarray, s: NearCopySettings = NearCopySettings()) -> np.ndarray:
+def near_pairs(image: np.ndarray, s: NearCopySettings = NearCopySettings(), stop: Stop = None) -> np.ndarray:
     """(n, 4) int64: the kept matches as the top-left corners (y, x, y', x') of their two 8x8 blocks,
-    the later block in raster order second (as in an exact pair of inpdiff.copies)."""
+    the later block in raster order second (as in an exact pair of inpdiff.copies). `stop` is asked
+    between bands and chunks of pairs (Stopped)."""
     H, W = image.shape[:2]
     if H < B or W < B:
         return np.zeros((0, 4), np.int64)
@@ -124,8 +136,8 @@ def near_pairs(image: np.ndarray, s: NearCopySettings = NearCopySettings()) -> n
     rows = max(1, BAND_BLOCKS // w)
     bands = [(y0, min(y0 + rows, h)) for y0 in range(0, h, rows)]
     matches = []
-    for blocks in _shares(image, bands, s, h * w):
-        matches.append(_matches(blocks, s, w))
+    for blocks in _shares(image, bands, s, h * w, stop):
+        matches.append(_matches(blocks, s, w, stop))
         del blocks  # before the next share is read
     p = np.concatenate([m[0] for m in matches] or [np.zeros(0, np.int64)])
     d = np.concatenate([m[1] for m in matches] or [np.zeros(0, np.int64)])
@@ -188,16 +200,21 @@ def _records(image, a: int, b: int, s: NearCopySettings) -> np.ndarray:
     return rec
 
 
-def _shares(image, bands: list[tuple[int, int]], s: NearCopySettings, blocks: int) -> Iterator[Blocks]:
+def _shares(image, bands: list[tuple[int, int]], s: NearCopySettings, blocks: int, stop: Stop) -> Iterator[Blocks]:
     """The counted blocks in raster order, a share of whole first key parts of about PASS_BLOCKS blocks
     at a time (all at once up to PASS_BLOCKS blocks). The shares are cut from the first key parts'
     histogram, estimated from every fourth band; then each block's features are computed once and
     written to its share's file as a RECORD, and the shares are read back one by one."""
+    def features(bands: list[tuple[int, int]], count: int = len(PAIRS)):
+        for a, b in bands:
+            check(stop)
+            yield _band_features(image, a, b, s, count)
+
     if blocks <= PASS_BLOCKS:
-        yield _columns((_band_features(image, a, b, s) for a, b in bands), blocks)
+        yield _columns(features(bands), blocks)
         return
-    counts = 4 * sum(np.bincount(_part(_band_features(image, a, b, s, 1)[0][0], s) + 1024, minlength=2048)
-                     for a, b in bands[::4])  # |F| / q < 1024
+    counts = 4 * sum(np.bincount(_part(f[0], s) + 1024, minlength=2048)
+                     for f, _, _ in features(bands[::4], 1))  # |F| / q < 1024
     starts, n = [-1024], 0  # the first share takes every part below the next one's, seen in the sample or not
     for part, c in zip((np.flatnonzero(counts) - 1024).tolist(), counts[counts > 0].tolist()):
         if n and n + c > PASS_BLOCKS:
@@ -206,6 +223,7 @@ def _shares(image, bands: list[tuple[int, int]], s: NearCopySettings, blocks: in
         n += c
     files = [RowWriter(None, (), RECORD) for _ in starts]
     for a, b in bands:
+        check(stop)
         rec = _records(image, a, b, s)
         share = (np.searchsorted(starts, _part(rec["f"][:, 0], s), side="right") - 1).astype(np.uint16)
         order = np.argsort(share, kind="stable")  # raster order within each share (a radix sort, on 16 bits)
@@ -250,7 +268,7 @@ DISTANCE_ORDER = (4, 5, 7, 8, 3, 6, 0, 1, 2)
 CHUNK = 1 << 20  # pairs compared at a time: bounds the temporaries, changes nothing
 
 
-def _matches(blocks: Blocks, s: NearCopySettings, w: int) -> tuple[np.ndarray, np.ndarray]:
+def _matches(blocks: Blocks, s: NearCopySettings, w: int, stop: Stop = None) -> tuple[np.ndarray, np.ndarray]:
     """(p, d) of the matches among `blocks`: p the earlier block's index, d its offset coded as
     dy * 2w + (dx + w)."""
     f, sd, at = blocks
@@ -265,6 +283,7 @@ def _matches(blocks: Blocks, s: NearCopySettings, w: int) -> tuple[np.ndarray, n
     P, Q, D, S = [], [], [], []
     for j in range(1, min(s.window, n - 1) + 1):
         for c in range(0, n - j, CHUNK):
+            check(stop)
             a, b = slice(c, min(c + CHUNK, n - j)), slice(c + j, min(c + CHUNK, n - j) + j)
             t, gap = np.minimum(tol[a], tol[b]), gaps[:a.stop - c]
             ok = np.abs(np.subtract(f3[a], f3[b], out=gap), out=gap) <= t

@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -15,11 +16,12 @@ import cv2
 import numpy as np
 import pytest
 
+from inpdiff.copies import copy_cover
 from inpdiff.io import read_image
 from inpdiff.runtime.decoding import Handover, IsolatedDecoder, _decode
 from inpdiff.runtime.inputs import Job, iter_jobs, mirrored
 from inpdiff.runtime.localizer import Localizer, LocalizeConfig
-from inpdiff.runtime.pipeline import PipelineConfig, _Pending, _PixelBudget, run_pipeline
+from inpdiff.runtime.pipeline import PipelineConfig, _assemble, _Pending, _PixelBudget, run_pipeline
 from inpdiff.runtime.report import Report, ResumeError
 
 from conftest import make_photo
@@ -183,6 +185,49 @@ def test_a_stop_while_the_stages_shut_down_is_raised_once_every_thread_is_done(m
     finally:
         signal.signal(signal.SIGINT, previous)
     assert alive == [] and written[-1] == "whole"
+
+
+def test_a_stopped_run_ends_the_copy_search_of_its_photo_in_flight(model_dir, tmp_path):
+    """Ctrl-C waited for the copy search of the photo in flight: 15-27 s on a 48 MP photo. The run's
+    stop now ends the search at its next band, and the photo is left for the next run to redo."""
+    path = photos(tmp_path, 1, (2400, 3200))[0]
+    image = read_image(path)
+    t = time.perf_counter()
+    copy_cover(image)  # the runtime's settings, near copies and all
+    search = time.perf_counter() - t
+    stop, written, stopped_at = threading.Event(), [], []
+
+    def on_tiles(planned: int, inferred: int) -> None:
+        if planned:  # the photo is cut up, and its search has begun
+            stop.set()
+            stopped_at.append(time.perf_counter())
+
+    loc = Localizer(model_dir, config=LocalizeConfig(steps=1), threads=1)
+    try:
+        run_pipeline(loc, iter_jobs([str(path)], tmp_path / "out"), PipelineConfig(workers=2), written.append,
+                     stop, on_tiles)
+    finally:
+        loc.close()  # waits for the copy threads
+    assert written == [] and time.perf_counter() - stopped_at[0] < search / 4, search
+
+
+def test_a_photo_whose_copy_search_was_stopped_is_not_written_as_failed(model_dir):
+    """Its tiles all done when the run stopped its search: no report line, so the next run redoes it."""
+    stop = threading.Event()
+    stop.set()
+
+    def assembled(loc: Localizer, stop: threading.Event | None) -> list:
+        plan = loc.start_copies(loc.plan(make_photo(100, 130, 0)), stop)
+        pending, finished = _Pending(None, plan, 0.0, loc.accumulator(plan)), queue.Queue()
+        for i, m in enumerate(loc.infer(np.stack([plan.tile(i) for i in range(len(plan.origins))]), plan.origins)):
+            pending.add(loc, i, m, None)
+        _assemble(loc, pending, finished)
+        return list(finished.queue)
+
+    with Localizer(model_dir, config=LocalizeConfig(steps=1), threads=1) as loc:
+        assert assembled(loc, stop) == []
+        [done] = assembled(loc, None)
+        assert done.result is not None and done.error is None
 
 
 class FailOnBlack:

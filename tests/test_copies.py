@@ -158,7 +158,7 @@ def test_near_pairs_of_an_offset_that_few_share_are_dropped(monkeypatch):
     """A lookalike or two is what pristine photos have; a copied area gives many pairs of one offset."""
     few = [(10, 10, 10, 60), (11, 10, 11, 60)]  # two pairs at offset (0, 50): dropped
     many = [(100, 20 + x, 140, 30 + x) for x in range(3)]  # three at offset (40, 10): kept, both ends
-    monkeypatch.setattr(copies, "near_pairs", lambda image, s: np.array(few + many if not s.blur else many[:1], np.int64))
+    monkeypatch.setattr(copies, "near_pairs", lambda image, s, stop: np.array(few + many if not s.blur else many[:1], np.int64))
     cover = copy_cover(np.zeros((200, 200, 3), np.uint8))  # flat: no exact copies of its own
     expected = np.zeros((200, 200), np.uint8)
     for y, x, y2, x2 in many:
@@ -200,6 +200,36 @@ def test_bands_and_sorting_passes_do_not_change_the_map(monkeypatch):
     assert near_copy_cover(np.full((300, 300, 3), 200, np.uint8)).max() == 0  # passes with nothing to pass over
 
 
+
+def test_a_search_asked_to_stop_ends_at_its_next_band_and_one_never_asked_gives_the_same_map(monkeypatch):
+    """A stopping run must not wait for a photo's copy search (20 s at 48 MP): the search asks
+    `stop()` between bands, chunks and passes, in every stage, and ends at the first True."""
+    edited, _ = pasted(cv2.resize(read_image(PHOTO), (900, 700), interpolation=cv2.INTER_CUBIC), (500, 700), (100, 60), 96)
+    expected = copy_cover(edited)
+    monkeypatch.setattr(copies, "HASH_BLOCKS", 97 * 897)
+    monkeypatch.setattr(copies, "PASS_BLOCKS", 50_000)
+    monkeypatch.setattr(near_copies, "BAND_BLOCKS", 61 * 893)
+    monkeypatch.setattr(near_copies, "PASS_BLOCKS", 40_000)
+    monkeypatch.setattr(near_copies, "CHUNK", 20_000)
+    never = Asked()
+    np.testing.assert_array_equal(copy_cover(edited, stop=never), expected)
+    assert never.times > 50
+    for k in sorted({*np.linspace(1, never.times, 8).astype(int).tolist()}):
+        stop = Asked(stop_at=k)
+        with pytest.raises(near_copies.Stopped):
+            copy_cover(edited, stop=stop)
+        assert stop.times == k  # not asked again once it said stop
+
+
+class Asked:
+    """A search's `stop`: counts how often it is asked, and says stop the `stop_at`th time."""
+
+    def __init__(self, stop_at: int = 0):
+        self.times, self.stop_at = 0, stop_at
+
+    def __call__(self) -> bool:
+        self.times += 1
+        return self.times == self.stop_at
 def test_flat_repetitive_and_drawn_areas_are_not_copies():
     flat = np.full((64, 64, 3), 200, np.uint8)
     pattern = np.tile(np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8), (8, 8, 1))

@@ -307,6 +307,7 @@ void near_matches_in_shares(const cv::Mat& rgb, const NearCopySettings& s, const
       ++sizes[i];
     });
   for (size_t i = 0; i < files.size(); ++i) {
+    if (read) read(0);  // a share reads no rows of the photo: this is where a stopping run ends the search
     std::vector<NearKey>& keys = scratch.keys;
     std::vector<NearFeatures>& feats = scratch.feats;
     keys.resize(sizes[i]), feats.resize(sizes[i]);
@@ -551,6 +552,7 @@ cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s, const RowsRead& re
       ++sizes[i];
     });
     for (size_t i = 0; i < files.size(); ++i) {
+      if (read) read(0);
       keys.resize(sizes[i]);
       std::rewind(files[i].get());
       if (std::fread(keys.data(), sizeof(uint64_t), sizes[i], files[i].get()) != sizes[i])

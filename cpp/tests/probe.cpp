@@ -3,7 +3,9 @@
 //   cpp_probe localize MODEL IMAGE OUT.f32 [SAMPLES SEED STEPS]
 //                                                          the probability map (float32, H x W) to OUT.f32;
 //                                                          score, verdict and regions as JSON on stdout
-//   cpp_probe copies IMAGE OUT.u8                          the copy cover (uint8, H x W) to OUT.u8
+//   cpp_probe copies IMAGE OUT.u8 [STOP_AT]                the copy cover (uint8, H x W) to OUT.u8; as JSON, how
+//                                                          often the search asked to go on (and how often between
+//                                                          passes that read no rows), stopped at the STOP_AT-th time
 //   cpp_probe regions MASK.png PROB.png                    the mask's regions, with their mean PROB / 255, as JSON
 //   cpp_probe decode IMAGE OUT.u8                          the photo as decoded straight into a file (RGB, H x W x 3)
 //                                                          to OUT.u8, or nothing where it cannot be; JSON on stdout
@@ -37,10 +39,22 @@ int main(int argc, char** argv) {
       write_floats(argv[7], z.data(), z.size());
       return 0;
     }
-    if (what == "copies" && argc == 4) {
-      const cv::Mat cover = copy_cover(read_image(argv[2]));
+    if (what == "copies" && (argc == 4 || argc == 5)) {
+      const long stop_at = argc == 5 ? std::stol(argv[4]) : 0;
+      long asked = 0, between = 0;
+      cv::Mat cover;
+      try {
+        cover = copy_cover(read_image(argv[2]), {}, [&](int rows) {
+          between += rows == 0;
+          if (++asked == stop_at) throw Stopped();
+        });
+      } catch (const Stopped&) {
+        std::cout << nlohmann::json{{"asked", asked}, {"between", between}, {"stopped", true}}.dump() << std::endl;
+        return 0;
+      }
       std::ofstream(argv[3], std::ios::binary).write(reinterpret_cast<const char*>(cover.data),
                                                      static_cast<std::streamsize>(cover.total()));
+      std::cout << nlohmann::json{{"asked", asked}, {"between", between}, {"stopped", false}}.dump() << std::endl;
       return 0;
     }
     if (what == "decode" && argc == 4) {

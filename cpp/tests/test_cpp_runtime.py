@@ -197,13 +197,10 @@ def test_exact_copies_alone_match_python(tmp_path):
     assert maps["py", None][region].mean() > maps["py", "--no-near-copies"][region].mean() + 100  # of 255
 
 
-def test_copy_cover_of_a_photo_compared_in_shares_matches_python(tmp_path):
-    """Above 4M blocks both runtimes compare near copies a share of key parts at a time, from features
-    written to files once (three shares here), and exact copies a part of their hashes at a time (two):
-    the covers must still be equal, and find both copies."""
-    from inpdiff.copies import PASS_BLOCKS, copy_cover
-    from inpdiff.io import read_image
-
+def shares_photo(path: Path) -> np.ndarray:
+    """A 2100 x 2100 JPEG above both runtimes' one-pass sizes (three shares of near copies, two parts of
+    exact ones), with one region pasted off the JPEG grid (near copies only) and one on it (exact copies
+    inside); the photo as written."""
     img = cv2.imread(str(EXAMPLES / "astronaut_pristine.png"))
     tiles = []  # 16 different views of the photo, so that nothing but the pasted area repeats
     for k in range(16):
@@ -211,10 +208,21 @@ def test_copy_cover_of_a_photo_compared_in_shares_matches_python(tmp_path):
         t = np.rot90(t, k % 4)
         tiles.append(np.ascontiguousarray((t[:, ::-1] if k // 4 % 2 else t)[:525, :525]))
     photo = np.vstack([np.hstack(tiles[r * 4:r * 4 + 4]) for r in range(4)])
-    photo[1500:1700, 1400:1650] = photo[200:400, 300:550]  # off the JPEG grid: near copies only
-    photo[1008:1200, 208:400] = photo[16:208, 1600:1792]  # on it (16-pixel MCUs): exact copies inside
-    path = tmp_path / "pasted_q90.jpg"
+    photo[1500:1700, 1400:1650] = photo[200:400, 300:550]  # off the JPEG grid (16-pixel MCUs)
+    photo[1008:1200, 208:400] = photo[16:208, 1600:1792]  # on it
     cv2.imwrite(str(path), photo, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return photo
+
+
+def test_copy_cover_of_a_photo_compared_in_shares_matches_python(tmp_path):
+    """Above 4M blocks both runtimes compare near copies a share of key parts at a time, from features
+    written to files once (three shares here), and exact copies a part of their hashes at a time (two):
+    the covers must still be equal, and find both copies."""
+    from inpdiff.copies import PASS_BLOCKS, copy_cover
+    from inpdiff.io import read_image
+
+    path = tmp_path / "pasted_q90.jpg"
+    shares_photo(path)
     assert (2100 - 7) ** 2 > PASS_BLOCKS == 1 << 22  # blocks: above both runtimes' one-pass sizes
     # TMPDIR names a missing folder: the share files go to the next temporary folder, as Python's do.
     p = run(PROBE, "copies", path, tmp_path / "cover.u8", env={**os.environ, "TMPDIR": str(tmp_path / "missing")})
@@ -222,6 +230,19 @@ def test_copy_cover_of_a_photo_compared_in_shares_matches_python(tmp_path):
     py = copy_cover(read_image(path))
     assert np.array_equal(np.fromfile(tmp_path / "cover.u8", np.uint8).reshape(py.shape), py)
     assert py[1500:1700, 1400:1650].mean() > 0.1 and py[1024:1184, 224:384].mean() > 0.9 and py.mean() < 0.03
+
+
+def test_the_copy_search_asks_to_go_on_between_its_passes_too_and_stops_where_told(tmp_path):
+    """A stopping run ends the search where it next asks. It asked only as it read a band of rows, so the
+    comparisons of the shares and parts, 3-4 s of a 48 MP photo, ran on after a stop; it now asks before
+    each share of each near search and each part of the exact copies too."""
+    path = tmp_path / "pasted_q90.jpg"
+    shares_photo(path)
+    whole = json.loads(run(PROBE, "copies", path, tmp_path / "cover.u8").stdout)
+    assert not whole["stopped"] and whole["between"] == 2 * 3 + 2, whole
+    for k in sorted({*np.linspace(1, whole["asked"], 6).astype(int).tolist()}):
+        told = json.loads(run(PROBE, "copies", path, tmp_path / "cover.u8", k).stdout)
+        assert told["stopped"] and told["asked"] == k, (k, told)
 
 
 def test_a_mask_of_more_than_65535_regions_matches_python(tmp_path):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 import warnings
 from collections.abc import Iterable
@@ -198,6 +199,7 @@ class Localizer:
         self._copies = (ThreadPoolExecutor(self.config.copy_threads or os.cpu_count() or 1, thread_name_prefix="copies")
                         if self.config.copies else None)
         self.copy_settings = CopySettings() if self.config.near_copies else CopySettings(near=())
+        self._closing = threading.Event()  # ends the searches still running, which close() would wait for
         self.backend = (make_backend(backend, self.model_dir, threads) if isinstance(backend, (str, BackendSpec))
                         else backend)
         graph_tile = getattr(self.backend, "tile", self.tile)  # None: graphs that take any size
@@ -224,6 +226,7 @@ class Localizer:
 
     def close(self) -> None:
         """Free the backend (its sessions or engines, streams and buffers) and the copy threads."""
+        self._closing.set()
         self.backend.close()
         if self._copies:
             self._copies.shutdown(cancel_futures=True)
@@ -282,11 +285,14 @@ class Localizer:
         """The blend ramps of a tile of `shape`, along y and x."""
         return blend_ramp(shape[0], self.overlap), blend_ramp(shape[1], self.overlap)
 
-    def start_copies(self, plan: Plan) -> Plan:
+    def start_copies(self, plan: Plan, stop: threading.Event | None = None) -> Plan:
         """Begin the plan's copy search on a thread of the copy pool, so that it runs beside the inference of its
-        tiles (for callers that will assemble it; those that only plan and infer pay nothing)."""
+        tiles (for callers that will assemble it; those that only plan and infer pay nothing). Once `stop` is
+        set, or this Localizer is closed, the search ends and the cover raises near_copies.Stopped."""
         if self._copies and plan.cover is None:
-            plan.cover = self._copies.submit(copy_cover, plan.image, self.copy_settings)
+            closing = self._closing.is_set
+            stopped = closing if stop is None else (lambda: stop.is_set() or closing())
+            plan.cover = self._copies.submit(copy_cover, plan.image, self.copy_settings, stopped)
         return plan
 
     def infer(self, tiles: np.ndarray, origins: list[tuple[int, int]]) -> np.ndarray:

@@ -37,6 +37,7 @@ from typing import Callable, Iterable, Iterator, Protocol
 import numpy as np
 
 from ..io import MAX_PIXELS, ImageError, image_pixels, read_image
+from ..near_copies import Stopped
 from .decoder_pool import DECODERS
 from .decoding import Decode, IsolatedDecoder, Spill, decode_or_spill
 from .inputs import Job
@@ -202,11 +203,11 @@ def run_pipeline(localizer: Localizer, jobs: Iterable[Job], cfg: PipelineConfig,
                     if assemblers:
                         complete.put(p)
                     else:
-                        finished.put(_assemble(localizer, p))
+                        _assemble(localizer, p, finished)
 
     def assemble() -> None:
         while (p := complete.get()) is not _END:
-            finished.put(_assemble(localizer, p))
+            _assemble(localizer, p, finished)
 
     def writer() -> None:
         while (done := finished.get()) is not _END:
@@ -314,7 +315,7 @@ def _tile(localizer: Localizer, cfg: PipelineConfig, decoder: IsolatedDecoder, b
     held: dict[tuple[int, int], list[tuple[_Pending, int]]] = {}  # by tile shape: a call takes one
     item = decoded.get()
     while item is not _END and not stop.is_set():
-        for tile in _cut(localizer, decoder, budget, *item, finished, on_tiles):
+        for tile in _cut(localizer, decoder, budget, *item, finished, stop, on_tiles):
             held.setdefault(tile[0].plan.shape, []).append(tile)
         try:
             item = decoded.get_nowait()
@@ -339,13 +340,14 @@ def _tile(localizer: Localizer, cfg: PipelineConfig, decoder: IsolatedDecoder, b
 
 
 def _cut(localizer: Localizer, decoder: IsolatedDecoder, budget: _PixelBudget, job: Job, started: float,
-         future, finished: queue.Queue, on_tiles: Callable[[int, int], None]) -> list[tuple[_Pending, int]]:
+         future, finished: queue.Queue, stop: threading.Event,
+         on_tiles: Callable[[int, int], None]) -> list[tuple[_Pending, int]]:
     """One decoded image -> its tiles, to infer (none where it failed, which goes to the writer). A
     function of its own so that the tiler keeps no reference to the image once its tiles are sent."""
     try:
         image = decoder.result(job.path, future)
         budget.correct(job, image.shape[0] * image.shape[1])
-        plan = localizer.start_copies(localizer.plan(image.open() if isinstance(image, Spill) else image))
+        plan = localizer.start_copies(localizer.plan(image.open() if isinstance(image, Spill) else image), stop)
         pending = _Pending(job, plan, started, localizer.accumulator(plan))
         on_tiles(len(plan.origins), 0)
         return [(pending, i) for i in range(len(plan.origins))]
@@ -354,17 +356,22 @@ def _cut(localizer: Localizer, decoder: IsolatedDecoder, budget: _PixelBudget, j
         return []
 
 
-def _assemble(localizer: Localizer, p: _Pending) -> Done:
-    # Taken out of the pending image, which other threads may still refer to (their last batch), so that
-    # the photo, its padded copy and its copy cover go as soon as it is written.
+def _assemble(localizer: Localizer, p: _Pending, finished: queue.Queue) -> None:
+    """The image's Done onto `finished`; nothing where the run stopped its copy search, so that the next
+    run redoes it. No reference to it stays here: the photo goes as soon as it is written."""
+    # Taken out of the pending image, which other threads may still refer to (their last batch).
     plan, acc, p.plan, p.acc = p.plan, p.acc, None, None
     if p.error:
-        return Done(p.job, error=f"{p.job.path}: {p.error}", elapsed_ms=_ms(p.started))
+        finished.put(Done(p.job, error=f"{p.job.path}: {p.error}", elapsed_ms=_ms(p.started)))
+        return
     try:
         result = localizer.finish(plan, acc)
+    except Stopped:
+        return
     except Exception as e:
-        return Done(p.job, error=error_message(p.job, e), elapsed_ms=_ms(p.started))
-    return Done(p.job, plan.image, result, elapsed_ms=_ms(p.started))
+        finished.put(Done(p.job, error=error_message(p.job, e), elapsed_ms=_ms(p.started)))
+        return
+    finished.put(Done(p.job, plan.image, result, elapsed_ms=_ms(p.started)))
 
 
 def error_message(job: Job, e: Exception) -> str:

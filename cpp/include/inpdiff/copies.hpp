@@ -51,7 +51,8 @@ struct CopySettings {  // inpdiff/copies.py CopySettings: the defaults are writt
 // RGB CV_8UC3 -> CV_8U of the same size, 1 where a pixel lies in a block of a kept near-copy match.
 cv::Mat near_copy_cover(const cv::Mat& rgb, const NearCopySettings& s = {});
 
-// Told of each band of the photo's rows read, so that a photo in a file can let go of their pages.
+// Told of each band of the photo's rows read, so that a photo in a file can let go of their pages, and
+// between passes that read none (0 rows): a stopping run ends the search from it (localizer.cpp).
 using RowsRead = std::function<void(int rows)>;
 
 // RGB CV_8UC3 -> CV_8U of the same size, 1 where a pixel lies in a marked block or a near copy.
