@@ -51,6 +51,7 @@ class Stopped(Exception):
 
 
 def check(stop: Stop) -> None:
+    """Raise Stopped if `stop` says so: called by the searches at each of their checkpoints."""
     if stop is not None and stop():
         raise Stopped
 
