@@ -1,4 +1,4 @@
-"""Two training-free cues tried beside the copy evidence, and why neither ships (README, "Real-world fills").
+"""Three training-free cues tried beside the copy evidence, and why none ships (README, "Real-world fills").
 
 1. A JPEG-robust near-copy test: every 16x16 block (stride 8) of a photo's high-pass residual is
    matched against the whole residual (normalised cross-correlation, its own neighbourhood excluded);
@@ -10,9 +10,15 @@
    frequency (both axes, 32-pixel window) over the local residual energy. Printed: pixel AUC per fill
    family of the cue alone, of a model's map alone, of the map raised to the cue where the cue
    clears every pristine photo (as the copy evidence is fused), and of the map plus the cue.
+3. The photo's own JPEG grid, which a fill breaks: a camera JPEG's blockiness falls on its 8x8 grid.
+   The cue is where it does not: 1 minus the share of the residual's jumps that fall on the grid's
+   phase (found from the whole photo), in 32-pixel windows, rescaled to 0..1. Printed: the photos'
+   blockiness peak, then pixel AUC per fill and post-process of the network alone, as shipped (copy
+   evidence fused), of the cue alone, and of the shipped map plus 0.3 times the cue.
 
     python benchmarks/second_cues.py --model /tmp/lat --data cache/synth/val-all
     python benchmarks/second_cues.py --ncc cache/synth/val-criminisi --count 12   # about 10 minutes
+    python benchmarks/second_cues.py --grid cache/synth/sun-real                 # camera JPEGs (README)
 (/tmp/lat: `inpdiff export runs/edge-lomo-latent/best -o /tmp/lat`, the model that never saw a latent fill.)
 """
 from __future__ import annotations
@@ -115,6 +121,43 @@ def ncc_table(data: Path, count: int, best: float, margin: float) -> None:
         print(f"| {'lossless' if not quality else f'JPEG {quality}'} | {fill[0] / fill[1]:.3f} | {clean[0] / clean[1]:.4f} | {clean[2]} of {len(edits)} |")
 
 
+def grid_cue(gray: np.ndarray, win: int = 32) -> tuple[np.ndarray, float]:
+    """(where the photo's own 8x8 grid is missing, 0..1; the grid's blockiness peak over the mean)."""
+    dx, dy = np.abs(np.diff(gray, axis=1)), np.abs(np.diff(gray, axis=0))
+    per_x, per_y = [dx[:, p::8].mean() for p in range(8)], [dy[p::8].mean() for p in range(8)]
+    on_x, on_y = np.zeros_like(dx), np.zeros_like(dy)
+    px, py = int(np.argmax(per_x)), int(np.argmax(per_y))
+    on_x[:, px::8], on_y[py::8] = dx[:, px::8], dy[py::8]
+    h, w = gray.shape
+    share = sum(cv2.resize(cv2.blur(on, (win, win)) * 8 / (cv2.blur(d, (win, win)) + 1e-3), (w, h))
+                for on, d in ((on_x, dx), (on_y, dy))) / 2
+    cue = -share
+    return (cue - cue.min()) / (np.ptp(cue) + 1e-9), float(max(per_x) / np.mean(per_x))
+
+
+def grid_table(data: Path) -> None:
+    from inpdiff.copies import copy_cover, raise_to_copies
+
+    samples = [json.loads(line) for line in open(data / "samples.jsonl")]
+    peaks, aucs = [], defaultdict(list)
+    with Localizer(config=LocalizeConfig(copies=False)) as loc:
+        for s in samples:
+            image = cv2.imread(str(data / "images" / f"{s['name']}.png"))[:, :, ::-1].copy()
+            cue, peak = grid_cue(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32))
+            if s["family"] == "pristine":
+                peaks.append(peak)
+                continue
+            mask = cv2.imread(str(data / "masks" / f"{s['name']}.png"), cv2.IMREAD_GRAYSCALE) > 127
+            prob = loc.localize(image).prob
+            shipped = raise_to_copies(prob.copy(), copy_cover(image), loc.copy_settings)
+            aucs[(s["method"], s.get("post", "none"))].append(
+                [roc_auc(m.ravel(), mask.ravel()) for m in (prob, shipped, cue, shipped + 0.3 * cue)])
+    print(f"blockiness peak of the {len(peaks)} pristine photos on their grid: {np.min(peaks):.2f}-{np.max(peaks):.2f} x the mean")
+    print("| fill / post | n | network alone | as shipped | grid cue alone | shipped + 0.3 cue |\n|---|---|---|---|---|---|")
+    for (method, post), rows in sorted(aucs.items()):
+        print(f"| {method} / {post} | {len(rows)} | " + " | ".join(f"{v:.3f}" for v in np.nanmean(rows, axis=0)) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="model folder for the period-8 table (one that never saw a latent fill)")
@@ -123,11 +166,14 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=12)
     ap.add_argument("--ncc-best", type=float, default=0.6)
     ap.add_argument("--ncc-margin", type=float, default=0.15)
+    ap.add_argument("--grid", type=Path, help="a synth set of camera JPEGs for the JPEG-grid table")
     args = ap.parse_args()
     if args.model:
         latent_table(args.model, args.data)
     if args.ncc:
         ncc_table(args.ncc, args.count, args.ncc_best, args.ncc_margin)
+    if args.grid:
+        grid_table(args.grid)
 
 
 if __name__ == "__main__":
