@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--extra", default="", help="more options for the command, as one string")
     a = ap.parse_args()
     command = [a.command, *shlex.split(a.extra)]
-    print(f"| photo | SIGINT after | exit status | seconds to exit |\n|---|---|---|---|")
+    print("| photo | SIGINT after | exit status | seconds to exit |\n|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for mp in map(int, a.sizes.split(",")):
             w, h, n = SIZES[mp]
