@@ -194,8 +194,8 @@ def _part(feature: np.ndarray, s: NearCopySettings) -> np.ndarray:
 Blocks = tuple[np.ndarray, np.ndarray, np.ndarray]  # features (9, n) float32, std (n,) float64, index (n,) int64
 
 
-def _records(image, a: int, b: int, s: NearCopySettings) -> np.ndarray:
-    f, sd, at = _band_features(image, a, b, s)
+def _records(f: np.ndarray, sd: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """A band's features (_band_features) as RECORDs, to write to a share's file."""
     rec = np.empty(len(at), RECORD)
     rec["f"], rec["sd"], rec["at"] = f.T, sd, at
     return rec
@@ -223,9 +223,8 @@ def _shares(image, bands: list[tuple[int, int]], s: NearCopySettings, blocks: in
             n = 0
         n += c
     files = [RowWriter(None, (), RECORD) for _ in starts]
-    for a, b in bands:
-        check(stop)
-        rec = _records(image, a, b, s)
+    for band in features(bands):
+        rec = _records(*band)
         share = (np.searchsorted(starts, _part(rec["f"][:, 0], s), side="right") - 1).astype(np.uint16)
         order = np.argsort(share, kind="stable")  # raster order within each share (a radix sort, on 16 bits)
         for file, part in zip(files, np.split(rec[order], np.searchsorted(share[order], np.arange(1, len(starts))))):
