@@ -42,19 +42,18 @@ int main(int argc, char** argv) {
     if (what == "copies" && (argc == 4 || argc == 5)) {
       const long stop_at = argc == 5 ? std::stol(argv[4]) : 0;
       long asked = 0, between = 0;
-      cv::Mat cover;
+      bool stopped = false;
       try {
-        cover = copy_cover(read_image(argv[2]), {}, [&](int rows) {
+        const cv::Mat cover = copy_cover(read_image(argv[2]), {}, [&](int rows) {
           between += rows == 0;
           if (++asked == stop_at) throw Stopped();
         });
+        std::ofstream(argv[3], std::ios::binary).write(reinterpret_cast<const char*>(cover.data),
+                                                       static_cast<std::streamsize>(cover.total()));
       } catch (const Stopped&) {
-        std::cout << nlohmann::json{{"asked", asked}, {"between", between}, {"stopped", true}}.dump() << std::endl;
-        return 0;
+        stopped = true;
       }
-      std::ofstream(argv[3], std::ios::binary).write(reinterpret_cast<const char*>(cover.data),
-                                                     static_cast<std::streamsize>(cover.total()));
-      std::cout << nlohmann::json{{"asked", asked}, {"between", between}, {"stopped", false}}.dump() << std::endl;
+      std::cout << nlohmann::json{{"asked", asked}, {"between", between}, {"stopped", stopped}}.dump() << std::endl;
       return 0;
     }
     if (what == "decode" && argc == 4) {
