@@ -33,7 +33,6 @@ class ModelConfig:
     diffusion: bool = True         # False: single-pass discriminative baseline, same network
     context: bool = False          # compare each region with its image (README: "Image context")
     learned_highpass: bool = False  # constrained (Bayar) high-pass filters beside SRM
-    self_match: bool = False       # a learned copy-move cue at stride 8 (README: "A learned copy cue")
     pretrained_backbone: str | None = None  # local safetensors file; nothing is downloaded
 
 

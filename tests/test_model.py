@@ -68,22 +68,6 @@ def test_acn_gives_both_conditions_at_four_scales(tiny_cfg):
         assert all(c.dtype == torch.float32 for c in conds)
 
 
-def test_self_match_finds_a_copy_but_not_a_neighbour_and_starts_as_nothing():
-    from inpdiff.model.acn import SelfMatch
-
-    torch.manual_seed(0)
-    match = SelfMatch(32, 8)
-    torch.nn.init.zeros_(match.proj.bias)
-    feats = torch.randn(1, 32, 12, 12)
-    feats[..., 8:11, 7:10] = feats[..., 1:4, 1:4]   # a copy 6 cells away
-    feats[..., 6, 1] = feats[..., 6, 2]             # a lookalike next door, inside the excluded neighbourhood
-    best = match.matches(feats)[0, 0]
-    copied = torch.zeros(12, 12, dtype=torch.bool)
-    copied[8:11, 7:10] = copied[1:4, 1:4] = True
-    assert best[copied].min() > 0.999 and best[~copied].max() < 0.9
-    assert match(feats).abs().max() == 0
-
-
 def test_dn_outputs_full_resolution_mask_and_edge(tiny_cfg):
     model = InpDiffusion(tiny_cfg)
     image, x_t = torch.rand(3, 3, 64, 96), torch.randn(3, 1, 64, 96)

@@ -16,7 +16,7 @@ Floor Gather GatherElements GatherND Gemm GlobalAveragePool GlobalMaxPool Greate
 HardSigmoid HardSwish Identity InstanceNormalization LeakyRelu Less LessOrEqual Log LogSoftmax MatMul Max
 MaxPool Mean Min Mul Neg Not Or Pad Pow PRelu QuantizeLinear Range Reciprocal ReduceMax ReduceMean
 ReduceMin ReduceProd ReduceSum Relu Reshape Resize Round Shape Sigmoid Sign Sin Size Slice Softmax
-Softplus SpaceToDepth Split Sqrt Squeeze Sub Sum Tanh Tile TopK Transpose Unsqueeze Where
+Softplus SpaceToDepth Split Sqrt Squeeze Sub Sum Tanh Tile Transpose Unsqueeze Where
 """.split())
 
 

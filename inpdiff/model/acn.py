@@ -119,45 +119,6 @@ class ImageContext(nn.Module):
         return x + self.out((a @ v).transpose(1, 2).reshape(b, c, h, w))
 
 
-class SelfMatch(nn.Module):
-    """A learned copy-move cue (BusterNet's similarity branch, in small): how closely each position's
-    descriptor matches its best matches elsewhere in the image. Exemplar fills paste the image's own
-    texture, and a re-save or resize leaves the copies alike but no longer equal, which the runtime's
-    hand-made copy search then misses. Its output is added to the residual stream's features and is zero
-    at initialisation, so a model fine-tuned with it starts as its checkpoint."""
-
-    def __init__(self, cin: int, c: int, d: int = 32, k: int = 8, exclude: int = 2):
-        super().__init__()
-        self.proj = nn.Conv2d(cin, d, 1)
-        self.k, self.exclude = k, exclude
-        self.out = nn.Sequential(nn.Conv2d(k + 1, c, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(c, c, 1))
-        nn.init.zeros_(self.out[-1].weight)
-        nn.init.zeros_(self.out[-1].bias)
-
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.out(self.matches(feats))
-
-    def matches(self, feats: torch.Tensor) -> torch.Tensor:
-        """(B, k + 1, H, W): the k best cosines with positions more than `exclude` away, then the mean one."""
-        b, _, h, w = feats.shape
-        f = self.proj(feats).flatten(2)
-        f = f / f.square().sum(dim=1, keepdim=True).add(1e-12).sqrt()   # (B, d, N), unit length
-        sim = f.transpose(1, 2) @ f                                       # (B, N, N) cosines
-        # A position's own neighbourhood always matches; only matches farther away can be copies.
-        ones = torch.ones_like(feats[0, 0])
-        near = self._band(ones.cumsum(0)[:, 0])[:, None, :, None] & self._band(ones.cumsum(1)[0])[None, :, None, :]
-        sim = sim.masked_fill(near.reshape(h * w, h * w), -1.0)
-        best = sim.topk(self.k, dim=-1).values                            # (B, N, k), descending
-        # How alike the position is to everything (a smooth sky matches anywhere): the mean cosine.
-        stats = torch.cat([best, sim.mean(dim=-1, keepdim=True)], dim=-1)
-        return stats.transpose(1, 2).reshape(b, -1, h, w)
-
-    def _band(self, i: torch.Tensor) -> torch.Tensor:
-        """Which pairs of rows (or columns) are at most `exclude` apart. The indices come from a cumulative
-        sum, not arange, so that an exported graph's shapes follow from its input's (TensorRT's lint)."""
-        return (i[:, None] - i[None]).abs() <= self.exclude
-
-
 class DilatedStream(nn.Module):
     """One DMFE stream at one scale: parallel dilated 3x3 convs (several receptive fields), fused by 1x1.
 
@@ -196,8 +157,6 @@ class ACN(nn.Module):
         n = len(cfg.hf_widths)
         self.context = nn.ModuleList(ImageContext(w, attend=i >= n - 2) if cfg.context and i > 0 else nn.Identity()
                                      for i, w in enumerate(cfg.hf_widths))
-        # The copy-move cue at stride 8, from both streams' features, into the residual stream.
-        self.self_match = SelfMatch(cfg.backbone_widths[1] + cfg.hf_widths[1], cfg.hf_widths[1]) if cfg.self_match else None
         self.semantic = nn.ModuleList(
             DilatedStream(w, c, cfg.dilations, cfg.use_dmfe) for w, c in zip(cfg.backbone_widths, cfg.cond_widths))
         self.edge = nn.ModuleList(
@@ -211,8 +170,6 @@ class ACN(nn.Module):
         sem_feats = self.backbone(pixels * self.scale + self.shift)
         residual = self.highpass(pixels)
         hf_feats = [c(f) for c, f in zip(self.context, self.hf(residual))]
-        if self.self_match is not None:
-            hf_feats[1] = hf_feats[1] + self.self_match(torch.cat([sem_feats[1], hf_feats[1]], dim=1))
         sem = [s(f) for s, f in zip(self.semantic, sem_feats)]
         edge = [e(f) for e, f in zip(self.edge, hf_feats)]
         return sem, edge

@@ -123,9 +123,6 @@ def _load_state(opt: torch.optim.Optimizer, ckpt: Path) -> dict:
     return meta
 
 
-ADDABLE = ("acn.self_match.",)
-
-
 def _init_weights(model: InpDiffusion, ckpt: Path) -> None:
     from safetensors.torch import load_file
 
@@ -133,14 +130,11 @@ def _init_weights(model: InpDiffusion, ckpt: Path) -> None:
         raise FileNotFoundError(f"train.init_from: no model.safetensors in {ckpt}")
     state = load_file(str(ckpt / "model.safetensors"))
     mine = model.state_dict()
-    # Modules that start as the identity (their last layer zero) may be added by the fine-tune's config.
-    added = [k for k in mine if k not in state and k.startswith(ADDABLE)]
-    wrong = sorted(k for k in mine if k not in added and (k not in state or state[k].shape != mine[k].shape)) \
-        + sorted(set(state) - set(mine))
+    wrong = sorted(k for k in mine if k not in state or state[k].shape != mine[k].shape) + sorted(set(state) - set(mine))
     if wrong:
         raise ValueError(f"train.init_from: {ckpt} is another architecture ({len(wrong)} tensors differ, "
                          f"e.g. {wrong[0]}); fine-tune from a checkpoint of this config's model")
-    model.load_state_dict(state, strict=not added)
+    model.load_state_dict(state)
 
 
 def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
