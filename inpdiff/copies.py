@@ -175,9 +175,9 @@ def _sorted_parts(image, s: CopySettings, parts: int, bits: np.uint64, stop: Sto
 
 def copy_cover(image: np.ndarray, s: CopySettings = CopySettings(), stop: Stop = None) -> np.ndarray:
     """RGB uint8 (H, W, 3), or any array-like whose rows slice as one (inpdiff.spill), -> (H, W) uint8,
-    1 where a pixel lies in a marked block or a near copy. `stop()` is asked between bands, and True
-    ends the search with Stopped: a 48 MP photo's search takes 20 s, too long for a stopping run to
-    wait for."""
+    1 where a pixel lies in a marked block or a near copy. `stop()` is asked between bands, parts, shares
+    and chunks of pairs, and True ends the search with Stopped: a 48 MP photo's search takes 20 s, too
+    long for a stopping run to wait for."""
     H, W = image.shape[:2]
     cover = np.zeros((H, W), np.uint8)
     pairs, sizes = [np.zeros((0, 4), np.int64)], [np.zeros(0, np.int64)]

@@ -43,7 +43,7 @@ import numpy as np
 
 from .spill import RowWriter
 
-Stop = Callable[[], bool] | None  # asked between bands: True ends the search with Stopped
+Stop = Callable[[], bool] | None  # asked at the searches' checkpoints: True ends the search with Stopped
 
 
 class Stopped(Exception):

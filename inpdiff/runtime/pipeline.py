@@ -362,16 +362,15 @@ def _assemble(localizer: Localizer, p: _Pending, finished: queue.Queue) -> None:
     # Taken out of the pending image, which other threads may still refer to (their last batch).
     plan, acc, p.plan, p.acc = p.plan, p.acc, None, None
     if p.error:
-        finished.put(Done(p.job, error=f"{p.job.path}: {p.error}", elapsed_ms=_ms(p.started)))
-        return
-    try:
-        result = localizer.finish(plan, acc)
-    except Stopped:
-        return
-    except Exception as e:
-        finished.put(Done(p.job, error=error_message(p.job, e), elapsed_ms=_ms(p.started)))
-        return
-    finished.put(Done(p.job, plan.image, result, elapsed_ms=_ms(p.started)))
+        done = Done(p.job, error=f"{p.job.path}: {p.error}", elapsed_ms=_ms(p.started))
+    else:
+        try:
+            done = Done(p.job, plan.image, localizer.finish(plan, acc), elapsed_ms=_ms(p.started))
+        except Stopped:
+            return
+        except Exception as e:
+            done = Done(p.job, error=error_message(p.job, e), elapsed_ms=_ms(p.started))
+    finished.put(done)
 
 
 def error_message(job: Job, e: Exception) -> str:
