@@ -13,7 +13,7 @@ TEST = ["pytest>=8", "scikit-learn>=1.4", "pillow>=10"]
 # exemplar-based-inpainting (Criminisi) is installed apart with --no-deps: its metadata pulls the GUI
 # opencv-python (which clobbers the headless one) and its docs toolchain; it needs only OpenCV 4.x
 # (5.x changed findNonZero's shape) and rich. G'MIC is a Debian package (apt-get install gmic).
-FILLS = ["pypatchmatch>=2.2", "rich>=13", "opencv-python-headless>=4.8,<5"]
+FILLS = ["pypatchmatch>=2.2", "resynthesizer>=1.2", "pillow>=10", "rich>=13", "opencv-python-headless>=4.8,<5"]
 
 setup(
     name="inpdiff",

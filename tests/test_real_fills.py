@@ -22,7 +22,8 @@ have_taef2 = (latent_fills.taef2_dir() / "taef2_decoder.pth").is_file()
 needs_taef2 = pytest.mark.skipif(not have_taef2, reason=f"TAEF2 weights not found in {latent_fills.taef2_dir()}")
 have = {"gmic": shutil.which("gmic") is not None}
 have["gimp-heal"] = have["gimp-clone"] = shutil.which("gimp-console") is not None
-for module, name in (("patchmatch.patch_match", "pypatchmatch"), ("exemplar_based_inpainting", "criminisi")):
+for module, name in (("patchmatch.patch_match", "pypatchmatch"), ("exemplar_based_inpainting", "criminisi"),
+                     ("resynthesizer.resynthesizer", "resynth")):
     try:
         __import__(module)
         have[name] = True
@@ -33,7 +34,7 @@ have["shiftmap"] = have["fsr"] = shutil.which(tools.DEBIAN_PYTHON) is not None a
 
 
 @pytest.mark.parametrize("method", ["gmic", "pypatchmatch", "criminisi", "shiftmap", "fsr", "gimp-heal", "gimp-clone",
-                                    "taef2", "taef2-paste"])
+                                    "resynth", "taef2", "taef2-paste"])
 def test_mask_is_the_changed_region_and_runs_are_seeded(method):
     if method.startswith("taef2") and not have_taef2:
         pytest.skip("TAEF2 weights not found")
@@ -50,7 +51,7 @@ def test_mask_is_the_changed_region_and_runs_are_seeded(method):
 
 
 def test_each_tool_is_its_own_family():
-    for name in ("gmic", "pypatchmatch", "criminisi", "shiftmap", "fsr"):
+    for name in ("gmic", "pypatchmatch", "criminisi", "shiftmap", "fsr", "resynth"):
         assert FAMILIES[name] == (name,) and family(name) == name
     assert family("taef2-paste") == "latent" and family("gimp-heal") == family("gimp-clone") == "gimp"
 
@@ -64,6 +65,9 @@ def test_a_missing_tool_names_its_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "exemplar_based_inpainting.inpainter", None)
     with pytest.raises(tools.ToolMissing, match="exemplar-based-inpainting"):
         tools.criminisi(make_photo(32, 32, 1), np.ones((32, 32), np.uint8), np.random.default_rng(0))
+    monkeypatch.setitem(sys.modules, "resynthesizer.resynthesizer", None)
+    with pytest.raises(tools.ToolMissing, match="pip install resynthesizer"):
+        tools.resynth(make_photo(32, 32, 1), np.ones((32, 32), np.uint8), np.random.default_rng(0))
     # No Debian Python at all, and a Python whose OpenCV lacks the contrib modules (the pip wheel's).
     for python in ("/nonexistent/python3", sys.executable):
         monkeypatch.setattr(tools, "DEBIAN_PYTHON", python)

@@ -1,10 +1,11 @@
 """Leave-one-family-out: does the detector find fills of a kind it never saw in training?
 
 For each fill family F (classical, patch, learned, latent, and each third-party tool: gmic,
-pypatchmatch, criminisi, shiftmap, fsr, gimp): train with F left out of the training and validation data
-(`data.exclude_families`), then test on F alone (and the pristine photos, for the image-level AUC).
-Holding out `latent` (TAEF2) leaves `latent-own`, the project's own decoder, in training: the question
-is whether the decoders a model saw find one it never saw, as Stable Diffusion's would be.
+pypatchmatch, criminisi, shiftmap, fsr, gimp, resynth): train with F left out of the training and
+validation data (`data.exclude_families`), then test on F alone (and the pristine photos, for the
+image-level AUC). Holding out `latent` (TAEF2) leaves `latent-own`, the project's own decoder, in
+training: the question is whether the decoders a model saw find one it never saw, as Stable
+Diffusion's would be.
 One more run trains on every family, the in-distribution reference, tested on each. Runs are folders
 OUT/without-F/ (OUT/all/ for the reference); a finished run is not trained again, so an interrupted
 protocol resumes. Seeds are fixed by the config (train.seed) and the evaluation seed. Tests score what

@@ -7,8 +7,9 @@ family, one module a family. Blending and post-processing (post.py) wrap any of 
   unet-w24) and two adversarial ones with sharp texture (unet-gan, ffc-gan: LaMa's Fourier design);
 - latent: a real latent-diffusion autoencoder's decoder renders the hole (taef2, taef2-paste);
 - latent-own: the same with the project's own latent autoencoder (ae8, ae8-paste), a second decoder;
-- gmic, pypatchmatch, criminisi, shiftmap, fsr: real third-party tools, one family each (tools.py),
-  so that each can be held out of training in turn; gimp: GIMP's healing brush and clone tool.
+- gmic, pypatchmatch, criminisi, shiftmap, fsr, resynth: real third-party tools, one family each
+  (tools.py), so that each can be held out of training in turn; gimp: GIMP's healing brush and clone
+  tool.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from .classical import biharmonic, opencv
 from .latent import OwnLatentFill, taef2, taef2_paste
 from .learned import LearnedFill
 from .patchmatch import patchmatch
-from .tools import criminisi, fsr, gimp_clone, gimp_heal, gmic, pypatchmatch, shiftmap
+from .tools import criminisi, fsr, gimp_clone, gimp_heal, gmic, pypatchmatch, resynth, shiftmap
 
 Fill = Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
 
@@ -38,6 +39,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "shiftmap": ("shiftmap",),
     "fsr": ("fsr",),
     "gimp": ("gimp-heal", "gimp-clone"),
+    "resynth": ("resynth",),
 }
 
 
@@ -67,6 +69,7 @@ FILLS: dict[str, Fill] = {
     "fsr": fsr,
     "gimp-heal": gimp_heal,
     "gimp-clone": gimp_clone,
+    "resynth": resynth,
 }
 
 

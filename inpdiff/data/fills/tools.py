@@ -8,6 +8,7 @@
 | `shiftmap`     | OpenCV contrib's shift-map inpainting (`xphoto`)  | Apache-2.0 | Debian package `python3-opencv` |
 | `fsr`          | OpenCV contrib's frequency-selective reconstruction (`xphoto`, fast) | Apache-2.0 | Debian package `python3-opencv` |
 | `gimp-heal`, `gimp-clone` | GIMP 2.10's healing brush and clone tool, stroked over the hole | GPL-3.0 | Debian package `gimp` |
+| `resynth`      | Resynthesizer, the engine of GIMP's "Heal selection" content-aware fill | GPL-3.0 | PyPI `resynthesizer` |
 
 The two OpenCV contrib methods run in Debian's own Python (`/usr/bin/python3`), whose OpenCV has
 the contrib modules: the pip wheel the project uses has none, and the contrib wheel would replace it.
@@ -78,6 +79,26 @@ def criminisi(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> 
     # "closest" breaks ties deterministically, so a seeded run is repeatable.
     tool = Inpainter(patch_size=int(rng.choice([7, 9, 11])), show_progress_bar=False, patch_preference="closest")
     return tool.inpaint(image[:, :, ::-1].copy(), mask.astype(np.uint8) * 255)[:, :, ::-1].copy()
+
+
+def resynth(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Resynthesizer's content-aware fill (the engine of GIMP's "Heal selection" plug-in, in the C
+    library that PyPI's `resynthesizer` wraps): each hole pixel takes the photo pixel whose
+    neighbourhood matches best, matched with its context in one of the engine's first three synthesis
+    orders (1, the original, is random), with Heal selection's search (16 neighbours, 500 probes) or
+    the library's (30, 200). Deterministic."""
+    try:
+        from PIL import Image
+        from resynthesizer.resynthesizer import getDefaultParams, resynthesize
+    except ImportError as e:
+        raise ToolMissing("fill method 'resynth' needs Resynthesizer: pip install 'inpdiff[fills]' "
+                          "(or pip install resynthesizer)") from e
+    except OSError as e:  # its wheel's native library is built for x86_64 only
+        raise ToolMissing(f"fill method 'resynth': Resynthesizer's native library does not load here ({e})") from e
+    params = getDefaultParams()
+    params.matchContextType = int(rng.integers(1, 4))
+    params.patchSize, params.maxProbeCount = ((16, 500), (30, 200))[int(rng.integers(2))]
+    return np.asarray(resynthesize(Image.fromarray(image), Image.fromarray(mask.astype(np.uint8) * 255), params))
 
 
 # Run by Debian's Python: image and mask in, the fill out. xphoto marks the hole with 0, and shift-map
