@@ -27,7 +27,7 @@ for module, name in (("patchmatch.patch_match", "pypatchmatch"), ("exemplar_base
     try:
         __import__(module)
         have[name] = True
-    except ImportError:
+    except (ImportError, OSError):  # OSError: a native library that does not load on this CPU
         have[name] = False
 have["shiftmap"] = have["fsr"] = shutil.which(tools.DEBIAN_PYTHON) is not None and subprocess.run(
     [tools.DEBIAN_PYTHON, "-c", "import cv2; cv2.xphoto"], capture_output=True).returncode == 0
