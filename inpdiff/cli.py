@@ -255,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     lo = add("lomo", help="leave-one-family-out: train without each fill family, test on it")
     lo.add_argument("--config", default="edge-s", help="edge-s, paper, or a YAML file")
     lo.add_argument("--set", nargs="*", metavar="SECTION.KEY=VALUE", help="override settings")
-    lo.add_argument("--families", default="classical,patch,learned,latent,gmic,pypatchmatch,criminisi,shiftmap,fsr,gimp,resynth",
+    # Every family but latent-own, the project's second decoder, which stays in training when latent is held out.
+    lo.add_argument("--families", default=",".join(f for f in FAMILIES if f != "latent-own"),
                     help="comma-separated fill families, each held out in turn")
     lo.add_argument("--data", required=True, help="test set(s) with every family, comma-separated (synth --all-methods)")
     lo.add_argument("-o", "--out", required=True, help="protocol folder: one run per held-out family")
