@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 PHOTOS=${1:-examples/images}
 # A lent GPU machine reaches no package index: install from the tree (and from wheels carried in .whl,
 # onnxsim for the tests' export), else run from the tree with the egg-info's entry points.
-python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . \
-  || { echo "gpu_check: pip install failed; running from the tree"; export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}; }
+python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/tmp/gpu_check_pip.log 2>&1 \
+  || { echo "gpu_check: pip install failed (/tmp/gpu_check_pip.log); running from the tree"
+       export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}; }
 if compgen -G ".whl/*.whl" > /dev/null; then
   python3 -m pip install -q --no-index --no-deps --target /tmp/gpu_check_site .whl/*.whl
   export PYTHONPATH=/tmp/gpu_check_site${PYTHONPATH:+:$PYTHONPATH}
