@@ -6,7 +6,7 @@ B's; printed per method and post-process, paired. By default A marks both ends o
     python benchmarks/copy_ab.py cache/synth/val-all [--model models/edge-c] [--maps DIR]
         [--a "seam_pairs=0"] [--b "near=1"]
 
---a/--b: CopySettings fields over the defaults; `nearK.FIELD` sets a field of near-copy search K (0, 1),
+--a/--b: CopySettings fields over the defaults (`grow=0`: no copy growth); `nearK.FIELD` sets a field of near-copy search K (0, 1),
 `near=N` keeps the first N searches. --maps keeps the network maps (NAME.npy) to reuse on a second run.
 """
 from __future__ import annotations
@@ -36,6 +36,8 @@ def settings(text: str) -> CopySettings:
         else:
             top[key] = value
     searches = list(base.near[:int(top.pop("near", len(base.near)))])
+    if top.pop("grow", "1") == "0":
+        base = replace(base, grow=None)
     for k, changes in near.items():
         n = searches[k]
         searches[k] = replace(n, **{f: _cast(getattr(n, f), v) for f, v in changes.items()})

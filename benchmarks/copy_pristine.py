@@ -1,6 +1,6 @@
 """What the copy evidence marks on photos nobody edited: every photo of BSDS300 (train, val), BSDS500
 test and SUN-Hays, as it is and re-saved at JPEG 90 and 75, with exact copies alone, with the near
-copies of the gray added, and with those of its 2x2 sums too (the default). Prints, per source, the
+copies of the gray added, with those of its 2x2 sums too, and with copy growth (the default). Prints, per source, the
 share of images with any pixel at or above the shipped mask threshold (0.65) and at 0.81, and the
 mean share of area at 0.65 or above.
 
@@ -24,9 +24,10 @@ from inpdiff.io import list_images, read_image
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
 SOURCES = {"bsds300 train": SHARED / "bsds300" / "train", "bsds300 val": SHARED / "bsds300" / "val",
            "bsds500-test": SHARED / "bsds500-test", "sun-hays80": SHARED / "sun-hays80"}
-KINDS = {"exact copies": CopySettings(near=()),
-         "exact + near, the gray's search only": CopySettings(near=CopySettings().near[:1]),
-         "exact + near (default)": CopySettings()}
+KINDS = {"exact copies": CopySettings(near=(), grow=None),
+         "exact + near, the gray's search only": CopySettings(near=CopySettings().near[:1], grow=None),
+         "exact + near": CopySettings(grow=None),
+         "exact + near + growth (default)": CopySettings()}
 
 
 def main() -> None:

@@ -38,7 +38,8 @@ Defined exactly, so that every runtime computes the same map (the C++ runtime do
   (sum of g inside / its pixels + 0.001), the sums exact in float64. If both ends have a border and
   an inside and the stronger exceeds `seam_margin` times the weaker (one float64 product), the group
   marks only its stronger end's blocks; every other pair marks both;
-- a pixel is covered if a marked block contains it;
+- a pixel is covered if a marked block contains it, or if copy growth (inpdiff.copy_growth, with
+  `grow`; None: none) grows the near pairs and the ends kept of them into it;
   the map is the coverage blurred with a Gaussian of `sigma` (OpenCV's kernel size for that sigma,
   reflected border), times `gain`, clipped to 1;
 - fused with the network's probability map p (`raise_to_copies`): where the photo has any cover, p is
@@ -60,6 +61,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from .copy_growth import GrowSettings, grow
 from .near_copies import B as NEAR_BLOCK
 from .near_copies import NearCopySettings, Stop, check, mark_blocks, near_pairs
 from .spill import RowWriter
@@ -90,6 +92,7 @@ class CopySettings:
     seam_pairs: int = 16       # copies of one offset that mark only the end with the stronger border (0: both ends, always)
     seam_margin: float = 1.05  # how much stronger; closer than that, a healed or blended seam picks the source as often
     seam_area: int = 1 << 20   # pixels: an end whose box is larger keeps both (bounded memory)
+    grow: GrowSettings | None = GrowSettings()  # each shared offset grown into its whole copy (inpdiff.copy_growth; None: not)
 
 
 def splitmix64(i: int) -> int:
@@ -203,6 +206,9 @@ def copy_cover(image: np.ndarray, s: CopySettings = CopySettings(), stop: Stop =
         for size in (NEAR_BLOCK, BLOCK):
             sel = keep[:, end] & (sizes == size)
             mark_blocks(cover, pairs[sel, 2 * end], pairs[sel, 2 * end + 1], size)
+    if s.grow:
+        near = sizes == NEAR_BLOCK
+        grow(image, cover, pairs[near], keep[near], s.grow, stop)
     return cover
 
 

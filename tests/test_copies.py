@@ -323,3 +323,58 @@ def test_the_pytorch_harness_adds_it_too_unless_told_not_to(tiny_export):
     fused, _ = torch_predict(model, copies=True)(edited)
     np.testing.assert_array_equal(fused, fuse(alone, edited))
     assert (fused > alone).any()
+
+
+def test_copy_growth_correlation_equals_its_definition_window_by_window():
+    """copy_growth's box sums give, at every pixel, the sums of its docstring over the two squares."""
+    from inpdiff import copy_growth
+
+    rng = np.random.default_rng(3)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (40, 52, 3), dtype=np.uint8), (0, 0), 1.0)
+    s = copy_growth.GrowSettings(radius=2)
+    box, (dy, dx) = (3, 30, 5, 40), (6, -4)
+    c, va, vb, inside = copy_growth._correlation(image, box, (dy, dx), s)
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.int64)
+    padded = np.pad(gray, 3)
+    H, W = gray.shape
+
+    def R(y, x):  # 49 x the 3x3 sum less 9 x the 7x7 sum, gray 0 past the edge
+        return 49 * padded[y + 2:y + 5, x + 2:x + 5].sum() - 9 * padded[y:y + 7, x:x + 7].sum()
+
+    checked = 0
+    for y in range(*box[:2]):
+        for x in range(*box[2:]):
+            ok = all(2 <= v < n - 2 for v, n in ((y, H), (y + dy, H), (x, W), (x + dx, W)))
+            assert inside[y - box[0], x - box[2]] == ok
+            if not ok:
+                continue
+            a = np.array([R(y + i, x + j) for i in range(-2, 3) for j in range(-2, 3)])
+            b = np.array([R(y + dy + i, x + dx + j) for i in range(-2, 3) for j in range(-2, 3)])
+            n = len(a)
+            assert c[y - box[0], x - box[2]] == n * (a * b).sum() - a.sum() * b.sum()
+            assert va[y - box[0], x - box[2]] == n * (a * a).sum() - a.sum() ** 2
+            assert vb[y - box[0], x - box[2]] == n * (b * b).sum() - b.sum() ** 2
+            checked += 1
+    assert checked > 300
+
+
+def test_copy_growth_grows_a_resaved_copy_and_not_a_periodic_pattern():
+    """A few pairs name a copy's offset: growth covers the rest of the copy, re-saved at JPEG 70, where
+    the near-copy search found part of it; a pattern that repeats at that offset is not grown."""
+    from inpdiff.copy_growth import GrowSettings, grow
+
+    edited = jpeg(pasted(read_image(PHOTO), (40, 40), (300, 260), 100)[0], 70)
+    before, after = copy_cover(edited, CopySettings(grow=None)), copy_cover(edited)
+    assert after[300:400, 260:360].mean() > before[300:400, 260:360].mean() + 0.08
+    assert (after >= before).all() and after[:250].sum() == before[:250].sum()  # grown at the paste only
+
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), (0, 0), 0.7)
+    periodic = np.tile(texture, (8, 8, 1))  # 256 x 256, period 32
+    pairs = np.array([[100 + 8 * i, 100, 100 + 8 * i, 132] for i in range(6)], np.int64)  # offset (0, 32)
+    keep = np.ones((6, 2), bool)
+    # periodic above 1: no correlation reaches it (an exact period correlates at 1), so the check is off
+    for settings, grown in ((GrowSettings(), False), (GrowSettings(periodic=1.01), True)):
+        cover = np.zeros((256, 256), np.uint8)
+        grow(periodic, cover, pairs, keep, settings)
+        assert (cover.mean() > 0.05) == grown  # the box: the pairs grown by 32 pixels, 10% of the pattern

@@ -466,6 +466,112 @@ std::vector<std::array<bool, 2>> seam_ends(const cv::Mat& rgb, const std::vector
   return keep;
 }
 
+// Copy growth (inpdiff/copy_growth.py): each offset that several near pairs share, grown into the connected
+// region around its pairs where the band-passed gray correlates with itself moved by that offset, and
+// not with itself moved by minus it or twice it (a periodic pattern).
+constexpr int kScale = 441, kHalo = 3;
+
+// R = 49 * S3 - 9 * S7 of the gray over rows y0..y1, columns x0..x1 (gray 0 past the photo's edge), as
+// doubles (exact integers).
+cv::Mat residual(const cv::Mat& rgb, int y0, int y1, int x0, int x1) {
+  const int a = std::max(0, y0 - kHalo), b = std::min(rgb.rows, y1 + kHalo);
+  const int c = std::max(0, x0 - kHalo), d = std::min(rgb.cols, x1 + kHalo);
+  cv::Mat gray = cv::Mat::zeros(y1 - y0 + 2 * kHalo, x1 - x0 + 2 * kHalo, CV_8U), part, s3, s7;
+  if (a < b && c < d) {
+    cv::cvtColor(rgb(cv::Rect(c, a, d - c, b - a)), part, cv::COLOR_RGB2GRAY);
+    part.copyTo(gray(cv::Rect(c - x0 + kHalo, a - y0 + kHalo, d - c, b - a)));
+  }
+  cv::boxFilter(gray, s3, CV_32S, {3, 3}, {-1, -1}, false, cv::BORDER_CONSTANT);
+  cv::boxFilter(gray, s7, CV_32S, {7, 7}, {-1, -1}, false, cv::BORDER_CONSTANT);
+  cv::Mat r(y1 - y0, x1 - x0, CV_64F);
+  for (int y = 0; y < r.rows; ++y) {
+    const int32_t *p3 = s3.ptr<int32_t>(y + kHalo) + kHalo, *p7 = s7.ptr<int32_t>(y + kHalo) + kHalo;
+    double* o = r.ptr<double>(y);
+    for (int x = 0; x < r.cols; ++x) o[x] = 49.0 * p3[x] - 9.0 * p7[x];
+  }
+  return r;
+}
+
+// Sums over the (2r + 1)^2 square centred on each pixel (exact: integers below 2^53), for the pixels
+// whose square lies inside `a`.
+cv::Mat window_sums(const cv::Mat& a, int r) {
+  cv::Mat out;
+  cv::boxFilter(a, out, CV_64F, {2 * r + 1, 2 * r + 1}, {-1, -1}, false, cv::BORDER_CONSTANT);
+  return out(cv::Rect(r, r, a.cols - 2 * r, a.rows - 2 * r));
+}
+
+// Whether each pixel of the box [y0, y1) x [x0, x1) correlates at (dy, dx) above t (CV_8U, 0 or 1), and
+// where both its squares are textured (min_std), as inpdiff/copy_growth.py defines both.
+std::pair<cv::Mat, cv::Mat> correlates(const cv::Mat& rgb, int y0, int y1, int x0, int x1, int dy, int dx, double t,
+                                       const GrowSettings& s) {
+  const int r = s.radius, H = rgb.rows, W = rgb.cols;
+  const cv::Mat a = residual(rgb, y0 - r, y1 + r, x0 - r, x1 + r);
+  const cv::Mat b = residual(rgb, y0 + dy - r, y1 + dy + r, x0 + dx - r, x1 + dx + r);
+  const cv::Mat sa = window_sums(a, r), sb = window_sums(b, r);
+  const cv::Mat sab = window_sums(a.mul(b), r), saa = window_sums(a.mul(a), r), sbb = window_sums(b.mul(b), r);
+  const double n = (2 * r + 1) * (2 * r + 1), tt = t * t, side = n * kScale * s.min_std, texture = side * side;
+  cv::Mat above = cv::Mat::zeros(y1 - y0, x1 - x0, CV_8U), textured = cv::Mat::zeros(y1 - y0, x1 - x0, CV_8U);
+  for (int y = y0; y < y1; ++y) {
+    if (y < r || y >= H - r || y + dy < r || y + dy >= H - r) continue;
+    const int i = y - y0;
+    const double *pa = sa.ptr<double>(i), *pb = sb.ptr<double>(i), *pab = sab.ptr<double>(i);
+    const double *paa = saa.ptr<double>(i), *pbb = sbb.ptr<double>(i);
+    for (int x = std::max({x0, r, r - dx}); x < std::min({x1, W - r, W - r - dx}); ++x) {
+      const int j = x - x0;
+      const double c = n * pab[j] - pa[j] * pb[j];  // exact: every term an integer below 2^53
+      const double va = n * paa[j] - pa[j] * pa[j], vb = n * pbb[j] - pb[j] * pb[j];
+      above.at<uint8_t>(i, j) = c > 0 && c * c >= tt * (va * vb);
+      textured.at<uint8_t>(i, j) = va >= texture && vb >= texture;
+    }
+  }
+  return {above, textured};
+}
+
+void grow(const cv::Mat& rgb, cv::Mat& cover, const std::vector<CopyPair>& pairs, const std::vector<std::array<bool, 2>>& keep,
+          const GrowSettings& s) {
+  const int H = rgb.rows, W = rgb.cols;
+  std::map<std::pair<int, int>, std::vector<size_t>> groups;  // by offset, in (dy, dx) order
+  for (size_t i = 0; i < pairs.size(); ++i)  // near pairs only: exact copies need no growing
+    if (pairs[i].size == kNear) groups[offset(pairs[i])].push_back(i);
+  std::vector<const decltype(groups)::value_type*> order;
+  for (const auto& g : groups) order.push_back(&g);
+  std::stable_sort(order.begin(), order.end(), [](const auto* a, const auto* b) { return a->second.size() > b->second.size(); });
+  if (order.size() > static_cast<size_t>(s.offsets)) order.resize(static_cast<size_t>(s.offsets));
+  for (const auto* group : order) {
+    const auto& [d, members] = *group;
+    const auto [dy, dx] = d;
+    if (members.size() < static_cast<size_t>(s.pairs)) break;
+    if (std::max(std::abs(dy), std::abs(dx)) < s.distance) continue;
+    int ymin = H, xmin = W, ymax = 0, xmax = 0;
+    bool first = false, second = false;
+    for (const size_t i : members) {
+      ymin = std::min(ymin, pairs[i].y[0]), xmin = std::min(xmin, pairs[i].x[0]);
+      ymax = std::max(ymax, pairs[i].y[0] + pairs[i].size), xmax = std::max(xmax, pairs[i].x[0] + pairs[i].size);
+      first |= keep[i][0], second |= keep[i][1];
+    }
+    const int y0 = std::max({0, -dy, ymin - s.margin}), y1 = std::min({H, H - dy, ymax + s.margin});
+    const int x0 = std::max({0, -dx, xmin - s.margin}), x1 = std::min({W, W - dx, xmax + s.margin});
+    if (y1 <= y0 || x1 <= x0 || static_cast<int64_t>(y1 - y0) * (x1 - x0) > s.area) continue;
+    auto [verified, textured] = correlates(rgb, y0, y1, x0, x1, dy, dx, s.ncc, s);
+    verified &= textured;
+    for (const int k : {-1, 2}) verified &= ~correlates(rgb, y0, y1, x0, x1, k * dy, k * dx, s.periodic, s).first;
+    cv::Mat seeds = cv::Mat::zeros(verified.size(), CV_8U), labels;
+    for (const size_t i : members) seeds(cv::Rect(pairs[i].x[0] - x0, pairs[i].y[0] - y0, pairs[i].size, pairs[i].size)) = 1;
+    cv::connectedComponents(verified, labels, 8, CV_32S);
+    std::vector<uint8_t> hit(static_cast<size_t>(verified.total()) + 1, 0);
+    for (int y = 0; y < verified.rows; ++y)
+      for (int x = 0; x < verified.cols; ++x)
+        if (seeds.at<uint8_t>(y, x) && verified.at<uint8_t>(y, x)) hit[static_cast<size_t>(labels.at<int32_t>(y, x))] = 1;
+    for (int y = 0; y < verified.rows; ++y)
+      for (int x = 0; x < verified.cols; ++x) {
+        const int32_t label = labels.at<int32_t>(y, x);
+        if (!label || !hit[static_cast<size_t>(label)]) continue;
+        if (first) cover.at<uint8_t>(y0 + y, x0 + x) = 1;
+        if (second) cover.at<uint8_t>(y0 + dy + y, x0 + dx + x) = 1;
+      }
+  }
+}
+
 }  // namespace
 
 cv::Mat near_copy_cover(const cv::Mat& rgb, const NearCopySettings& s) {
@@ -504,6 +610,7 @@ cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s, const RowsRead& re
           if (pairs[i].size == size && keep[i][e]) cover.at<uint8_t>(pairs[i].y[e], pairs[i].x[e]) |= 2;
       dilate_marks(cover, size);
     }
+    if (s.grow) grow(rgb, cover, pairs, keep, *s.grow);
   };
   if (H < b || W < b) {
     mark_ends();

@@ -232,6 +232,24 @@ def test_copy_cover_of_a_photo_compared_in_shares_matches_python(tmp_path):
     assert py[1500:1700, 1400:1650].mean() > 0.1 and py[1024:1184, 224:384].mean() > 0.9 and py.mean() < 0.03
 
 
+def test_copy_growth_matches_python(tmp_path):
+    """Copy growth (inpdiff/copy_growth.py) in both runtimes alike: a paste re-saved at JPEG 70 and the
+    same photo resized, where growth adds to what the searches found."""
+    from inpdiff.copies import CopySettings, copy_cover
+    from inpdiff.io import read_image
+
+    img = cv2.imread(str(EXAMPLES / "astronaut_pristine.png"))
+    img[300:400, 260:360] = img[40:140, 40:140].copy()
+    for name, photo in (("q70.jpg", img), ("resized.png", cv2.resize(img, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_AREA))):
+        path = tmp_path / name
+        cv2.imwrite(str(path), photo, [cv2.IMWRITE_JPEG_QUALITY, 70])
+        p = run(PROBE, "copies", path, tmp_path / "cover.u8")
+        assert p.returncode == 0, p.stderr
+        py = copy_cover(read_image(path))
+        assert np.array_equal(np.fromfile(tmp_path / "cover.u8", np.uint8).reshape(py.shape), py), name
+        assert (py != copy_cover(read_image(path), CopySettings(grow=None))).any(), name  # growth did something
+
+
 def test_the_copy_search_asks_to_go_on_between_its_passes_too_and_stops_where_told(tmp_path):
     """A stopping run ends the search where it next asks. It asked only as it read a band of rows, so the
     comparisons of the shares and parts, 3-4 s of a 48 MP photo, ran on after a stop; it now asks before

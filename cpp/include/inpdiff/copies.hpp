@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include <opencv2/core.hpp>
@@ -25,6 +26,18 @@ struct NearCopySettings {  // inpdiff/near_copies.py NearCopySettings: the defau
   bool ramp_free = true;  // the features a plane added over the block leaves unchanged; else the smooth ones
 };
 
+struct GrowSettings {  // inpdiff/copy_growth.py GrowSettings: the defaults are written there
+  int pairs = 5;
+  int distance = 24;
+  int offsets = 8;
+  int margin = 32;
+  int64_t area = int64_t{1} << 20;
+  int radius = 4;
+  int min_std = 2;
+  double ncc = 0.9;
+  double periodic = 0.7;
+};
+
 struct CopySettings {  // inpdiff/copies.py CopySettings: the defaults are written there
   int min_range = 24;
   int min_distance = 12;
@@ -39,6 +52,7 @@ struct CopySettings {  // inpdiff/copies.py CopySettings: the defaults are writt
   double seam_margin = 1.05;  // how much stronger
   int64_t seam_area = int64_t{1} << 20;  // pixels: an end whose box is larger keeps both
   std::vector<NearCopySettings> near = near_searches();  // the near-copy searches (empty: exact copies only)
+  std::optional<GrowSettings> grow = GrowSettings{};  // each shared offset grown into its whole copy (none: not)
 
   static std::vector<NearCopySettings> near_searches() {  // on the gray, and on its 2x2 sums
     NearCopySettings summed;
