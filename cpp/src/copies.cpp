@@ -501,11 +501,11 @@ cv::Mat window_sums(const cv::Mat& a, int r) {
 }
 
 // Whether each pixel of the box [y0, y1) x [x0, x1) correlates at (dy, dx) above t (CV_8U, 0 or 1), and
-// where both its squares are textured (min_std), as inpdiff/copy_growth.py defines both.
-std::pair<cv::Mat, cv::Mat> correlates(const cv::Mat& rgb, int y0, int y1, int x0, int x1, int dy, int dx, double t,
-                                       const GrowSettings& s) {
+// where both its squares are textured (min_std), as inpdiff/copy_growth.py defines both. `a`: R over the
+// box grown by the square's radius.
+std::pair<cv::Mat, cv::Mat> correlates(const cv::Mat& rgb, const cv::Mat& a, int y0, int y1, int x0, int x1, int dy, int dx,
+                                       double t, const GrowSettings& s) {
   const int r = s.radius, H = rgb.rows, W = rgb.cols;
-  const cv::Mat a = residual(rgb, y0 - r, y1 + r, x0 - r, x1 + r);
   const cv::Mat b = residual(rgb, y0 + dy - r, y1 + dy + r, x0 + dx - r, x1 + dx + r);
   const cv::Mat sa = window_sums(a, r), sb = window_sums(b, r);
   const cv::Mat sab = window_sums(a.mul(b), r), saa = window_sums(a.mul(a), r), sbb = window_sums(b.mul(b), r);
@@ -525,6 +525,22 @@ std::pair<cv::Mat, cv::Mat> correlates(const cv::Mat& rgb, int y0, int y1, int x
     }
   }
   return {above, textured};
+}
+
+// Where the texture of R (`grown`: over the box grown by radius + 1) runs more than one way (CV_8U, 0 or 1).
+cv::Mat two_way(const cv::Mat& grown, int r, double coherence) {
+  const cv::Rect inner(1, 1, grown.cols - 2, grown.rows - 2);
+  const cv::Mat gx = grown(inner + cv::Point(1, 0)) - grown(inner - cv::Point(1, 0));
+  const cv::Mat gy = grown(inner + cv::Point(0, 1)) - grown(inner - cv::Point(0, 1));
+  const cv::Mat sxx = window_sums(gx.mul(gx), r), syy = window_sums(gy.mul(gy), r), sxy = window_sums(gx.mul(gy), r);
+  cv::Mat out(sxx.size(), CV_8U);
+  for (int y = 0; y < out.rows; ++y)
+    for (int x = 0; x < out.cols; ++x) {
+      const double xx = sxx.at<double>(y, x), yy = syy.at<double>(y, x), xy = sxy.at<double>(y, x);
+      const double u = xx - yy, v = xx + yy;
+      out.at<uint8_t>(y, x) = u * u + 4 * (xy * xy) <= coherence * (v * v);
+    }
+  return out;
 }
 
 void grow(const cv::Mat& rgb, cv::Mat& cover, const std::vector<CopyPair>& pairs, const std::vector<std::array<bool, 2>>& keep,
@@ -552,9 +568,13 @@ void grow(const cv::Mat& rgb, cv::Mat& cover, const std::vector<CopyPair>& pairs
     const int y0 = std::max({0, -dy, ymin - s.margin}), y1 = std::min({H, H - dy, ymax + s.margin});
     const int x0 = std::max({0, -dx, xmin - s.margin}), x1 = std::min({W, W - dx, xmax + s.margin});
     if (y1 <= y0 || x1 <= x0 || static_cast<int64_t>(y1 - y0) * (x1 - x0) > s.area) continue;
-    auto [verified, textured] = correlates(rgb, y0, y1, x0, x1, dy, dx, s.ncc, s);
+    const int r = s.radius;
+    const cv::Mat grown = residual(rgb, y0 - r - 1, y1 + r + 1, x0 - r - 1, x1 + r + 1);
+    const cv::Mat a = grown(cv::Rect(1, 1, grown.cols - 2, grown.rows - 2));
+    auto [verified, textured] = correlates(rgb, a, y0, y1, x0, x1, dy, dx, s.ncc, s);
     verified &= textured;
-    for (const int k : {-1, 2}) verified &= ~correlates(rgb, y0, y1, x0, x1, k * dy, k * dx, s.periodic, s).first;
+    for (const int k : {-1, 2}) verified &= ~correlates(rgb, a, y0, y1, x0, x1, k * dy, k * dx, s.periodic, s).first;
+    verified &= two_way(grown, r, s.coherence);
     cv::Mat seeds = cv::Mat::zeros(verified.size(), CV_8U), labels;
     for (const size_t i : members) seeds(cv::Rect(pairs[i].x[0] - x0, pairs[i].y[0] - y0, pairs[i].size, pairs[i].size)) = 1;
     cv::connectedComponents(verified, labels, 8, CV_32S);

@@ -36,6 +36,7 @@ struct GrowSettings {  // inpdiff/copy_growth.py GrowSettings: the defaults are 
   int min_std = 2;
   double ncc = 0.9;
   double periodic = 0.7;
+  double coherence = 0.9;
 };
 
 struct CopySettings {  // inpdiff/copies.py CopySettings: the defaults are written there
