@@ -7,7 +7,8 @@ copied region's fine texture correlates with the texture one offset away, up to 
 smooth change of brightness, which a local correlation ignores. So each offset that several pairs
 share is grown into the connected region around its pairs where that correlation is high, unless
 the texture also repeats at -offset or 2x offset there (a periodic pattern, such as a building's
-rows of windows, repeats at every multiple of its period; a copy repeats once).
+rows of windows, repeats at every multiple of its period; a copy repeats once) or runs one way (a
+straight edge correlates with itself moved along it).
 
 Defined in integers and float64 operations done in one order, so that every runtime computes the
 same cover (the C++ runtime does):

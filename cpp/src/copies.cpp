@@ -467,8 +467,8 @@ std::vector<std::array<bool, 2>> seam_ends(const cv::Mat& rgb, const std::vector
 }
 
 // Copy growth (inpdiff/copy_growth.py): each offset that several near pairs share, grown into the connected
-// region around its pairs where the band-passed gray correlates with itself moved by that offset, and
-// not with itself moved by minus it or twice it (a periodic pattern).
+// region around its pairs where the band-passed gray correlates with itself moved by that offset, not
+// with itself moved by minus it or twice it (a periodic pattern), and runs more than one way (not an edge).
 constexpr int kScale = 441, kHalo = 3;
 
 // R = 49 * S3 - 9 * S7 of the gray over rows y0..y1, columns x0..x1 (gray 0 past the photo's edge), as
