@@ -364,10 +364,13 @@ def test_copy_growth_grows_a_resaved_copy_and_not_a_periodic_pattern():
     the near-copy search found part of it; a pattern that repeats at that offset is not grown."""
     from inpdiff.copy_growth import GrowSettings, grow
 
+    from inpdiff.spill import spill_array
+
     edited = jpeg(pasted(read_image(PHOTO), (40, 40), (300, 260), 100)[0], 70)
     before, after = copy_cover(edited, CopySettings(grow=None)), copy_cover(edited)
     assert after[300:400, 260:360].mean() > before[300:400, 260:360].mean() + 0.04
     assert (after >= before).all() and after[:250].sum() == before[:250].sum()  # grown at the paste only
+    np.testing.assert_array_equal(copy_cover(spill_array(edited)), after)  # a photo held in a file: the same
 
     rng = np.random.default_rng(0)
     texture = cv2.GaussianBlur(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), (0, 0), 0.7)
