@@ -87,21 +87,28 @@ def _box(a: np.ndarray, r: int) -> np.ndarray:
     return cv2.boxFilter(a, cv2.CV_64F, (k, k), normalize=False, borderType=cv2.BORDER_CONSTANT)[r:-r, r:-r]
 
 
-def _correlation(image, a: np.ndarray, box: tuple[int, int, int, int], e: tuple[int, int], s: GrowSettings):
-    """For the pixels of `box` (y0, y1, x0, x1) and the offset e: c, va, vb (float64) and `inside`
-    (both squares in the photo). `a`: R (float64) over the box grown by the square's radius."""
+def _own_sums(a: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sa and va of the module's docstring for the pixels of the box, from `a`, R (float64) over the box
+    grown by the square's radius: the same for every offset the box is compared at."""
+    sa = _box(a, r)
+    return sa, float((2 * r + 1) ** 2) * _box(a * a, r) - sa * sa
+
+
+def _correlation(image, a: np.ndarray, sa: np.ndarray, box: tuple[int, int, int, int], e: tuple[int, int],
+                 s: GrowSettings):
+    """For the pixels of `box` (y0, y1, x0, x1) and the offset e: c, vb (float64) and `inside` (both
+    squares in the photo). `a`: R over the box grown by the square's radius, `sa` its sums (_own_sums)."""
     H, W = image.shape[:2]
     (y0, y1, x0, x1), (dy, dx), r = box, e, s.radius
     b = _residual(image, y0 + dy - r, y1 + dy + r, x0 + dx - r, x1 + dx + r).astype(np.float64)
     n = float((2 * r + 1) ** 2)
-    sa, sb = _box(a, r), _box(b, r)
+    sb = _box(b, r)
     c = n * _box(a * b, r) - sa * sb  # exact: every term an integer below 2^53
-    va = n * _box(a * a, r) - sa * sa
     vb = n * _box(b * b, r) - sb * sb
     ys, xs = np.arange(y0, y1)[:, None], np.arange(x0, x1)[None, :]
     inside = ((ys >= r) & (ys < H - r) & (ys + dy >= r) & (ys + dy < H - r)
               & (xs >= r) & (xs < W - r) & (xs + dx >= r) & (xs + dx < W - r))
-    return c, va, vb, inside
+    return c, vb, inside
 
 
 def _two_way(a: np.ndarray, r: int, coherence: float) -> np.ndarray:
@@ -143,10 +150,11 @@ def grow(image, cover: np.ndarray, pairs: np.ndarray, keep: np.ndarray, s: GrowS
         box, r = (y0, y1, x0, x1), s.radius
         grown = _residual(image, y0 - r - 1, y1 + r + 1, x0 - r - 1, x1 + r + 1).astype(np.float64)
         a = grown[1:-1, 1:-1]
-        c, va, vb, inside = _correlation(image, a, box, (dy, dx), s)
+        sa, va = _own_sums(a, r)
+        c, vb, inside = _correlation(image, a, sa, box, (dy, dx), s)
         verified = inside & (va >= texture) & (vb >= texture) & _correlates(c, va, vb, s.ncc)
         for e in ((-dy, -dx), (2 * dy, 2 * dx)):
-            c, va, vb, inside = _correlation(image, a, box, e, s)
+            c, vb, inside = _correlation(image, a, sa, box, e, s)
             verified &= ~(inside & _correlates(c, va, vb, s.periodic))
         verified &= _two_way(grown, r, s.coherence)
         seeds = np.zeros_like(verified)

@@ -334,7 +334,8 @@ def test_copy_growth_correlation_equals_its_definition_window_by_window():
     s = copy_growth.GrowSettings(radius=2)
     box, (dy, dx) = (3, 30, 5, 40), (6, -4)
     a = copy_growth._residual(image, box[0] - 2, box[1] + 2, box[2] - 2, box[3] + 2).astype(np.float64)
-    c, va, vb, inside = copy_growth._correlation(image, a, box, (dy, dx), s)
+    sa, va = copy_growth._own_sums(a, s.radius)
+    c, vb, inside = copy_growth._correlation(image, a, sa, box, (dy, dx), s)
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.int64)
     padded = np.pad(gray, 3)
     H, W = gray.shape
@@ -363,7 +364,6 @@ def test_copy_growth_grows_a_resaved_copy_and_not_a_periodic_pattern():
     """A few pairs name a copy's offset: growth covers the rest of the copy, re-saved at JPEG 70, where
     the near-copy search found part of it; a pattern that repeats at that offset is not grown."""
     from inpdiff.copy_growth import GrowSettings, grow
-
     from inpdiff.spill import spill_array
 
     edited = jpeg(pasted(read_image(PHOTO), (40, 40), (300, 260), 100)[0], 70)

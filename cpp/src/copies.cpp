@@ -500,28 +500,36 @@ cv::Mat window_sums(const cv::Mat& a, int r) {
   return out(cv::Rect(r, r, a.cols - 2 * r, a.rows - 2 * r));
 }
 
+// R's own sums over the squares of the box's pixels, the same at every offset (inpdiff/copy_growth.py
+// _own_sums): Sa and va, from `a`, R over the box grown by the square's radius.
+struct OwnSums {
+  cv::Mat sa, va;
+  OwnSums(const cv::Mat& a, int r) : sa(window_sums(a, r)) {
+    const double n = (2 * r + 1) * (2 * r + 1);
+    va = n * window_sums(a.mul(a), r) - sa.mul(sa);  // exact: every term an integer below 2^53
+  }
+};
+
 // Whether each pixel of the box [y0, y1) x [x0, x1) correlates at (dy, dx) above t (CV_8U, 0 or 1), and
-// where both its squares are textured (min_std), as inpdiff/copy_growth.py defines both. `a`: R over the
-// box grown by the square's radius.
-std::pair<cv::Mat, cv::Mat> correlates(const cv::Mat& rgb, const cv::Mat& a, int y0, int y1, int x0, int x1, int dy, int dx,
-                                       double t, const GrowSettings& s) {
+// where both its squares are textured (min_std), as inpdiff/copy_growth.py defines both.
+std::pair<cv::Mat, cv::Mat> correlates(const cv::Mat& rgb, const cv::Mat& a, const OwnSums& own, int y0, int y1, int x0,
+                                       int x1, int dy, int dx, double t, const GrowSettings& s) {
   const int r = s.radius, H = rgb.rows, W = rgb.cols;
   const cv::Mat b = residual(rgb, y0 + dy - r, y1 + dy + r, x0 + dx - r, x1 + dx + r);
-  const cv::Mat sa = window_sums(a, r), sb = window_sums(b, r);
-  const cv::Mat sab = window_sums(a.mul(b), r), saa = window_sums(a.mul(a), r), sbb = window_sums(b.mul(b), r);
+  const cv::Mat sb = window_sums(b, r), sab = window_sums(a.mul(b), r), sbb = window_sums(b.mul(b), r);
   const double n = (2 * r + 1) * (2 * r + 1), tt = t * t, side = n * kScale * s.min_std, texture = side * side;
   cv::Mat above = cv::Mat::zeros(y1 - y0, x1 - x0, CV_8U), textured = cv::Mat::zeros(y1 - y0, x1 - x0, CV_8U);
   for (int y = y0; y < y1; ++y) {
     if (y < r || y >= H - r || y + dy < r || y + dy >= H - r) continue;
     const int i = y - y0;
-    const double *pa = sa.ptr<double>(i), *pb = sb.ptr<double>(i), *pab = sab.ptr<double>(i);
-    const double *paa = saa.ptr<double>(i), *pbb = sbb.ptr<double>(i);
+    const double *pa = own.sa.ptr<double>(i), *va = own.va.ptr<double>(i);
+    const double *pb = sb.ptr<double>(i), *pab = sab.ptr<double>(i), *pbb = sbb.ptr<double>(i);
     for (int x = std::max({x0, r, r - dx}); x < std::min({x1, W - r, W - r - dx}); ++x) {
       const int j = x - x0;
       const double c = n * pab[j] - pa[j] * pb[j];  // exact: every term an integer below 2^53
-      const double va = n * paa[j] - pa[j] * pa[j], vb = n * pbb[j] - pb[j] * pb[j];
-      above.at<uint8_t>(i, j) = c > 0 && c * c >= tt * (va * vb);
-      textured.at<uint8_t>(i, j) = va >= texture && vb >= texture;
+      const double vb = n * pbb[j] - pb[j] * pb[j];
+      above.at<uint8_t>(i, j) = c > 0 && c * c >= tt * (va[j] * vb);
+      textured.at<uint8_t>(i, j) = va[j] >= texture && vb >= texture;
     }
   }
   return {above, textured};
@@ -571,14 +579,14 @@ void grow(const cv::Mat& rgb, cv::Mat& cover, const std::vector<CopyPair>& pairs
     const int r = s.radius;
     const cv::Mat grown = residual(rgb, y0 - r - 1, y1 + r + 1, x0 - r - 1, x1 + r + 1);
     const cv::Mat a = grown(cv::Rect(1, 1, grown.cols - 2, grown.rows - 2));
-    auto [verified, textured] = correlates(rgb, a, y0, y1, x0, x1, dy, dx, s.ncc, s);
+    const OwnSums own(a, r);
+    auto [verified, textured] = correlates(rgb, a, own, y0, y1, x0, x1, dy, dx, s.ncc, s);
     verified &= textured;
-    for (const int k : {-1, 2}) verified &= ~correlates(rgb, a, y0, y1, x0, x1, k * dy, k * dx, s.periodic, s).first;
+    for (const int k : {-1, 2}) verified &= ~correlates(rgb, a, own, y0, y1, x0, x1, k * dy, k * dx, s.periodic, s).first;
     verified &= two_way(grown, r, s.coherence);
     cv::Mat seeds = cv::Mat::zeros(verified.size(), CV_8U), labels;
     for (const size_t i : members) seeds(cv::Rect(pairs[i].x[0] - x0, pairs[i].y[0] - y0, pairs[i].size, pairs[i].size)) = 1;
-    cv::connectedComponents(verified, labels, 8, CV_32S);
-    std::vector<uint8_t> hit(static_cast<size_t>(verified.total()) + 1, 0);
+    std::vector<uint8_t> hit(static_cast<size_t>(cv::connectedComponents(verified, labels, 8, CV_32S)), 0);
     for (int y = 0; y < verified.rows; ++y)
       for (int x = 0; x < verified.cols; ++x)
         if (seeds.at<uint8_t>(y, x) && verified.at<uint8_t>(y, x)) hit[static_cast<size_t>(labels.at<int32_t>(y, x))] = 1;
