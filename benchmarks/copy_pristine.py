@@ -13,6 +13,7 @@ python benchmarks/copy_pristine.py [--limit N] [--model models/edge-c]   (N phot
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ def main() -> None:
                 net = loc.localize(image).prob if loc else None
                 for k, s in kinds.items():
                     cover = copy_cover(image, s) if s else np.zeros(image.shape[:2], np.uint8)
-                    m = raise_to_copies(np.zeros(image.shape[:2], np.float32), cover, s or CopySettings())
+                    m = raise_to_copies(np.zeros(image.shape[:2], np.float32), cover, replace(s or CopySettings(), lift=0.0))
                     row = [(m >= 0.65).any(), (m >= 0.81).any(), (m >= 0.65).mean()]
                     if loc:
                         fused = raise_to_copies(net.copy(), cover, s or CopySettings())  # as trt-localize fuses them

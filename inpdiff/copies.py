@@ -43,19 +43,19 @@ Defined exactly, so that every runtime computes the same map (the C++ runtime do
   the map is the coverage blurred with a Gaussian of `sigma` (OpenCV's kernel size for that sigma,
   reflected border), times `gain`, clipped to 1;
 - fused with the network's probability map p (`raise_to_copies`): where the photo has any cover, p is
-  first multiplied by 1 + `boost` * D / max(D) and clipped to 1, where D is, on a grid of 8x8 cells
-  from the top-left (the last ones cut by the border), the share of each cell's 64 pixels that is
-  covered (pixels past the border count as uncovered), blurred with a Gaussian of `boost_sigma` / 8
-  on that grid; every pixel takes its cell's factor, and the factor is computed in float32 one
-  operation at a time in that order (D / max, times boost, plus 1). The network's own evidence near
-  copies counts for more: a re-saved exemplar fill leaves a few copies found and a network map that
-  is raised but not high around them. Then p is raised to the map where that is higher.
+  first lifted by `lift` * D / max(D) and clipped to 1, where D is, on a grid of 8x8 cells from the
+  top-left (the last ones cut by the border), the share of each cell's 64 pixels that is covered
+  (pixels past the border count as uncovered), blurred with a Gaussian of `lift_sigma` / 8 on that
+  grid; every pixel takes its cell's term, and the term and the sum are computed in float32 one
+  operation at a time in that order (D / max, times lift, plus p). Pixels near copies are likelier to
+  be edited whatever the network says: a re-saved exemplar fill leaves a few copies found and a
+  network map that is barely raised around them. Then p is raised to the map where that is higher.
 Memory stays bounded by working a band of rows and a share of the hashes at a time (the shares kept in
 files meanwhile, inpdiff.spill); neither changes the map.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import cv2
@@ -78,8 +78,8 @@ class CopySettings:
     max_equal_pairs: int = 4   # a caption drawn on a photo repeats exactly; this stops it at a cost of 0.001-0.005 AUC
     sigma: float = 6.0         # the map is a density: a hole is tiled with copies, a source is not
     gain: float = 2.0          # chosen on pristine photos only: their maps stay below 0.81 (README)
-    boost: float = 3.0         # the network's map near copies, up to x(1 + boost): chosen on half the validation photos (README)
-    boost_sigma: float = 24.0  # pixels; the boost is computed on 8x8 cells, so this is 3 cells
+    lift: float = 0.4          # added to the network's map near the densest copies (README, "The lift near copies")
+    lift_sigma: float = 48.0   # pixels; the lift is computed on 8x8 cells, so this is 6 cells
     # The near-copy searches (empty: exact copies only). The first compares features that a smooth change
     # of brightness leaves alone (a healed copy), the second the smooth ones of the gray summed over 2x2
     # (a re-saved copy), with 4x q and abs_tol for its 4x larger features, 3x rel_tol and max_matches 1,
@@ -274,21 +274,21 @@ def _border_strength(image, ys: np.ndarray, xs: np.ndarray, sizes: np.ndarray, s
     return float(grad[border].sum(dtype=np.float64)) / n_border / (float(grad[inner].sum(dtype=np.float64)) / n_inner + 1e-3)
 
 
-CELL = 8  # the boost's grid: its blur is wide (3 cells), so a coarse grid changes little and costs a 64th of full resolution's
+CELL = 8  # the lift's grid: its blur is wide (6 cells), so a coarse grid changes little and costs a 64th of full resolution's
 
 
 class CopyRaise:
     """raise_to_copies a band of rows at a time (a photo too large to hold whole: inpdiff.spill). The
-    boost's factors are computed from the whole cover first, on the 8x8 grid; each band then needs the
+    lift's terms are computed from the whole cover first, on the 8x8 grid; each band then needs the
     cover only within the blur's reach of it."""
 
     def __init__(self, cover: np.ndarray, s: CopySettings = CopySettings()):
         self.cover, self.s = cover, s
-        self.factor = self._boost_factors() if s.boost and cover.any() else None
+        self.term = self._lift_terms() if s.lift and cover.any() else None
         self.halo = int(4 * s.sigma) + 2  # OpenCV's float kernel reaches 4 sigma
 
-    def _boost_factors(self) -> np.ndarray | None:
-        """(cell rows, cell columns) float32: 1 + boost * D / max(D) (the module's docstring)."""
+    def _lift_terms(self) -> np.ndarray | None:
+        """(cell rows, cell columns) float32: lift * D / max(D) (the module's docstring)."""
         H, W = self.cover.shape
         w = -(-W // CELL)
         share = np.zeros((-(-H // CELL), w), np.float32)
@@ -301,24 +301,23 @@ class CopyRaise:
             cells[len(rows):] = 0
             share[y0 // CELL:y0 // CELL + n] = cells[:n * CELL].reshape(n, CELL, w, CELL).sum(axis=(1, 3), dtype=np.float32)
         share /= np.float32(CELL * CELL)
-        density = cv2.GaussianBlur(share, (0, 0), self.s.boost_sigma / CELL)
+        density = cv2.GaussianBlur(share, (0, 0), self.s.lift_sigma / CELL)
         peak = density.max()
         if peak <= 0:
             return None
-        factor = density / peak
-        factor *= np.float32(self.s.boost)
-        factor += np.float32(1.0)
-        return factor
+        term = density / peak
+        term *= np.float32(self.s.lift)
+        return term
 
     def band(self, prob: np.ndarray, y0: int) -> None:
         """prob: rows y0.. of the network's map, raised in place."""
         y1, W = y0 + len(prob), self.cover.shape[1]
-        if self.factor is not None:
+        if self.term is not None:
             for r in range(y0 // CELL, -(-y1 // CELL)):
-                f = self.factor[r]
-                if (f > 1).any():  # a cell row near any cover
+                t = self.term[r]
+                if (t > 0).any():  # a cell row near any cover
                     rows = prob[max(r * CELL, y0) - y0:min((r + 1) * CELL, y1) - y0]
-                    rows *= np.repeat(f, CELL)[:W]
+                    rows += np.repeat(t, CELL)[:W]
                     np.minimum(rows, np.float32(1.0), out=rows)
         a, b = max(0, y0 - self.halo), min(self.cover.shape[0], y1 + self.halo)
         if not self.cover[a:b].any():  # a blur of nothing is exactly nothing: most bands of most photos
@@ -330,7 +329,7 @@ class CopyRaise:
 
 
 def raise_to_copies(prob: np.ndarray, cover: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarray:
-    """prob (H, W) float32, the network's map: boosted in place near the cover (copy_cover's), then
+    """prob (H, W) float32, the network's map: lifted in place near the cover (copy_cover's), then
     raised to the copy map of `cover` where that is higher (the module's docstring defines both). The
     copy map's blur runs a band at a time with a halo wider than its kernel, which gives the whole
     image's values."""
@@ -341,5 +340,7 @@ def raise_to_copies(prob: np.ndarray, cover: np.ndarray, s: CopySettings = CopyS
 
 
 def copy_map(image: np.ndarray, s: CopySettings = CopySettings()) -> np.ndarray:
-    """RGB uint8 (H, W, 3) -> (H, W) float32 in [0, 1]: how densely the area is tiled with exact copies."""
+    """RGB uint8 (H, W, 3) -> (H, W) float32 in [0, 1]: how densely the area is tiled with copies (the
+    copy map alone: no network map to lift)."""
+    s = replace(s, lift=0.0)
     return raise_to_copies(np.zeros(image.shape[:2], np.float32), copy_cover(image, s), s)

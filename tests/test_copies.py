@@ -261,22 +261,22 @@ def fuse(prob: np.ndarray, image: np.ndarray, s: CopySettings = CopySettings()) 
     return raise_to_copies(prob.copy(), copy_cover(image, s), s)
 
 
-def test_the_network_map_is_boosted_near_copies_then_raised_to_the_copy_map():
-    """Near copies the network's own evidence counts up to (1 + boost) times, relative to the photo's
-    densest copies; far from them nothing changes; without the boost the fusion is the plain maximum."""
+def test_the_network_map_is_lifted_near_copies_then_raised_to_the_copy_map():
+    """Near copies the network's map is lifted by up to `lift`, relative to the photo's densest
+    copies; far from them nothing changes; without the lift the fusion is the plain maximum."""
     edited, _ = pasted(read_image(PHOTO))  # 512 x 512: whole 8x8 cells
     cover = copy_cover(edited)
     net = np.full(cover.shape, 0.3, np.float32)
-    plain = raise_to_copies(net.copy(), cover, CopySettings(boost=0.0))
+    plain = raise_to_copies(net.copy(), cover, CopySettings(lift=0.0))
     np.testing.assert_array_equal(plain, np.maximum(net, copy_map(edited)))
-    boosted = raise_to_copies(net.copy(), cover)
+    lifted = raise_to_copies(net.copy(), cover)
     share = cv2.resize(cover.astype(np.float32), (64, 64), interpolation=cv2.INTER_AREA)  # each cell's mean
-    density = cv2.GaussianBlur(share, (0, 0), 3.0)
-    factor = np.kron(1 + CopySettings().boost * density / density.max(), np.ones((8, 8), np.float32))
-    np.testing.assert_allclose(boosted, np.maximum(np.minimum(net * factor, 1), copy_map(edited)), atol=1e-6)
-    assert (boosted[factor == 1] == 0.3).all() and (factor == 1).mean() > 0.3  # far from the copies: untouched
-    ring = (factor > 1.5) & (plain < 0.5)  # near the copies, where the copy map is low
-    assert ring.any() and (boosted[ring] > 0.45).all()
+    density = cv2.GaussianBlur(share, (0, 0), 6.0)
+    term = np.kron(CopySettings().lift * density / density.max(), np.ones((8, 8), np.float32))
+    np.testing.assert_allclose(lifted, np.maximum(np.minimum(net + term, 1), copy_map(edited)), atol=1e-6)
+    assert (lifted[term == 0] == 0.3).all() and (term == 0).mean() > 0.05  # beyond the blur's reach: untouched
+    ring = (term > 0.2) & (plain < 0.5)  # near the copies, where the copy map is low
+    assert ring.any() and (lifted[ring] > 0.5).all()
     assert np.array_equal(raise_to_copies(net.copy(), np.zeros_like(cover)), net)  # no copies: untouched
 
 

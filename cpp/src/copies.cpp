@@ -701,12 +701,12 @@ cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s, const RowsRead& re
   return cover;
 }
 
-constexpr int kCell = 8;  // the boost's grid (inpdiff/copies.py: CELL)
+constexpr int kCell = 8;  // the lift's grid (inpdiff/copies.py: CELL)
 
 CopyRaise::CopyRaise(const cv::Mat& cover, const CopySettings& s)
     : cover_(cover), s_(s), halo_(static_cast<int>(4 * s.sigma) + 2) {  // OpenCV's float kernel reaches 4 sigma
-  if (s.boost == 0.0f || !cv::countNonZero(cover)) return;
-  // The boost's factors, 1 + boost * D / max(D) per 8x8 cell, as inpdiff/copies.py defines them.
+  if (s.lift == 0.0f || !cv::countNonZero(cover)) return;
+  // The lift's terms, lift * D / max(D) per 8x8 cell, as inpdiff/copies.py defines them.
   const int H = cover.rows, W = cover.cols, h = (H + kCell - 1) / kCell, w = (W + kCell - 1) / kCell;
   cv::Mat share = cv::Mat::zeros(h, w, CV_32F);
   for (int y = 0; y < H; ++y) {
@@ -716,32 +716,31 @@ CopyRaise::CopyRaise(const cv::Mat& cover, const CopySettings& s)
   }
   share /= static_cast<float>(kCell * kCell);
   cv::Mat density;
-  cv::GaussianBlur(share, density, cv::Size(0, 0), s.boost_sigma / kCell);
+  cv::GaussianBlur(share, density, cv::Size(0, 0), s.lift_sigma / kCell);
   double peak = 0;
   cv::minMaxLoc(density, nullptr, &peak);
   if (peak <= 0) return;
   const float top = static_cast<float>(peak);
-  factor_.create(h, w, CV_32F);
+  term_.create(h, w, CV_32F);
   for (int r = 0; r < h; ++r) {
     const float* d = density.ptr<float>(r);
-    float* f = factor_.ptr<float>(r);
+    float* t = term_.ptr<float>(r);
     for (int c = 0; c < w; ++c) {
       // One float operation at a time, in Python's order (the build turns off FMA contraction).
-      f[c] = d[c] / top;
-      f[c] = f[c] * s.boost;
-      f[c] = f[c] + 1.0f;
+      t[c] = d[c] / top;
+      t[c] = t[c] * s.lift;
     }
   }
 }
 
 void CopyRaise::band(cv::Mat& prob, int y0) const {
   const int H = cover_.rows, W = cover_.cols, y1 = y0 + prob.rows;
-  for (int r = y0 / kCell; !factor_.empty() && r * kCell < y1; ++r) {
-    const float* f = factor_.ptr<float>(r);
-    if (std::none_of(f, f + factor_.cols, [](float v) { return v > 1.0f; })) continue;  // far from every cover
+  for (int r = y0 / kCell; !term_.empty() && r * kCell < y1; ++r) {
+    const float* t = term_.ptr<float>(r);
+    if (std::none_of(t, t + term_.cols, [](float v) { return v > 0.0f; })) continue;  // far from every cover
     for (int y = std::max(r * kCell, y0); y < std::min((r + 1) * kCell, y1); ++y) {
       float* p = prob.ptr<float>(y - y0);
-      for (int x = 0; x < W; ++x) p[x] = std::min(p[x] * f[x / kCell], 1.0f);
+      for (int x = 0; x < W; ++x) p[x] = std::min(p[x] + t[x / kCell], 1.0f);
     }
   }
   const int a = std::max(0, y0 - halo_), b = std::min(H, y1 + halo_);

@@ -335,7 +335,7 @@ def test_a_photo_worked_from_a_file_gives_what_it_gives_held_whole_and_what_pyth
     src, tmp = tmp_path / "in", tmp_path / "tmp"
     src.mkdir(), tmp.mkdir()
     img = cv2.imread(str(EXAMPLES / "astronaut_00_telea.png"))[:301, :509].copy()
-    img[250:290, 400:443] = img[20:60, 30:73]  # an exact copy: the copy evidence and its boost, by band
+    img[250:290, 400:443] = img[20:60, 30:73]  # an exact copy: the copy evidence and its lift, by band
     cv2.imwrite(str(src / "copied_q90.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
     cv2.imwrite(str(src / "copied.png"), img)
     cv2.imwrite(str(src / "narrow.png"), img[:200])  # narrower than a tile: padded, so held whole

@@ -46,8 +46,8 @@ struct CopySettings {  // inpdiff/copies.py CopySettings: the defaults are writt
   int max_equal_pairs = 4;
   double sigma = 6.0;
   float gain = 2.0f;
-  float boost = 3.0f;  // the network's map near copies, up to x(1 + boost), as inpdiff/copies.py defines it
-  double boost_sigma = 24.0;  // pixels, on a grid of 8x8 cells
+  float lift = 0.4f;  // added to the network's map near the densest copies, as inpdiff/copies.py defines it
+  double lift_sigma = 48.0;  // pixels, on a grid of 8x8 cells
   int near_min_pairs = 3;  // near pairs of one offset: fewer are lookalikes
   int seam_pairs = 16;  // copies of one offset that mark only the end with the stronger border (0: both ends)
   double seam_margin = 1.05;  // how much stronger
@@ -73,7 +73,7 @@ using RowsRead = std::function<void(int rows)>;
 // RGB CV_8UC3 -> CV_8U of the same size, 1 where a pixel lies in a marked block or a near copy.
 cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s = {}, const RowsRead& read = {});
 
-// The network's map (CV_32F) boosted near `cover` (copy_cover's), then raised to its copy map where
+// The network's map (CV_32F) lifted near `cover` (copy_cover's), then raised to its copy map where
 // that is higher, a band of rows at a time (inpdiff/copies.py CopyRaise).
 class CopyRaise {
  public:
@@ -84,7 +84,7 @@ class CopyRaise {
   cv::Mat cover_;
   CopySettings s_;
   int halo_;
-  cv::Mat factor_;  // per 8x8 cell (empty: no boost)
+  cv::Mat term_;  // per 8x8 cell (empty: no lift)
 };
 
 }  // namespace inpdiff
