@@ -13,7 +13,7 @@ end with the stronger border is the one in the mask (0.5: the seam says nothing)
 With --maps DIR (the edits' `NAME.prob.png` from `trt-localize --no-copies`, one set at a time) it
 also prints what the cue could be worth: the pixel AUC of a simplified copy map (exact copies only,
 the pairs of every offset, blurred and scaled as the runtime's, maxed with the network's map; no near
-copies, no boost) with both ends of every group marked, and with only each group's stronger end.
+copies, no lift) with both ends of every group marked, and with only each group's stronger end.
 The runtime's rule differs: 16 or more pairs of one offset, exact and near copies together.
 """
 from __future__ import annotations
