@@ -76,7 +76,7 @@ def main() -> None:
             mask = read_mask(folder / "masks" / f"{r['name']}.png") > 0
             scores = []
             for s in (a, b):
-                fused = raise_to_copies(prob.copy(), copy_cover(image, s), s)
+                fused = raise_to_copies(prob.copy(), copy_cover(image, s, prob=prob), s)
                 scores.append((roc_auc(fused.ravel(), mask.ravel()), pixel_metrics(fused, mask, loc.mask_threshold)["f1"]))
             results.setdefault((r["method"], r.get("post", "none")), []).append(scores)
     rng = np.random.default_rng(0)

@@ -52,7 +52,7 @@ def main() -> None:
             for image in (photo, jpeg(photo, 90), jpeg(photo, 75)):
                 net = loc.localize(image).prob if loc else None
                 for k, s in kinds.items():
-                    cover = copy_cover(image, s) if s else np.zeros(image.shape[:2], np.uint8)
+                    cover = copy_cover(image, s, prob=net) if s else np.zeros(image.shape[:2], np.uint8)
                     m = raise_to_copies(np.zeros(image.shape[:2], np.float32), cover, replace(s or CopySettings(), lift=0.0))
                     row = [(m >= 0.65).any(), (m >= 0.81).any(), (m >= 0.65).mean()]
                     if loc:

@@ -149,7 +149,7 @@ def grid_table(data: Path) -> None:
                 continue
             mask = cv2.imread(str(data / "masks" / f"{s['name']}.png"), cv2.IMREAD_GRAYSCALE) > 127
             prob = loc.localize(image).prob
-            shipped = raise_to_copies(prob.copy(), copy_cover(image), loc.copy_settings)
+            shipped = raise_to_copies(prob.copy(), copy_cover(image, prob=prob), loc.copy_settings)
             aucs[(s["method"], s.get("post", "none"))].append(
                 [roc_auc(m.ravel(), mask.ravel()) for m in (prob, shipped, cue, shipped + 0.3 * cue)])
     print(f"blockiness peak of the {len(peaks)} pristine photos on their grid: {np.min(peaks):.2f}-{np.max(peaks):.2f} x the mean")

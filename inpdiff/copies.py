@@ -37,7 +37,15 @@ Defined exactly, so that every runtime computes the same map (the C++ runtime do
   erosion (OpenCV's default borders). An end's strength is (sum of g on the border / its pixels) /
   (sum of g inside / its pixels + 0.001), the sums exact in float64. If both ends have a border and
   an inside and the stronger exceeds `seam_margin` times the weaker (one float64 product), the group
-  marks only its stronger end's blocks; every other pair marks both;
+  marks only its stronger end's blocks;
+- where the network's map p is known (`cover_of`'s prob; the runtimes pass the map before it is fused),
+  a group of at least `pick_pairs` pairs that still keeps both ends keeps only the end where p is
+  higher: with S_e the sum of floor(255 p + 0.5) (float32 operations in that order) over the union of
+  the end's blocks and n_e its pixels, end a alone if S_a n_b > `pick_margin` S_b n_a (the products
+  exact integers, the comparison in float64), end b alone if the same holds the other way, both
+  otherwise (and where the union's box exceeds `seam_area`). A healing brush blends its seam away,
+  so the seam rule cannot tell its ends apart, but the network's map around a pasted region is
+  raised, and around its source it is not; every other pair marks both ends;
 - a pixel is covered if a marked block contains it, or if copy growth (inpdiff.copy_growth, with
   `grow`; None: none) grows the near pairs and the ends kept of them into it;
   the map is the coverage blurred with a Gaussian of `sigma` (OpenCV's kernel size for that sigma,
@@ -93,6 +101,8 @@ class CopySettings:
     seam_margin: float = 1.05  # how much stronger; closer than that, a healed or blended seam picks the source as often
     seam_area: int = 1 << 20   # pixels: an end whose box is larger keeps both (bounded memory)
     grow: GrowSettings | None = GrowSettings()  # each shared offset grown into its whole copy (inpdiff.copy_growth; None: not)
+    pick_pairs: int = 5        # copies of one offset whose seam says nothing, and whose end the network's map picks (0: never)
+    pick_margin: float = 1.5   # how much higher the map's mean at the picked end
 
 
 def splitmix64(i: int) -> int:
@@ -176,11 +186,21 @@ def _sorted_parts(image, s: CopySettings, parts: int, bits: np.uint64, stop: Sto
         yield keys
 
 
-def copy_cover(image: np.ndarray, s: CopySettings = CopySettings(), stop: Stop = None) -> np.ndarray:
-    """RGB uint8 (H, W, 3), or any array-like whose rows slice as one (inpdiff.spill), -> (H, W) uint8,
-    1 where a pixel lies in a marked block or a near copy. `stop()` is asked between bands, parts, shares
-    and chunks of pairs, and True ends the search with Stopped: a 48 MP photo's search takes 20 s, too
-    long for a stopping run to wait for."""
+@dataclass
+class Found:
+    """What the copy searches found, before the network's map is known: the cover with the groups of
+    three or more marked, the pairs (n, 4) with their block sizes (n,), and the seam rule's ends (n, 2)."""
+    cover: np.ndarray
+    pairs: np.ndarray
+    sizes: np.ndarray
+    keep: np.ndarray
+
+
+def find_copies(image: np.ndarray, s: CopySettings = CopySettings(), stop: Stop = None) -> Found:
+    """RGB uint8 (H, W, 3), or any array-like whose rows slice as one (inpdiff.spill) -> the copies
+    found (cover_of makes the cover of them). `stop()` is asked between bands, parts, shares and chunks
+    of pairs, and True ends the search with Stopped: a 48 MP photo's search takes 20 s, too long for a
+    stopping run to wait for."""
     H, W = image.shape[:2]
     cover = np.zeros((H, W), np.uint8)
     pairs, sizes = [np.zeros((0, 4), np.int64)], [np.zeros(0, np.int64)]
@@ -201,7 +221,15 @@ def copy_cover(image: np.ndarray, s: CopySettings = CopySettings(), stop: Stop =
             del keys  # before the next part is read
     pairs, sizes = np.concatenate(pairs), np.concatenate(sizes)
     check(stop)
-    keep = _seam_ends(image, pairs, sizes, s)
+    return Found(cover, pairs, sizes, _seam_ends(image, pairs, sizes, s))
+
+
+def cover_of(image: np.ndarray, found: Found, s: CopySettings = CopySettings(), prob=None, stop: Stop = None) -> np.ndarray:
+    """The copies found -> (H, W) uint8, 1 where a pixel lies in a marked block or a near copy (the
+    module's docstring). prob: the network's map (H, W float32, or rows that slice as one), which picks
+    the end of the copies whose seam says nothing; None: both ends of those. Takes found.cover."""
+    keep = found.keep if prob is None else _pick_ends(prob, found, s)
+    cover, pairs, sizes = found.cover, found.pairs, found.sizes
     for end in (0, 1):
         for size in (NEAR_BLOCK, BLOCK):
             sel = keep[:, end] & (sizes == size)
@@ -210,6 +238,11 @@ def copy_cover(image: np.ndarray, s: CopySettings = CopySettings(), stop: Stop =
         near = sizes == NEAR_BLOCK
         grow(image, cover, pairs[near], keep[near], s.grow, stop)
     return cover
+
+
+def copy_cover(image: np.ndarray, s: CopySettings = CopySettings(), stop: Stop = None, prob=None) -> np.ndarray:
+    """find_copies, then cover_of: the photo's copy cover in one call."""
+    return cover_of(image, find_copies(image, s, stop), s, prob, stop)
 
 
 def _mark_groups(cover: np.ndarray, keys: np.ndarray, bits: np.uint64, w: int, s: CopySettings) -> np.ndarray:
@@ -239,16 +272,56 @@ def _seam_ends(image, pairs: np.ndarray, sizes: np.ndarray, s: CopySettings) -> 
     keep = np.ones((len(pairs), 2), bool)
     if not s.seam_pairs or not len(pairs):
         return keep
-    dy, dx = pairs[:, 2] - pairs[:, 0], pairs[:, 3] - pairs[:, 1]
-    order = np.lexsort((dx, dy))
-    new = np.r_[True, (dy[order][1:] != dy[order][:-1]) | (dx[order][1:] != dx[order][:-1])]
-    for group in np.split(order, np.flatnonzero(new)[1:]):
+    for group in _offset_groups(pairs):
         if len(group) < s.seam_pairs:
             continue
         a, b = (_border_strength(image, pairs[group, 2 * e], pairs[group, 2 * e + 1], sizes[group], s) for e in (0, 1))
         if a is not None and b is not None and max(a, b) > s.seam_margin * min(a, b):
             keep[group, int(a > b)] = False  # the weaker end
     return keep
+
+
+def _offset_groups(pairs: np.ndarray) -> list[np.ndarray]:
+    """The pairs' indices grouped by offset (second corner minus first), in the order of (dy, dx)."""
+    dy, dx = pairs[:, 2] - pairs[:, 0], pairs[:, 3] - pairs[:, 1]
+    order = np.lexsort((dx, dy))
+    new = np.r_[True, (dy[order][1:] != dy[order][:-1]) | (dx[order][1:] != dx[order][:-1])]
+    return np.split(order, np.flatnonzero(new)[1:])
+
+
+def _pick_ends(prob, found: Found, s: CopySettings) -> np.ndarray:
+    """found.keep, but a group of at least `pick_pairs` pairs of one offset that keeps both ends keeps
+    only the one where the network's map is higher by `pick_margin` (_map_sum)."""
+    keep = found.keep.copy()
+    if not s.pick_pairs or not len(found.pairs):
+        return keep
+    for group in _offset_groups(found.pairs):
+        if len(group) < s.pick_pairs or not keep[group].all():
+            continue
+        ends = [_map_sum(prob, found.pairs[group, 2 * e], found.pairs[group, 2 * e + 1], found.sizes[group], s)
+                for e in (0, 1)]
+        if None in ends:
+            continue
+        (sa, na), (sb, nb) = ends
+        if float(sa * nb) > s.pick_margin * float(sb * na):  # mean a > margin * mean b, in float64
+            keep[group, 1] = False
+        elif float(sb * na) > s.pick_margin * float(sa * nb):
+            keep[group, 0] = False
+    return keep
+
+
+def _map_sum(prob, ys: np.ndarray, xs: np.ndarray, sizes: np.ndarray, s: CopySettings) -> tuple[int, int] | None:
+    """(the sum of floor(255 p + 0.5) over the blocks' union, its pixels), in integers; None where the
+    union's box exceeds `seam_area`."""
+    y0, x0 = int(ys.min()), int(xs.min())
+    y1, x1 = int((ys + sizes).max()), int((xs + sizes).max())
+    if (y1 - y0) * (x1 - x0) > s.seam_area:
+        return None
+    region = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    for size in np.unique(sizes):
+        mark_blocks(region, ys[sizes == size] - y0, xs[sizes == size] - x0, int(size))
+    levels = np.floor(np.asarray(prob[y0:y1])[:, x0:x1] * np.float32(255) + np.float32(0.5)).astype(np.int64)
+    return int(levels[region.view(bool)].sum()), int(np.count_nonzero(region))
 
 
 def _border_strength(image, ys: np.ndarray, xs: np.ndarray, sizes: np.ndarray, s: CopySettings) -> float | None:

@@ -280,6 +280,31 @@ def test_the_network_map_is_lifted_near_copies_then_raised_to_the_copy_map():
     assert np.array_equal(raise_to_copies(net.copy(), np.zeros_like(cover)), net)  # no copies: untouched
 
 
+def test_the_network_map_picks_the_end_of_a_copy_whose_seam_says_nothing():
+    """A healed-looking copy (a smooth change of brightness over it, re-saved): the seam rule keeps both
+    ends; given the network's map, the end where it is higher by pick_margin is kept alone, and a map
+    that cannot tell them apart keeps both."""
+    photo = read_image(PHOTO)
+    ramp = np.linspace(-12, 12, 100, dtype=np.float32)[None, :, None]
+    photo[300:400, 260:360] = np.clip(photo[40:140, 40:140].astype(np.float32) + ramp, 0, 255).astype(np.uint8)
+    healed = jpeg(photo, 70)
+    found = copies.find_copies(healed)
+    assert len(found.pairs) >= CopySettings().pick_pairs and found.keep.all()  # the seam says nothing here
+    source, paste = (slice(40, 140), slice(40, 140)), (slice(300, 400), slice(260, 360))
+    both = copy_cover(healed)
+    assert both[source].any() and both[paste].any()
+    prob = np.full(healed.shape[:2], 0.1, np.float32)
+    for high, low in ((paste, source), (source, paste)):
+        p = prob.copy()
+        p[high] = 0.6
+        picked = copy_cover(healed, prob=p)
+        assert picked[high].any() and not picked[low].any()
+    p = prob.copy()
+    p[paste], p[source] = 0.6, 0.45  # a mean less than 1.5 times the other's
+    assert np.array_equal(copy_cover(healed, prob=p), both)
+    assert np.array_equal(copy_cover(healed, CopySettings(pick_pairs=0), prob=prob + 0.5 * (np.arange(512) > 256)), both)
+
+
 def test_the_localizer_raises_its_map_to_the_copy_evidence():
     edited, mask = pasted(read_image(PHOTO))
     with Localizer(ROOT / "models" / "edge-c", config=LocalizeConfig(copies=False)) as plain:

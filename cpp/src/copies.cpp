@@ -352,11 +352,6 @@ void dilate_marks(cv::Mat& cover, int k) {
   }
 }
 
-// A copy: the top-left corners of its two blocks (side `size`), the later one in raster order second.
-struct CopyPair {
-  int y[2], x[2], size;
-};
-
 std::pair<int, int> offset(const CopyPair& p) { return {p.y[1] - p.y[0], p.x[1] - p.x[0]}; }
 
 // The kept near-copy matches, as inpdiff/near_copies.py's near_pairs gives them (in no particular
@@ -446,24 +441,77 @@ double border_strength(const cv::Mat& rgb, const std::vector<const CopyPair*>& g
   return on_border / static_cast<double>(n_border) / (inside / static_cast<double>(n_inner) + 1e-3);
 }
 
-// Which ends of each pair to mark (inpdiff/copies.py _seam_ends): a group of at least seam_pairs
-// pairs of one offset keeps only its end whose border is stronger by seam_margin.
-std::vector<std::array<bool, 2>> seam_ends(const cv::Mat& rgb, const std::vector<CopyPair>& pairs, const CopySettings& s) {
-  std::vector<std::array<bool, 2>> keep(pairs.size(), {true, true});
-  if (!s.seam_pairs) return keep;
+// The pairs grouped by offset (inpdiff/copies.py _offset_groups): fn(group) for each, in the order of
+// (dy, dx), a group being the indices of its pairs.
+template <class Fn>
+void for_each_offset(const std::vector<CopyPair>& pairs, Fn fn) {
   std::vector<size_t> order(pairs.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return offset(pairs[a]) < offset(pairs[b]); });
   for (size_t i = 0, j; i < order.size(); i = j) {
     for (j = i + 1; j < order.size() && offset(pairs[order[j]]) == offset(pairs[order[i]]); ++j) {}
-    if (j - i < static_cast<size_t>(s.seam_pairs)) continue;
-    std::vector<const CopyPair*> group;
-    for (size_t k = i; k < j; ++k) group.push_back(&pairs[order[k]]);
-    const double a = border_strength(rgb, group, 0, s), b = border_strength(rgb, group, 1, s);
-    if (a < 0 || b < 0 || !(std::max(a, b) > s.seam_margin * std::min(a, b))) continue;
-    for (size_t k = i; k < j; ++k) keep[order[k]][a > b ? 1 : 0] = false;  // the weaker end
+    fn(std::vector<size_t>(order.begin() + static_cast<std::ptrdiff_t>(i), order.begin() + static_cast<std::ptrdiff_t>(j)));
   }
+}
+
+// Which ends of each pair to mark (inpdiff/copies.py _seam_ends): a group of at least seam_pairs
+// pairs of one offset keeps only its end whose border is stronger by seam_margin.
+std::vector<std::array<bool, 2>> seam_ends(const cv::Mat& rgb, const std::vector<CopyPair>& pairs, const CopySettings& s) {
+  std::vector<std::array<bool, 2>> keep(pairs.size(), {true, true});
+  if (!s.seam_pairs) return keep;
+  for_each_offset(pairs, [&](const std::vector<size_t>& idx) {
+    if (idx.size() < static_cast<size_t>(s.seam_pairs)) return;
+    std::vector<const CopyPair*> group;
+    for (size_t k : idx) group.push_back(&pairs[k]);
+    const double a = border_strength(rgb, group, 0, s), b = border_strength(rgb, group, 1, s);
+    if (a < 0 || b < 0 || !(std::max(a, b) > s.seam_margin * std::min(a, b))) return;
+    for (size_t k : idx) keep[k][a > b ? 1 : 0] = false;  // the weaker end
+  });
   return keep;
+}
+
+// The sum of floor(255 p + 0.5) over the union of an end's blocks, and its pixels (inpdiff/copies.py
+// _map_sum); false where the union's box exceeds seam_area.
+bool map_sum(const cv::Mat& prob, const std::vector<const CopyPair*>& group, int end, const CopySettings& s,
+             int64_t& sum, int64_t& n) {
+  int y0 = prob.rows, x0 = prob.cols, y1 = 0, x1 = 0;
+  for (const CopyPair* p : group) {
+    y0 = std::min(y0, p->y[end]), x0 = std::min(x0, p->x[end]);
+    y1 = std::max(y1, p->y[end] + p->size), x1 = std::max(x1, p->x[end] + p->size);
+  }
+  if (static_cast<int64_t>(y1 - y0) * (x1 - x0) > s.seam_area) return false;
+  cv::Mat region = cv::Mat::zeros(y1 - y0, x1 - x0, CV_8U);
+  for (const CopyPair* p : group) region(cv::Rect(p->x[end] - x0, p->y[end] - y0, p->size, p->size)) = 1;
+  sum = 0, n = 0;
+  for (int y = y0; y < y1; ++y) {
+    const float* q = prob.ptr<float>(y) + x0;
+    const uint8_t* r = region.ptr<uint8_t>(y - y0);
+    for (int x = 0; x < x1 - x0; ++x)
+      if (r[x]) sum += static_cast<int64_t>(std::floor(q[x] * 255.0f + 0.5f)), ++n;  // float operations, as NumPy's
+  }
+  return true;
+}
+
+// The ends the network's map picks (inpdiff/copies.py _pick_ends): a group of at least pick_pairs
+// pairs that keeps both ends keeps only the one where the map's mean is higher by pick_margin.
+void pick_ends(const cv::Mat& prob, const std::vector<CopyPair>& pairs, std::vector<std::array<bool, 2>>& keep,
+               const CopySettings& s) {
+  if (!s.pick_pairs) return;
+  for_each_offset(pairs, [&](const std::vector<size_t>& idx) {
+    if (idx.size() < static_cast<size_t>(s.pick_pairs)) return;
+    std::vector<const CopyPair*> group;
+    for (size_t k : idx) {
+      if (!keep[k][0] || !keep[k][1]) return;
+      group.push_back(&pairs[k]);
+    }
+    int64_t sa, na, sb, nb;
+    if (!map_sum(prob, group, 0, s, sa, na) || !map_sum(prob, group, 1, s, sb, nb)) return;
+    int drop = -1;
+    if (static_cast<double>(sa * nb) > s.pick_margin * static_cast<double>(sb * na)) drop = 1;
+    else if (static_cast<double>(sb * na) > s.pick_margin * static_cast<double>(sa * nb)) drop = 0;
+    if (drop >= 0)
+      for (size_t k : idx) keep[k][drop] = false;
+  });
 }
 
 // Copy growth (inpdiff/copy_growth.py): each offset that several near pairs share, grown into the connected
@@ -611,7 +659,7 @@ cv::Mat near_copy_cover(const cv::Mat& rgb, const NearCopySettings& s) {
   return cover;
 }
 
-cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s, const RowsRead& read) {
+Found find_copies(const cv::Mat& rgb, const CopySettings& s, const RowsRead& read) {
   const int H = rgb.rows, W = rgb.cols, b = kBlock;
   cv::Mat cover = cv::Mat::zeros(H, W, CV_8U);
   std::vector<CopyPair> pairs;
@@ -630,19 +678,9 @@ cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s, const RowsRead& re
   for (const CopyPair& p : pairs) ++shared[offset(p)];
   pairs.erase(std::remove_if(pairs.begin(), pairs.end(), [&](const CopyPair& p) { return shared[offset(p)] < s.near_min_pairs; }),
               pairs.end());
-  const auto mark_ends = [&] {  // the pairs' ends that the seam rule keeps, each kind dilated by its side
-    const std::vector<std::array<bool, 2>> keep = seam_ends(rgb, pairs, s);
-    for (const int size : {kNear, b}) {
-      for (size_t i = 0; i < pairs.size(); ++i)
-        for (int e = 0; e < 2; ++e)
-          if (pairs[i].size == size && keep[i][e]) cover.at<uint8_t>(pairs[i].y[e], pairs[i].x[e]) |= 2;
-      dilate_marks(cover, size);
-    }
-    if (s.grow) grow(rgb, cover, pairs, keep, *s.grow);
-  };
   if (H < b || W < b) {
-    mark_ends();
-    return cover;
+    std::vector<std::array<bool, 2>> keep = seam_ends(rgb, pairs, s);
+    return {cover, std::move(pairs), std::move(keep)};
   }
   const cv::Mat img = rgb.isContinuous() ? rgb : rgb.clone();
   const int h = H - b + 1, w = W - b + 1;
@@ -697,9 +735,28 @@ cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s, const RowsRead& re
     }
   }
   dilate_marks(cover, b);  // the groups of three or more
-  mark_ends();
+  std::vector<std::array<bool, 2>> keep = seam_ends(rgb, pairs, s);
+  return {cover, std::move(pairs), std::move(keep)};
+}
+
+cv::Mat cover_of(const cv::Mat& rgb, Found found, const CopySettings& s, const cv::Mat& prob) {
+  if (!prob.empty()) pick_ends(prob, found.pairs, found.keep, s);
+  cv::Mat& cover = found.cover;
+  const std::vector<CopyPair>& pairs = found.pairs;
+  for (const int size : {kNear, kBlock}) {  // the ends kept, each kind dilated by its side
+    for (size_t i = 0; i < pairs.size(); ++i)
+      for (int e = 0; e < 2; ++e)
+        if (pairs[i].size == size && found.keep[i][e]) cover.at<uint8_t>(pairs[i].y[e], pairs[i].x[e]) |= 2;
+    dilate_marks(cover, size);
+  }
+  if (s.grow) grow(rgb, cover, pairs, found.keep, *s.grow);
   return cover;
 }
+
+cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s, const RowsRead& read) {
+  return cover_of(rgb, find_copies(rgb, s, read), s);
+}
+
 
 constexpr int kCell = 8;  // the lift's grid (inpdiff/copies.py: CELL)
 

@@ -391,8 +391,8 @@ struct Localizer::Finish {
 Result Localizer::localize(const cv::Mat& rgb) {
   const Plan p = plan(rgb);
   // The copy evidence needs only the image: found beside the inference, which leaves a core idle at times.
-  std::future<cv::Mat> cover;
-  if (config_.copies) cover = std::async(std::launch::async, [&] { return copy_cover(rgb, evidence_, [&](int) { check_stop(); }); });
+  std::future<Found> found;
+  if (config_.copies) found = std::async(std::launch::async, [&] { return find_copies(rgb, evidence_, [&](int) { check_stop(); }); });
   std::vector<cv::Mat> acc = blend(p);
   std::vector<cv::Mat> per_sample(config_.samples);
   for (size_t s = 0; s < acc.size(); ++s) {
@@ -402,7 +402,8 @@ Result Localizer::localize(const cv::Mat& rgb) {
   }
   Result res;
   combine_samples(per_sample, res.prob, res.uncertainty);
-  Finish finish(*this, config_.copies ? cover.get() : cv::Mat(), res.prob.size());
+  // The cover's undecided ends are picked by the map before the fusion (inpdiff/copies.py cover_of).
+  Finish finish(*this, config_.copies ? cover_of(rgb, found.get(), evidence_, res.prob) : cv::Mat(), res.prob.size());
   res.mask.create(res.prob.size(), CV_8U);
   for (int y0 = 0; y0 < res.prob.rows; y0 += kBandRows) {
     const cv::Range r(y0, std::min(res.prob.rows, y0 + kBandRows));
@@ -419,10 +420,10 @@ Result Localizer::localize(const SpilledMat& photo) {
   if (config_.max_side || rgb.rows < tile.height || rgb.cols < tile.width) return localize(rgb.clone());
   Plan p = plan(rgb);
   p.file = &photo;
-  std::future<cv::Mat> cover;
+  std::future<Found> found;
   if (config_.copies)
-    cover = std::async(std::launch::async, [&] {
-      return copy_cover(rgb, evidence_, [&](int rows) {
+    found = std::async(std::launch::async, [&] {
+      return find_copies(rgb, evidence_, [&](int rows) {
         photo.read(rows);
         check_stop();
       });
@@ -431,7 +432,7 @@ Result Localizer::localize(const SpilledMat& photo) {
   RowAccumulator acc(config_.samples, rgb.size(), p.tile, axis_weight(p, H, true), axis_weight(p, W, false));
   run(p, [&](size_t i, const float* maps) { acc.add(p.origins[i].first, p.origins[i].second, maps, p.window); });
   auto [before, uncertainty] = acc.close();
-  Finish finish(*this, config_.copies ? cover.get() : cv::Mat(), rgb.size());
+  Finish finish(*this, config_.copies ? cover_of(rgb, found.get(), evidence_, before.mat()) : cv::Mat(), rgb.size());
   RowWriter prob(W, CV_32F), mask(W, CV_8U);
   for (int y0 = 0; y0 < H; y0 += kBandRows) {
     cv::Mat rows = before.mat().rowRange(y0, std::min(H, y0 + kBandRows)).clone(), marked;

@@ -3,9 +3,10 @@
 //   cpp_probe localize MODEL IMAGE OUT.f32 [SAMPLES SEED STEPS]
 //                                                          the probability map (float32, H x W) to OUT.f32;
 //                                                          score, verdict and regions as JSON on stdout
-//   cpp_probe copies IMAGE OUT.u8 [STOP_AT]                the copy cover (uint8, H x W) to OUT.u8; as JSON, how
+//   cpp_probe copies IMAGE OUT.u8 [STOP_AT [PROB.f32]]     the copy cover (uint8, H x W) to OUT.u8; as JSON, how
 //                                                          often the search asked to go on (and how often between
 //                                                          passes that read no rows), stopped at the STOP_AT-th time
+//                                                          (0: never); with PROB (float32, H x W), its ends picked by it
 //   cpp_probe regions MASK.png PROB.png                    the mask's regions, with their mean PROB / 255, as JSON
 //   cpp_probe decode IMAGE OUT.u8                          the photo as decoded straight into a file (RGB, H x W x 3)
 //                                                          to OUT.u8, or nothing where it cannot be; JSON on stdout
@@ -39,15 +40,21 @@ int main(int argc, char** argv) {
       write_floats(argv[7], z.data(), z.size());
       return 0;
     }
-    if (what == "copies" && (argc == 4 || argc == 5)) {
-      const long stop_at = argc == 5 ? std::stol(argv[4]) : 0;
+    if (what == "copies" && argc >= 4 && argc <= 6) {
+      const long stop_at = argc >= 5 ? std::stol(argv[4]) : 0;
       long asked = 0, between = 0;
       bool stopped = false;
       try {
-        const cv::Mat cover = copy_cover(read_image(argv[2]), {}, [&](int rows) {
+        const cv::Mat rgb = read_image(argv[2]);
+        cv::Mat prob;
+        if (argc == 6) {
+          prob.create(rgb.size(), CV_32F);
+          std::ifstream(argv[5], std::ios::binary).read(reinterpret_cast<char*>(prob.data), static_cast<std::streamsize>(prob.total() * sizeof(float)));
+        }
+        const cv::Mat cover = cover_of(rgb, find_copies(rgb, {}, [&](int rows) {
           between += rows == 0;
           if (++asked == stop_at) throw Stopped();
-        });
+        }), {}, prob);
         std::ofstream(argv[3], std::ios::binary).write(reinterpret_cast<const char*>(cover.data),
                                                        static_cast<std::streamsize>(cover.total()));
       } catch (const Stopped&) {

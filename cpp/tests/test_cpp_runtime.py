@@ -250,6 +250,29 @@ def test_copy_growth_matches_python(tmp_path):
         assert (py != copy_cover(read_image(path), CopySettings(grow=None))).any(), name  # growth did something
 
 
+def test_the_end_the_network_map_picks_matches_python(tmp_path):
+    """A copy whose seam says nothing (a smooth change of brightness over it, re-saved at JPEG 70): both
+    runtimes keep the end where the given map is higher, alike."""
+    from inpdiff.copies import copy_cover
+    from inpdiff.io import read_image
+
+    img = cv2.imread(str(EXAMPLES / "astronaut_pristine.png"))
+    ramp = np.linspace(-12, 12, 100, dtype=np.float32)[None, :, None]
+    img[300:400, 260:360] = np.clip(img[40:140, 40:140].astype(np.float32) + ramp, 0, 255).astype(np.uint8)
+    path = tmp_path / "healed_q70.jpg"
+    cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 70])
+    rgb = read_image(path)
+    prob = np.full(rgb.shape[:2], 0.1, np.float32)
+    prob[300:400, 260:360] = 0.6
+    prob.tofile(tmp_path / "prob.f32")
+    p = run(PROBE, "copies", path, tmp_path / "cover.u8", "0", tmp_path / "prob.f32")
+    assert p.returncode == 0, p.stderr
+    py = copy_cover(rgb, prob=prob)
+    assert np.array_equal(np.fromfile(tmp_path / "cover.u8", np.uint8).reshape(py.shape), py)
+    assert py[40:140, 40:140].max() == 0 < copy_cover(rgb)[40:140, 40:140].max()  # the source, dropped
+    assert py[300:400, 260:360].any()
+
+
 def test_the_copy_search_asks_to_go_on_between_its_passes_too_and_stops_where_told(tmp_path):
     """A stopping run ends the search where it next asks. It asked only as it read a band of rows, so the
     comparisons of the shares and parts, 3-4 s of a 48 MP photo, ran on after a stop; it now asks before

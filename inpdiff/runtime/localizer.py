@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from .. import sampling
-from ..copies import CopySettings, copy_cover, raise_to_copies
+from ..copies import CopySettings, cover_of, find_copies, raise_to_copies
 from ..io import read_image
 from ..noise import tile_noise
 from ..scoring import ScoreCalibration, image_score
@@ -150,7 +150,7 @@ class Plan:
     size: tuple[int, int]             # (h, w) of `work` before padding
     shape: tuple[int, int]            # (h, w) of every tile
     origins: list[tuple[int, int]]    # (y, x) of every tile in `work`
-    cover: Future | None = None       # the copy cover of `image`, once start_copies has begun it
+    cover: Future | None = None       # the copies found in `image` (copies.Found), once start_copies has begun it
 
     def tile(self, i: int) -> np.ndarray:
         (y, x), (h, w) = self.origins[i], self.shape
@@ -292,7 +292,7 @@ class Localizer:
         if self._copies and plan.cover is None:
             closing = self._closing.is_set
             stopped = closing if stop is None else (lambda: stop.is_set() or closing())
-            plan.cover = self._copies.submit(copy_cover, plan.image, self.copy_settings, stopped)
+            plan.cover = self._copies.submit(find_copies, plan.image, self.copy_settings, stopped)
         return plan
 
     def infer(self, tiles: np.ndarray, origins: list[tuple[int, int]]) -> np.ndarray:
@@ -359,7 +359,8 @@ class Localizer:
         """Every tile blended into `acc` (which this normalises in place) -> the Result at the input's size."""
         if isinstance(acc, RowAccumulator):
             *maps, score, regions, inpainted = finish_bands(
-                acc, self._cover(plan), self.copy_settings, self.mask_threshold, self.config.min_region, self.calibration)
+                acc, lambda prob: self._cover(plan, prob), self.copy_settings, self.mask_threshold, self.config.min_region,
+                self.calibration)
             return Result(*maps, score, [Region(*r) for r in regions], inpainted, {"tiles": len(plan.origins)})
         S = acc.shape[0]
         wy, wx = self.axis_weights(plan)
@@ -372,7 +373,7 @@ class Localizer:
         prob = per_sample.mean(axis=0) if S > 1 else np.ascontiguousarray(per_sample[0])
         # One sample has no spread: a read-only zero view, not an image-sized array.
         uncertainty = per_sample.std(axis=0) if S > 1 else np.broadcast_to(np.float32(0), prob.shape)
-        cover = self._cover(plan)
+        cover = self._cover(plan, prob)
         if cover is not None:
             raise_to_copies(prob, cover, self.copy_settings)
         mask = prob >= self.mask_threshold
@@ -384,12 +385,14 @@ class Localizer:
             score, inpainted = image_score(prob), bool(regions)
         return Result(prob, uncertainty, mask, score, regions, inpainted, {"tiles": len(plan.origins)})
 
-    def _cover(self, plan: Plan) -> np.ndarray | None:
-        """The copy cover of the input itself (downscaling, max_side, would break exact copies); None
-        without the copy evidence."""
+    def _cover(self, plan: Plan, prob) -> np.ndarray | None:
+        """The copy cover of the input itself (downscaling, max_side, would break exact copies), its
+        undecided ends picked by `prob`, the network's map before the fusion; None without the copy
+        evidence."""
         if not self.config.copies:
             return None
-        return plan.cover.result() if plan.cover else copy_cover(plan.image, self.copy_settings)
+        found = plan.cover.result() if plan.cover else find_copies(plan.image, self.copy_settings)
+        return cover_of(plan.image, found, self.copy_settings, prob)
 
 
 __all__ = ["Localizer", "LocalizeConfig", "Plan", "Region", "Result", "ModelError", "axis_tile", "tile_origins",

@@ -29,7 +29,7 @@ def torch_predict(model: InpDiffusion, steps: int | None = None, n_samples: int 
         pred = sample(model, to_tensor(image).to(device), steps=steps, samples=n_samples, generator=gen)
         prob = pred.prob[0, 0].float().cpu().numpy()
         if copies:
-            raise_to_copies(prob, copy_cover(image))
+            raise_to_copies(prob, copy_cover(image, prob=prob))
         return prob, image_score(prob)
 
     return predict

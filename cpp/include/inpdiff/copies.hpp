@@ -3,6 +3,7 @@
 // runtimes fuse the same map.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -54,6 +55,8 @@ struct CopySettings {  // inpdiff/copies.py CopySettings: the defaults are writt
   int64_t seam_area = int64_t{1} << 20;  // pixels: an end whose box is larger keeps both
   std::vector<NearCopySettings> near = near_searches();  // the near-copy searches (empty: exact copies only)
   std::optional<GrowSettings> grow = GrowSettings{};  // each shared offset grown into its whole copy (none: not)
+  int pick_pairs = 5;  // copies of one offset whose seam says nothing, and whose end the network's map picks (0: never)
+  double pick_margin = 1.5;  // how much higher the map's mean at the picked end
 
   static std::vector<NearCopySettings> near_searches() {  // on the gray, and on its 2x2 sums
     NearCopySettings summed;
@@ -70,7 +73,27 @@ cv::Mat near_copy_cover(const cv::Mat& rgb, const NearCopySettings& s = {});
 // between passes that read none (0 rows): a stopping run ends the search from it (localizer.cpp).
 using RowsRead = std::function<void(int rows)>;
 
-// RGB CV_8UC3 -> CV_8U of the same size, 1 where a pixel lies in a marked block or a near copy.
+// A copy: the top-left corners of its two blocks (side `size`), the later one in raster order second.
+struct CopyPair {
+  int y[2], x[2], size;
+};
+
+// What the copy searches found, before the network's map is known (inpdiff/copies.py Found).
+struct Found {
+  cv::Mat cover;  // CV_8U, the groups of three or more marked
+  std::vector<CopyPair> pairs;
+  std::vector<std::array<bool, 2>> keep;  // the seam rule's ends of each pair
+};
+
+// RGB CV_8UC3 -> the copies found in it.
+Found find_copies(const cv::Mat& rgb, const CopySettings& s = {}, const RowsRead& read = {});
+
+// The copies found -> CV_8U of the photo's size, 1 where a pixel lies in a marked block or a near copy.
+// prob: the network's map before the fusion (CV_32F), which picks the end of the copies whose seam
+// says nothing; empty: both ends of those. Takes found.cover.
+cv::Mat cover_of(const cv::Mat& rgb, Found found, const CopySettings& s = {}, const cv::Mat& prob = {});
+
+// find_copies, then cover_of without a map.
 cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s = {}, const RowsRead& read = {});
 
 // The network's map (CV_32F) lifted near `cover` (copy_cover's), then raised to its copy map where
