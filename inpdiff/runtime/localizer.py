@@ -288,7 +288,7 @@ class Localizer:
     def start_copies(self, plan: Plan, stop: threading.Event | None = None) -> Plan:
         """Begin the plan's copy search on a thread of the copy pool, so that it runs beside the inference of its
         tiles (for callers that will assemble it; those that only plan and infer pay nothing). Once `stop` is
-        set, or this Localizer is closed, the search ends and the cover raises near_copies.Stopped."""
+        set, or this Localizer is closed, the search ends and its result raises near_copies.Stopped."""
         if self._copies and plan.cover is None:
             closing = self._closing.is_set
             stopped = closing if stop is None else (lambda: stop.is_set() or closing())
