@@ -12,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 from inpdiff import copies, near_copies
 from inpdiff.copies import CopySettings, block_hashes, copy_cover, copy_map, raise_to_copies
 from inpdiff.near_copies import near_copy_cover
+from inpdiff.spill import spill_array
 from inpdiff.data.augment import jpeg
 from inpdiff.data.fills import tools
 from inpdiff.io import read_image
@@ -299,6 +300,7 @@ def test_the_network_map_picks_the_end_of_a_copy_whose_seam_says_nothing():
         p[high] = 0.6
         picked = copy_cover(healed, prob=p)
         assert picked[high].any() and not picked[low].any()
+        assert np.array_equal(copy_cover(healed, prob=spill_array(p)), picked)  # a map held in a file, as a large photo's
     p = prob.copy()
     p[paste], p[source] = 0.6, 0.45  # a mean less than 1.5 times the other's
     assert np.array_equal(copy_cover(healed, prob=p), both)
@@ -389,7 +391,6 @@ def test_copy_growth_grows_a_resaved_copy_and_not_a_periodic_pattern():
     """A few pairs name a copy's offset: growth covers the rest of the copy, re-saved at JPEG 70, where
     the near-copy search found part of it; a pattern that repeats at that offset is not grown."""
     from inpdiff.copy_growth import GrowSettings, grow
-    from inpdiff.spill import spill_array
 
     edited = jpeg(pasted(read_image(PHOTO), (40, 40), (300, 260), 100)[0], 70)
     before, after = copy_cover(edited, CopySettings(grow=None)), copy_cover(edited)

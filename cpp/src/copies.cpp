@@ -757,7 +757,6 @@ cv::Mat copy_cover(const cv::Mat& rgb, const CopySettings& s, const RowsRead& re
   return cover_of(rgb, find_copies(rgb, s, read), s);
 }
 
-
 constexpr int kCell = 8;  // the lift's grid (inpdiff/copies.py: CELL)
 
 CopyRaise::CopyRaise(const cv::Mat& cover, const CopySettings& s)
