@@ -313,28 +313,34 @@ def _pick_ends(prob, found: Found, s: CopySettings) -> np.ndarray:
 def _map_sum(prob, ys: np.ndarray, xs: np.ndarray, sizes: np.ndarray, s: CopySettings) -> tuple[int, int] | None:
     """(the sum of floor(255 p + 0.5) over the blocks' union, its pixels), in integers; None where the
     union's box exceeds `seam_area`."""
-    y0, x0 = int(ys.min()), int(xs.min())
-    y1, x1 = int((ys + sizes).max()), int((xs + sizes).max())
-    if (y1 - y0) * (x1 - x0) > s.seam_area:
+    drawn = _blocks_in_box(ys, xs, sizes, 0, prob.shape, s.seam_area)
+    if drawn is None:
+        return None
+    (y0, y1, x0, x1), region = drawn
+    levels = np.floor(np.asarray(prob[y0:y1])[:, x0:x1] * np.float32(255) + np.float32(0.5)).astype(np.int64)
+    return int(levels[region.view(bool)].sum()), int(np.count_nonzero(region))
+
+
+def _blocks_in_box(ys: np.ndarray, xs: np.ndarray, sizes: np.ndarray, pad: int, shape: tuple[int, ...], area: int):
+    """The union of the blocks at (ys, xs), of sides `sizes`, drawn (uint8 0/1) in their extent grown by
+    `pad` pixels and cut to `shape`: ((y0, y1, x0, x1), region); None where that box exceeds `area`."""
+    y0, x0 = max(0, int(ys.min()) - pad), max(0, int(xs.min()) - pad)
+    y1, x1 = min(shape[0], int((ys + sizes).max()) + pad), min(shape[1], int((xs + sizes).max()) + pad)
+    if (y1 - y0) * (x1 - x0) > area:
         return None
     region = np.zeros((y1 - y0, x1 - x0), np.uint8)
     for size in np.unique(sizes):
         mark_blocks(region, ys[sizes == size] - y0, xs[sizes == size] - x0, int(size))
-    levels = np.floor(np.asarray(prob[y0:y1])[:, x0:x1] * np.float32(255) + np.float32(0.5)).astype(np.int64)
-    return int(levels[region.view(bool)].sum()), int(np.count_nonzero(region))
+    return (y0, y1, x0, x1), region
 
 
 def _border_strength(image, ys: np.ndarray, xs: np.ndarray, sizes: np.ndarray, s: CopySettings) -> float | None:
     """The gradient on the border of the blocks' union (a pixel either side) over that inside it (at
     least 2 pixels in), or None where nothing is inside or its box exceeds `seam_area`."""
-    H, W = image.shape[:2]
-    y0, x0 = max(0, int(ys.min()) - 2), max(0, int(xs.min()) - 2)
-    y1, x1 = min(H, int((ys + sizes).max()) + 2), min(W, int((xs + sizes).max()) + 2)
-    if (y1 - y0) * (x1 - x0) > s.seam_area:
+    drawn = _blocks_in_box(ys, xs, sizes, 2, image.shape, s.seam_area)
+    if drawn is None:
         return None
-    region = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    for size in np.unique(sizes):
-        mark_blocks(region, ys[sizes == size] - y0, xs[sizes == size] - x0, int(size))
+    (y0, y1, x0, x1), region = drawn
     total = np.asarray(image[y0:y1])[:, x0:x1].sum(axis=2, dtype=np.int16)
     grad = np.abs(cv2.Sobel(total, cv2.CV_32F, 1, 0)) + np.abs(cv2.Sobel(total, cv2.CV_32F, 0, 1))
     k3 = np.ones((3, 3), np.uint8)

@@ -405,16 +405,29 @@ std::vector<CopyPair> near_pairs(const cv::Mat& rgb, const NearCopySettings& s, 
 
 // An end's border strength (inpdiff/copies.py _border_strength): the gradient on the border of its
 // blocks' union over that inside it; negative where nothing is inside or its box exceeds seam_area.
-double border_strength(const cv::Mat& rgb, const std::vector<const CopyPair*>& group, int end, const CopySettings& s) {
-  int y0 = rgb.rows, x0 = rgb.cols, y1 = 0, x1 = 0;
+// The union of one end's blocks (CV_8U, 0 or 1), drawn in their extent grown by `pad` pixels and cut
+// to `size` (inpdiff/copies.py _blocks_in_box); false where that box exceeds `area` pixels.
+bool blocks_in_box(const std::vector<const CopyPair*>& group, int end, int pad, cv::Size size, int64_t area,
+                   cv::Rect& box, cv::Mat& region) {
+  int y0 = size.height, x0 = size.width, y1 = 0, x1 = 0;
   for (const CopyPair* p : group) {
     y0 = std::min(y0, p->y[end]), x0 = std::min(x0, p->x[end]);
     y1 = std::max(y1, p->y[end] + p->size), x1 = std::max(x1, p->x[end] + p->size);
   }
-  y0 = std::max(0, y0 - 2), x0 = std::max(0, x0 - 2), y1 = std::min(rgb.rows, y1 + 2), x1 = std::min(rgb.cols, x1 + 2);
-  if (static_cast<int64_t>(y1 - y0) * (x1 - x0) > s.seam_area) return -1;
-  cv::Mat region = cv::Mat::zeros(y1 - y0, x1 - x0, CV_8U), total(y1 - y0, x1 - x0, CV_16S);
+  y0 = std::max(0, y0 - pad), x0 = std::max(0, x0 - pad), y1 = std::min(size.height, y1 + pad), x1 = std::min(size.width, x1 + pad);
+  if (static_cast<int64_t>(y1 - y0) * (x1 - x0) > area) return false;
+  box = cv::Rect(x0, y0, x1 - x0, y1 - y0);
+  region = cv::Mat::zeros(box.size(), CV_8U);
   for (const CopyPair* p : group) region(cv::Rect(p->x[end] - x0, p->y[end] - y0, p->size, p->size)) = 1;
+  return true;
+}
+
+double border_strength(const cv::Mat& rgb, const std::vector<const CopyPair*>& group, int end, const CopySettings& s) {
+  cv::Rect box;
+  cv::Mat region;
+  if (!blocks_in_box(group, end, 2, rgb.size(), s.seam_area, box, region)) return -1;
+  const int y0 = box.y, x0 = box.x, y1 = box.y + box.height, x1 = box.x + box.width;
+  cv::Mat total(box.size(), CV_16S);
   for (int y = y0; y < y1; ++y) {
     const uint8_t* c = rgb.ptr<uint8_t>(y) + 3 * x0;
     int16_t* t = total.ptr<int16_t>(y - y0);
@@ -474,19 +487,14 @@ std::vector<std::array<bool, 2>> seam_ends(const cv::Mat& rgb, const std::vector
 // _map_sum); false where the union's box exceeds seam_area.
 bool map_sum(const cv::Mat& prob, const std::vector<const CopyPair*>& group, int end, const CopySettings& s,
              int64_t& sum, int64_t& n) {
-  int y0 = prob.rows, x0 = prob.cols, y1 = 0, x1 = 0;
-  for (const CopyPair* p : group) {
-    y0 = std::min(y0, p->y[end]), x0 = std::min(x0, p->x[end]);
-    y1 = std::max(y1, p->y[end] + p->size), x1 = std::max(x1, p->x[end] + p->size);
-  }
-  if (static_cast<int64_t>(y1 - y0) * (x1 - x0) > s.seam_area) return false;
-  cv::Mat region = cv::Mat::zeros(y1 - y0, x1 - x0, CV_8U);
-  for (const CopyPair* p : group) region(cv::Rect(p->x[end] - x0, p->y[end] - y0, p->size, p->size)) = 1;
+  cv::Rect box;
+  cv::Mat region;
+  if (!blocks_in_box(group, end, 0, prob.size(), s.seam_area, box, region)) return false;
   sum = 0, n = 0;
-  for (int y = y0; y < y1; ++y) {
-    const float* q = prob.ptr<float>(y) + x0;
-    const uint8_t* r = region.ptr<uint8_t>(y - y0);
-    for (int x = 0; x < x1 - x0; ++x)
+  for (int y = 0; y < box.height; ++y) {
+    const float* q = prob.ptr<float>(box.y + y) + box.x;
+    const uint8_t* r = region.ptr<uint8_t>(y);
+    for (int x = 0; x < box.width; ++x)
       if (r[x]) sum += static_cast<int64_t>(std::floor(q[x] * 255.0f + 0.5f)), ++n;  // float operations, as NumPy's
   }
   return true;
