@@ -316,7 +316,7 @@ def test_the_localizer_raises_its_map_to_the_copy_evidence():
     np.testing.assert_array_equal(after.prob, fuse(before.prob, edited))
     with Localizer(ROOT / "models" / "edge-c") as fused:  # planning alone (INT8 calibration's use) starts no search
         plan = fused.plan(edited)
-        assert plan.cover is None
+        assert plan.copies is None
         maps = fused.infer(np.stack([plan.tile(i) for i in range(len(plan.origins))]), plan.origins)
         np.testing.assert_array_equal(fused.assemble(plan, maps).prob, after.prob)  # found at assembly instead
     assert after.mask[mask].mean() > before.mask[mask].mean() + 0.3

@@ -131,14 +131,14 @@ class RegionFinder:
                 for x0, y0, x1, y1, area, _, psum, csum in merged[keep].tolist()]
 
 
-def finish(acc: RowAccumulator, cover_of: Callable[[SpilledArray], np.ndarray | None], settings: CopySettings,
+def finish(acc: RowAccumulator, cover_for: Callable[[SpilledArray], np.ndarray | None], settings: CopySettings,
            threshold: float, min_region: int, calibration: ScoreCalibration | None):
     """Localizer.finish for a RowAccumulator (every tile blended) and the copy cover of the blended map
-    (`cover_of`; None: none looked for) -> (prob, uncertainty, mask, score, regions, inpainted), the
+    (`cover_for`; None: none looked for) -> (prob, uncertainty, mask, score, regions, inpainted), the
     maps as SpilledArrays."""
     before, uncertainty = acc.close()
     H, W = before.shape
-    cover = cover_of(before)
+    cover = cover_for(before)
     raiser = CopyRaise(cover, settings) if cover is not None else None
     prob, mask = RowWriter(None, (W,), np.float32), RowWriter(None, (W,), np.bool_)
     finder = RegionFinder(min_region)

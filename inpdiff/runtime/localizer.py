@@ -150,7 +150,7 @@ class Plan:
     size: tuple[int, int]             # (h, w) of `work` before padding
     shape: tuple[int, int]            # (h, w) of every tile
     origins: list[tuple[int, int]]    # (y, x) of every tile in `work`
-    cover: Future | None = None       # the copies found in `image` (copies.Found), once start_copies has begun it
+    copies: Future | None = None      # the copies found in `image` (copies.Found), once start_copies has begun it
 
     def tile(self, i: int) -> np.ndarray:
         (y, x), (h, w) = self.origins[i], self.shape
@@ -289,10 +289,10 @@ class Localizer:
         """Begin the plan's copy search on a thread of the copy pool, so that it runs beside the inference of its
         tiles (for callers that will assemble it; those that only plan and infer pay nothing). Once `stop` is
         set, or this Localizer is closed, the search ends and its result raises near_copies.Stopped."""
-        if self._copies and plan.cover is None:
+        if self._copies and plan.copies is None:
             closing = self._closing.is_set
             stopped = closing if stop is None else (lambda: stop.is_set() or closing())
-            plan.cover = self._copies.submit(find_copies, plan.image, self.copy_settings, stopped)
+            plan.copies = self._copies.submit(find_copies, plan.image, self.copy_settings, stopped)
         return plan
 
     def infer(self, tiles: np.ndarray, origins: list[tuple[int, int]]) -> np.ndarray:
@@ -391,7 +391,7 @@ class Localizer:
         evidence."""
         if not self.config.copies:
             return None
-        found = plan.cover.result() if plan.cover else find_copies(plan.image, self.copy_settings)
+        found = plan.copies.result() if plan.copies else find_copies(plan.image, self.copy_settings)
         return cover_of(plan.image, found, self.copy_settings, prob)
 
 
