@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -19,7 +20,8 @@ def main() -> None:
     ap.add_argument("--resamples", type=int, default=2000)
     args = ap.parse_args()
     runs = [json.load(open(path)) for path in (args.a, args.b)]
-    a, b = ({(i["image"], i["method"]): i for i in run["images"] if not i["pristine"]} for run in runs)
+    # Keyed by file name: a run made from another folder (a worktree) records the same set's paths otherwise.
+    a, b = ({(Path(i["image"]).name, i["method"]): i for i in run["images"] if not i["pristine"]} for run in runs)
     rng = np.random.default_rng(0)
     print("| family | edits | A | B | B - A (95% paired bootstrap) | B better on |\n|---|---|---|---|---|---|")
     for family in sorted({i["family"] for i in a.values()}):
