@@ -403,8 +403,6 @@ std::vector<CopyPair> near_pairs(const cv::Mat& rgb, const NearCopySettings& s, 
   return pairs;
 }
 
-// An end's border strength (inpdiff/copies.py _border_strength): the gradient on the border of its
-// blocks' union over that inside it; negative where nothing is inside or its box exceeds seam_area.
 // The union of one end's blocks (CV_8U, 0 or 1), drawn in their extent grown by `pad` pixels and cut
 // to `size` (inpdiff/copies.py _blocks_in_box); false where that box exceeds `area` pixels.
 bool blocks_in_box(const std::vector<const CopyPair*>& group, int end, int pad, cv::Size size, int64_t area,
@@ -422,6 +420,8 @@ bool blocks_in_box(const std::vector<const CopyPair*>& group, int end, int pad, 
   return true;
 }
 
+// An end's border strength (inpdiff/copies.py _border_strength): the gradient on the border of its
+// blocks' union over that inside it; negative where nothing is inside or its box exceeds seam_area.
 double border_strength(const cv::Mat& rgb, const std::vector<const CopyPair*>& group, int end, const CopySettings& s) {
   cv::Rect box;
   cv::Mat region;
