@@ -255,8 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     lo = add("lomo", help="leave-one-family-out: train without each fill family, test on it")
     lo.add_argument("--config", default="edge-s", help="edge-s, paper, or a YAML file")
     lo.add_argument("--set", nargs="*", metavar="SECTION.KEY=VALUE", help="override settings")
-    # Every family but latent-own, the project's second decoder, which stays in training when latent is held out.
-    lo.add_argument("--families", default=",".join(f for f in FAMILIES if f != "latent-own"),
+    # Every family but those that only teach: latent-own, the project's second decoder, which stays in training
+    # when latent is held out, and G'MIC's two other commands, which the validation sets do not hold.
+    lo.add_argument("--families", default=",".join(f for f in FAMILIES if f not in ("latent-own", "gmic-matchpatch",
+                                                                                     "gmic-pde")),
                     help="comma-separated fill families, each held out in turn")
     lo.add_argument("--data", required=True, help="test set(s) with every family, comma-separated (synth --all-methods)")
     lo.add_argument("-o", "--out", required=True, help="protocol folder: one run per held-out family")

@@ -20,7 +20,7 @@ from inpdiff.data.masks import random_mask
 PHOTO = ROOT.parent / "shared" / "data" / "photos" / "bsds300" / "val" / "img_001.png"
 have_taef2 = (latent_fills.taef2_dir() / "taef2_decoder.pth").is_file()
 needs_taef2 = pytest.mark.skipif(not have_taef2, reason=f"TAEF2 weights not found in {latent_fills.taef2_dir()}")
-have = {"gmic": shutil.which("gmic") is not None}
+have = dict.fromkeys(("gmic", "gmic-matchpatch", "gmic-pde"), shutil.which("gmic") is not None)
 have["gimp-heal"] = have["gimp-clone"] = shutil.which("gimp-console") is not None
 for module, name in (("patchmatch.patch_match", "pypatchmatch"), ("exemplar_based_inpainting", "criminisi"),
                      ("resynthesizer.resynthesizer", "resynth")):
@@ -33,7 +33,7 @@ have["shiftmap"] = have["fsr"] = shutil.which(tools.DEBIAN_PYTHON) is not None a
     [tools.DEBIAN_PYTHON, "-c", "import cv2; cv2.xphoto"], capture_output=True).returncode == 0
 
 
-@pytest.mark.parametrize("method", ["gmic", "pypatchmatch", "criminisi", "shiftmap", "fsr", "gimp-heal", "gimp-clone",
+@pytest.mark.parametrize("method", ["gmic", "gmic-matchpatch", "gmic-pde", "pypatchmatch", "criminisi", "shiftmap", "fsr", "gimp-heal", "gimp-clone",
                                     "resynth", "taef2", "taef2-paste"])
 def test_mask_is_the_changed_region_and_runs_are_seeded(method):
     if method.startswith("taef2") and not have_taef2:
@@ -51,7 +51,7 @@ def test_mask_is_the_changed_region_and_runs_are_seeded(method):
 
 
 def test_each_tool_is_its_own_family():
-    for name in ("gmic", "pypatchmatch", "criminisi", "shiftmap", "fsr", "resynth"):
+    for name in ("gmic", "gmic-matchpatch", "gmic-pde", "pypatchmatch", "criminisi", "shiftmap", "fsr", "resynth"):
         assert FAMILIES[name] == (name,) and family(name) == name
     assert family("taef2-paste") == "latent" and family("gimp-heal") == family("gimp-clone") == "gimp"
 
@@ -60,6 +60,8 @@ def test_a_missing_tool_names_its_package(monkeypatch):
     monkeypatch.setattr(tools.shutil, "which", lambda exe: None)
     with pytest.raises(tools.ToolMissing, match="apt-get install gmic"):
         tools.gmic(make_photo(32, 32, 1), np.ones((32, 32), np.uint8), np.random.default_rng(0))
+    with pytest.raises(tools.ToolMissing, match="'gmic-matchpatch' needs the G'MIC command line: apt-get install gmic"):
+        tools.gmic_matchpatch(make_photo(32, 32, 1), np.ones((32, 32), np.uint8), np.random.default_rng(0))
     with pytest.raises(tools.ToolMissing, match="apt-get install gimp"):
         tools.gimp_heal(make_photo(32, 32, 1), np.ones((32, 32), np.uint8), np.random.default_rng(0))
     monkeypatch.setitem(sys.modules, "exemplar_based_inpainting.inpainter", None)

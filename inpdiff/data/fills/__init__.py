@@ -9,7 +9,9 @@ family, one module a family. Blending and post-processing (post.py) wrap any of 
 - latent-own: the same with the project's own latent autoencoder (ae8, ae8-paste), a second decoder;
 - gmic, pypatchmatch, criminisi, shiftmap, fsr, resynth: real third-party tools, one family each
   (tools.py), so that each can be held out of training in turn; gimp: GIMP's healing brush and clone
-  tool.
+  tool; gmic-matchpatch, gmic-pde: G'MIC's two other inpainting commands (multi-scale PatchMatch,
+  transport-diffusion), families apart from gmic's, so that `inpaint` can be held out with or without
+  them.
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ from .classical import biharmonic, opencv
 from .latent import OwnLatentFill, taef2, taef2_paste
 from .learned import LearnedFill
 from .patchmatch import patchmatch
-from .tools import criminisi, fsr, gimp_clone, gimp_heal, gmic, pypatchmatch, resynth, shiftmap
+from .tools import (criminisi, fsr, gimp_clone, gimp_heal, gmic, gmic_matchpatch, gmic_pde, pypatchmatch, resynth,
+                    shiftmap)
 
 Fill = Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
 
@@ -40,6 +43,8 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "fsr": ("fsr",),
     "gimp": ("gimp-heal", "gimp-clone"),
     "resynth": ("resynth",),
+    "gmic-matchpatch": ("gmic-matchpatch",),
+    "gmic-pde": ("gmic-pde",),
 }
 
 
@@ -70,6 +75,9 @@ FILLS: dict[str, Fill] = {
     "gimp-heal": gimp_heal,
     "gimp-clone": gimp_clone,
     "resynth": resynth,
+    # Last: a method's place here seeds its fills (synth.py), so new ones go at the end.
+    "gmic-matchpatch": gmic_matchpatch,
+    "gmic-pde": gmic_pde,
 }
 
 

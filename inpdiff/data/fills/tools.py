@@ -3,6 +3,8 @@
 | method         | tool                                              | licence  | installed by                 |
 |----------------|---------------------------------------------------|----------|------------------------------|
 | `gmic`         | G'MIC's patch-based `inpaint` (GIMP's engine)     | CeCILL   | Debian package `gmic`        |
+| `gmic-matchpatch` | G'MIC's multi-scale PatchMatch (`inpaint_matchpatch`) | CeCILL | Debian package `gmic`   |
+| `gmic-pde`     | G'MIC's multi-scale transport-diffusion (`inpaint_pde`) | CeCILL | Debian package `gmic`      |
 | `pypatchmatch` | PyPatchMatch (the PatchMatch of popular inpainting apps) | MIT | PyPI `pypatchmatch`          |
 | `criminisi`    | Criminisi et al. exemplar-based inpainting        | LGPL-3.0 | PyPI `exemplar-based-inpainting` |
 | `shiftmap`     | OpenCV contrib's shift-map inpainting (`xphoto`)  | Apache-2.0 | Debian package `python3-opencv` |
@@ -47,14 +49,42 @@ def _run_on_files(name: str, command: Callable[[str, str, str], list[str]], imag
     return filled[:, :, ::-1].copy()
 
 
-def gmic(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """G'MIC 2.9's patch-based inpainting: `inpaint[0] [1],PATCH_SIZE` (a size of 0 is a smooth fill)."""
+def _gmic(name: str, command: list[str], image: np.ndarray, mask: np.ndarray,
+          rng: np.random.Generator | None = None) -> np.ndarray:
+    """Run a G'MIC inpainting command on image [0] and mask [1]. With `rng`, `srand` and one thread make
+    a seeded run repeatable (G'MIC's random patches, drawn on several threads, are not otherwise), and
+    `round` writes the float result as a user's saved file has it (unrounded, every pixel was one level
+    low). `inpaint` needs neither, and is run as it always was, so that its fills stay as they were."""
     exe = shutil.which("gmic")
     if exe is None:
-        raise ToolMissing("fill method 'gmic' needs the G'MIC command line: apt-get install gmic")
+        raise ToolMissing(f"fill method {name!r} needs the G'MIC command line: apt-get install gmic")
+    seed = ["srand", str(int(rng.integers(2**31)))] if rng is not None else []
+    rounded = ["round"] if rng is not None else []
+    return _run_on_files(name, lambda src, hole, out: [exe, "-v", "-1", *seed, src, hole, *command, "remove[1]",
+                                                      *rounded, "output", out],
+                         image, mask, env={**os.environ, "OMP_NUM_THREADS": "1"} if rng is not None else None)
+
+
+def gmic(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """G'MIC 2.9's patch-based inpainting: `inpaint[0] [1],PATCH_SIZE` (a size of 0 is a smooth fill)."""
     patch = int(rng.integers(5, 12))
-    return _run_on_files("gmic", lambda src, hole, out: [exe, "-v", "-1", src, hole, "inpaint[0]", f"[1],{patch}",
-                                                        "remove[1]", "output", out], image, mask)
+    return _gmic("gmic", ["inpaint[0]", f"[1],{patch}"], image, mask)
+
+
+def gmic_matchpatch(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """G'MIC's multi-scale PatchMatch inpainting (`inpaint_matchpatch`): the hole rebuilt coarse to
+    fine from patches matched in the photo, then blended; a content-aware fill of another
+    implementation than PyPatchMatch's. Its blending outside the hole is off, so that the mask is the
+    changed region."""
+    patch, blend = int(rng.choice([5, 7, 9, 11])), int(rng.integers(0, 8))
+    return _gmic("gmic-matchpatch", ["inpaint_matchpatch[0]", f"[1],0,{patch},10,{blend},0"], image, mask, rng)
+
+
+def gmic_pde(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """G'MIC's multi-scale transport-diffusion inpainting (`inpaint_pde`): the hole's border
+    transported inwards along isophotes, guided isotropically, by a Delaunay mesh or by edges."""
+    guide = int(rng.integers(0, 3))
+    return _gmic("gmic-pde", ["inpaint_pde[0]", f"[1],75%,{guide},20"], image, mask, rng)
 
 
 def pypatchmatch(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
