@@ -1,6 +1,7 @@
 """Fills by real third-party tools and by a real latent-diffusion autoencoder, the realism options
 of `inpdiff synth` (grain at the photo's noise level, the photo's own JPEG quality), and the errors a
 missing tool gives."""
+import json
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from inpdiff.data.fills import tools
 from inpdiff.data.fills.post import edit, noise_sigma
 from inpdiff.io import jpeg_quality, read_image
 from inpdiff.data.masks import random_mask
+from inpdiff.data.synth import SynthConfig, synthesize
 
 PHOTO = ROOT.parent / "shared" / "data" / "photos" / "bsds300" / "val" / "img_001.png"
 have_taef2 = (latent_fills.taef2_dir() / "taef2_decoder.pth").is_file()
@@ -139,3 +141,19 @@ def test_autoencoder_folder_is_found_beside_the_working_folder_too(tmp_path, mon
     assert latent_fills.taef2_dir() == (tmp_path / "shared" / "models" / "taef2").resolve()
     monkeypatch.setenv("INPDIFF_TAEF2", str(tmp_path / "x"))
     assert latent_fills.taef2_dir() == tmp_path / "x"
+
+
+def test_a_hole_a_tool_leaves_black_is_skipped_and_named(tmp_path):
+    # G'MIC 2.9.4's inpaint_matchpatch exits 0 with this sample's hole left black (seed 1, the first
+    # photo's first mask); synth must not keep it as a fill, and says which sample it dropped.
+    if not have["gmic-matchpatch"]:
+        pytest.fail("G'MIC is not installed: the project's install step (.ci/run, README) must provide it")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(PHOTO, photos)
+    records = synthesize(photos, tmp_path / "out", SynthConfig(per_image=1, methods=("gmic-matchpatch",), seed=1),
+                         progress=False)
+    assert [r["method"] for r in records] == ["pristine"]
+    assert not (tmp_path / "out" / "images" / "img_001_00_gmic-matchpatch.png").exists()
+    skipped = json.loads((tmp_path / "out" / "synth.json").read_text())["skipped"]
+    assert skipped == [f"{photos / 'img_001.png'}: img_001_00_gmic-matchpatch: gmic-matchpatch left the hole black"]

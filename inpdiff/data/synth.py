@@ -17,7 +17,7 @@ import numpy as np
 
 from .fills import FAMILIES, FILLS, expand, family
 from .fills.post import BLENDS, POSTS, edit
-from .fills.tools import ToolMissing
+from .fills.tools import FillFailed, ToolMissing
 from ..io import ImageError, atomic_write, jpeg_quality, list_images, read_image, read_mask, write_png
 from .masks import random_mask, with_shadow
 
@@ -50,19 +50,24 @@ class Job:
     out: str
 
 
-def _make(job: Job) -> list[dict]:
+def _make(job: Job) -> tuple[list[dict], list[str]]:
+    """One photo's samples: their records, and a line for each sample a tool failed to fill."""
     cfg, out, photo = job.cfg, Path(job.out), Path(job.photo)
     image = read_image(photo)
     quality = jpeg_quality(photo)
     h, w = image.shape[:2]
-    records = []
+    records, failed = [], []
 
     def emit(name: str, make: Callable[[], tuple[np.ndarray, np.ndarray]], record: dict) -> None:
         img_path, mask_path = out / "images" / f"{name}.png", out / "masks" / f"{name}.png"
         if img_path.exists() and mask_path.exists():  # a cached sample is not made again
             frac = float(read_mask(mask_path).mean())
         else:
-            edited, mask = make()
+            try:
+                edited, mask = make()
+            except FillFailed as e:
+                failed.append(f"{photo}: {name}: {e}")
+                return
             write_png(mask_path, mask * 255)
             write_png(img_path, edited)
             frac = float(mask.mean())
@@ -92,7 +97,7 @@ def _make(job: Job) -> list[dict]:
                  edit(image, mask, FILLS[m], b, p, r, g, quality),
                  {"method": method, "family": family(method), "blend": blend, "post": post, "grain": grain,
                   "seed": seed})
-    return records
+    return records, failed
 
 
 def synthesize(photos_dirs: str | Path | list, out_dir: str | Path, cfg: SynthConfig,
@@ -119,7 +124,9 @@ def synthesize(photos_dirs: str | Path | list, out_dir: str | Path, cfg: SynthCo
         futures = [pool.submit(_make, j) for j in jobs]
         for fut in _progress(futures, progress):
             try:
-                records.extend(fut.result())
+                made, failed = fut.result()
+                records.extend(made)
+                errors.extend(failed)
             except ImageError as e:  # one bad photo never costs the others their samples
                 errors.append(str(e))
             except ToolMissing:  # every other photo would fail the same way: stop now
