@@ -67,8 +67,7 @@ def _gmic(name: str, command: list[str], image: np.ndarray, mask: np.ndarray,
     filled = _run_on_files(name, lambda src, hole, out: [exe, "-v", "-1", *seed, src, hole, *command, "remove[1]",
                                                         *rounded, "output", out],
                            image, mask, env={**os.environ, "OMP_NUM_THREADS": "1"} if rng is not None else None)
-    # `inpaint_matchpatch` and `inpaint_pde` leave some holes black (3% of 400 training photos: holes that
-    # reach across the photo), exiting 0; a user would not keep such an edit.
+    # `inpaint_matchpatch` leaves about 3% of holes black and exits 0; a user would not keep such an edit.
     if (filled[mask > 0] == 0).all(axis=-1).mean() > 0.5:
         raise FillFailed(f"{name} left the hole black")
     return filled
