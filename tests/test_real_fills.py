@@ -35,8 +35,8 @@ have["shiftmap"] = have["fsr"] = shutil.which(tools.DEBIAN_PYTHON) is not None a
     [tools.DEBIAN_PYTHON, "-c", "import cv2; cv2.xphoto"], capture_output=True).returncode == 0
 
 
-@pytest.mark.parametrize("method", ["gmic", "gmic-matchpatch", "gmic-pde", "pypatchmatch", "criminisi", "shiftmap", "fsr", "gimp-heal", "gimp-clone",
-                                    "resynth", "taef2", "taef2-paste"])
+@pytest.mark.parametrize("method", ["gmic", "gmic-matchpatch", "gmic-pde", "pypatchmatch", "criminisi", "shiftmap", "fsr",
+                                    "gimp-heal", "gimp-clone", "resynth", "taef2", "taef2-paste"])
 def test_mask_is_the_changed_region_and_runs_are_seeded(method):
     if method.startswith("taef2") and not have_taef2:
         pytest.skip("TAEF2 weights not found")

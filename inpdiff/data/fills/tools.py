@@ -62,11 +62,11 @@ def _gmic(name: str, command: list[str], image: np.ndarray, mask: np.ndarray,
     exe = shutil.which("gmic")
     if exe is None:
         raise ToolMissing(f"fill method {name!r} needs the G'MIC command line: apt-get install gmic")
-    seed = ["srand", str(int(rng.integers(2**31)))] if rng is not None else []
-    rounded = ["round"] if rng is not None else []
-    filled = _run_on_files(name, lambda src, hole, out: [exe, "-v", "-1", *seed, src, hole, *command, "remove[1]",
-                                                        *rounded, "output", out],
-                           image, mask, env={**os.environ, "OMP_NUM_THREADS": "1"} if rng is not None else None)
+    first, last, env = [], [], None
+    if rng is not None:
+        first, last, env = ["srand", str(int(rng.integers(2**31)))], ["round"], {**os.environ, "OMP_NUM_THREADS": "1"}
+    filled = _run_on_files(name, lambda src, hole, out: [exe, "-v", "-1", *first, src, hole, *command, "remove[1]",
+                                                        *last, "output", out], image, mask, env=env)
     # `inpaint_matchpatch` leaves about 3% of holes black and exits 0; a user would not keep such an edit.
     if (filled[mask > 0] == 0).all(axis=-1).mean() > 0.5:
         raise FillFailed(f"{name} left the hole black")
