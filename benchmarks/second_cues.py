@@ -1,4 +1,5 @@
-"""Three training-free cues tried beside the copy evidence, and why none ships (README, "Real-world fills").
+"""Training-free cues and second looks tried beside the copy evidence, and why none ships (README,
+"Real-world fills" and "Tried and dropped").
 
 1. A JPEG-robust near-copy test: every 16x16 block (stride 8) of a photo's high-pass residual is
    matched against the whole residual (normalised cross-correlation, its own neighbourhood excluded);
@@ -15,10 +16,20 @@
    phase (found from the whole photo), in 32-pixel windows, rescaled to 0..1. Printed: the photos'
    blockiness peak, then pixel AUC per fill and post-process of the network alone, as shipped (copy
    evidence fused), of the cue alone, and of the shipped map plus 0.3 times the cue.
+4. How alike a patch is to its nearest neighbour elsewhere in the photo: an exemplar fill is built from
+   the photo's own patches. The cue is each 7x7 patch's distance to its nearest patch at least 12
+   pixels away (a vectorised PatchMatch on the gray), over the patch's variance, averaged over the
+   patches that cover a pixel; low is suspect. Printed: pixel AUC per fill and save of the cue on the
+   edit, and of the same cue on the untouched photo with the edit's mask (what the region alone gives).
+5. A second look at half scale: the model's map of the photo downscaled 2x (twice the context per
+   tile), upscaled and averaged with its map at full scale, then fused with the copy evidence as
+   shipped. Printed: pixel AUC per fill and save, as shipped and with the second look, paired.
 
     python benchmarks/second_cues.py --model /tmp/lat --data cache/synth/val-all
     python benchmarks/second_cues.py --ncc cache/synth/val-criminisi --count 12   # about 10 minutes
     python benchmarks/second_cues.py --grid cache/synth/sun-real                 # camera JPEGs (README)
+    python benchmarks/second_cues.py --nn cache/synth/val-all --count 30         # about 10 minutes
+    python benchmarks/second_cues.py --half cache/synth/val-gimp                 # and val-all: 15 minutes
 (/tmp/lat: `inpdiff export runs/edge-lomo-latent/best -o /tmp/lat`, the model that never saw a latent fill.)
 """
 from __future__ import annotations
@@ -158,6 +169,89 @@ def grid_table(data: Path) -> None:
         print(f"| {method} / {post} | {len(rows)} | " + " | ".join(f"{v:.3f}" for v in np.nanmean(rows, axis=0)) + " |")
 
 
+def nn_distance(gray: np.ndarray, p: int = 7, min_distance: int = 12, rounds: int = 2, seed: int = 0) -> np.ndarray:
+    """Each pixel's mean, over the p x p patches that cover it, of the patch's squared distance to its
+    nearest patch at least `min_distance` away (found by PatchMatch: random offsets, then in each round
+    the neighbours' offsets at distances 8, 4, 2, 1 and a random search) over p^2 (2 var + 4)."""
+    H, W = gray.shape
+    h, w = H - p + 1, W - p + 1
+    patches = np.lib.stride_tricks.sliding_window_view(gray.astype(np.float32), (p, p))[:h, :w].reshape(h * w, p * p)
+    ys, xs = np.divmod(np.arange(h * w), w)
+    rng = np.random.default_rng(seed)
+    ty, tx = rng.integers(0, h, h * w), rng.integers(0, w, h * w)
+    best = np.full(h * w, np.inf)
+
+    def offer(cy: np.ndarray, cx: np.ndarray) -> None:
+        nonlocal ty, tx, best
+        cy, cx = np.clip(cy, 0, h - 1), np.clip(cx, 0, w - 1)
+        d = ((patches - patches[cy * w + cx]) ** 2).sum(1)
+        d[np.maximum(np.abs(cy - ys), np.abs(cx - xs)) < min_distance] = np.inf
+        better = d < best
+        ty, tx, best = np.where(better, cy, ty), np.where(better, cx, tx), np.where(better, d, best)
+
+    offer(ty, tx)
+    for _ in range(rounds):
+        for k in (8, 4, 2, 1):
+            for ey, ex in ((0, k), (k, 0), (0, -k), (-k, 0)):
+                ny, nx = np.clip(ys + ey, 0, h - 1), np.clip(xs + ex, 0, w - 1)
+                offer(ty[ny * w + nx] - (ny - ys), tx[ny * w + nx] - (nx - xs))
+        r = max(h, w) // 2
+        while r >= 1:
+            offer(ty + rng.integers(-r, r + 1, h * w), tx + rng.integers(-r, r + 1, h * w))
+            r //= 4
+    ratio = best / (p * p * (2 * patches.var(1) + 4))
+    ratio = np.where(np.isfinite(ratio), ratio, 1.0).reshape(h, w).astype(np.float32)
+    return cv2.blur(np.pad(ratio, p - 1, constant_values=1.0), (p, p))[p // 2:p // 2 + H, p // 2:p // 2 + W]
+
+
+def nn_table(data: Path, count: int) -> None:
+    samples = [json.loads(line) for line in open(data / "samples.jsonl")]
+    pristine = {s["source"]: s["name"] for s in samples if s["family"] == "pristine"}
+    photos = sorted(pristine)[:count]
+    aucs = defaultdict(list)
+    for photo in photos:
+        untouched = nn_distance(gray(data / "images" / f"{pristine[photo]}.png"))
+        for s in samples:
+            if s["source"] == photo and s["family"] in ("gmic", "pypatchmatch", "patch", "latent"):
+                mask = cv2.imread(str(data / "masks" / f"{s['name']}.png"), cv2.IMREAD_GRAYSCALE) > 127
+                cue = nn_distance(gray(data / "images" / f"{s['name']}.png"))
+                same = untouched.shape == mask.shape  # a resized edit is not its photo's size
+                aucs[(s["method"], s.get("post", "none"))].append(
+                    [roc_auc(-cue.ravel(), mask.ravel()), roc_auc(-untouched.ravel(), mask.ravel()) if same else np.nan])
+    print("| fill / save | n | cue on the edit | cue on the untouched photo, same mask |\n|---|---|---|---|")
+    for (method, post), rows in sorted(aucs.items()):
+        cols = [[v for v in col if not np.isnan(v)] for col in zip(*rows)]
+        print(f"| {method} / {post} | {len(rows)} | " + " | ".join(f"{np.mean(c):.3f}" if c else "-" for c in cols) + " |")
+
+
+def half_table(data: Path) -> None:
+    from inpdiff.copies import copy_cover, raise_to_copies
+
+    samples = [json.loads(line) for line in open(data / "samples.jsonl")]
+    aucs = defaultdict(list)
+    with Localizer(config=LocalizeConfig(copies=False)) as loc:
+        for s in samples:
+            if s["family"] == "pristine":
+                continue
+            image = cv2.imread(str(data / "images" / f"{s['name']}.png"))[:, :, ::-1].copy()
+            mask = cv2.imread(str(data / "masks" / f"{s['name']}.png"), cv2.IMREAD_GRAYSCALE) > 127
+            h, w = mask.shape
+            full = loc.localize(image).prob
+            small = cv2.resize(image, (round(w / 2), round(h / 2)), interpolation=cv2.INTER_AREA)
+            both = (full + cv2.resize(loc.localize(small).prob, (w, h), interpolation=cv2.INTER_LINEAR)) / 2
+            aucs[(s["method"], s.get("post", "none"))].append(
+                [roc_auc(raise_to_copies(m.copy(), copy_cover(image, prob=m), loc.copy_settings).ravel(), mask.ravel())
+                 for m in (full, both)])
+    print("| fill / save | n | as shipped | with the half-scale look | difference (95% paired bootstrap) |\n|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    for key, rows in [*sorted(aucs.items()), (("all", ""), [r for v in aucs.values() for r in v])]:
+        v = np.array(rows)
+        d = v[:, 1] - v[:, 0]
+        lo, hi = np.percentile([rng.choice(d, len(d)).mean() for _ in range(2000)], [2.5, 97.5])
+        print(f"| {' / '.join(filter(None, key))} | {len(v)} | {v[:, 0].mean():.3f} | {v[:, 1].mean():.3f} | "
+              f"{d.mean():+.4f} ({lo:+.4f} to {hi:+.4f}) |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="model folder for the period-8 table (one that never saw a latent fill)")
@@ -167,6 +261,8 @@ def main() -> None:
     ap.add_argument("--ncc-best", type=float, default=0.6)
     ap.add_argument("--ncc-margin", type=float, default=0.15)
     ap.add_argument("--grid", type=Path, help="a synth set of camera JPEGs for the JPEG-grid table")
+    ap.add_argument("--nn", type=Path, help="a synth set (val-all) for the nearest-patch table, --count photos of it")
+    ap.add_argument("--half", type=Path, help="a synth set for the half-scale table")
     args = ap.parse_args()
     if args.model:
         latent_table(args.model, args.data)
@@ -174,6 +270,10 @@ def main() -> None:
         ncc_table(args.ncc, args.count, args.ncc_best, args.ncc_margin)
     if args.grid:
         grid_table(args.grid)
+    if args.nn:
+        nn_table(args.nn, args.count)
+    if args.half:
+        half_table(args.half)
 
 
 if __name__ == "__main__":
