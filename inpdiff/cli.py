@@ -245,8 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-copies", action="store_true", help="the network's map alone, without the copy evidence")
     e.add_argument("--max-tile", type=int, help="an exported model folder: largest tile side, as trt-localize's "
                                                 "(0: the model's own tile)")
-    e.add_argument("--flips", type=int, default=1, choices=(1, 2, 4),
-                   help="an exported model folder: tiles also run mirrored, maps averaged, as trt-localize's")
+    e.add_argument("--flips", type=int, default=1, choices=(1, 2, 4, 8),
+                   help="an exported model folder: tiles also run mirrored (and transposed), maps averaged, as trt-localize's")
     e.add_argument("--threads", type=int, default=0, help="torch CPU threads")
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
     e.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -104,31 +104,38 @@ def test_one_tile_image_equals_the_plain_two_graph_loop(model_dir):
     assert np.abs(result.prob - ref).max() < 1e-6
 
 
-def test_flips_average_the_mirrored_views_of_each_tile(model_dir):
-    """A tile-sized image: its map with flips is the mean of its mirrored images' maps mirrored back (the
-    diffusion model too: each view takes its tile's noise, unmirrored). On a photo of several tiles, the
-    shipped single-pass model: each tile's map is the mean of its mirrored tiles' maps, mirrored back.
-    Flips must be 1, 2 or 4."""
+# The eight views of an (h, w, ...) array, each with the function that turns its map back: mirrored
+# left-right, top-bottom, both, then the same four of the transposed array.
+VIEWS = [(lambda a: a, lambda m: m), (lambda a: a[:, ::-1], lambda m: m[:, ::-1]),
+         (lambda a: a[::-1], lambda m: m[::-1]), (lambda a: a[::-1, ::-1], lambda m: m[::-1, ::-1])]
+VIEWS += [(lambda a, v=v: v(a.swapaxes(0, 1)), lambda m, b=b: b(m).swapaxes(0, 1)) for v, b in VIEWS]
+
+
+def test_flips_average_the_mirrored_and_transposed_views_of_each_tile(model_dir):
+    """A tile-sized image: its map with flips is the mean of its views' maps turned back (the diffusion
+    model too: each view takes its tile's noise, unmirrored). On a photo of several tiles, the shipped
+    single-pass model: each tile's map is the mean of its views' maps (the transposed ones of another
+    shape), turned back. Flips must be 1, 2, 4 or 8."""
     image = make_photo(64, 64, 6)
-    views = ((lambda a: a), (lambda a: a[:, ::-1]), (lambda a: a[::-1]), (lambda a: a[::-1, ::-1]))
     one = Localizer(model_dir, config=LocalizeConfig(steps=3, seed=2, copies=False))
-    mirrored = [v(one.localize(np.ascontiguousarray(v(image))).prob) for v in views]
-    for flips in (2, 4):
+    viewed = [back(one.localize(np.ascontiguousarray(view(image))).prob) for view, back in VIEWS]
+    for flips in (2, 4, 8):
         got = Localizer(model_dir, config=LocalizeConfig(steps=3, seed=2, copies=False, flips=flips)).localize(image)
-        assert np.abs(got.prob - sum(mirrored[:flips]) / flips).max() < 1e-6
-    assert np.abs(mirrored[1] - mirrored[0]).max() > 1e-3  # so the test could fail
+        assert np.abs(got.prob - sum(viewed[:flips]) / flips).max() < 1e-6
+    assert min(np.abs(v - viewed[0]).max() for v in viewed[1:]) > 1e-3  # so the test could fail
     photo = make_photo(300, 520, 8)
     shipped = ROOT / "models" / "edge-c"
-    with (Localizer(shipped, "onnxruntime", LocalizeConfig(copies=False, max_tile=256, flips=4)) as loc,
-          Localizer(shipped, "onnxruntime", LocalizeConfig(copies=False, max_tile=256)) as plain):
+    with (Localizer(shipped, "onnxruntime", LocalizeConfig(copies=False, flips=8)) as loc,
+          Localizer(shipped, "onnxruntime", LocalizeConfig(copies=False)) as plain):
         plan = loc.plan(photo)
-        tiles = np.stack([plan.tile(i) for i in range(len(plan.origins))])
-        tile_views = (tiles, tiles[:, :, ::-1], tiles[:, ::-1], tiles[:, ::-1, ::-1])  # (N, h, w, 3)
-        maps = [plain.infer(np.ascontiguousarray(t), plan.origins)[:, 0] for t in tile_views]  # (N, h, w)
-        ref = (maps[0] + maps[1][:, :, ::-1] + maps[2][:, ::-1] + maps[3][:, ::-1, ::-1]) / 4
+        tiles = np.stack([plan.tile(i) for i in range(len(plan.origins))])  # (N, h, w, 3)
+        assert len(plan.origins) > 1 and tiles.shape[1] != tiles.shape[2]
+        hwn = tiles.transpose(1, 2, 0, 3)  # (h, w, N, 3): a view turns the first two axes
+        maps = [back(plain.infer(np.ascontiguousarray(view(hwn).transpose(2, 0, 1, 3)), plan.origins)[:, 0]
+                     .transpose(1, 2, 0)).transpose(2, 0, 1) for view, back in VIEWS]  # (N, h, w) each
         got = loc.infer(tiles, plan.origins)[:, 0]
-        assert len(plan.origins) > 1 and np.abs(got - ref).max() < 1e-5
-    with pytest.raises(ValueError, match="flips must be 1, 2 or 4, got 3"):
+        assert np.abs(got - sum(maps) / 8).max() < 1e-5
+    with pytest.raises(ValueError, match="flips must be 1, 2, 4 or 8, got 3"):
         Localizer(model_dir, config=LocalizeConfig(flips=3))
 
 
@@ -253,7 +260,7 @@ def test_trt_localize_json_fail_on_detect_and_usage(model_dir, tmp_path):
     r = trt_localize(img, "--model", model_dir, "-o", tmp_path / "o3", "--max-tile", "100")
     assert r.returncode == 2 and "max_tile must be a multiple of 32, got 100" in r.stderr
     r = trt_localize(img, "--model", model_dir, "-o", tmp_path / "o3", "--flips", "3")
-    assert r.returncode == 2 and "flips must be 1, 2 or 4, got 3" in r.stderr
+    assert r.returncode == 2 and "flips must be 1, 2, 4 or 8, got 3" in r.stderr
     assert trt_localize().returncode == 2
     r = trt_localize(tmp_path / "nothing*.png", "--model", model_dir)
     assert r.returncode == 2 and "no images found" in r.stderr

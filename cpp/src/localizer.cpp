@@ -106,8 +106,8 @@ int Localizer::check(const ModelDir& model, const LocalizeConfig& config) {
     throw std::invalid_argument("overlap must be in [0, " + std::to_string(tile / 2) + "), got " + std::to_string(overlap));
   if (config.max_tile < 0 || config.max_tile % 32)
     throw std::invalid_argument("max tile must be a multiple of 32, got " + std::to_string(config.max_tile));
-  if (config.flips != 1 && config.flips != 2 && config.flips != 4)
-    throw std::invalid_argument("flips must be 1, 2 or 4, got " + std::to_string(config.flips));
+  if (config.flips != 1 && config.flips != 2 && config.flips != 4 && config.flips != 8)
+    throw std::invalid_argument("flips must be 1, 2, 4 or 8, got " + std::to_string(config.flips));
   if (model.precision != "fp32" && !model.score)
     throw ModelError(model.path.string() + ": a " + model.precision +
                      " model without its own calibrated image score; run `inpdiff calibrate-score " +
@@ -172,14 +172,25 @@ Localizer::Plan Localizer::plan(const cv::Mat& rgb) const {
 
 namespace {
 
-// Test-time flips, (rows, columns) mirrored, in the order their maps are summed (Python's FLIPS).
-constexpr std::array<std::array<bool, 2>, 4> kFlips{{{false, false}, {false, true}, {true, false}, {true, true}}};
+// Test-time views of a tile, (rows mirrored, columns mirrored, transposed), in the order their maps are
+// summed (Python's FLIPS); --flips N takes the first N.
+constexpr std::array<std::array<bool, 3>, 8> kFlips{{{false, false, false}, {false, true, false}, {true, false, false},
+                                                    {true, true, false}, {false, false, true}, {false, true, true},
+                                                    {true, false, true}, {true, true, true}}};
 
-// One plane of h x w elements (of `channels` values each), mirrored as asked, from `from` into `to`.
+// One plane of h x w elements (of `channels` values each) from `from` into `to`, mirrored as asked and
+// then, if `transposed`, with rows and columns swapped (`to` is w x h). Its inverse is the same with
+// `rows` and `columns` exchanged where `transposed`, on the w x h plane.
 template <typename T>
-void flip_plane(const T* from, T* to, int h, int w, int channels, bool rows, bool columns) {
+void flip_plane(const T* from, T* to, int h, int w, int channels, bool rows, bool columns, bool transposed) {
   for (int r = 0; r < h; ++r) {
     const T* src = from + static_cast<size_t>(rows ? h - 1 - r : r) * w * channels;
+    if (transposed) {
+      for (int c = 0; c < w; ++c)
+        std::copy_n(src + static_cast<size_t>(columns ? w - 1 - c : c) * channels, channels,
+                    to + (static_cast<size_t>(c) * h + r) * channels);
+      continue;
+    }
     T* dst = to + static_cast<size_t>(r) * w * channels;
     if (!columns) {
       std::copy_n(src, static_cast<size_t>(w) * channels, dst);
@@ -216,16 +227,20 @@ std::vector<float> Localizer::infer(const Plan& p, size_t first, int n) const {
   }
   std::vector<float> maps = backend_->sample(tiles.data(), n, th, tw, S, noise, rows_);
   if (config_.flips == 1) return maps;
-  // Each mirrored view a call of its own, with its tiles' noise (a call's memory stays what it is without
-  // flips); a tile's map is its views' maps mirrored back, summed in kFlips order, divided by their number.
+  // Each view a call of its own, with its tiles' noise (the same numbers, laid out in the view's shape, as
+  // Python draws them for it; a call's memory stays what it is without flips); a tile's map is its views'
+  // maps turned back, summed in kFlips order, divided by their number.
   std::vector<uint8_t> view(tiles.size());
   std::vector<float> mirrored(plane);
   for (int f = 1; f < config_.flips; ++f) {
+    const auto [rows, columns, transposed] = kFlips[f];
+    const int vh = transposed ? tw : th, vw = transposed ? th : tw;
     for (int t = 0; t < n; ++t)
-      flip_plane(tiles.data() + t * plane * 3, view.data() + t * plane * 3, th, tw, 3, kFlips[f][0], kFlips[f][1]);
-    std::vector<float> more = backend_->sample(view.data(), n, th, tw, S, noise, rows_);
+      flip_plane(tiles.data() + t * plane * 3, view.data() + t * plane * 3, th, tw, 3, rows, columns, transposed);
+    std::vector<float> more = backend_->sample(view.data(), n, vh, vw, S, noise, rows_);
     for (size_t m = 0; m < static_cast<size_t>(n) * S; ++m) {
-      flip_plane(more.data() + m * plane, mirrored.data(), th, tw, 1, kFlips[f][0], kFlips[f][1]);
+      flip_plane(more.data() + m * plane, mirrored.data(), vh, vw, 1, transposed ? columns : rows,
+                 transposed ? rows : columns, transposed);
       float* sum = maps.data() + m * plane;
       for (size_t i = 0; i < plane; ++i) sum[i] += mirrored[i];
     }

@@ -47,7 +47,7 @@ namespace {
 const char* const kUsage =
     "usage: trt-localize-cpp [PATH...] [--list FILE] [-o OUT] [--model DIR|NAME]\n"
     "       [--backend auto|onnxruntime|tensorrt] [--engines DIR]\n"
-    "       [--steps N] [--samples N] [--seed N] [--threshold P] [--max-side PX] [--max-tile PX] [--flips 1|2|4]\n"
+    "       [--steps N] [--samples N] [--seed N] [--threshold P] [--max-side PX] [--max-tile PX] [--flips 1|2|4|8]\n"
     "       [--max-pixels N] [--batch N] [--workers N] [--threads N] [--outputs all|report] [--restart] [--fail-on-detect]\n"
     "       [--spill-above N] [--no-copies] [--no-near-copies] [--quiet] [--json]\n";
 

@@ -424,7 +424,8 @@ def test_outputs_do_not_depend_on_workers_batch_or_photos_side_by_side(tmp_path)
 
 
 def test_flips_give_what_python_gives_and_a_run_resumes_only_with_its_own(photos, tmp_path):
-    """--flips 4 (each tile's mirrored views averaged) on photos of one tile, of 2 x 3 tiles and mirror-padded:
+    """--flips 8 (each tile's mirrored and transposed views averaged) on photos of one tile, of 2 x 3 tiles and
+    mirror-padded:
     the Python command's files and report values; a folder made with them refuses other flips, in both
     commands, and one made before flips were recorded resumes with none."""
     src = tmp_path / "in"
@@ -432,8 +433,8 @@ def test_flips_give_what_python_gives_and_a_run_resumes_only_with_its_own(photos
     for image in photos:
         if image.name in ("astronaut_00_telea.png", "large_700x1100.png", "small_120x200.png"):
             (src / image.name).write_bytes(image.read_bytes())
-    cpp = run(CLI, src, "-o", tmp_path / "cpp", "--flips", "4", "--quiet")
-    py = run(sys.executable, "-m", "inpdiff.runtime.cli", src, "-o", tmp_path / "py", "--flips", "4", "--no-html", "--quiet")
+    cpp = run(CLI, src, "-o", tmp_path / "cpp", "--flips", "8", "--quiet")
+    py = run(sys.executable, "-m", "inpdiff.runtime.cli", src, "-o", tmp_path / "py", "--flips", "8", "--no-html", "--quiet")
     assert (cpp.returncode, py.returncode) == (0, 0), cpp.stderr + py.stderr
     theirs = {line["path"]: line for line in _lines(tmp_path / "py")}
     plain = run(CLI, src, "-o", tmp_path / "plain", "--quiet")

@@ -63,19 +63,28 @@ class LocalizeConfig:
     copies: bool = True           # fuse the copy evidence (inpdiff.copies) into the probability map
     near_copies: bool = True      # and its near copies (inpdiff.near_copies): re-saved exemplar fills, at a cost in speed
     copy_threads: int = 0         # images whose copies are searched at once (0: one per core)
-    flips: int = 1                # 1, 2 or 4: each tile also run mirrored (FLIPS), the maps averaged, at that cost
+    flips: int = 1                # 1, 2, 4 or 8: each tile also run mirrored (and transposed: FLIPS), the maps averaged, at that cost
 
 
-# Test-time flips, (rows, columns) mirrored, in the order their maps are summed: the network is not
-# mirror-symmetric, so its mirrored views err differently and their mean is steadier (README, "Flips").
-FLIPS = ((False, False), (False, True), (True, False), (True, True))
+# Test-time views of a tile, (rows mirrored, columns mirrored, transposed), in the order their maps are
+# summed; `flips` N takes the first N. The network is neither mirror- nor transpose-symmetric, so its
+# views err differently and their mean is steadier (README, "Flips").
+FLIPS = ((False, False, False), (False, True, False), (True, False, False), (True, True, False),
+         (False, False, True), (False, True, True), (True, False, True), (True, True, True))
 
 
-def flip(a: np.ndarray, rows: bool, columns: bool, axes: tuple[int, int]) -> np.ndarray:
-    """A view of `a` mirrored along its `axes` (rows, columns) as asked."""
+def flip(a: np.ndarray, rows: bool, columns: bool, axes: tuple[int, int], transposed: bool = False) -> np.ndarray:
+    """A view of `a` mirrored along its `axes` (rows, columns) as asked, then, if `transposed`, with those
+    two axes swapped. Its inverse is the same with `rows` and `columns` exchanged where `transposed`
+    (unflip)."""
     index = [slice(None)] * a.ndim
     index[axes[0]], index[axes[1]] = slice(None, None, -1 if rows else 1), slice(None, None, -1 if columns else 1)
-    return a[tuple(index)]
+    return a[tuple(index)].swapaxes(*axes) if transposed else a[tuple(index)]
+
+
+def unflip(a: np.ndarray, rows: bool, columns: bool, axes: tuple[int, int], transposed: bool = False) -> np.ndarray:
+    """`a` = flip(b, rows, columns, axes, transposed) -> b."""
+    return flip(a, columns, rows, axes, True) if transposed else flip(a, rows, columns, axes)
 
 
 @dataclass
@@ -183,8 +192,8 @@ class Localizer:
             raise ValueError(f"overlap must be in [0, {self.tile // 2}), got {self.overlap}")
         if self.config.max_tile % 32:
             raise ValueError(f"max_tile must be a multiple of 32, got {self.config.max_tile}")
-        if self.config.flips not in (1, 2, 4):
-            raise ValueError(f"flips must be 1, 2 or 4, got {self.config.flips}")
+        if self.config.flips not in (1, 2, 4, 8):
+            raise ValueError(f"flips must be 1, 2, 4 or 8, got {self.config.flips}")
         if require_score and self.model.precision != "fp32" and self.model.score is None:
             # Its graphs differ from the FP32 model's, so the FP32 score calibration does not carry over,
             # and the uncalibrated "any region" rule would decide differently from the model it came from.
@@ -299,15 +308,16 @@ class Localizer:
         """(N, h, w, 3) uint8 tiles at `origins` -> per-sample probability maps (N, S, h, w), the mean
         over the sampling steps. Noise is Philox keyed to (seed, step, tile position) (inpdiff.noise), so
         a tile's map does not depend on which tiles, or which images' tiles, share its batch, and any
-        runtime that implements the same generator draws the same numbers. With `flips`, each mirrored view
-        of the tiles runs as a call of its own, with its tiles' noise, and a tile's map is the sum of its
-        views' maps mirrored back, in FLIPS order, divided by their number."""
+        runtime that implements the same generator draws the same numbers. With `flips`, each view of the
+        tiles (FLIPS) runs as a call of its own, with its tiles' noise drawn for its shape, and a tile's map
+        is the sum of its views' maps turned back, in FLIPS order, divided by their number."""
         F = self.config.flips
         if F == 1:
             return self._run(tiles, origins)
         total = self._run(tiles, origins).copy()  # a backend may reuse its output's memory in its next call
-        for r, c in FLIPS[1:F]:  # a call a view: a call's memory stays what it is without flips
-            total += flip(self._run(np.ascontiguousarray(flip(tiles, r, c, (1, 2))), origins), r, c, (2, 3))
+        for view in FLIPS[1:F]:  # a call a view: a call's memory stays what it is without flips
+            total += unflip(self._run(np.ascontiguousarray(flip(tiles, *view[:2], (1, 2), view[2])), origins),
+                            *view[:2], (2, 3), view[2])
         total /= np.float32(F)
         return total
 
