@@ -499,7 +499,7 @@ def test_bad_model_and_busy_folder_exit_2(tmp_path):
     p = run(CLI, EXAMPLES / "astronaut_pristine.png", "-o", tmp_path / "o1", "--max-tile", "100")
     assert p.returncode == 2 and "max tile must be a multiple of 32, got 100" in p.stderr
     p = run(CLI, EXAMPLES / "astronaut_pristine.png", "-o", tmp_path / "o1", "--flips", "3")
-    assert p.returncode == 2 and "flips must be 1, 2 or 4, got 3" in p.stderr
+    assert p.returncode == 2 and "flips must be 1, 2, 4 or 8, got 3" in p.stderr
 
     import fcntl
 
