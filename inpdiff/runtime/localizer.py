@@ -63,7 +63,7 @@ class LocalizeConfig:
     copies: bool = True           # fuse the copy evidence (inpdiff.copies) into the probability map
     near_copies: bool = True      # and its near copies (inpdiff.near_copies): re-saved exemplar fills, at a cost in speed
     copy_threads: int = 0         # images whose copies are searched at once (0: one per core)
-    flips: int = 1                # 1, 2, 4 or 8: each tile also run mirrored (and transposed: FLIPS), the maps averaged, at that cost
+    flips: int = 1                # 1, 2, 4 or 8: views of each tile (FLIPS), their maps averaged, at that cost
 
 
 # Test-time views of a tile, (rows mirrored, columns mirrored, transposed), in the order their maps are
@@ -315,9 +315,9 @@ class Localizer:
         if F == 1:
             return self._run(tiles, origins)
         total = self._run(tiles, origins).copy()  # a backend may reuse its output's memory in its next call
-        for view in FLIPS[1:F]:  # a call a view: a call's memory stays what it is without flips
-            total += unflip(self._run(np.ascontiguousarray(flip(tiles, *view[:2], (1, 2), view[2])), origins),
-                            *view[:2], (2, 3), view[2])
+        for rows, columns, transposed in FLIPS[1:F]:  # a call a view: a call's memory stays what it is without flips
+            view = np.ascontiguousarray(flip(tiles, rows, columns, (1, 2), transposed))
+            total += unflip(self._run(view, origins), rows, columns, (2, 3), transposed)
         total /= np.float32(F)
         return total
 

@@ -34,7 +34,7 @@ struct LocalizeConfig {
                                      // backend that allows it: ONNX Runtime)
   int overlap = -1;                  // minimum overlap of neighbouring tiles (-1: an eighth of the model's tile)
   int max_tile = 512;                // largest tile side where the graphs take any size (0: the model's tile)
-  int flips = 1;                     // 1, 2, 4 or 8: each tile also run mirrored and transposed (kFlips), the maps averaged
+  int flips = 1;                     // 1, 2, 4 or 8: views of each tile (kFlips), their maps averaged
   int min_region = 16;               // connected regions smaller than this (pixels) are not reported
   bool copies = true;                // fuse the copy evidence (copies.hpp) into the probability map
   bool near_copies = true;           // and its near copies (re-saved exemplar fills), at a cost in speed
