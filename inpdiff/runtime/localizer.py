@@ -79,7 +79,8 @@ def flip(a: np.ndarray, rows: bool, columns: bool, axes: tuple[int, int], transp
     (unflip)."""
     index = [slice(None)] * a.ndim
     index[axes[0]], index[axes[1]] = slice(None, None, -1 if rows else 1), slice(None, None, -1 if columns else 1)
-    return a[tuple(index)].swapaxes(*axes) if transposed else a[tuple(index)]
+    mirrored = a[tuple(index)]
+    return mirrored.swapaxes(*axes) if transposed else mirrored
 
 
 def unflip(a: np.ndarray, rows: bool, columns: bool, axes: tuple[int, int], transposed: bool = False) -> np.ndarray:
