@@ -41,7 +41,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from .spill import RowWriter
+from .spill import ColumnWriter
 
 Stop = Callable[[], bool] | None  # asked at the searches' checkpoints: True ends the search with Stopped
 
@@ -73,9 +73,6 @@ BAND_BLOCKS = 1 << 18     # blocks whose features are computed at a time, in who
 # Blocks compared at a time: about 100 MB of features, keys and sort order at most. Comparing a 4 MP photo's
 # 4M blocks at once took 300 MB (trt-localize's peak 517-530 MB, against 449-451) to be 2-5% faster.
 PASS_BLOCKS = 1 << 20
-# A counted block: its features, in raster order within a share (the order they are compared in does not
-# depend on how the shares are cut).
-RECORD = np.dtype([("f", np.float32, (len(PAIRS),)), ("sd", np.float64), ("at", np.int64)])
 
 
 @dataclass(frozen=True)
@@ -102,18 +99,19 @@ def _band_features(image, y0: int, y1: int, s: NearCopySettings,
     w = image.shape[1] - B + 1
     h = y1 - y0
     kernels = BLURRED if s.blur else KERNELS
-    feats = np.empty((count, h * w), np.float32)  # integers, |F| <= 4 * 64 * 255 * 25 < 2^24: exact; a feature's row is contiguous
-    for i, (u, v) in enumerate((RAMP_FREE if s.ramp_free else PAIRS)[:count]):
-        f = cv2.sepFilter2D(rows, cv2.CV_32F, kernels[u], kernels[v], anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
-        feats[i].reshape(h, w)[...] = f[:h, :w]
-    rows = rows[:h + B - 1]
-    total = cv2.boxFilter(rows, cv2.CV_32S, (B, B), anchor=(0, 0), normalize=False, borderType=cv2.BORDER_CONSTANT)[:h, :w]
-    squares = cv2.sqrBoxFilter(rows, cv2.CV_64F, (B, B), anchor=(0, 0), normalize=False, borderType=cv2.BORDER_CONSTANT)[:h, :w]
+    gray = rows[:h + B - 1]  # without blur's extra row: var and the clip test are the gray's
+    total = cv2.boxFilter(gray, cv2.CV_32S, (B, B), anchor=(0, 0), normalize=False, borderType=cv2.BORDER_CONSTANT)[:h, :w]
+    squares = cv2.sqrBoxFilter(gray, cv2.CV_64F, (B, B), anchor=(0, 0), normalize=False, borderType=cv2.BORDER_CONSTANT)[:h, :w]
     var = (B * B * squares - np.square(total, dtype=np.float64)).ravel()  # exact: integers far below 2^53
     kernel = np.ones((B, B), np.uint8)
-    clipped = ((cv2.dilate(rows, kernel, anchor=(0, 0)) > 255 - s.clip) | (cv2.erode(rows, kernel, anchor=(0, 0)) < s.clip))[:h, :w]
+    clipped = ((cv2.dilate(gray, kernel, anchor=(0, 0)) > 255 - s.clip) | (cv2.erode(gray, kernel, anchor=(0, 0)) < s.clip))[:h, :w]
     at = np.flatnonzero((var >= float((B * B * s.min_std) ** 2)) & ~clipped.ravel())
-    return feats[:, at], np.sqrt(var[at]) / (B * B), at + y0 * w
+    at_row = at // w * rows.shape[1] + at % w  # the counted blocks in a filtered band, which is W wide
+    feats = np.empty((count, len(at)), np.float32)  # integers, |F| <= 4 * 64 * 255 * 25 < 2^24: exact; a feature's row is contiguous
+    for i, (u, v) in enumerate((RAMP_FREE if s.ramp_free else PAIRS)[:count]):
+        f = cv2.sepFilter2D(rows, cv2.CV_32F, kernels[u], kernels[v], anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
+        np.take(f.reshape(-1), at_row, out=feats[i])
+    return feats, np.sqrt(var[at]) / (B * B), at + y0 * w
 
 
 def near_copy_cover(image: np.ndarray, s: NearCopySettings = NearCopySettings(),
@@ -194,18 +192,11 @@ def _part(feature: np.ndarray, s: NearCopySettings) -> np.ndarray:
 Blocks = tuple[np.ndarray, np.ndarray, np.ndarray]  # features (9, n) float32, std (n,) float64, index (n,) int64
 
 
-def _records(f: np.ndarray, sd: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """A band's features (_band_features) as RECORDs, to write to a share's file."""
-    rec = np.empty(len(at), RECORD)
-    rec["f"], rec["sd"], rec["at"] = f.T, sd, at
-    return rec
-
-
 def _shares(image, bands: list[tuple[int, int]], s: NearCopySettings, blocks: int, stop: Stop) -> Iterator[Blocks]:
     """The counted blocks in raster order, a share of whole first key parts of about PASS_BLOCKS blocks
     at a time (all at once up to PASS_BLOCKS blocks). The shares are cut from the first key parts'
     histogram, estimated from every fourth band; then each block's features are computed once and
-    written to its share's file as a RECORD, and the shares are read back one by one."""
+    written to its share's file (columns, inpdiff.spill), and the shares are read back one by one."""
     def features(bands: list[tuple[int, int]], count: int = len(PAIRS)):
         for a, b in bands:
             check(stop)
@@ -222,16 +213,18 @@ def _shares(image, bands: list[tuple[int, int]], s: NearCopySettings, blocks: in
             starts.append(part)
             n = 0
         n += c
-    files = [RowWriter(None, (), RECORD) for _ in starts]
-    for band in features(bands):
-        rec = _records(*band)
-        share = (np.searchsorted(starts, _part(rec["f"][:, 0], s), side="right") - 1).astype(np.uint16)
-        order = np.argsort(share, kind="stable")  # raster order within each share (a radix sort, on 16 bits)
-        for file, part in zip(files, np.split(rec[order], np.searchsorted(share[order], np.arange(1, len(starts))))):
-            if len(part):
-                file.write(part)
-    for file in files:  # into columns a chunk at a time: the share is not held twice
-        yield _columns(((rec["f"].T, rec["sd"], rec["at"]) for rec in file.chunks(1 << 18)), file.rows)
+    files = [ColumnWriter(None, [(len(PAIRS), np.float32), (0, np.float64), (0, np.int64)]) for _ in starts]
+    for f, sd, at in features(bands):
+        share = (np.searchsorted(starts, _part(f[0], s), side="right") - 1).astype(np.uint16)
+        if len(starts) > 1:
+            order = np.argsort(share, kind="stable")  # raster order within each share (a radix sort, on 16 bits)
+            f, sd, at, share = f[:, order], sd[order], at[order], share[order]
+        cuts = np.searchsorted(share, np.arange(len(starts) + 1))
+        for file, a, b in zip(files, cuts[:-1], cuts[1:]):
+            if b > a:
+                file.write(f[:, a:b], sd[a:b], at[a:b])
+    for file in files:
+        yield tuple(file.read())
 
 
 def _columns(parts, most: int) -> Blocks:

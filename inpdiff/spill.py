@@ -93,6 +93,38 @@ class RowWriter:
         self._file.close()
 
 
+class ColumnWriter:
+    """Columns of one length, each (n,) or (rows, n), appended a chunk at a time to an anonymous
+    temporary file, then read back whole. Each of a chunk's rows is written as it lies and read into
+    its place in the arrays made once: records of a row dtype would be transposed on the way in and
+    again on the way out (for the copy search, 40% of a near-copy search's time)."""
+
+    def __init__(self, folder: str | Path | None, columns: list[tuple[int, np.dtype]]):
+        self._columns = [(rows, np.dtype(dtype)) for rows, dtype in columns]  # rows 0: a (n,) column
+        self._file, self._lengths = tempfile.TemporaryFile(dir=folder), []
+
+    def write(self, *columns: np.ndarray) -> None:
+        for column, (_, dtype) in zip(columns, self._columns, strict=True):
+            for row in column if column.ndim == 2 else [column]:  # a row of a slice (rows, a:b) lies in one piece
+                self._file.write(memoryview(np.ascontiguousarray(row, dtype)).cast("B"))
+        self._lengths.append(columns[0].shape[-1])
+
+    def read(self) -> list[np.ndarray]:
+        """Every chunk written, joined into one array a column, and the file closed."""
+        n = sum(self._lengths)
+        out = [np.empty((rows, n) if rows else n, dtype) for rows, dtype in self._columns]
+        self._file.flush()
+        self._file.seek(0)
+        at = 0
+        for length in self._lengths:
+            for column in out:
+                for row in column[:, at:at + length] if column.ndim == 2 else [column[at:at + length]]:
+                    self._file.readinto(memoryview(row).cast("B"))
+            at += length
+        self._file.close()
+        return out
+
+
 def spill_array(image: np.ndarray, folder: str | Path | None = None) -> SpilledArray:
     """An in-memory array, spilled (tests, and callers that hold an image already)."""
     w = RowWriter(folder, image.shape[1:], image.dtype)

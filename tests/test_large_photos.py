@@ -18,7 +18,7 @@ from inpdiff.runtime import bands
 from inpdiff.runtime.decoding import Spill, decode_or_spill
 from inpdiff.runtime.localizer import Localizer, LocalizeConfig, find_regions
 from inpdiff.scoring import BandStatistic, image_score, marked_share
-from inpdiff.spill import RowWriter, spill_array
+from inpdiff.spill import ColumnWriter, RowWriter, spill_array
 
 PHOTO = ROOT / "examples" / "images" / "astronaut_pristine.png"
 SHIPPED = ROOT / "models" / "edge-c"
@@ -94,6 +94,18 @@ def test_reading_a_spilled_array_through_keeps_little_of_it_resident():
     assert total == 7 * 48
     assert resident_mb() - before < 80  # pages read are released every RELEASE_BYTES (32 MB)
     big.close()
+
+
+def test_columns_written_a_chunk_at_a_time_read_back_whole_and_the_file_goes(tmp_path):
+    rng = np.random.default_rng(0)
+    w = ColumnWriter(tmp_path, [(3, np.float32), (0, np.int64)])
+    rows, index = rng.standard_normal((3, 1000)).astype(np.float32), np.arange(1000)
+    for a, b in [(0, 10), (10, 11), (11, 600), (600, 1000)]:
+        w.write(rows[:, a:b], index[a:b])  # slices of a wider array, as the copy search's shares are
+    got_rows, got_index = w.read()
+    np.testing.assert_array_equal(got_rows, rows)
+    np.testing.assert_array_equal(got_index, index)
+    assert not os.listdir(tmp_path)  # an anonymous file, closed
 
 
 def test_spill_image_decodes_what_read_image_decodes(tmp_path):
