@@ -104,11 +104,13 @@ def test_one_tile_image_equals_the_plain_two_graph_loop(model_dir):
     assert np.abs(result.prob - ref).max() < 1e-6
 
 
-# The eight views of an (h, w, ...) array, each with the function that turns its map back: mirrored
-# left-right, top-bottom, both, then the same four of the transposed array.
-VIEWS = [(lambda a: a, lambda m: m), (lambda a: a[:, ::-1], lambda m: m[:, ::-1]),
-         (lambda a: a[::-1], lambda m: m[::-1]), (lambda a: a[::-1, ::-1], lambda m: m[::-1, ::-1])]
-VIEWS += [(lambda a, v=v: v(a.swapaxes(0, 1)), lambda m, b=b: b(m).swapaxes(0, 1)) for v, b in VIEWS]
+# The eight views of an (h, w, ...) array, each with the function that turns its map back, in the runtime's
+# order: itself, turned 180 degrees, mirrored top-bottom, transposed, mirrored left-right, then the other
+# three views of the transposed array.
+MIRRORS = [(lambda a: a, lambda m: m), (lambda a: a[:, ::-1], lambda m: m[:, ::-1]),
+           (lambda a: a[::-1], lambda m: m[::-1]), (lambda a: a[::-1, ::-1], lambda m: m[::-1, ::-1])]
+MIRRORS += [(lambda a, v=v: v(a.swapaxes(0, 1)), lambda m, b=b: b(m).swapaxes(0, 1)) for v, b in MIRRORS]
+VIEWS = [MIRRORS[i] for i in (0, 3, 2, 4, 1, 5, 6, 7)]
 
 
 def test_flips_average_the_mirrored_and_transposed_views_of_each_tile(model_dir):

@@ -174,8 +174,8 @@ namespace {
 
 // Test-time views of a tile, (rows mirrored, columns mirrored, transposed), in the order their maps are
 // summed (Python's FLIPS); --flips N takes the first N.
-constexpr std::array<std::array<bool, 3>, 8> kFlips{{{false, false, false}, {false, true, false}, {true, false, false},
-                                                    {true, true, false}, {false, false, true}, {false, true, true},
+constexpr std::array<std::array<bool, 3>, 8> kFlips{{{false, false, false}, {true, true, false}, {true, false, false},
+                                                    {false, false, true}, {false, true, false}, {false, true, true},
                                                     {true, false, true}, {true, true, true}}};
 
 // One plane of h x w elements (of `channels` values each) from `from` into `to`, mirrored as asked and

@@ -79,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
         "max_side": "downscale images whose longer side exceeds this first",
         "max_tile": "largest tile side (a multiple of 32) where the model's graphs take any size (ONNX "
                     "Runtime); 0: the model's own tile (256), as TensorRT runs it",
-        "flips": "1, 2, 4 or 8: also run each tile mirrored left-right (2), top-bottom (4) and transposed (8) and "
-                 "average the maps: a steadier map at up to 8x the time, for a photo that matters (README, \"Flips\")"})
+        "flips": "1, 2, 4 or 8: also run each tile turned 180 degrees (2), mirrored top-bottom and transposed (4), "
+                 "and its other mirrored and transposed views (8), and average the maps: a steadier map at up to 8x "
+                 "the time, for a photo that matters (README, \"Flips\")"})
     add_settings(p, PipelineConfig, {"max_pixels": "refuse larger images",
                                      "spill_above": "PNG and JPEG photos of more pixels are decoded to a file in "
                                                     "TMPDIR and worked a band of rows at a time, in bounded memory, "
