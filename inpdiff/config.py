@@ -62,7 +62,6 @@ class DataConfig:
     boundary_width: int = 7      # mask loss is weighted up in this band
     # Augmentation probabilities.
     p_flip: float = 0.5
-    p_transpose: float = 0.0     # rows and columns swapped (0: not drawn, so earlier runs' crops are unchanged)
     p_resize: float = 0.2
     p_jpeg: float = 0.2
     p_noise: float = 0.15

@@ -54,8 +54,6 @@ def augment(image: np.ndarray, mask: np.ndarray, cfg: DataConfig, rng: np.random
         image, mask = image[:, ::-1], mask[:, ::-1]
     if rng.random() < cfg.p_flip:
         image, mask = image[::-1], mask[::-1]
-    if cfg.p_transpose and rng.random() < cfg.p_transpose:
-        image, mask = image.swapaxes(0, 1), mask.swapaxes(0, 1)
     image = np.ascontiguousarray(image)
     if rng.random() < cfg.p_blur:
         image = blur(image, rng.uniform(0.4, 1.2))
