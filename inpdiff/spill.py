@@ -77,20 +77,14 @@ class RowWriter:
         return SpilledArray(self._file, (self.rows, *self.row_shape), self.dtype)
 
     def read(self) -> np.ndarray:
-        """Every row written, as one array (one chunk: no copy to join), and the file closed."""
-        whole = list(self.chunks(max(1, self.rows)))
-        return whole[0] if whole else np.zeros((0, *self.row_shape), self.dtype)
-
-    def chunks(self, rows: int):
-        """Every row written, `rows` at a time (read, not mapped: the file's pages are not ours
-        meanwhile), then the file closed."""
+        """Every row written, as one array (read, not mapped: the file's pages are not ours after), and
+        the file closed."""
         self._file.flush()
         self._file.seek(0)
         size = int(np.prod(self.row_shape, dtype=np.int64))
-        for y0 in range(0, self.rows, rows):
-            n = min(rows, self.rows - y0)
-            yield np.fromfile(self._file, self.dtype, n * size).reshape(n, *self.row_shape)
+        rows = np.fromfile(self._file, self.dtype, self.rows * size).reshape(self.rows, *self.row_shape)
         self._file.close()
+        return rows
 
 
 class ColumnWriter:
